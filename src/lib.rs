@@ -1,0 +1,14 @@
+//! # enlist
+//!
+//! Provisions users in bulk from the spreadsheets people actually hand over.
+//!
+//! # Layout
+//!
+//! Data flows one way: **source → plan → execute → report**.
+//!
+//! - [`cell`]: the typed value of one spreadsheet cell.
+//! - [`source`]: reads CSV and Excel files into rows of cells, finding the header row.
+//! - [`error`]: the crate's error type and the exit codes.
+pub mod cell;
+pub mod error;
+pub mod source;
