@@ -1,0 +1,103 @@
+//! A per-test working directory that runs the real `enlist` binary (after xsv's `Workdir`).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh directory under the target dir, removed and recreated for each test.
+pub struct Workdir {
+    root: PathBuf,
+    dir: PathBuf,
+}
+
+impl Workdir {
+    pub fn new(name: &str) -> Workdir {
+        let id = NEXT_ID.fetch_add(1, Ordering::SeqCst);
+        let exe = std::env::current_exe().expect("test exe path");
+        // target/debug/deps/tests-xxxx -> target/debug
+        let root = exe
+            .parent()
+            .and_then(|p| p.parent())
+            .expect("target dir")
+            .to_path_buf();
+        let dir = root
+            .join("workdirs")
+            .join(format!("{name}-{}-{id}", std::process::id()));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).expect("clean workdir");
+        }
+        std::fs::create_dir_all(&dir).expect("create workdir");
+        Workdir { root, dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes a file (text or bytes) into the working directory and returns its path.
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.dir.join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("create parent");
+        }
+        std::fs::write(&p, contents).expect("write file");
+        p
+    }
+
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name)).expect("read file")
+    }
+
+    /// The real binary, run inside this directory with a clean environment for enlist's own variables.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(self.root.join(format!("enlist{}", std::env::consts::EXE_SUFFIX)));
+        cmd.current_dir(&self.dir).args(args);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("ENLIST_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("NO_COLOR", "1");
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let output = self.command(args).output().expect("run enlist");
+        Run { output }
+    }
+}
+
+/// What one run of the binary printed and returned.
+pub struct Run {
+    pub output: Output,
+}
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.output.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    /// Panics with both streams when the exit code is not `code`.
+    pub fn expect_code(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code(),
+            code,
+            "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
