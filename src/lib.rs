@@ -10,5 +10,11 @@
 //! - [`source`]: reads CSV and Excel files into rows of cells, finding the header row.
 //! - [`error`]: the crate's error type and the exit codes.
 pub mod cell;
+pub mod cli;
+pub mod cmd;
 pub mod error;
+pub mod input;
+pub mod outcome;
+pub mod plan;
+pub mod profile;
 pub mod source;

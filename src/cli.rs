@@ -1,0 +1,124 @@
+//! The command line, as clap types. Nothing below `cmd` looks at these: each command turns
+//! its arguments into the library's own settings (an [`InputSpec`], run settings) first.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::error::{Error, Result};
+use crate::input::InputSpec;
+use crate::plan::PlanOptions;
+use crate::profile::{Action, Profile};
+use crate::source::SourceOptions;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "enlist",
+    version,
+    about = "Provision users in bulk from the spreadsheets people actually hand over",
+    long_about = None,
+    after_help = "Exit codes: 0 all rows fine, 1 some rows failed or were invalid, 2 usage error, \
+                  3 input or profile refused, 4 run could not start, 5 state locked, 6 interrupted."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a sheet and render its requests without sending anything.
+    Check(crate::cmd::check::CheckArgs),
+    /// List the built-in profiles, or print one to copy and adapt.
+    Profiles(crate::cmd::profiles::ProfilesArgs),
+}
+
+/// Which action a row takes when it does not say.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Mode {
+    Create,
+    Update,
+    Upsert,
+}
+
+/// Arguments shared by every command that reads a sheet.
+#[derive(Debug, Clone, Args)]
+pub struct InputArgs {
+    /// The sheet: CSV (any delimiter, UTF-8/UTF-16/Windows-1252) or Excel (xlsx, xlsm, xlsb, xls, ods).
+    pub sheet: PathBuf,
+    /// A built-in profile name (see `enlist profiles`) or the path of a profile .toml file.
+    #[arg(short, long, env = "ENLIST_PROFILE")]
+    pub profile: String,
+    /// CSV delimiter: `,` `;` `|` or `tab` (default: detected from the header line).
+    #[arg(long)]
+    pub delimiter: Option<String>,
+    /// CSV encoding, e.g. utf-8, utf-16le, windows-1252 (default: detected).
+    #[arg(long)]
+    pub encoding: Option<String>,
+    /// Excel sheet name (default: the first sheet with a matching header row).
+    #[arg(long = "sheet")]
+    pub sheet_name: Option<String>,
+    /// Spreadsheet row number of the header row (default: found automatically).
+    #[arg(long)]
+    pub header_row: Option<u64>,
+    /// Action for rows without an `action` cell (default: the profile's, usually upsert).
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+}
+
+impl InputArgs {
+    /// Validates the arguments and loads the profile.
+    pub fn spec(&self) -> Result<InputSpec> {
+        let profile = Arc::new(Profile::load(&self.profile)?);
+        let delimiter = match self.delimiter.as_deref() {
+            None => None,
+            Some("tab") | Some("\\t") | Some("\t") => Some(b'\t'),
+            Some(d) if d.len() == 1 && d.is_ascii() => Some(d.as_bytes()[0]),
+            Some(d) => {
+                return Err(Error::Usage(format!(
+                    "--delimiter {d:?}: give one character such as , ; | or the word tab"
+                )))
+            }
+        };
+        let encoding = match self.encoding.as_deref() {
+            None => None,
+            Some(label) => Some(encoding_rs::Encoding::for_label(label.as_bytes()).ok_or_else(|| {
+                Error::Usage(format!(
+                    "--encoding {label:?} is not an encoding name; try utf-8, utf-16le, utf-16be or windows-1252"
+                ))
+            })?),
+        };
+        if self.header_row == Some(0) {
+            return Err(Error::Usage(
+                "--header-row counts from 1, as spreadsheets do".into(),
+            ));
+        }
+        let mode = self.mode.map(|m| match m {
+            Mode::Create => Action::Create,
+            Mode::Update => Action::Update,
+            Mode::Upsert => Action::Upsert,
+        });
+        if let Some(m) = mode {
+            profile.supports(m).map_err(Error::Usage)?;
+        }
+        Ok(InputSpec {
+            path: self.sheet.clone(),
+            source: SourceOptions {
+                delimiter,
+                encoding,
+                sheet: self.sheet_name.clone(),
+                header_row: self.header_row,
+            },
+            plan: PlanOptions { mode },
+            profile,
+        })
+    }
+}
+
+/// Output format for machine-readable results.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}

@@ -1,0 +1,232 @@
+//! `enlist check`: everything a run does except send.
+//!
+//! Reads the sheet, validates every row (all problems of a row at once), renders every
+//! request, and prints a summary, the problems as `row 14, column extension: ...` lines and,
+//! on request, the first rendered requests with secrets masked.
+
+use std::collections::BTreeMap;
+
+use clap::Args;
+use serde_json::json;
+
+use crate::cli::{Format, InputArgs};
+use crate::error::{exit, Result};
+use crate::input::Input;
+use crate::plan::{PlannedRow, Request, Severity, MASK};
+use crate::profile::{Action, Auth, Profile};
+
+use super::out;
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Print the first N fully rendered requests (secrets masked).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub show_requests: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Base URL to show in rendered requests (default: the profile's environment variable).
+    #[arg(long)]
+    pub base_url: Option<String>,
+}
+
+/// Counts for the summary.
+#[derive(Debug, Default)]
+struct Tally {
+    rows: u64,
+    valid: BTreeMap<&'static str, u64>,
+    skipped: u64,
+    invalid: u64,
+    warnings: u64,
+}
+
+pub fn run(args: CheckArgs) -> Result<u8> {
+    let spec = args.input.spec()?;
+    let profile = spec.profile.clone();
+    let input = Input::open(spec)?;
+    let base = args
+        .base_url
+        .clone()
+        .or_else(|| std::env::var(&profile.base_url_env).ok())
+        .unwrap_or_else(|| format!("${}", profile.base_url_env));
+    let json = args.format == Format::Json;
+
+    let mut text = String::new();
+    if !json {
+        let sheet = input
+            .sheet_name
+            .as_deref()
+            .map(|s| format!(", sheet {s:?}"))
+            .unwrap_or_default();
+        text.push_str(&format!(
+            "checking {}{sheet} (header on row {}) with profile {}\n",
+            input.path().display(),
+            input.header_row,
+            profile.name
+        ));
+        for w in input.warnings() {
+            text.push_str(&format!("warning: {w}\n"));
+        }
+        out(&text)?;
+    }
+
+    let mut tally = Tally::default();
+    let mut problems = Vec::new();
+    let mut requests = Vec::new();
+    let sheet = input.raw_rows()?;
+    let mut planner = input.planner();
+    for raw in sheet.rows {
+        let wanted = requests.len() < args.show_requests;
+        let raw_copy = if wanted { raw.clone().ok() } else { None };
+        let row = planner.plan(raw);
+        count(&mut tally, &row);
+        if let (Some(job), Some(raw)) = (&row.job, raw_copy) {
+            for (name, req) in planner.masked_requests(&raw) {
+                let used = match name {
+                    "lookup" => job.lookup.is_some(),
+                    "create" => job.create.is_some(),
+                    _ => job.update.is_some(),
+                };
+                if used {
+                    requests.push((row.row, name, display_request(&profile, &base, &req)));
+                }
+            }
+        }
+        for f in &row.findings {
+            if json {
+                problems.push(json!({"row": row.row, "column": f.column, "severity": f.severity, "message": f.message}));
+            } else {
+                let prefix = if f.severity == Severity::Warning {
+                    "warning: "
+                } else {
+                    ""
+                };
+                out(&format!("{prefix}{}\n", f.describe(row.row)))?;
+            }
+        }
+    }
+
+    let code = if tally.invalid > 0 {
+        exit::ROWS_FAILED
+    } else {
+        exit::OK
+    };
+    let valid: u64 = tally.valid.values().sum();
+    if json {
+        let doc = json!({
+            "file": input.path().display().to_string(),
+            "sheet": input.sheet_name,
+            "header_row": input.header_row,
+            "profile": profile.name,
+            "rows": tally.rows,
+            "valid": valid,
+            "by_action": tally.valid,
+            "skipped": tally.skipped,
+            "invalid": tally.invalid,
+            "warnings": tally.warnings,
+            "sheet_warnings": input.warnings(),
+            "problems": problems,
+            "requests": requests.iter().map(|(row, name, r)| {
+                let mut r = r.clone();
+                r["row"] = json!(row);
+                r["request"] = json!(name);
+                r
+            }).collect::<Vec<_>>(),
+        });
+        out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&doc).map_err(anyhow::Error::from)?
+        ))?;
+    } else {
+        let mut t = String::new();
+        for (row, name, r) in &requests {
+            t.push_str(&format!(
+                "\n--- row {row}: {name}\n{} {}\n",
+                r["method"].as_str().unwrap_or(""),
+                r["url"].as_str().unwrap_or("")
+            ));
+            if let Some(h) = r["headers"].as_object() {
+                for (k, v) in h {
+                    t.push_str(&format!("{k}: {}\n", v.as_str().unwrap_or("")));
+                }
+            }
+            if !r["body"].is_null() {
+                t.push_str(&serde_json::to_string_pretty(&r["body"]).unwrap_or_default());
+                t.push('\n');
+            }
+        }
+        let actions = tally
+            .valid
+            .iter()
+            .map(|(a, n)| format!("{a} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        t.push_str(&format!(
+            "\n{} rows read: {valid} valid{}, {} skipped, {} invalid, {} warnings\n",
+            tally.rows,
+            if actions.is_empty() {
+                String::new()
+            } else {
+                format!(" ({actions})")
+            },
+            tally.skipped,
+            tally.invalid,
+            tally.warnings
+        ));
+        if tally.invalid > 0 {
+            t.push_str("fix the rows above and check again; `enlist run` would not send the invalid rows\n");
+        }
+        out(&t)?;
+    }
+    Ok(code)
+}
+
+fn count(t: &mut Tally, row: &PlannedRow) {
+    t.rows += 1;
+    t.warnings += row
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Warning)
+        .count() as u64;
+    if row.is_invalid() {
+        t.invalid += 1;
+    } else if row.action == Action::Skip {
+        t.skipped += 1;
+    } else {
+        *t.valid.entry(row.action.as_str()).or_default() += 1;
+    }
+}
+
+/// A request as JSON for display: method, URL, headers (auth masked), body.
+fn display_request(profile: &Profile, base: &str, r: &Request) -> serde_json::Value {
+    let mut headers = serde_json::Map::new();
+    if r.body.is_some() {
+        headers.insert("Content-Type".into(), json!(profile.content_type));
+    }
+    match &profile.auth {
+        Auth::None => {}
+        Auth::Basic { .. } => {
+            headers.insert("Authorization".into(), json!(format!("Basic {MASK}")));
+        }
+        Auth::Bearer { .. } => {
+            headers.insert("Authorization".into(), json!(format!("Bearer {MASK}")));
+        }
+        Auth::ApiKey { header, prefix, .. } => {
+            headers.insert(header.clone(), json!(format!("{prefix}{MASK}")));
+        }
+        Auth::TokenLogin(t) => {
+            headers.insert(t.header.clone(), json!(format!("{}{MASK}", t.prefix)));
+        }
+    }
+    for (k, v) in &r.headers {
+        headers.insert(k.clone(), json!(v));
+    }
+    json!({
+        "method": r.method.as_str(),
+        "url": r.display_url(base),
+        "headers": headers,
+        "body": r.body,
+    })
+}

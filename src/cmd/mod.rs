@@ -1,0 +1,25 @@
+//! One file per command (after xsv): each has its clap `Args` and a `run` function.
+
+pub mod check;
+pub mod profiles;
+
+use crate::cli::{Cli, Command};
+use crate::error::Result;
+
+/// Runs the command and returns the process exit code.
+pub fn run(cli: Cli) -> Result<u8> {
+    match cli.command {
+        Command::Check(a) => check::run(a),
+        Command::Profiles(a) => profiles::run(a),
+    }
+}
+
+/// Writes to stdout, treating a closed pipe (`enlist check ... | head`) as success.
+pub(crate) fn out(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    match o.write_all(text.as_bytes()).and_then(|_| o.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
+}

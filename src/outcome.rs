@@ -1,0 +1,185 @@
+//! What happened to each row: the vocabulary shared by the executor, the journal and the
+//! reporters.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::PlannedRow;
+use crate::profile::Action;
+
+/// How a row ended. Every input row ends as exactly one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Created,
+    Updated,
+    /// A create found the user already there (and the row did not ask for an update).
+    Exists,
+    /// The journal shows this content was already applied (delta sync): nothing sent.
+    Unchanged,
+    /// The row asked to be skipped.
+    Skipped,
+    /// The row broke a rule; nothing was sent.
+    Invalid,
+    /// Sent, and the target refused it or never answered in time.
+    Failed,
+    /// The run stopped before this row was sent.
+    NotAttempted,
+}
+
+impl Status {
+    pub const ALL: [Status; 8] = [
+        Status::Created,
+        Status::Updated,
+        Status::Exists,
+        Status::Unchanged,
+        Status::Skipped,
+        Status::Invalid,
+        Status::Failed,
+        Status::NotAttempted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Updated => "updated",
+            Status::Exists => "exists",
+            Status::Unchanged => "unchanged",
+            Status::Skipped => "skipped",
+            Status::Invalid => "invalid",
+            Status::Failed => "failed",
+            Status::NotAttempted => "not-attempted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL
+            .into_iter()
+            .find(|st| st.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+
+    /// Whether the row ended well (the run may exit 0).
+    pub fn is_ok(self) -> bool {
+        !matches!(
+            self,
+            Status::Invalid | Status::Failed | Status::NotAttempted
+        )
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The outcome of one input row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// Position among the data rows (0-based): the report's order.
+    pub seq: u64,
+    /// The spreadsheet row number.
+    pub row: u64,
+    pub key: String,
+    pub status: Status,
+    pub action: Action,
+    /// The HTTP status of the last response, if any.
+    pub http_status: Option<u16>,
+    /// Requests sent for this row (lookups included).
+    pub attempts: u32,
+    pub duration_ms: u64,
+    /// What happened, in words; the server's error message for failures.
+    pub message: String,
+    /// The target's id for the user.
+    pub remote_id: Option<String>,
+    /// RFC 3339 UTC time the row finished.
+    pub finished_at: String,
+    /// The original cells, secrets masked, in sheet column order.
+    pub cells: Vec<String>,
+    /// What was applied (delta sync), for rows that reached the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+}
+
+impl Outcome {
+    /// The outcome of a row that is never sent (invalid or skipped).
+    pub fn unsent(row: &PlannedRow, status: Status, message: String) -> Outcome {
+        Outcome {
+            seq: row.seq,
+            row: row.row,
+            key: row.key.clone(),
+            status,
+            action: row.action,
+            http_status: None,
+            attempts: 0,
+            duration_ms: 0,
+            message,
+            remote_id: None,
+            finished_at: now_rfc3339(),
+            cells: row.cells.clone(),
+            fingerprint: None,
+        }
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The figures of a whole run, for the summary line and the Summary sheet.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunSummary {
+    pub counts: BTreeMap<Status, u64>,
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_secs: f64,
+    /// Requests per second actually achieved.
+    pub achieved_rate: f64,
+    pub requests: u64,
+    pub retries: u64,
+    pub throttled_429: u64,
+    pub profile: String,
+    /// Base URL without credentials.
+    pub base_url: String,
+    pub input_file: String,
+    pub input_sha256: String,
+    pub version: String,
+    /// The command line with secrets masked.
+    pub command_line: String,
+    /// Rows skipped because the journal shows them applied already.
+    pub unchanged: u64,
+    pub interrupted: bool,
+}
+
+impl RunSummary {
+    pub fn total(&self) -> u64 {
+        self.counts.values().sum()
+    }
+
+    pub fn count(&self, s: Status) -> u64 {
+        self.counts.get(&s).copied().unwrap_or(0)
+    }
+
+    /// True when no row failed, was invalid or was left unsent.
+    pub fn all_ok(&self) -> bool {
+        self.counts.iter().all(|(s, n)| s.is_ok() || *n == 0)
+    }
+
+    /// One line a scheduler can parse: `enlist: created=3 updated=1 ... exit=0`.
+    pub fn line(&self) -> String {
+        let parts: Vec<String> = Status::ALL
+            .iter()
+            .map(|s| format!("{}={}", s.as_str(), self.count(*s)))
+            .collect();
+        format!(
+            "enlist summary: rows={} {} requests={} retries={} throttled={} seconds={:.1}",
+            self.total(),
+            parts.join(" "),
+            self.requests,
+            self.retries,
+            self.throttled_429,
+            self.duration_secs
+        )
+    }
+}

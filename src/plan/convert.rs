@@ -1,0 +1,153 @@
+//! Cell → typed JSON value for one column, with every rule of the column checked.
+
+use serde_json::Value;
+
+use crate::cell::Cell;
+use crate::plan::Finding;
+use crate::profile::{Column, ColumnType};
+
+/// Converts one cell for `col`. `Ok(None)` = empty, `Ok(Some(Null))` = the clear marker.
+/// Warnings (a number in a text column) are pushed to `warnings`; the first error is returned
+/// with every rule the value breaks.
+pub fn convert(
+    col: &Column,
+    cell: &Cell,
+    clear_marker: &str,
+    header: &str,
+    warnings: &mut Vec<Finding>,
+) -> Result<Option<Value>, Finding> {
+    let err = |m: String| Finding::error(Some(header), m);
+    let text: String = match cell {
+        Cell::Empty => return Ok(None),
+        Cell::Error(e) => {
+            return Err(err(format!(
+                "the cell holds the spreadsheet error {e}: fix the formula or paste the values"
+            )))
+        }
+        Cell::Text(t) if t == clear_marker => return Ok(Some(Value::Null)),
+        c if c.is_inexact_integer() => {
+            return Err(err(format!(
+                "{c} is too large for Excel to keep every digit; format the column as text and type it again"
+            )))
+        }
+        c => c.to_string(),
+    };
+
+    if cell.is_numeric() && col.text_only {
+        warnings.push(Finding::warning(
+            Some(header),
+            format!(
+                "{text} was stored as a number in the sheet; format the column as text so leading zeros and + are kept"
+            ),
+        ));
+    }
+
+    let value = match col.kind {
+        ColumnType::String => Value::String(text.clone()),
+        ColumnType::Integer => match cell {
+            Cell::Int(i) => Value::from(*i),
+            _ => match parse_integer(&text) {
+                Some(i) => Value::from(i),
+                None => return Err(err(format!("{text:?} is not a whole number"))),
+            },
+        },
+        ColumnType::Number => match cell {
+            Cell::Int(i) => Value::from(*i),
+            Cell::Float(f) => serde_json::Number::from_f64(*f)
+                .map(Value::Number)
+                .unwrap_or(Value::Null),
+            _ => match text
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+            {
+                Some(n) => Value::Number(n),
+                None => return Err(err(format!("{text:?} is not a number"))),
+            },
+        },
+        ColumnType::Boolean => match cell {
+            Cell::Bool(b) => Value::Bool(*b),
+            _ => match text.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "y" | "1" | "on" | "x" | "enabled" | "active" => Value::Bool(true),
+                "false" | "no" | "n" | "0" | "off" | "disabled" | "inactive" => Value::Bool(false),
+                _ => {
+                    return Err(err(format!(
+                        "{text:?} is not true or false (use true/false or yes/no)"
+                    )))
+                }
+            },
+        },
+        ColumnType::List => Value::Array(
+            text.split(col.separator())
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_string()))
+                .collect(),
+        ),
+        ColumnType::Json => match serde_json::from_str::<Value>(&text) {
+            Ok(v) => v,
+            Err(e) => return Err(err(format!("is not valid JSON ({e})"))),
+        },
+    };
+
+    // Rules apply to the text a person typed.
+    let mut broken = Vec::new();
+    let len = text.chars().count();
+    if let Some(min) = col.min_length {
+        if len < min {
+            broken.push(format!(
+                "is {len} characters long; it must be at least {min}"
+            ));
+        }
+    }
+    if let Some(max) = col.max_length {
+        if len > max {
+            broken.push(format!(
+                "is {len} characters long; it must be at most {max}"
+            ));
+        }
+    }
+    let shown = if col.secret {
+        "the value".to_string()
+    } else {
+        format!("{text:?}")
+    };
+    if col.email && !email_address::EmailAddress::is_valid(&text) {
+        broken.push(format!("{shown} is not an email address"));
+    } else if col.email && !text.rsplit('@').next().unwrap_or("").contains('.') {
+        broken.push(format!(
+            "{shown} is not an email address (the domain has no dot)"
+        ));
+    }
+    if let Some(re) = &col.regex {
+        if !re.is_match(&text) {
+            let hint = col
+                .pattern_hint
+                .clone()
+                .unwrap_or_else(|| format!("match {}", re.as_str()));
+            broken.push(format!("{shown} is not {hint}"));
+        }
+    }
+    let mut value = value;
+    if !col.one_of.is_empty() {
+        match col.one_of.iter().find(|o| o.eq_ignore_ascii_case(&text)) {
+            Some(canonical) => value = Value::String(canonical.clone()),
+            None => broken.push(format!("{shown} is not one of: {}", col.one_of.join(", "))),
+        }
+    }
+    if broken.is_empty() {
+        Ok(Some(value))
+    } else {
+        // Secrets never appear in a message: only rules are named.
+        Err(err(broken.join("; ")))
+    }
+}
+
+/// Parses a whole number, accepting Excel's `1234.0` and thousands separators never.
+fn parse_integer(t: &str) -> Option<i64> {
+    if let Ok(i) = t.parse::<i64>() {
+        return Some(i);
+    }
+    let f: f64 = t.parse().ok()?;
+    (f.fract() == 0.0 && f.abs() < crate::cell::MAX_EXACT_INT).then_some(f as i64)
+}

@@ -1,0 +1,203 @@
+//! Which profile column each header of the sheet means.
+
+use std::path::Path;
+
+use crate::cell::Cell;
+use crate::error::{Error, Result};
+use crate::plan::MASK;
+use crate::profile::{normalize_header, Profile};
+use crate::source::RawRow;
+
+/// Headers of an outcome workbook fed back as input; they are not the user's data.
+const REPORT_HEADERS: &[&str] = &[
+    "outcome",
+    "httpstatus",
+    "attempts",
+    "durationms",
+    "message",
+    "remoteid",
+    "finishedat",
+    "sourcerow",
+];
+
+/// The mapping between a sheet's columns and a profile's columns.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    headers: Vec<String>,
+    /// For each profile column, the sheet column that carries it.
+    by_profile: Vec<Option<usize>>,
+    /// For each sheet column: is it a secret column (masked in every output)?
+    secret: Vec<bool>,
+    action_col: Option<usize>,
+    outcome_col: Option<usize>,
+    source_row_col: Option<usize>,
+    /// Sheet headers the profile does not know (ignored, with a warning).
+    pub unknown: Vec<String>,
+}
+
+/// Decides whether a row of cells is the header row for `profile`: at least two of its
+/// cells name profile columns (titles and instructions above the header do not).
+pub fn is_header(profile: &Profile, cells: &[String]) -> bool {
+    let hits = cells
+        .iter()
+        .filter(|c| profile.match_header(c).is_some() || normalize_header(c) == "action")
+        .count();
+    hits >= 2 || (hits == 1 && profile.columns.len() == 1)
+}
+
+impl Layout {
+    /// Maps `headers` onto `profile`, refusing a sheet that lacks a required column.
+    pub fn new(profile: &Profile, headers: &[String], path: &Path) -> Result<Layout> {
+        let mut by_profile = vec![None; profile.columns.len()];
+        let mut secret = vec![false; headers.len()];
+        let mut action_col = None;
+        let mut outcome_col = None;
+        let mut source_row_col = None;
+        let mut unknown = Vec::new();
+        for (si, h) in headers.iter().enumerate() {
+            let norm = normalize_header(h);
+            if norm.is_empty() {
+                continue;
+            }
+            if let Some(ci) = profile.match_header(h) {
+                if let Some(prev) = by_profile[ci] {
+                    return Err(Error::input(
+                        path,
+                        format!(
+                            "columns {:?} and {:?} both mean {}; keep one of them",
+                            headers[prev], h, profile.columns[ci].name
+                        ),
+                    ));
+                }
+                by_profile[ci] = Some(si);
+                secret[si] = profile.columns[ci].secret;
+            } else if norm == "action" {
+                action_col = Some(si);
+            } else if norm == "outcome" {
+                outcome_col = Some(si);
+            } else if norm == "sourcerow" {
+                source_row_col = Some(si);
+            } else if !REPORT_HEADERS.contains(&norm.as_str()) {
+                unknown.push(h.clone());
+            }
+        }
+        let missing: Vec<usize> = profile
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(ci, c)| {
+                (c.required || *ci == profile.key_index())
+                    && c.default.is_none()
+                    && by_profile[*ci].is_none()
+            })
+            .map(|(ci, _)| ci)
+            .collect();
+        if !missing.is_empty() {
+            let mut parts = Vec::new();
+            for ci in &missing {
+                let col = &profile.columns[*ci];
+                let want = normalize_header(&col.name);
+                let closest = unknown
+                    .iter()
+                    .map(|h| (strsim::jaro_winkler(&normalize_header(h), &want), h))
+                    .filter(|(score, _)| *score > 0.7)
+                    .max_by(|a, b| a.0.total_cmp(&b.0));
+                parts.push(match closest {
+                    Some((_, h)) => format!("{} (the closest header found is {h:?})", col.name),
+                    None => col.name.clone(),
+                });
+            }
+            return Err(Error::input(
+                path,
+                format!(
+                    "the sheet lacks required column{} for profile {}: {}. Headers found: {}. Rename the header \
+                     (any of the names in `enlist profiles show {}` works) or add the column; no row was processed.",
+                    if missing.len() > 1 { "s" } else { "" },
+                    profile.name,
+                    parts.join(", "),
+                    headers.iter().map(|h| format!("{h:?}")).collect::<Vec<_>>().join(", "),
+                    profile.name,
+                ),
+            ));
+        }
+        Ok(Layout {
+            headers: headers.to_vec(),
+            by_profile,
+            secret,
+            action_col,
+            outcome_col,
+            source_row_col,
+            unknown,
+        })
+    }
+
+    pub fn headers(&self) -> &[String] {
+        &self.headers
+    }
+
+    /// The sheet column index that carries profile column `ci`.
+    pub fn sheet_index(&self, ci: usize) -> Option<usize> {
+        self.by_profile[ci]
+    }
+
+    pub fn header(&self, si: usize) -> &str {
+        self.headers.get(si).map(String::as_str).unwrap_or("")
+    }
+
+    /// The name to use for profile column `ci` in messages: the sheet's header if present.
+    pub fn label(&self, ci: usize, profile: &Profile) -> String {
+        match self.by_profile[ci] {
+            Some(si) => self.headers[si].clone(),
+            None => profile.columns[ci].name.clone(),
+        }
+    }
+
+    /// Is sheet column `si` a secret?
+    pub fn is_secret(&self, si: usize) -> bool {
+        self.secret.get(si).copied().unwrap_or(false)
+    }
+
+    pub fn action_header(&self) -> &str {
+        self.action_col.map(|i| self.header(i)).unwrap_or("action")
+    }
+
+    pub fn has_outcome_column(&self) -> bool {
+        self.outcome_col.is_some()
+    }
+
+    fn text_at(raw: &RawRow, i: Option<usize>) -> Option<String> {
+        let c = raw.cells.get(i?)?;
+        (!c.is_empty()).then(|| c.to_string())
+    }
+
+    /// The row's `action` cell, if filled.
+    pub fn action_text(&self, raw: &RawRow) -> Option<String> {
+        Self::text_at(raw, self.action_col)
+    }
+
+    /// The row's `Outcome` cell (an outcome workbook fed back as input).
+    pub fn outcome_text(&self, raw: &RawRow) -> Option<String> {
+        Self::text_at(raw, self.outcome_col)
+    }
+
+    /// The row's `Source row` cell (an outcome workbook fed back as input).
+    pub fn source_row(&self, raw: &RawRow) -> Option<u64> {
+        Self::text_at(raw, self.source_row_col)?.parse().ok()
+    }
+
+    /// The key cell's text, trimmed, if filled (for the duplicate pass).
+    pub fn key_text_for(&self, raw: &RawRow, key_ci: usize) -> Option<String> {
+        Self::text_at(raw, self.by_profile[key_ci])
+    }
+
+    /// The row's cells as a person sees them, one per header, secrets masked.
+    pub fn display_cells(&self, _profile: &Profile, raw: &RawRow) -> Vec<String> {
+        (0..self.headers.len())
+            .map(|si| match raw.cells.get(si) {
+                None | Some(Cell::Empty) => String::new(),
+                Some(_) if self.is_secret(si) => MASK.to_string(),
+                Some(c) => c.to_string(),
+            })
+            .collect()
+    }
+}
