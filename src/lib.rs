@@ -17,4 +17,5 @@ pub mod input;
 pub mod outcome;
 pub mod plan;
 pub mod profile;
+pub mod report;
 pub mod source;

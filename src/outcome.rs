@@ -183,3 +183,11 @@ impl RunSummary {
         )
     }
 }
+
+/// Where finished outcomes go (a JSON-lines file, the outcome workbook, the journal).
+/// The collector owns every sink; outcomes arrive in completion order, not input order.
+pub trait OutcomeSink: Send {
+    fn record(&mut self, outcome: &Outcome) -> crate::error::Result<()>;
+    /// Called once, after the last outcome.
+    fn finish(&mut self, summary: &RunSummary) -> crate::error::Result<()>;
+}

@@ -1,0 +1,43 @@
+//! Outcomes as JSON lines, written as rows finish (machines can tail the file).
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::outcome::{Outcome, OutcomeSink, RunSummary};
+
+/// One JSON object per finished row, in completion order, plus a final summary object.
+pub struct JsonlSink {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl JsonlSink {
+    pub fn create(path: &Path) -> Result<JsonlSink> {
+        let f = File::create(path)
+            .map_err(|e| Error::input(path, format!("cannot create the report: {e}")))?;
+        Ok(JsonlSink {
+            path: path.to_path_buf(),
+            out: BufWriter::new(f),
+        })
+    }
+}
+
+impl OutcomeSink for JsonlSink {
+    fn record(&mut self, o: &Outcome) -> Result<()> {
+        serde_json::to_writer(&mut self.out, o).map_err(anyhow::Error::from)?;
+        self.out.write_all(b"\n")?;
+        Ok(())
+    }
+
+    fn finish(&mut self, s: &RunSummary) -> Result<()> {
+        serde_json::to_writer(&mut self.out, &serde_json::json!({ "summary": s }))
+            .map_err(anyhow::Error::from)?;
+        self.out.write_all(b"\n")?;
+        self.out
+            .flush()
+            .map_err(|e| Error::input(&self.path, format!("cannot write the report: {e}")))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,3 @@
+//! Report: writes outcomes where people and machines can read them.
+
+pub mod jsonl;
