@@ -14,6 +14,7 @@ pub mod cli;
 pub mod cmd;
 pub mod error;
 pub mod input;
+pub mod journal;
 pub mod outcome;
 pub mod plan;
 pub mod profile;

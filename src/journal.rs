@@ -1,0 +1,393 @@
+//! The journal: what was applied to which target, durable across crashes.
+//!
+//! # Why SQLite
+//! Every finished row must survive `kill -9` and power loss, a torn last write must never stop
+//! the next start, and the next run must answer "was this exact content applied to this target
+//! already?" for a million keys without holding them in memory. SQLite (bundled, WAL mode,
+//! `synchronous=FULL`) gives all three: a transaction is durable once committed, a torn write
+//! is rolled back by SQLite's own recovery on open, and the primary key answers point lookups
+//! in microseconds. Rows are committed in small batches (every [`BATCH`] outcomes or
+//! [`BATCH_INTERVAL`]), so durability costs one fsync per batch, not per row.
+//!
+//! # What is stored
+//! - `applied(target, key)`: per user, the fingerprint of the content last applied successfully
+//!   (delta sync), the remote id and the outcome of the run that applied it.
+//! - `runs`: one line per run with its input hash; a run without `finished_at` died or was
+//!   interrupted, so the next run *resumes*: rows it had not recorded may have reached the
+//!   target, and are looked up before any create is sent again.
+//!
+//! A lock file beside the database keeps two runs off the same state; the OS releases the
+//! lock when a process dies, so a stale lock from a dead process is simply taken over.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use fs4::fs_std::FileExt;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::error::{Error, Result};
+use crate::outcome::{now_rfc3339, Outcome, OutcomeSink, RunSummary, Status};
+
+/// Outcomes per transaction.
+pub const BATCH: usize = 200;
+/// Longest time an outcome waits for its batch to be committed.
+pub const BATCH_INTERVAL: Duration = Duration::from_millis(250);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS applied (
+    target      TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    remote_id   TEXT,
+    status      TEXT NOT NULL,
+    run_id      INTEGER NOT NULL,
+    at          TEXT NOT NULL,
+    PRIMARY KEY (target, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS runs (
+    id          INTEGER PRIMARY KEY,
+    target      TEXT NOT NULL,
+    input_sha   TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    pid         INTEGER NOT NULL
+);
+";
+
+/// Identifies a target: the same sheet may feed two systems, each with its own history.
+pub fn target_id(profile: &str, base_url: &str) -> String {
+    format!("{profile} {}", base_url.trim_end_matches('/'))
+}
+
+/// The normalised key under which a user is journaled (case and outer spaces ignored,
+/// as the duplicate check does).
+pub fn journal_key(key: &str) -> String {
+    key.trim().to_lowercase()
+}
+
+/// What the journal knows about one key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    pub fingerprint: String,
+    pub remote_id: Option<String>,
+    pub status: Status,
+    pub run_id: i64,
+    pub at: String,
+}
+
+/// The state of one run: the write side (an [`OutcomeSink`]) and the lock.
+pub struct Journal {
+    conn: Connection,
+    target: String,
+    run_id: i64,
+    /// The run this one resumes (the last run on this target that never finished).
+    resumes: Option<i64>,
+    pending: usize,
+    last_commit: Instant,
+    /// Held for the life of the run; dropping it releases the lock.
+    _lock: File,
+    path: PathBuf,
+}
+
+/// A read-only view used by the planner thread to decide what is unchanged.
+pub struct JournalReader {
+    conn: Connection,
+    target: String,
+}
+
+fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
+    move |e| Error::input(path, format!("the state database cannot be used: {e}"))
+}
+
+fn open_conn(db: &Path) -> Result<Connection> {
+    let conn = Connection::open(db).map_err(sql_err(db))?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(sql_err(db))?;
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
+        .map_err(sql_err(db))?;
+    Ok(conn)
+}
+
+impl Journal {
+    /// Opens (or creates) the state in `dir`, takes the lock, and starts a run record.
+    /// Another live run on the same state gives [`Error::Locked`].
+    pub fn open(dir: &Path, target: &str, input_sha: &str) -> Result<Journal> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::input(dir, format!("cannot create the state directory: {e}")))?;
+        let lock_path = dir.join("enlist.lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::input(&lock_path, format!("cannot open the lock file: {e}")))?;
+        match FileExt::try_lock_exclusive(&lock) {
+            Ok(true) => {}
+            Ok(false) | Err(_) => {
+                let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
+                return Err(Error::Locked(format!(
+                    "another enlist run is using the state in {} ({}); wait for it to finish or use another --state",
+                    dir.display(),
+                    holder.trim()
+                )));
+            }
+        }
+        // Record who holds the lock, for the message a second run prints.
+        let _ = std::fs::write(
+            &lock_path,
+            format!("pid {}, since {}", std::process::id(), now_rfc3339()),
+        );
+
+        let db = dir.join("enlist.sqlite");
+        let conn = open_conn(&db)?;
+        conn.execute_batch(SCHEMA).map_err(sql_err(&db))?;
+        let resumes: Option<i64> = conn
+            .query_row(
+                "SELECT id FROM runs WHERE target = ?1 AND finished_at IS NULL ORDER BY id DESC LIMIT 1",
+                params![target],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql_err(&db))?;
+        conn.execute(
+            "INSERT INTO runs (target, input_sha, started_at, pid) VALUES (?1, ?2, ?3, ?4)",
+            params![target, input_sha, now_rfc3339(), std::process::id()],
+        )
+        .map_err(sql_err(&db))?;
+        let run_id = conn.last_insert_rowid();
+        // Older unfinished runs are now accounted for by this one.
+        conn.execute(
+            "UPDATE runs SET finished_at = 'superseded' WHERE target = ?1 AND finished_at IS NULL AND id <> ?2",
+            params![target, run_id],
+        )
+        .map_err(sql_err(&db))?;
+        conn.execute_batch("BEGIN").map_err(sql_err(&db))?;
+        Ok(Journal {
+            conn,
+            target: target.to_string(),
+            run_id,
+            resumes,
+            pending: 0,
+            last_commit: Instant::now(),
+            _lock: lock,
+            path: db,
+        })
+    }
+
+    /// True when the previous run on this target died or was interrupted.
+    pub fn is_resume(&self) -> bool {
+        self.resumes.is_some()
+    }
+
+    pub fn run_id(&self) -> i64 {
+        self.run_id
+    }
+
+    /// A second connection for the planner thread.
+    pub fn reader(&self) -> Result<JournalReader> {
+        Ok(JournalReader {
+            conn: open_conn(&self.path)?,
+            target: self.target.clone(),
+        })
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        self.conn
+            .execute_batch("COMMIT; BEGIN")
+            .map_err(sql_err(&self.path))?;
+        self.pending = 0;
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+}
+
+impl OutcomeSink for Journal {
+    /// Records a row that reached the target. Failed rows are not recorded: the next run
+    /// sends them again. Unchanged rows are already recorded.
+    fn record(&mut self, o: &Outcome) -> Result<()> {
+        let applied = matches!(o.status, Status::Created | Status::Updated | Status::Exists);
+        if let (true, Some(fp)) = (applied, &o.fingerprint) {
+            self.conn
+                .execute(
+                    "INSERT INTO applied (target, key, fingerprint, remote_id, status, run_id, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (target, key) DO UPDATE SET fingerprint = excluded.fingerprint,
+                       remote_id = COALESCE(excluded.remote_id, applied.remote_id),
+                       status = excluded.status, run_id = excluded.run_id, at = excluded.at",
+                    params![
+                        self.target,
+                        journal_key(&o.key),
+                        fp,
+                        o.remote_id,
+                        o.status.as_str(),
+                        self.run_id,
+                        o.finished_at
+                    ],
+                )
+                .map_err(sql_err(&self.path))?;
+            self.pending += 1;
+        }
+        if self.pending >= BATCH
+            || (self.pending > 0 && self.last_commit.elapsed() >= BATCH_INTERVAL)
+        {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, summary: &RunSummary) -> Result<()> {
+        // An interrupted run stays "unfinished" so that the next run resumes it.
+        if !summary.interrupted {
+            self.conn
+                .execute(
+                    "UPDATE runs SET finished_at = ?1 WHERE id = ?2",
+                    params![now_rfc3339(), self.run_id],
+                )
+                .map_err(sql_err(&self.path))?;
+        }
+        self.commit()
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        let _ = self.conn.execute_batch("COMMIT");
+    }
+}
+
+impl JournalReader {
+    /// What was applied for `key` on this target, if anything.
+    pub fn get(&self, key: &str) -> Result<Option<Applied>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT fingerprint, remote_id, status, run_id, at FROM applied WHERE target = ?1 AND key = ?2",
+            )
+            .map_err(|e| Error::Other(e.into()))?;
+        stmt.query_row(params![self.target, journal_key(key)], |r| {
+            let status: String = r.get(2)?;
+            Ok(Applied {
+                fingerprint: r.get(0)?,
+                remote_id: r.get(1)?,
+                status: Status::parse(&status).unwrap_or(Status::Updated),
+                run_id: r.get(3)?,
+                at: r.get(4)?,
+            })
+        })
+        .optional()
+        .map_err(|e| Error::Other(e.into()))
+    }
+}
+
+/// `--shard I/N`: which share of the keys this process takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u64,
+    pub count: u64,
+}
+
+impl Shard {
+    /// Parses `I/N` with 0 ≤ I < N (Kubernetes' JOB_COMPLETION_INDEX counts from 0).
+    pub fn parse(s: &str) -> std::result::Result<Shard, String> {
+        let (i, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("--shard {s:?}: write it as I/N, for example 0/4"))?;
+        let index: u64 = i
+            .trim()
+            .parse()
+            .map_err(|_| format!("--shard {s:?}: {i:?} is not a number"))?;
+        let count: u64 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("--shard {s:?}: {n:?} is not a number"))?;
+        if count == 0 || index >= count {
+            return Err(format!(
+                "--shard {s:?}: I must be below N (shards are 0/N to {}/N)",
+                count.max(1) - 1
+            ));
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// Whether this shard owns `key`. Stable across runs, machines and versions: SHA-256.
+    pub fn owns(&self, key: &str) -> bool {
+        use sha2::{Digest, Sha256};
+        let d = Sha256::digest(journal_key(key).as_bytes());
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&d[..8]);
+        u64::from_be_bytes(b) % self.count == self.index
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::Action;
+
+    fn outcome(key: &str, status: Status, fp: &str) -> Outcome {
+        Outcome {
+            seq: 0,
+            row: 2,
+            key: key.into(),
+            status,
+            action: Action::Create,
+            http_status: Some(201),
+            attempts: 1,
+            duration_ms: 3,
+            message: String::new(),
+            remote_id: Some("r1".into()),
+            finished_at: now_rfc3339(),
+            cells: vec![],
+            fingerprint: Some(fp.into()),
+        }
+    }
+
+    #[test]
+    fn records_survive_and_a_second_run_is_locked_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), "t", "sha").unwrap();
+        assert!(!j.is_resume());
+        j.record(&outcome("Ann@X", Status::Created, "f1")).unwrap();
+        j.record(&outcome("bob", Status::Failed, "f2")).unwrap();
+        match Journal::open(dir.path(), "t", "sha") {
+            Err(Error::Locked(m)) => assert!(m.contains("another enlist run"), "{m}"),
+            other => panic!("expected a lock error, got {:?}", other.map(|_| ())),
+        }
+        j.commit().unwrap();
+        let r = j.reader().unwrap();
+        assert_eq!(r.get("ann@x").unwrap().unwrap().fingerprint, "f1");
+        assert!(
+            r.get("bob").unwrap().is_none(),
+            "failed rows are sent again next time"
+        );
+        drop(r);
+        // Not finished: the next run resumes.
+        drop(j);
+        let j2 = Journal::open(dir.path(), "t", "sha").unwrap();
+        assert!(j2.is_resume());
+        let mut j2 = j2;
+        j2.finish(&RunSummary::default()).unwrap();
+        drop(j2);
+        let j3 = Journal::open(dir.path(), "t", "sha").unwrap();
+        assert!(!j3.is_resume());
+        // Targets are separate.
+        drop(j3);
+        let j4 = Journal::open(dir.path(), "other", "sha").unwrap();
+        assert!(j4.reader().unwrap().get("ann@x").unwrap().is_none());
+    }
+
+    #[test]
+    fn shards_split_keys_disjointly() {
+        let shards: Vec<Shard> = (0..4)
+            .map(|i| Shard::parse(&format!("{i}/4")).unwrap())
+            .collect();
+        for k in 0..1000 {
+            let key = format!("user{k}@x");
+            assert_eq!(shards.iter().filter(|s| s.owns(&key)).count(), 1);
+        }
+        assert!(Shard::parse("4/4").is_err());
+        assert!(Shard::parse("x").is_err());
+    }
+}
