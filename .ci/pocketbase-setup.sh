@@ -38,7 +38,7 @@ json "${AUTH[@]}" -X POST "$PB/api/collections/provisioners/records" \
   -d "{\"email\":\"$PROV_EMAIL\",\"password\":\"$PROV_PASS\",\"passwordConfirm\":\"$PROV_PASS\"}" >/dev/null
 json "${AUTH[@]}" -X PATCH "$PB/api/settings" -d @- >/dev/null <<JSON
 {"rateLimits":{"enabled":true,"rules":[
-  {"label":"people:create","maxRequests":5,"duration":2},
+  {"label":"people:create","maxRequests":20,"duration":1},
   {"label":"/api/","maxRequests":300,"duration":10}]}}
 JSON
 echo "pocketbase ready at $PB (provisioner $PROV_EMAIL)"
