@@ -5,10 +5,15 @@
 //! and keeps each row's spreadsheet row number (the number a person sees in Excel) so that
 //! every later message can name it. CSV and xlsx are streamed row by row.
 
+use std::collections::VecDeque;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::cell::Cell;
 use crate::error::{Error, Result};
+
+mod csv;
+mod excel;
 
 /// How the caller wants the file read. Everything is optional: the reader detects.
 #[derive(Debug, Clone, Default)]
@@ -79,9 +84,356 @@ impl std::fmt::Debug for Sheet {
     }
 }
 
+/// How many bytes the reader looks at to decide what a file is (format, encoding,
+/// delimiter). Detection never reads the whole file.
+pub(crate) const SNIFF_LEN: usize = 64 * 1024;
+
+/// How many non-empty rows are searched for the header row.
+pub(crate) const HEADER_SCAN_ROWS: usize = 50;
+
+/// Hard cap on the number of columns kept from any row (Excel's own limit is 16,384);
+/// it bounds memory on hostile files that place a cell in a far-away column.
+pub(crate) const MAX_COLUMNS: usize = 16_384;
+
 /// Opens `path` (CSV or Excel, chosen by content and extension) and positions it after
 /// the header row.
 pub fn open(path: &Path, opts: &SourceOptions, probe: &dyn HeaderProbe) -> Result<Sheet> {
-    let _ = (opts, probe);
-    Err(Error::input(path, "reading is not implemented yet"))
+    let mut file = std::fs::File::open(path).map_err(|e| {
+        Error::input(
+            path,
+            format!("cannot open the file ({e}): check the path and that you may read it"),
+        )
+    })?;
+    let prefix = read_prefix(&mut file, SNIFF_LEN).map_err(|e| {
+        Error::input(
+            path,
+            format!("cannot read the file ({e}): check that it is a complete, readable file"),
+        )
+    })?;
+    if prefix.is_empty() {
+        return Err(Error::input(
+            path,
+            "the file is empty: export the sheet again with a header row",
+        ));
+    }
+    let at_eof = prefix.len() < SNIFF_LEN;
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    let kind = Kind::sniff(&prefix);
+    let excel_ext = matches!(
+        ext.as_str(),
+        "xlsx" | "xlsm" | "xlsb" | "xls" | "ods" | "xlam" | "xla"
+    );
+    match kind {
+        Kind::Zip | Kind::Cfb => {
+            drop(file);
+            excel::open(path, &ext, kind, opts, probe)
+        }
+        Kind::Text if excel_ext => Err(Error::input(
+            path,
+            format!(
+                "is not an Excel workbook (it looks like CSV text): rename it to .csv, \
+                 or export the sheet again from Excel as .{ext}"
+            ),
+        )),
+        Kind::Binary if excel_ext => Err(Error::input(
+            path,
+            format!(
+                "is not an Excel workbook (its content is not a spreadsheet format enlist \
+                 can read): export the sheet again from Excel as .{ext} or as CSV"
+            ),
+        )),
+        Kind::Binary if opts.encoding.is_none() => Err(Error::input(
+            path,
+            "does not look like CSV text (it contains binary data): export the sheet again \
+             as CSV (UTF-8) or as .xlsx",
+        )),
+        Kind::Text | Kind::Binary => csv::open(path, file, prefix, at_eof, opts, probe),
+    }
+}
+
+/// What the first bytes of a file say it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A zip archive: xlsx, xlsm, xlsb or ods.
+    Zip,
+    /// An OLE compound file: xls (or an encrypted xlsx).
+    Cfb,
+    /// Text (UTF-8, UTF-16 with BOM, or a single-byte encoding).
+    Text,
+    /// Something else.
+    Binary,
+}
+
+impl Kind {
+    pub(crate) fn sniff(prefix: &[u8]) -> Kind {
+        if prefix.starts_with(b"PK\x03\x04") || prefix.starts_with(b"PK\x05\x06") {
+            return Kind::Zip;
+        }
+        if prefix.starts_with(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]) {
+            return Kind::Cfb;
+        }
+        if prefix.starts_with(&[0xFF, 0xFE]) || prefix.starts_with(&[0xFE, 0xFF]) {
+            return Kind::Text;
+        }
+        // Text has no NUL bytes and few control characters besides tab, CR and LF.
+        let sample = &prefix[..prefix.len().min(8192)];
+        let controls = sample
+            .iter()
+            .filter(|&&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0C))
+            .count();
+        if sample.contains(&0) || controls * 20 > sample.len() {
+            Kind::Binary
+        } else {
+            Kind::Text
+        }
+    }
+}
+
+/// Reads up to `limit` bytes from the start of `r`.
+fn read_prefix(r: &mut impl Read, limit: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(limit.min(SNIFF_LEN));
+    r.take(limit as u64).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// A format-specific producer of rows, in file order. Rows may be empty (the framing
+/// layer skips them); `cells` are positioned by column (index 0 is column A).
+pub(crate) trait RowSource {
+    fn next_row(&mut self) -> Option<RowResult>;
+}
+
+impl RowSource for Box<dyn RowSource + Send> {
+    fn next_row(&mut self) -> Option<RowResult> {
+        (**self).next_row()
+    }
+}
+
+/// The header row as found by [`locate_header`], and the rows already read past it.
+pub(crate) struct Located {
+    pub header_row: u64,
+    pub headers: Vec<String>,
+    /// Whether the probe recognised the header row (false: fallback to the first row).
+    pub matched: bool,
+    /// Rows read after the header while looking for it (already known data rows).
+    pub pending: VecDeque<RowResult>,
+    /// The number of the last row taken from the source (0 if none).
+    pub last_read: u64,
+}
+
+/// The texts a [`HeaderProbe`] sees: cells as displayed, trailing empty cells removed.
+pub(crate) fn row_texts(cells: &[Cell]) -> Vec<String> {
+    let mut texts: Vec<String> = cells.iter().map(|c| c.to_string()).collect();
+    while texts.last().is_some_and(|t| t.is_empty()) {
+        texts.pop();
+    }
+    texts
+}
+
+fn is_blank(cells: &[Cell]) -> bool {
+    cells.iter().all(Cell::is_empty)
+}
+
+/// Finds the header row in `src`: the forced row, else the first of the first
+/// [`HEADER_SCAN_ROWS`] non-empty rows the probe accepts, else the first non-empty row.
+/// `what` names the file or sheet in messages ("the file", "sheet \"Users\"").
+/// Fails when there is no row, and when the header row has no data row below it.
+pub(crate) fn locate_header(
+    src: &mut dyn RowSource,
+    forced: Option<u64>,
+    probe: &dyn HeaderProbe,
+    what: &str,
+) -> std::result::Result<Located, String> {
+    let mut last_read = 0;
+    let mut scanned: Vec<RowResult> = Vec::new();
+    let mut header: Option<(RawRow, bool)> = None;
+    if let Some(n) = forced {
+        while let Some(r) = src.next_row() {
+            let number = match &r {
+                Ok(row) => row.number,
+                Err(e) => e.number,
+            };
+            last_read = number;
+            if number < n {
+                continue;
+            }
+            if number > n {
+                return Err(format!(
+                    "row {n} (the header row you chose) is empty: give the number of \
+                     the row that holds the column names, as Excel shows it"
+                ));
+            }
+            match r {
+                Ok(row) if !is_blank(&row.cells) => {
+                    let matched = probe.is_header(&row_texts(&row.cells));
+                    header = Some((row, matched));
+                    break;
+                }
+                Ok(_) => {
+                    return Err(format!(
+                        "row {n} (the header row you chose) is empty: give the number of \
+                         the row that holds the column names, as Excel shows it"
+                    ))
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "row {n} (the header row you chose) cannot be read ({}): fix that \
+                         row or export the sheet again",
+                        e.message
+                    ))
+                }
+            }
+        }
+        if header.is_none() {
+            return Err(if last_read == 0 {
+                format!("{what} has no rows with content: export the sheet again with a header row")
+            } else {
+                format!(
+                    "{what} ends at row {last_read}, before row {n} (the header row you \
+                     chose): give the number of the row that holds the column names"
+                )
+            });
+        }
+    } else {
+        while let Some(r) = src.next_row() {
+            match r {
+                Ok(row) => {
+                    last_read = row.number;
+                    if is_blank(&row.cells) {
+                        continue;
+                    }
+                    if probe.is_header(&row_texts(&row.cells)) {
+                        header = Some((row, true));
+                        scanned.clear();
+                        break;
+                    }
+                    scanned.push(Ok(row));
+                }
+                Err(e) => {
+                    last_read = e.number;
+                    scanned.push(Err(e));
+                }
+            }
+            if scanned.len() >= HEADER_SCAN_ROWS {
+                break;
+            }
+        }
+        if header.is_none() {
+            let first_ok = scanned.iter().position(|r| r.is_ok());
+            match first_ok {
+                Some(i) => {
+                    let rest = scanned.split_off(i + 1);
+                    if let Some(Ok(row)) = scanned.pop() {
+                        header = Some((row, false));
+                    }
+                    scanned = rest;
+                }
+                None => {
+                    return Err(match scanned.first() {
+                        Some(Err(e)) => format!(
+                            "{what} has no readable row (row {}: {}): export the sheet again",
+                            e.number, e.message
+                        ),
+                        _ => format!(
+                            "{what} has no rows with content: export the sheet again with a \
+                             header row"
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    let Some((row, matched)) = header else {
+        return Err(format!(
+            "{what} has no rows with content: export the sheet again with a header row"
+        ));
+    };
+    let headers = row_texts(&row.cells);
+    let header_row = row.number;
+    let mut pending: VecDeque<RowResult> = scanned.into();
+    // There must be at least one data row below the header.
+    let has_data = pending.iter().any(|r| match r {
+        Ok(row) => !is_blank(truncated(&row.cells, headers.len())),
+        Err(_) => true,
+    });
+    if !has_data {
+        let mut found = false;
+        while let Some(r) = src.next_row() {
+            match &r {
+                Ok(row) => {
+                    last_read = row.number;
+                    if is_blank(truncated(&row.cells, headers.len())) {
+                        continue;
+                    }
+                }
+                Err(e) => last_read = e.number,
+            }
+            pending.push_back(r);
+            found = true;
+            break;
+        }
+        if !found {
+            return Err(format!(
+                "{what} has a header row (row {header_row}) but no data rows: add the users \
+                 below the header row, or check that this is the right file"
+            ));
+        }
+    }
+    Ok(Located {
+        header_row,
+        headers,
+        matched,
+        pending,
+        last_read,
+    })
+}
+
+fn truncated(cells: &[Cell], width: usize) -> &[Cell] {
+    &cells[..cells.len().min(width)]
+}
+
+/// The data rows below a located header: rows already read first, then the source.
+/// Cells beyond the header are dropped, trailing empty cells trimmed, empty rows skipped.
+pub(crate) struct DataRows<S> {
+    pending: VecDeque<RowResult>,
+    src: S,
+    width: usize,
+}
+
+impl<S: RowSource> DataRows<S> {
+    pub(crate) fn new(pending: VecDeque<RowResult>, src: S, width: usize) -> Self {
+        DataRows {
+            pending,
+            src,
+            width,
+        }
+    }
+}
+
+impl<S: RowSource> Iterator for DataRows<S> {
+    type Item = RowResult;
+
+    fn next(&mut self) -> Option<RowResult> {
+        loop {
+            let r = match self.pending.pop_front() {
+                Some(r) => r,
+                None => self.src.next_row()?,
+            };
+            match r {
+                Ok(mut row) => {
+                    row.cells.truncate(self.width);
+                    while row.cells.last().is_some_and(Cell::is_empty) {
+                        row.cells.pop();
+                    }
+                    if !row.cells.is_empty() {
+                        return Some(Ok(row));
+                    }
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
 }
