@@ -348,6 +348,8 @@ impl Planner {
 
         // Convert every mapped cell, reporting all problems at once.
         let mut values: Vec<Option<Value>> = vec![None; p.columns.len()];
+        // Columns whose cell was filled but unusable: already reported, not "required" too.
+        let mut broken = vec![false; p.columns.len()];
         for (ci, col) in p.columns.iter().enumerate() {
             let Some(si) = layout.sheet_index(ci) else {
                 continue;
@@ -356,12 +358,15 @@ impl Planner {
             let header = layout.header(si);
             match convert(col, cell, &p.clear_marker, header, &mut findings) {
                 Ok(v) => values[ci] = v,
-                Err(f) => findings.push(f),
+                Err(f) => {
+                    broken[ci] = true;
+                    findings.push(f);
+                }
             }
         }
         // Defaults may name other columns, so they are filled after every cell is typed.
         for (ci, col) in p.columns.iter().enumerate() {
-            if values[ci].is_some() {
+            if values[ci].is_some() || broken[ci] {
                 continue;
             }
             let Some(d) = &col.default else {
@@ -390,7 +395,7 @@ impl Planner {
         if action != Action::Skip {
             for (ci, col) in p.columns.iter().enumerate() {
                 let empty = matches!(values[ci], None | Some(Value::Null));
-                if !empty {
+                if !empty || broken[ci] {
                     continue;
                 }
                 let label = layout.label(ci, p);
