@@ -9,6 +9,10 @@
 //! - [`cell`]: the typed value of one spreadsheet cell.
 //! - [`source`]: reads CSV and Excel files into rows of cells, finding the header row.
 //! - [`error`]: the crate's error type and the exit codes.
+//! - [`sandbox`]: an embedded HTTP server that emulates the target APIs, with fault knobs.
+//! - [`cmd`]: the subcommands of the CLI.
 pub mod cell;
 pub mod error;
 pub mod source;
+pub mod cmd;
+pub mod sandbox;
