@@ -12,7 +12,7 @@
 //! - [`sandbox`]: an embedded HTTP server that emulates the target APIs, with fault knobs.
 //! - [`cmd`]: the subcommands of the CLI.
 pub mod cell;
-pub mod error;
-pub mod source;
 pub mod cmd;
+pub mod error;
 pub mod sandbox;
+pub mod source;

@@ -242,7 +242,10 @@ async fn odin_login_create_duplicate_get_put() {
 
 #[tokio::test]
 async fn odin_token_expiry_and_refresh() {
-    let sb = sandbox(SandboxKind::Odin, |c| c.token_ttl = Duration::from_millis(1200)).await;
+    let sb = sandbox(SandboxKind::Odin, |c| {
+        c.token_ttl = Duration::from_millis(1200)
+    })
+    .await;
     let base = sb.base_url();
     let c = client();
     let token = odin_login(&c, &base).await;
@@ -395,7 +398,10 @@ async fn reset_before_and_after_applying() {
 
 #[tokio::test]
 async fn stats_count_concurrent_requests() {
-    let sb = sandbox(SandboxKind::Scim, |c| c.latency = Duration::from_millis(300)).await;
+    let sb = sandbox(SandboxKind::Scim, |c| {
+        c.latency = Duration::from_millis(300)
+    })
+    .await;
     let c = client();
     let url = format!("{}/Users", sb.base_url());
     let reqs = (0..5).map(|_| c.get(&url).bearer_auth("sandbox-token").send());
@@ -417,5 +423,380 @@ async fn stats_count_concurrent_requests() {
         5
     );
     assert_eq!(stats["by_path_status"]["GET /scim/v2/Users 200"], 5);
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn superoffice_create_duplicate_get_put() {
+    let sb = sandbox(SandboxKind::SuperOffice, |_| {}).await;
+    let base = sb.base_url();
+    assert!(base.ends_with("/api/v1"));
+    let c = client();
+    let r = c
+        .post(format!("{base}/User"))
+        .json(&json!({"Name": "JS"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["Error"], true);
+
+    let body = json!({
+        "Name": "JS", "UserName": "john.smith@example.com", "Rank": 3, "Type": "InternalAssociate",
+        "Person": {"Firstname": "John", "Lastname": "Smith"}, "CustomFields": {"x": "1"},
+    });
+    let r = c
+        .post(format!("{base}/User"))
+        .basic_auth("admin", Some("sandbox"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["AssociateId"], 1000);
+    assert_eq!(v["Name"], "JS");
+    assert_eq!(v["Rank"], 3);
+    assert_eq!(v["Person"]["Lastname"], "Smith");
+    assert_eq!(v["Deleted"], false);
+    assert_eq!(v["_Links"]["Self"], format!("{base}/User/1000"));
+
+    // Duplicate name, case-insensitive: 400 with the SuperOffice error body.
+    let r = c
+        .post(format!("{base}/User"))
+        .basic_auth("admin", Some("sandbox"))
+        .json(&json!({"Name": "js"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["Error"], true);
+    assert!(
+        v["ErrorMessage"].as_str().unwrap().contains("in use"),
+        "{v}"
+    );
+    assert!(v["ErrorType"].is_string() && v["ErrorSource"].is_string());
+
+    // Wrong types.
+    for bad in [json!({"Name": 5}), json!({"Name": "X", "Rank": "high"})] {
+        let r = c
+            .post(format!("{base}/User"))
+            .basic_auth("admin", Some("sandbox"))
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["ErrorType"], "BadRequest");
+    }
+
+    for key in ["1000", "JS", "js"] {
+        let r = c
+            .get(format!("{base}/User/{key}"))
+            .basic_auth("admin", Some("sandbox"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{key}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["AssociateId"], 1000);
+    }
+    let r = c
+        .get(format!("{base}/User/1001"))
+        .basic_auth("admin", Some("sandbox"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["Error"], true);
+
+    let r = c
+        .put(format!("{base}/User/1000"))
+        .basic_auth("admin", Some("sandbox"))
+        .json(&json!({"Tooltip": "hello", "Person": {"Firstname": "Jon"}, "AssociateId": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["AssociateId"], 1000);
+    assert_eq!(v["Tooltip"], "hello");
+    assert_eq!(v["Rank"], 3);
+    assert_eq!(v["Person"], json!({"Firstname": "Jon"}));
+    let r = c
+        .put(format!("{base}/User/9999"))
+        .basic_auth("admin", Some("sandbox"))
+        .json(&json!({"Tooltip": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // A stale If-Unmodified-Since gives 412.
+    let r = c
+        .put(format!("{base}/User/JS"))
+        .basic_auth("admin", Some("sandbox"))
+        .header("if-unmodified-since", "Mon, 01 Jan 2001 00:00:00 GMT")
+        .json(&json!({"Tooltip": "late"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 412);
+    assert_eq!(sb.users()[0]["Tooltip"], "hello");
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn users_api_create_and_validation() {
+    let sb = sandbox(SandboxKind::UsersApi, |_| {}).await;
+    let base = sb.base_url();
+    let c = client();
+    let post = |body: Value| {
+        c.post(format!("{base}/users/user"))
+            .basic_auth("admin", Some("sandbox"))
+            .json(&body)
+            .send()
+    };
+    let r = post(json!({
+        "email": "ann@example.com", "password": "a new password", "name": "Ann",
+        "custom_data": {"tier": 9}, "applications": ["app-1"], "groups": ["g-1", "g-2"],
+    }))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    let user = &v["econtext"]["result"]["user"];
+    let id = user["id"].as_str().unwrap();
+    assert_eq!(id.len(), 36);
+    assert_eq!(user["status"], "UNVERIFIED");
+    assert_eq!(user["username"], "");
+    assert_eq!(user["email"], "ann@example.com");
+    assert_eq!(user["custom_data"], json!({"tier": 9}));
+    assert_eq!(user["applications"][0]["id"], "app-1");
+    assert_eq!(user["groups"][1]["id"], "g-2");
+    assert_eq!(user["apikeys"], json!([]));
+    assert_eq!(user["href"], format!("api_url:users/user/{id}"));
+    assert!(user.get("password").is_none());
+    assert!(v["econtext"]["elapsed"].is_f64());
+
+    for (body, status, needle) in [
+        (
+            json!({"email": "b@example.com", "password": "short", "name": "B"}),
+            400,
+            "7",
+        ),
+        (
+            json!({"email": "not-an-email", "password": "long enough", "name": "B"}),
+            400,
+            "email",
+        ),
+        (
+            json!({"email": "b@example", "password": "long enough", "name": "B"}),
+            400,
+            "email",
+        ),
+        (
+            json!({"email": "b@example.com", "password": 1234567, "name": "B"}),
+            400,
+            "password",
+        ),
+        (
+            json!({"email": "b@example.com", "password": "long enough", "name": "B", "groups": [1]}),
+            400,
+            "groups",
+        ),
+        (
+            json!({"email": "ANN@example.com", "password": "long enough", "name": "A2"}),
+            409,
+            "exists",
+        ),
+    ] {
+        let r = post(body).await.unwrap();
+        assert_eq!(r.status(), status);
+        let v: Value = r.json().await.unwrap();
+        let m = v["econtext"]["error"]["message"].as_str().unwrap();
+        assert!(m.contains(needle), "{m}");
+    }
+    let r = c
+        .get(format!("{base}/users/user"))
+        .query(&[("email", "ann@example.com")])
+        .basic_auth("admin", Some("sandbox"))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["econtext"]["result"]["users"][0]["id"], id);
+    let r = c
+        .get(format!("{base}/users/user"))
+        .basic_auth("admin", Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(sb.users().len(), 1);
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn scim_create_duplicate_filter_put_and_auth() {
+    let sb = sandbox(SandboxKind::Scim, |_| {}).await;
+    let base = sb.base_url();
+    assert!(base.ends_with("/scim/v2"));
+    let c = client();
+    let r = c.get(format!("{base}/Users")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    let r = c
+        .get(format!("{base}/Users"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    let send = |method: reqwest::Method, url: String, body: String| {
+        c.request(method, url)
+            .bearer_auth("sandbox-token")
+            .header("content-type", "application/scim+json")
+            .body(body)
+            .send()
+    };
+    let user = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "ann@example.com",
+        "name": {"givenName": "Ann", "familyName": "Lee"},
+        "emails": [{"value": "ann@example.com", "primary": true, "type": "work"}],
+        "title": "Engineer",
+        "active": true,
+        "password": "never-returned",
+    });
+    let r = send(
+        reqwest::Method::POST,
+        format!("{base}/Users"),
+        user.to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/scim+json"));
+    let v: Value = r.json().await.unwrap();
+    let id = v["id"].as_str().unwrap().to_string();
+    assert_eq!(v["meta"]["resourceType"], "User");
+    assert_eq!(v["meta"]["location"], format!("{base}/Users/{id}"));
+    assert!(v["meta"]["created"].is_string() && v["meta"]["version"].is_string());
+    assert!(v.get("password").is_none());
+    assert_eq!(v["name"]["familyName"], "Lee");
+
+    let mut dup = user.clone();
+    dup["userName"] = json!("ANN@example.com");
+    let r = send(
+        reqwest::Method::POST,
+        format!("{base}/Users"),
+        dup.to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 409);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["status"], "409");
+    assert_eq!(v["scimType"], "uniqueness");
+    assert_eq!(
+        v["schemas"],
+        json!(["urn:ietf:params:scim:api:messages:2.0:Error"])
+    );
+
+    let r = send(
+        reqwest::Method::POST,
+        format!("{base}/Users"),
+        "{oops".into(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["scimType"], "invalidSyntax");
+
+    // Filter (userName is case-insensitive).
+    for (name, total) in [("Ann@Example.com", 1), ("bob@example.com", 0)] {
+        let r = c
+            .get(format!("{base}/Users"))
+            .query(&[("filter", format!("userName eq \"{name}\""))])
+            .bearer_auth("sandbox-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["totalResults"], total);
+        assert_eq!(v["itemsPerPage"], total);
+        assert_eq!(v["startIndex"], 1);
+        assert_eq!(v["Resources"].as_array().unwrap().len(), total);
+    }
+
+    // Put replaces: title and emails are gone, id and created are kept.
+    let r = c
+        .get(format!("{base}/Users/{id}"))
+        .bearer_auth("sandbox-token")
+        .send()
+        .await
+        .unwrap();
+    let before: Value = r.json().await.unwrap();
+    let replacement = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "ann@example.com",
+        "displayName": "Ann Lee",
+        "active": false,
+    });
+    let r = send(
+        reqwest::Method::PUT,
+        format!("{base}/Users/{id}"),
+        replacement.to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["id"], id.as_str());
+    assert_eq!(v["displayName"], "Ann Lee");
+    assert_eq!(v["active"], false);
+    assert!(v.get("title").is_none() && v.get("emails").is_none() && v.get("name").is_none());
+    assert_eq!(v["meta"]["created"], before["meta"]["created"]);
+    assert_ne!(v["meta"]["version"], before["meta"]["version"]);
+
+    let r = send(
+        reqwest::Method::PUT,
+        format!("{base}/Users/nope"),
+        replacement.to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["status"], "404");
+
+    // Patch.
+    let patch = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "active", "value": true},
+                       {"op": "add", "path": "name.givenName", "value": "Annie"}],
+    });
+    let r = send(
+        reqwest::Method::PATCH,
+        format!("{base}/Users/{id}"),
+        patch.to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["active"], true);
+    assert_eq!(v["name"]["givenName"], "Annie");
+    assert_eq!(sb.users().len(), 1);
     sb.shutdown().await;
 }

@@ -62,7 +62,10 @@ pub struct SandboxArgs {
 impl SandboxArgs {
     /// The sandbox configuration these arguments describe.
     pub fn config(&self) -> Result<SandboxConfig> {
-        for (flag, p) in [("--fail-rate", self.fail_rate), ("--reset-rate", self.reset_rate)] {
+        for (flag, p) in [
+            ("--fail-rate", self.fail_rate),
+            ("--reset-rate", self.reset_rate),
+        ] {
             if !(0.0..=1.0).contains(&p) {
                 return Err(Error::Usage(format!(
                     "{flag} must be between 0 and 1, got {p}"
@@ -142,7 +145,11 @@ fn banner(cfg: &SandboxConfig, base_url: &str, addr: std::net::SocketAddr) -> St
         faults.push(format!("latency {} ms", cfg.latency.as_millis()));
     }
     if !faults.is_empty() {
-        out.push_str(&format!("faults: {} (seed {})\n", faults.join(", "), cfg.seed));
+        out.push_str(&format!(
+            "faults: {} (seed {})\n",
+            faults.join(", "),
+            cfg.seed
+        ));
     }
     out.push_str("press Ctrl-C to stop\n");
     out

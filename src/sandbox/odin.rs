@@ -16,7 +16,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
-use super::{api_error, check_fields, json_response, lock, parse_object, App, Record, SandboxKind, Ty};
+use super::{
+    api_error, check_fields, json_response, lock, parse_object, App, Record, SandboxKind, Ty,
+};
 
 pub(crate) fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -61,7 +63,13 @@ const TYPES: &[(&str, Ty)] = &[
 ];
 
 /// Fields a caller may not set: the identity of the user, and what the server owns.
-const IMMUTABLE: &[&str] = &["serviceProviderId", "groupId", "userId", "password", "domain"];
+const IMMUTABLE: &[&str] = &[
+    "serviceProviderId",
+    "groupId",
+    "userId",
+    "password",
+    "domain",
+];
 
 fn str_field<'a>(body: &'a Map<String, Value>, name: &str) -> &'a str {
     body.get(name).and_then(Value::as_str).unwrap_or("")
@@ -194,9 +202,18 @@ async fn create(State(app): State<Arc<App>>, body: Bytes) -> Response {
             &format!("Invalid userId: {user_id} (expected user@domain)"),
         );
     }
-    for name in ["serviceProviderId", "groupId", "firstName", "lastName", "extension"] {
+    for name in [
+        "serviceProviderId",
+        "groupId",
+        "firstName",
+        "lastName",
+        "extension",
+    ] {
         if str_field(&body, name).trim().is_empty() {
-            return err(StatusCode::BAD_REQUEST, &format!("Field {name} must not be empty"));
+            return err(
+                StatusCode::BAD_REQUEST,
+                &format!("Field {name} must not be empty"),
+            );
         }
     }
     let entity = new_entity(&body);
@@ -279,10 +296,7 @@ async fn read(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Respons
         .find(|r| r.user.get("userId").and_then(Value::as_str) == Some(user_id.as_str()))
     {
         Some(r) => json_response(StatusCode::OK, r.user.clone()),
-        None => err(
-            StatusCode::NOT_FOUND,
-            &format!("User not found: {user_id}"),
-        ),
+        None => err(StatusCode::NOT_FOUND, &format!("User not found: {user_id}")),
     }
 }
 

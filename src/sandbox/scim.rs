@@ -89,7 +89,11 @@ fn bad(scim_type: &str, detail: &str) -> Response {
 }
 
 fn not_found(id: &str) -> Response {
-    error(StatusCode::NOT_FOUND, None, &format!("Resource {id} not found"))
+    error(
+        StatusCode::NOT_FOUND,
+        None,
+        &format!("Resource {id} not found"),
+    )
 }
 
 /// Refuses a body that is not JSON by its content type (SCIM wants
@@ -122,7 +126,12 @@ fn parse_user(headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, R
     check_content_type(headers)?;
     let body = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => m,
-        Ok(_) => return Err(bad("invalidSyntax", "The request body must be a JSON object")),
+        Ok(_) => {
+            return Err(bad(
+                "invalidSyntax",
+                "The request body must be a JSON object",
+            ))
+        }
         Err(e) => return Err(bad("invalidSyntax", &format!("Malformed JSON: {e}"))),
     };
     check_fields(&body, &["schemas", "userName"], TYPES).map_err(|m| bad("invalidValue", &m))?;
@@ -131,7 +140,10 @@ fn parse_user(headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, R
         .and_then(Value::as_array)
         .is_some_and(|a| a.iter().any(|s| s.as_str() == Some(USER_SCHEMA)));
     if !has_schema {
-        return Err(bad("invalidValue", &format!("schemas must contain {USER_SCHEMA}")));
+        return Err(bad(
+            "invalidValue",
+            &format!("schemas must contain {USER_SCHEMA}"),
+        ));
     }
     check_user_name(&body)?;
     Ok(body)
@@ -192,8 +204,14 @@ fn resource(app: &App, id: &str, body: &Map<String, Value>, created: &str, versi
 
 /// The answer with a resource: its `Location` and `ETag`.
 fn with_resource(status: StatusCode, resource: Value) -> Response {
-    let location = resource["meta"]["location"].as_str().unwrap_or("").to_string();
-    let version = resource["meta"]["version"].as_str().unwrap_or("").to_string();
+    let location = resource["meta"]["location"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let version = resource["meta"]["version"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     let mut resp = scim_json(status, resource);
     for (name, value) in [(header::LOCATION, location), (header::ETAG, version)] {
         if let Ok(v) = HeaderValue::from_str(&value) {
@@ -240,16 +258,27 @@ fn parse_filter(f: &str) -> Result<Filter, String> {
     let f = f.trim();
     let lower = f.to_ascii_lowercase();
     let Some(pos) = lower.find(" eq ") else {
-        return Err(format!("Unsupported filter {f:?}: only `attribute eq \"value\"` is supported"));
+        return Err(format!(
+            "Unsupported filter {f:?}: only `attribute eq \"value\"` is supported"
+        ));
     };
     let attr = f[..pos].trim().to_string();
     let raw = f[pos + 4..].trim();
     let value = if raw.len() >= 2 && raw.starts_with('"') && raw.ends_with('"') {
-        raw[1..raw.len() - 1].replace("\\\"", "\"").replace("\\\\", "\\")
+        raw[1..raw.len() - 1]
+            .replace("\\\"", "\"")
+            .replace("\\\\", "\\")
     } else {
         return Err(format!("Filter value must be a quoted string: {raw}"));
     };
-    let known = ["username", "externalid", "id", "emails", "emails.value", "displayname"];
+    let known = [
+        "username",
+        "externalid",
+        "id",
+        "emails",
+        "emails.value",
+        "displayname",
+    ];
     if !known.contains(&attr.to_ascii_lowercase().as_str()) {
         return Err(format!("Unsupported filter attribute {attr}"));
     }
@@ -363,7 +392,10 @@ async fn replace(
     let Some(record) = find(&mut store.records, &id) else {
         return not_found(&id);
     };
-    let created = record.user["meta"]["created"].as_str().unwrap_or("").to_string();
+    let created = record.user["meta"]["created"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     let res = resource(&app, &id, &body, &created, version_of(&record.user) + 1);
     record.user = res.clone();
     record.modified = SystemTime::now();
@@ -382,9 +414,16 @@ fn apply_op(attrs: &mut Map<String, Value>, op: &Value) -> Result<(), Response> 
     let path = op.get("path").and_then(Value::as_str);
     let value = op.get("value");
     if path.is_some_and(|p| p.contains('[')) {
-        return Err(bad("invalidPath", "Value filters in paths are not supported by the sandbox"));
+        return Err(bad(
+            "invalidPath",
+            "Value filters in paths are not supported by the sandbox",
+        ));
     }
-    let path = path.map(|p| p.strip_prefix(USER_SCHEMA).map(|s| s.trim_start_matches(':')).unwrap_or(p));
+    let path = path.map(|p| {
+        p.strip_prefix(USER_SCHEMA)
+            .map(|s| s.trim_start_matches(':'))
+            .unwrap_or(p)
+    });
     if path.is_some_and(|p| READ_ONLY.contains(&p) || p == "schemas") {
         return Err(bad("mutability", "That attribute cannot be changed"));
     }
@@ -457,7 +496,10 @@ async fn patch(
         return bad("invalidSyntax", "Operations must be an array");
     };
     if !is_patch {
-        return bad("invalidSyntax", &format!("schemas must contain {PATCH_SCHEMA}"));
+        return bad(
+            "invalidSyntax",
+            &format!("schemas must contain {PATCH_SCHEMA}"),
+        );
     }
     let mut store = lock(&app.store);
     let Some(record) = find(&mut store.records, &id) else {
@@ -478,7 +520,10 @@ async fn patch(
     {
         return r;
     }
-    let created = record.user["meta"]["created"].as_str().unwrap_or("").to_string();
+    let created = record.user["meta"]["created"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     let version = version_of(&record.user) + 1;
     let res = resource(&app, &id, &attrs, &created, version);
     let new_name = user_name(&res).to_string();

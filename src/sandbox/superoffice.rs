@@ -16,7 +16,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
-use super::{api_error, check_fields, json_response, lock, parse_object, App, Record, SandboxKind, Store, Ty};
+use super::{
+    api_error, check_fields, json_response, lock, parse_object, App, Record, SandboxKind, Store, Ty,
+};
 
 pub(crate) fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -145,7 +147,10 @@ fn id_of(v: &Value) -> Option<i64> {
 /// Finds a user by `AssociateId` (a numeric key) or by `Name` (case-insensitive).
 fn find_index(store: &Store, key: &str) -> Option<usize> {
     match key.parse::<i64>() {
-        Ok(id) => store.records.iter().position(|r| id_of(&r.user) == Some(id)),
+        Ok(id) => store
+            .records
+            .iter()
+            .position(|r| id_of(&r.user) == Some(id)),
         Err(_) => store
             .records
             .iter()
@@ -170,7 +175,10 @@ fn entity_response(entity: Value, modified: SystemTime) -> Response {
 }
 
 fn whole_seconds(t: SystemTime) -> SystemTime {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     UNIX_EPOCH + Duration::from_secs(secs)
 }
 
@@ -228,7 +236,11 @@ async fn update(
     }
     let unmodified_since = match headers.get(header::IF_UNMODIFIED_SINCE) {
         None => None,
-        Some(v) => match v.to_str().ok().and_then(|s| httpdate::parse_http_date(s).ok()) {
+        Some(v) => match v
+            .to_str()
+            .ok()
+            .and_then(|s| httpdate::parse_http_date(s).ok())
+        {
             Some(t) => Some(t),
             None => return err(StatusCode::BAD_REQUEST, "Invalid If-Unmodified-Since date"),
         },
@@ -241,7 +253,10 @@ async fn update(
         if whole_seconds(store.records[i].modified) > since {
             return err(
                 StatusCode::PRECONDITION_FAILED,
-                &format!("User {key} was modified after {}", httpdate::fmt_http_date(since)),
+                &format!(
+                    "User {key} was modified after {}",
+                    httpdate::fmt_http_date(since)
+                ),
             );
         }
     }

@@ -17,7 +17,9 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 
-use super::{api_error, check_fields, json_response, lock, parse_object, App, Record, SandboxKind, Ty};
+use super::{
+    api_error, check_fields, json_response, lock, parse_object, App, Record, SandboxKind, Ty,
+};
 
 pub(crate) fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -39,10 +41,7 @@ pub(crate) fn valid_email(s: &str) -> bool {
         && !s.chars().any(|c| c.is_whitespace() || c.is_control())
         && domain.contains('.')
         && domain.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .chars()
-                    .all(|c| c.is_alphanumeric() || c == '-')
+            !label.is_empty() && label.chars().all(|c| c.is_alphanumeric() || c == '-')
         })
 }
 
@@ -116,14 +115,22 @@ async fn create(State(app): State<Arc<App>>, body: Bytes) -> Response {
     let ids = |name: &str| -> Vec<String> {
         body.get(name)
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let applications: Vec<Value> = ids("applications")
         .iter()
         .map(|id| linked(id, false, &at))
         .collect();
-    let groups: Vec<Value> = ids("groups").iter().map(|id| linked(id, true, &at)).collect();
+    let groups: Vec<Value> = ids("groups")
+        .iter()
+        .map(|id| linked(id, true, &at))
+        .collect();
     let id = app.new_uuid();
     let user = json!({
         "username": "",
