@@ -800,3 +800,128 @@ async fn scim_create_duplicate_filter_put_and_auth() {
     assert_eq!(sb.users().len(), 1);
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn malformed_bodies_get_the_api_400() {
+    let cases = [
+        (SandboxKind::Odin, "/users"),
+        (SandboxKind::SuperOffice, "/User"),
+        (SandboxKind::UsersApi, "/users/user"),
+        (SandboxKind::Scim, "/Users"),
+    ];
+    for (kind, path) in cases {
+        let sb = sandbox(kind, |_| {}).await;
+        let c = client();
+        let token = match kind {
+            SandboxKind::Odin => odin_login(&c, &sb.base_url()).await,
+            _ => "sandbox-token".to_string(),
+        };
+        for body in ["", "null", "[]", "\"x\"", "{\"a\":", "\u{0}\u{1}"] {
+            let mut req = c
+                .post(format!("{}{path}", sb.base_url()))
+                .header("content-type", "application/json")
+                .body(body.to_string());
+            req = match kind {
+                SandboxKind::Odin | SandboxKind::Scim => req.bearer_auth(&token),
+                _ => req.basic_auth("admin", Some("sandbox")),
+            };
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 400, "{kind} {body:?}");
+            let v: Value = r.json().await.expect("a JSON error body");
+            let shaped = match kind {
+                SandboxKind::Odin => v["status"] == 400,
+                SandboxKind::SuperOffice => v["Error"] == true,
+                SandboxKind::UsersApi => v["econtext"]["error"]["message"].is_string(),
+                SandboxKind::Scim => v["scimType"] == "invalidSyntax",
+            };
+            assert!(shaped, "{kind} {body:?}: {v}");
+        }
+        assert!(sb.users().is_empty());
+        sb.shutdown().await;
+    }
+}
+
+#[test]
+fn kinds_and_cli_arguments() {
+    use clap::Parser;
+    use enlist::cmd::sandbox::SandboxArgs;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SandboxArgs,
+    }
+
+    for (name, kind) in [
+        ("odin", SandboxKind::Odin),
+        ("superoffice", SandboxKind::SuperOffice),
+        ("users-api", SandboxKind::UsersApi),
+        ("scim", SandboxKind::Scim),
+    ] {
+        assert_eq!(name.parse::<SandboxKind>().unwrap(), kind);
+        assert_eq!(kind.to_string(), name);
+    }
+    assert!("ldap".parse::<SandboxKind>().is_err());
+
+    let cfg = Cli::parse_from(["x"]).args.config().unwrap();
+    assert_eq!(cfg.kind, SandboxKind::Odin);
+    assert_eq!(cfg.port, 0);
+    assert!(cfg.retry_after);
+    assert_eq!(cfg.token_ttl, Duration::from_secs(86400));
+    assert_eq!(
+        (
+            cfg.username.as_str(),
+            cfg.password.as_str(),
+            cfg.token.as_str()
+        ),
+        ("admin", "sandbox", "sandbox-token")
+    );
+
+    let cfg = Cli::parse_from([
+        "x",
+        "--profile",
+        "scim",
+        "--port",
+        "9000",
+        "--rate-limit",
+        "5",
+        "--no-retry-after",
+        "--fail-rate",
+        "0.1",
+        "--reset-rate",
+        "0.2",
+        "--latency",
+        "50",
+        "--token-ttl",
+        "60",
+        "--seed",
+        "7",
+        "--username",
+        "u",
+        "--password",
+        "p",
+        "--token",
+        "t",
+    ])
+    .args
+    .config()
+    .unwrap();
+    assert_eq!(cfg.kind, SandboxKind::Scim);
+    assert_eq!(cfg.port, 9000);
+    assert_eq!(cfg.rate_limit, Some(5));
+    assert!(!cfg.retry_after);
+    assert_eq!((cfg.fail_rate, cfg.reset_rate), (0.1, 0.2));
+    assert_eq!(cfg.latency, Duration::from_millis(50));
+    assert_eq!(cfg.token_ttl, Duration::from_secs(60));
+    assert_eq!(cfg.seed, 7);
+    assert_eq!(
+        (cfg.username, cfg.password, cfg.token),
+        ("u".into(), "p".into(), "t".into())
+    );
+
+    assert!(Cli::parse_from(["x", "--fail-rate", "1.5"])
+        .args
+        .config()
+        .is_err());
+    assert!(Cli::try_parse_from(["x", "--profile", "ldap"]).is_err());
+}

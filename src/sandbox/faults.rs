@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tower::Service;
 
-use super::{api_error, lock, App};
+use super::{api_error, lock, App, SandboxKind};
 
 /// Triggers the drop of the connection that carried a request.
 #[derive(Clone)]
@@ -59,13 +59,13 @@ pub(crate) fn roll(app: &App) -> Fault {
 /// Drops the connection that carried the request. The connection task drops this future
 /// along with the connection, so the fallback answer is only reached if the request did
 /// not come through [`accept_loop`] (it never should).
-pub(crate) async fn drop_connection(kill: Option<ConnKill>) -> Response {
+pub(crate) async fn drop_connection(kind: SandboxKind, kill: Option<ConnKill>) -> Response {
     if let Some(kill) = kill {
         kill.0.notify_one();
         tokio::time::sleep(Duration::from_secs(30)).await;
     }
     api_error(
-        super::SandboxKind::Odin,
+        kind,
         StatusCode::INTERNAL_SERVER_ERROR,
         "connection reset requested outside the sandbox accept loop",
     )

@@ -399,7 +399,7 @@ async fn front(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
                 stats.resets += 1;
                 stats.record(&key, "reset-before");
             }
-            return faults::drop_connection(kill).await;
+            return faults::drop_connection(app.cfg.kind, kill).await;
         }
         Fault::ResetAfter | Fault::None => {}
     }
@@ -414,7 +414,7 @@ async fn front(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
             stats.resets += 1;
             stats.record(&key, "reset-after");
         }
-        return faults::drop_connection(kill).await;
+        return faults::drop_connection(app.cfg.kind, kill).await;
     }
     lock(&app.stats).record(&key, resp.status().as_str());
     resp

@@ -283,11 +283,32 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// `GET /users?userId=`: the user object, or 404. Query values are form-decoded, so a `+`
-/// in a user id must be sent as `%2B` (as on the real server).
+/// `GET /users?userId=`: the user object, or 404. Without `userId`,
+/// `GET /users?serviceProviderId=&groupId=` lists the group's users (an array).
+/// Query values are form-decoded, so a `+` in a user id must be sent as `%2B` (as on the
+/// real server).
 async fn read(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Response {
-    let Some(user_id) = query_param(query.as_deref(), "userId") else {
-        return err(StatusCode::BAD_REQUEST, "Missing query parameter: userId");
+    let q = query.as_deref();
+    let Some(user_id) = query_param(q, "userId") else {
+        let (Some(sp), Some(group)) = (
+            query_param(q, "serviceProviderId"),
+            query_param(q, "groupId"),
+        ) else {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "Missing query parameter: userId, or serviceProviderId and groupId",
+            );
+        };
+        let users: Vec<Value> = lock(&app.store)
+            .records
+            .iter()
+            .filter(|r| {
+                r.user.get("serviceProviderId").and_then(Value::as_str) == Some(sp.as_str())
+                    && r.user.get("groupId").and_then(Value::as_str) == Some(group.as_str())
+            })
+            .map(|r| r.user.clone())
+            .collect();
+        return json_response(StatusCode::OK, Value::Array(users));
     };
     let store = lock(&app.store);
     match store
