@@ -101,8 +101,17 @@ impl App {
         let now = Instant::now();
         let mut tokens = lock(&self.tokens);
         // An expired token stays known for a while so that it is reported as expired.
-        tokens.retain(|_, expires| *expires + std::time::Duration::from_secs(3600) > now);
-        tokens.insert(token.clone(), now + self.cfg.token_ttl);
+        tokens.retain(|_, expires| {
+            expires
+                .checked_add(std::time::Duration::from_secs(3600))
+                .is_none_or(|t| t > now)
+        });
+        // A huge TTL (from the command line) means "never expires", not an overflow panic.
+        let expires = now
+            .checked_add(self.cfg.token_ttl)
+            .or_else(|| now.checked_add(std::time::Duration::from_secs(100 * 365 * 86_400)))
+            .unwrap_or(now);
+        tokens.insert(token.clone(), expires);
         token
     }
 }
