@@ -57,10 +57,7 @@ impl Workdir {
 
     /// The real binary, run inside this directory with a clean environment for enlist's own variables.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(
-            self.root
-                .join(format!("enlist{}", std::env::consts::EXE_SUFFIX)),
-        );
+        let mut cmd = Command::new(self.root.join(format!("enlist{}", std::env::consts::EXE_SUFFIX)));
         cmd.current_dir(&self.dir).args(args);
         for (k, _) in std::env::vars() {
             if k.starts_with("ENLIST_") {
