@@ -32,6 +32,8 @@ pub enum Command {
     Check(crate::cmd::check::CheckArgs),
     /// List the built-in profiles, or print one to copy and adapt.
     Profiles(crate::cmd::profiles::ProfilesArgs),
+    /// Serve an emulation of a target API on 127.0.0.1 to rehearse against.
+    Sandbox(crate::cmd::sandbox::SandboxArgs),
 }
 
 /// Which action a row takes when it does not say.

@@ -9,6 +9,8 @@
 //! - [`cell`]: the typed value of one spreadsheet cell.
 //! - [`source`]: reads CSV and Excel files into rows of cells, finding the header row.
 //! - [`error`]: the crate's error type and the exit codes.
+//! - [`sandbox`]: an embedded HTTP server that emulates the target APIs, with fault knobs.
+//! - [`cmd`]: the subcommands of the CLI.
 pub mod cell;
 pub mod cli;
 pub mod cmd;
@@ -19,4 +21,5 @@ pub mod outcome;
 pub mod plan;
 pub mod profile;
 pub mod report;
+pub mod sandbox;
 pub mod source;

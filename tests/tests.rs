@@ -2,4 +2,5 @@
 //! working directory through [`workdir::Workdir`] and runs the real `enlist` binary.
 
 mod check;
+mod sandbox;
 mod workdir;

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod profiles;
+pub mod sandbox;
 
 use crate::cli::{Cli, Command};
 use crate::error::Result;
@@ -11,6 +12,10 @@ pub fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Check(a) => check::run(a),
         Command::Profiles(a) => profiles::run(a),
+        Command::Sandbox(a) => {
+            runtime()?.block_on(sandbox::run(a))?;
+            Ok(crate::error::exit::OK)
+        }
     }
 }
 
@@ -22,4 +27,11 @@ pub(crate) fn out(text: &str) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => Ok(r?),
     }
+}
+
+/// The tokio runtime for commands that talk to the network.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }

@@ -1,0 +1,176 @@
+//! `enlist sandbox`: runs the embedded sandbox in the foreground so that an admin can
+//! rehearse a run against a local copy of the target API, faults included.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::sandbox::{self, SandboxConfig, SandboxKind};
+
+/// Serve a local emulation of a target API (for rehearsals and tests).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SandboxArgs {
+    /// Which API to emulate: odin, superoffice, users-api or scim.
+    #[arg(long, value_name = "NAME", default_value = "odin")]
+    pub profile: SandboxKind,
+
+    /// Port on 127.0.0.1 (0 = any free port, printed at start).
+    #[arg(long, value_name = "P", default_value_t = 0)]
+    pub port: u16,
+
+    /// Refuse requests beyond N per second with 429.
+    #[arg(long, value_name = "N")]
+    pub rate_limit: Option<u32>,
+
+    /// Answer 429 without a Retry-After header.
+    #[arg(long)]
+    pub no_retry_after: bool,
+
+    /// Probability (0 to 1) of answering 503 before doing anything.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub fail_rate: f64,
+
+    /// Probability (0 to 1) of dropping the connection without an answer; half of these
+    /// after the change was applied.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub reset_rate: f64,
+
+    /// Delay added to every request, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub latency: u64,
+
+    /// Lifetime of an Odin token, in seconds.
+    #[arg(long, value_name = "S", default_value_t = 24 * 3600)]
+    pub token_ttl: u64,
+
+    /// Seed of the fault dice and the generated ids, for repeatable runs.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+
+    /// User name the sandbox accepts (Odin login, HTTP Basic).
+    #[arg(long, default_value = "admin")]
+    pub username: String,
+
+    /// Password the sandbox accepts (Odin login, HTTP Basic).
+    #[arg(long, default_value = "sandbox")]
+    pub password: String,
+
+    /// Static bearer token the SCIM sandbox accepts.
+    #[arg(long, default_value = "sandbox-token")]
+    pub token: String,
+}
+
+impl SandboxArgs {
+    /// The sandbox configuration these arguments describe.
+    pub fn config(&self) -> Result<SandboxConfig> {
+        for (flag, p) in [
+            ("--fail-rate", self.fail_rate),
+            ("--reset-rate", self.reset_rate),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(Error::Usage(format!(
+                    "{flag} must be between 0 and 1, got {p}"
+                )));
+            }
+        }
+        Ok(SandboxConfig {
+            kind: self.profile,
+            port: self.port,
+            rate_limit: self.rate_limit,
+            retry_after: !self.no_retry_after,
+            fail_rate: self.fail_rate,
+            reset_rate: self.reset_rate,
+            latency: Duration::from_millis(self.latency),
+            token_ttl: Duration::from_secs(self.token_ttl),
+            seed: self.seed,
+            username: self.username.clone(),
+            password: self.password.clone(),
+            token: self.token.clone(),
+        })
+    }
+}
+
+/// What to tell the admin: where the sandbox is, how to log in, what to export.
+fn banner(cfg: &SandboxConfig, base_url: &str, addr: std::net::SocketAddr) -> String {
+    let mut out = format!(
+        "enlist sandbox ({}) listening on http://{addr}\n\
+         base URL: {base_url}\n",
+        cfg.kind
+    );
+    match cfg.kind {
+        SandboxKind::Scim => {
+            out.push_str(&format!("bearer token: {}\n", cfg.token));
+        }
+        _ => {
+            out.push_str(&format!(
+                "username: {}\npassword: {}\n",
+                cfg.username, cfg.password
+            ));
+        }
+    }
+    // The variable names are those of the built-in profile templates (`templates/*.toml`).
+    let prefix = match cfg.kind {
+        SandboxKind::Odin => "ENLIST_ODIN",
+        SandboxKind::SuperOffice => "ENLIST_SUPEROFFICE",
+        SandboxKind::UsersApi => "ENLIST_USERS_API",
+        SandboxKind::Scim => "ENLIST_SCIM",
+    };
+    out.push_str("these credentials are for the sandbox only; for the built-in profile:\n");
+    out.push_str(&format!("  export {prefix}_URL={base_url}\n"));
+    match cfg.kind {
+        SandboxKind::Scim => out.push_str(&format!("  export {prefix}_TOKEN={}\n", cfg.token)),
+        _ => {
+            out.push_str(&format!("  export {prefix}_USERNAME={}\n", cfg.username));
+            out.push_str(&format!("  export {prefix}_PASSWORD={}\n", cfg.password));
+        }
+    }
+    out.push_str(&format!(
+        "inspect: http://{addr}/_sandbox/state and http://{addr}/_sandbox/stats\n"
+    ));
+    let mut faults = Vec::new();
+    if let Some(n) = cfg.rate_limit {
+        let header = if cfg.retry_after {
+            "with Retry-After"
+        } else {
+            "without Retry-After"
+        };
+        faults.push(format!("rate limit {n}/s ({header})"));
+    }
+    if cfg.fail_rate > 0.0 {
+        faults.push(format!("503 rate {}", cfg.fail_rate));
+    }
+    if cfg.reset_rate > 0.0 {
+        faults.push(format!("reset rate {}", cfg.reset_rate));
+    }
+    if !cfg.latency.is_zero() {
+        faults.push(format!("latency {} ms", cfg.latency.as_millis()));
+    }
+    if !faults.is_empty() {
+        out.push_str(&format!(
+            "faults: {} (seed {})\n",
+            faults.join(", "),
+            cfg.seed
+        ));
+    }
+    out.push_str("press Ctrl-C to stop\n");
+    out
+}
+
+/// Starts the sandbox, prints where and how to reach it, and serves until Ctrl-C.
+pub async fn run(args: SandboxArgs) -> Result<()> {
+    let cfg = args.config()?;
+    let running = sandbox::start(cfg.clone()).await.map_err(|e| {
+        Error::CannotStart(format!(
+            "cannot start the sandbox on 127.0.0.1:{}: {e}",
+            cfg.port
+        ))
+    })?;
+    print!("{}", banner(&cfg, &running.base_url(), running.addr));
+    tokio::signal::ctrl_c().await?;
+    let stats = running.stats();
+    running.shutdown().await;
+    eprintln!(
+        "sandbox stopped after {} requests",
+        stats["requests"].as_u64().unwrap_or(0)
+    );
+    Ok(())
+}
