@@ -700,6 +700,19 @@ mod tests {
         );
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].number, 4);
+        // The ods fixture went through LibreOffice, which stores these booleans as the
+        // numbers 1/0, and calamine's ods reader drops formula error values (see
+        // tests/fixtures/README.md).
+        let (yes, no) = if ods {
+            (Cell::Int(1), Cell::Int(0))
+        } else {
+            (Cell::Bool(true), Cell::Bool(false))
+        };
+        let div0 = if ods {
+            Cell::Empty
+        } else {
+            Cell::Error("#DIV/0!".into())
+        };
         assert_eq!(
             rows[0].cells,
             vec![
@@ -708,8 +721,8 @@ mod tests {
                 t("0123"),
                 Cell::Int(1234),
                 Cell::Date("2024-03-01".into()),
-                Cell::Bool(true),
-                Cell::Error("#DIV/0!".into()),
+                yes,
+                div0,
                 Cell::Float(0.25),
             ]
         );
@@ -721,7 +734,7 @@ mod tests {
             rows[1].cells[3]
         );
         assert_eq!(rows[1].cells[4], Cell::Date("2024-03-01T09:30:00".into()));
-        assert_eq!(rows[1].cells[5], Cell::Bool(false));
+        assert_eq!(rows[1].cells[5], no);
         if !ods {
             assert_eq!(rows[1].cells[6], Cell::Error("#N/A".into()));
         }
