@@ -75,6 +75,8 @@ pub(super) fn open(
     Ok(Sheet {
         path: path.to_path_buf(),
         sheet_name: None,
+        delimiter: Some(delimiter),
+        encoding: Some(encoding),
         header_row: located.header_row,
         headers: located.headers,
         rows: Box::new(DataRows::new(located.pending, src, width)),
@@ -175,7 +177,7 @@ fn ranked(text: &str) -> Vec<(u8, usize)> {
         .map(|&d| (d, count_outside_quotes(text, d)))
         .filter(|&(_, n)| n > 0)
         .collect();
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
     counts
 }
 
@@ -208,11 +210,19 @@ pub(crate) fn detect_delimiter(
 ) -> u8 {
     let records = sniff_records(text, at_eof);
     let best = |text: &str| ranked(text).first().map(|&(d, _)| d);
+    let pick = |text: &str| {
+        let candidates = ranked(text);
+        candidates
+            .iter()
+            .map(|&(d, _)| d)
+            .find(|&d| probe.is_header(&split_fields(text, d)))
+            .or_else(|| candidates.first().map(|&(d, _)| d))
+    };
     if let Some(n) = forced_row {
         return records
             .iter()
             .find(|r| r.line == n)
-            .and_then(|r| best(r.text))
+            .and_then(|r| pick(r.text))
             .unwrap_or(b',');
     }
     for record in records.iter().take(HEADER_SCAN_ROWS) {
@@ -223,8 +233,8 @@ pub(crate) fn detect_delimiter(
             }
         }
         if candidates.is_empty() && probe.is_header(&split_fields(record.text, b',')) {
-            // A one-column header: any delimiter works; look further for a hint.
-            break;
+            // A one-column header: no delimiter to detect.
+            return b',';
         }
     }
     records
@@ -653,5 +663,28 @@ mod tests {
         let err = last.as_ref().unwrap_err();
         assert!(err.message.contains("not valid UTF-8"), "{}", err.message);
         assert_eq!(err.number as usize, results.len() + 1);
+    }
+
+    #[test]
+    fn sheet_reports_detection_and_a_forced_reopen_reads_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            &dir,
+            "r.csv",
+            b"Users, March\n\nemail;name\na@x;Ann\nb@x;Bo\n",
+        );
+        let (sheet, rows) = open_ok(&p, &opts());
+        assert_eq!(sheet.delimiter, Some(b';'));
+        assert_eq!(sheet.encoding, Some(UTF_8));
+        assert_eq!(sheet.header_row, 3);
+        let o = SourceOptions {
+            header_row: Some(sheet.header_row),
+            ..opts()
+        };
+        let never = |_: &[String]| false;
+        let again = super::super::open(&p, &o, &never).unwrap();
+        assert_eq!(again.headers, sheet.headers);
+        let rows2: Vec<RawRow> = again.rows.map(|r| r.unwrap()).collect();
+        assert_eq!(rows2, rows);
     }
 }

@@ -214,6 +214,8 @@ where
     Ok(Sheet {
         path: path.to_path_buf(),
         sheet_name: Some(name),
+        delimiter: None,
+        encoding: None,
         header_row: located.header_row,
         headers: located.headers,
         rows: Box::new(DataRows::new(located.pending, src, width)),
@@ -414,6 +416,8 @@ fn open_xlsx(
     Ok(Sheet {
         path: path.to_path_buf(),
         sheet_name: Some(name),
+        delimiter: None,
+        encoding: None,
         header_row: located.header_row,
         headers: located.headers,
         rows: Box::new(DataRows::new(
@@ -896,5 +900,25 @@ mod tests {
         let dir = std::env::temp_dir().join("enlist-fixture-source");
         std::fs::create_dir_all(&dir).unwrap();
         users_workbook(&dir.join("users.xlsx"));
+    }
+
+    #[test]
+    fn truncated_workbooks_fail_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = std::fs::read(xlsx(&dir)).unwrap();
+        let xls =
+            std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/users.xls"))
+                .unwrap();
+        for (bytes, name) in [(&full, "cut.xlsx"), (&xls, "cut.xls")] {
+            for cut in [5, 40, 300, bytes.len() / 2, bytes.len() - 30] {
+                let p = write(&dir, name, &bytes[..cut]);
+                match super::super::open(&p, &opts(), &probe) {
+                    Err(e) => assert!(!e.to_string().is_empty()),
+                    Ok(sheet) => {
+                        let _ = sheet.rows.count();
+                    }
+                }
+            }
+        }
     }
 }

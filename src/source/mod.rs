@@ -65,6 +65,11 @@ pub struct Sheet {
     pub path: PathBuf,
     /// The Excel sheet name (None for CSV).
     pub sheet_name: Option<String>,
+    /// The CSV delimiter used (detected or given; None for Excel). Pass it back in
+    /// [`SourceOptions::delimiter`] to read the file again exactly the same way.
+    pub delimiter: Option<u8>,
+    /// The CSV encoding used (detected or given; None for Excel).
+    pub encoding: Option<&'static encoding_rs::Encoding>,
     /// Spreadsheet row number of the header row.
     pub header_row: u64,
     /// Header texts, trailing empty columns removed.
@@ -78,6 +83,8 @@ impl std::fmt::Debug for Sheet {
         f.debug_struct("Sheet")
             .field("path", &self.path)
             .field("sheet_name", &self.sheet_name)
+            .field("delimiter", &self.delimiter.map(char::from))
+            .field("encoding", &self.encoding.map(|e| e.name()))
             .field("header_row", &self.header_row)
             .field("headers", &self.headers)
             .finish_non_exhaustive()
