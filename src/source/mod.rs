@@ -156,7 +156,8 @@ pub fn open(path: &Path, opts: &SourceOptions, probe: &dyn HeaderProbe) -> Resul
         Kind::Binary if opts.encoding.is_none() => Err(Error::input(
             path,
             "does not look like CSV text (it contains binary data): export the sheet again \
-             as CSV (UTF-8) or as .xlsx",
+             as CSV (UTF-8) or as .xlsx; if it is UTF-16 text without a byte-order mark, \
+             give its encoding (utf-16le or utf-16be)",
         )),
         Kind::Text | Kind::Binary => csv::open(path, file, prefix, at_eof, opts, probe),
     }
