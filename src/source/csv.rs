@@ -69,7 +69,7 @@ pub(super) fn open(
         encoding_name: encoding.name(),
     };
     let located = locate_header(&mut src, opts.header_row, probe, "the file")
-        .map_err(|m| Error::input(path, m))?;
+        .map_err(|e| Error::input(path, e.message))?;
     src.width = located.headers.len();
     let width = located.headers.len();
     Ok(Sheet {

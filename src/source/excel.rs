@@ -16,8 +16,8 @@ use calamine::{Data, DataRef, ExcelDateTime, Ods, Range, Reader, Xls, Xlsb, Xlsx
 use chrono::{NaiveDate, NaiveDateTime, Timelike};
 
 use super::{
-    locate_header, DataRows, HeaderProbe, Kind, Located, RawRow, RowError, RowResult, RowSource,
-    Sheet, SourceOptions, MAX_COLUMNS,
+    locate_header, DataRows, HeaderProbe, Kind, LocateError, Located, RawRow, RowError, RowResult,
+    RowSource, Sheet, SourceOptions, MAX_COLUMNS,
 };
 use crate::cell::Cell;
 use crate::error::{Error, Result};
@@ -139,7 +139,7 @@ fn select<T>(
     path: &Path,
     names: &[String],
     opts: &SourceOptions,
-    mut attempt: impl FnMut(&str) -> std::result::Result<(Located, T), String>,
+    mut attempt: impl FnMut(&str) -> std::result::Result<(Located, T), LocateError>,
 ) -> Result<(String, Located, T)> {
     if names.is_empty() {
         return Err(Error::input(
@@ -149,7 +149,7 @@ fn select<T>(
     }
     if let Some(wanted) = &opts.sheet {
         let name = named_sheet(path, names, wanted)?;
-        let (located, t) = attempt(&name).map_err(|m| Error::input(path, m))?;
+        let (located, t) = attempt(&name).map_err(|e| Error::input(path, e.message))?;
         return Ok((name, located, t));
     }
     let mut fallback: Option<(String, Located, T)> = None;
@@ -162,9 +162,11 @@ fn select<T>(
                     fallback = Some((name.clone(), located, t));
                 }
             }
-            Err(m) => {
+            // The sheet the user meant, without data rows: say so rather than fall back.
+            Err(e) if e.header_matched => return Err(Error::input(path, e.message)),
+            Err(e) => {
                 if first_err.is_none() {
-                    first_err = Some(m);
+                    first_err = Some(e.message);
                 }
             }
         }
@@ -920,5 +922,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn header_only_users_sheet_is_reported_not_replaced_by_another_sheet() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("h.xlsx");
+        let mut wb = Workbook::new();
+        let intro = wb.add_worksheet();
+        intro.set_name("Intro").unwrap();
+        intro.write_string(0, 0, "How to fill this in").unwrap();
+        intro.write_string(1, 0, "One user per row").unwrap();
+        let users = wb.add_worksheet();
+        users.set_name("Users").unwrap();
+        users.write_string(0, 0, "Email").unwrap();
+        users.write_string(0, 1, "Name").unwrap();
+        wb.save(&p).unwrap();
+        let e = open_err(&p, &opts());
+        assert!(
+            e.contains("sheet \"Users\" has a header row (row 1) but no data rows"),
+            "{e}"
+        );
     }
 }

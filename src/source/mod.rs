@@ -254,6 +254,38 @@ pub(crate) fn locate_header(
     forced: Option<u64>,
     probe: &dyn HeaderProbe,
     what: &str,
+) -> std::result::Result<Located, LocateError> {
+    let mut header_matched = false;
+    locate(src, forced, probe, what, &mut header_matched).map_err(|message| LocateError {
+        message,
+        header_matched,
+    })
+}
+
+/// Why no header row (with data below it) was found.
+#[derive(Debug)]
+pub(crate) struct LocateError {
+    pub message: String,
+    /// The probe recognised a header row, but no data row follows it: this is the
+    /// sheet the user meant, so its error must not be hidden behind another sheet.
+    pub header_matched: bool,
+}
+
+impl From<String> for LocateError {
+    fn from(message: String) -> Self {
+        LocateError {
+            message,
+            header_matched: false,
+        }
+    }
+}
+
+fn locate(
+    src: &mut dyn RowSource,
+    forced: Option<u64>,
+    probe: &dyn HeaderProbe,
+    what: &str,
+    header_matched: &mut bool,
 ) -> std::result::Result<Located, String> {
     let mut last_read = 0;
     let mut scanned: Vec<RowResult> = Vec::new();
@@ -384,6 +416,7 @@ pub(crate) fn locate_header(
             break;
         }
         if !found {
+            *header_matched = matched;
             return Err(format!(
                 "{what} has a header row (row {header_row}) but no data rows: add the users \
                  below the header row, or check that this is the right file"
