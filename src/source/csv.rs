@@ -59,7 +59,7 @@ pub(super) fn open(
         .flexible(true)
         .delimiter(delimiter)
         .buffer_capacity(64 * 1024)
-        .from_reader(input);
+        .from_reader(LineCounter::new(input));
     let mut src = CsvRows {
         reader,
         record: ::csv::ByteRecord::new(),
@@ -69,12 +69,14 @@ pub(super) fn open(
         encoding_name: encoding.name(),
     };
     let located = locate_header(&mut src, opts.header_row, probe, "the file")
-        .map_err(|m| Error::input(path, m))?;
+        .map_err(|e| Error::input(path, e.message))?;
     src.width = located.headers.len();
     let width = located.headers.len();
     Ok(Sheet {
         path: path.to_path_buf(),
         sheet_name: None,
+        delimiter: Some(delimiter),
+        encoding: Some(encoding),
         header_row: located.header_row,
         headers: located.headers,
         rows: Box::new(DataRows::new(located.pending, src, width)),
@@ -175,7 +177,7 @@ fn ranked(text: &str) -> Vec<(u8, usize)> {
         .map(|&d| (d, count_outside_quotes(text, d)))
         .filter(|&(_, n)| n > 0)
         .collect();
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
     counts
 }
 
@@ -208,11 +210,19 @@ pub(crate) fn detect_delimiter(
 ) -> u8 {
     let records = sniff_records(text, at_eof);
     let best = |text: &str| ranked(text).first().map(|&(d, _)| d);
+    let pick = |text: &str| {
+        let candidates = ranked(text);
+        candidates
+            .iter()
+            .map(|&(d, _)| d)
+            .find(|&d| probe.is_header(&split_fields(text, d)))
+            .or_else(|| candidates.first().map(|&(d, _)| d))
+    };
     if let Some(n) = forced_row {
         return records
             .iter()
             .find(|r| r.line == n)
-            .and_then(|r| best(r.text))
+            .and_then(|r| pick(r.text))
             .unwrap_or(b',');
     }
     for record in records.iter().take(HEADER_SCAN_ROWS) {
@@ -223,8 +233,8 @@ pub(crate) fn detect_delimiter(
             }
         }
         if candidates.is_empty() && probe.is_header(&split_fields(record.text, b',')) {
-            // A one-column header: any delimiter works; look further for a hint.
-            break;
+            // A one-column header: no delimiter to detect.
+            return b',';
         }
     }
     records
@@ -236,7 +246,7 @@ pub(crate) fn detect_delimiter(
 
 /// Rows from the CSV reader, one reused record buffer; every cell is text.
 struct CsvRows {
-    reader: ::csv::Reader<Box<dyn Read + Send>>,
+    reader: ::csv::Reader<LineCounter<Box<dyn Read + Send>>>,
     record: ::csv::ByteRecord,
     /// Cells kept per row (the header width once known).
     width: usize,
@@ -252,11 +262,10 @@ impl RowSource for CsvRows {
         }
         match self.reader.read_byte_record(&mut self.record) {
             Ok(true) => {
-                let number = self
-                    .record
-                    .position()
-                    .map(|p| p.line())
-                    .unwrap_or(self.last_line + 1);
+                let number = match self.record.position() {
+                    Some(p) => self.reader.get_mut().line_at(p.byte()),
+                    None => self.last_line + 1,
+                };
                 self.last_line = number;
                 let mut cells = Vec::with_capacity(self.record.len().min(self.width));
                 for field in self.record.iter().take(self.width) {
@@ -293,6 +302,63 @@ impl RowSource for CsvRows {
                 }))
             }
         }
+    }
+}
+
+/// Counts the lines of the stream the CSV reader consumes, so that a record's byte
+/// offset maps to the physical line it starts on. (The csv crate's own line numbers do
+/// not count blank lines, and a record's start offset may point at the previous record's
+/// line terminator.) Holds only the terminators the reader has buffered ahead.
+pub(crate) struct LineCounter<R> {
+    inner: R,
+    offset: u64,
+    /// Offsets of `\r` and `\n` bytes not yet passed, with whether the byte is `\n`.
+    terminators: std::collections::VecDeque<(u64, bool)>,
+    line: u64,
+}
+
+impl<R: Read> LineCounter<R> {
+    fn new(inner: R) -> Self {
+        LineCounter {
+            inner,
+            offset: 0,
+            terminators: std::collections::VecDeque::new(),
+            line: 1,
+        }
+    }
+
+    /// The 1-based line of the first byte at or after `offset` that is not a line
+    /// terminator; offsets must not decrease between calls.
+    fn line_at(&mut self, mut offset: u64) -> u64 {
+        while let Some(&(at, newline)) = self.terminators.front() {
+            if at > offset {
+                break;
+            }
+            if at == offset {
+                offset += 1;
+            }
+            self.terminators.pop_front();
+            if newline {
+                self.line += 1;
+            }
+        }
+        self.line
+    }
+}
+
+impl<R: Read> Read for LineCounter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let base = self.offset;
+        self.terminators.extend(
+            buf[..n]
+                .iter()
+                .enumerate()
+                .filter(|(_, &b)| b == b'\n' || b == b'\r')
+                .map(|(i, &b)| (base + i as u64, b == b'\n')),
+        );
+        self.offset += n as u64;
+        Ok(n)
     }
 }
 
@@ -363,5 +429,262 @@ impl<R: Read> Read for DecodingReader<R> {
                 self.finished = true;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::*;
+    use super::*;
+    use encoding_rs::{UTF_16BE, UTF_16LE};
+
+    fn opts() -> SourceOptions {
+        SourceOptions::default()
+    }
+
+    #[test]
+    fn detects_each_delimiter() {
+        let dir = tempfile::tempdir().unwrap();
+        for d in [",", ";", "\t", "|"] {
+            let body = format!("Email{d}Name{d}Phone\na@x.org{d}Ann, Lee{d}+44 1\n");
+            // The comma inside "Ann, Lee" must not win for other delimiters: quote it only for ','.
+            let body = if d == "," {
+                body.replace("Ann, Lee", "\"Ann, Lee\"")
+            } else {
+                body
+            };
+            let p = write(&dir, "d.csv", body.as_bytes());
+            let (sheet, rows) = open_ok(&p, &opts());
+            assert_eq!(
+                sheet.headers,
+                vec!["Email", "Name", "Phone"],
+                "delimiter {d:?}"
+            );
+            assert_eq!(rows.len(), 1);
+            assert_eq!(rows[0].number, 2);
+            assert_eq!(
+                rows[0].cells,
+                vec![t("a@x.org"), t("Ann, Lee"), t("+44 1")],
+                "delimiter {d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn delimiter_counts_only_outside_quotes_and_override_wins() {
+        let text = "\"a;b;c;d\",email,name\n";
+        assert_eq!(detect_delimiter(text, true, None, &probe), b',');
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(&dir, "o.csv", b"email,name;x\na,b;c\n");
+        let o = SourceOptions {
+            delimiter: Some(b';'),
+            ..opts()
+        };
+        let (sheet, rows) = open_ok(&p, &o);
+        assert_eq!(sheet.headers, vec!["email,name", "x"]);
+        assert_eq!(rows[0].cells, vec![t("a,b"), t("c")]);
+    }
+
+    #[test]
+    fn title_line_with_other_delimiter_does_not_fool_detection() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(&dir, "t.csv", b"Users, March 2024\nemail;name\na@x;Ann\n");
+        let (sheet, rows) = open_ok(&p, &opts());
+        assert_eq!(sheet.header_row, 2);
+        assert_eq!(sheet.headers, vec!["email", "name"]);
+        assert_eq!(rows[0].number, 3);
+        assert_eq!(rows[0].cells, vec![t("a@x"), t("Ann")]);
+    }
+
+    #[test]
+    fn utf8_bom_is_stripped() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(&dir, "b.csv", "\u{FEFF}email,name\na@x,Zoë\n".as_bytes());
+        let (sheet, rows) = open_ok(&p, &opts());
+        assert_eq!(sheet.headers, vec!["email", "name"]);
+        assert_eq!(rows[0].cells[1], t("Zoë"));
+    }
+
+    fn utf16(text: &str, le: bool) -> Vec<u8> {
+        let mut out = if le {
+            vec![0xFF, 0xFE]
+        } else {
+            vec![0xFE, 0xFF]
+        };
+        for u in text.encode_utf16() {
+            out.extend_from_slice(&if le { u.to_le_bytes() } else { u.to_be_bytes() });
+        }
+        out
+    }
+
+    #[test]
+    fn utf16_with_bom_both_byte_orders() {
+        let dir = tempfile::tempdir().unwrap();
+        // Enough rows to cross the decoder's buffer boundaries several times.
+        let mut text = String::from("email\tname\r\n");
+        for i in 0..5000 {
+            text.push_str(&format!("user{i}@x.org\tMüller {i}\r\n"));
+        }
+        for le in [true, false] {
+            let p = write(&dir, "u.csv", &utf16(&text, le));
+            let (sheet, rows) = open_ok(&p, &opts());
+            assert_eq!(sheet.headers, vec!["email", "name"]);
+            assert_eq!(rows.len(), 5000);
+            assert_eq!(rows[0].cells, vec![t("user0@x.org"), t("Müller 0")]);
+            assert_eq!(rows[4999].number, 5001);
+            assert_eq!(rows[4999].cells[1], t("Müller 4999"));
+        }
+    }
+
+    #[test]
+    fn windows_1252_when_not_utf8() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(&dir, "w.csv", b"email;name\r\nm@x;M\xfcller\r\n");
+        let (_, rows) = open_ok(&p, &opts());
+        assert_eq!(rows[0].cells, vec![t("m@x"), t("Müller")]);
+        assert_eq!(detect_encoding(b"M\xfcller", true, None).0, WINDOWS_1252);
+        // A character cut by the end of the sniffed prefix is still UTF-8.
+        assert_eq!(detect_encoding(b"M\xc3", false, None).0, UTF_8);
+        assert_eq!(detect_encoding(&[0xFF, 0xFE], true, None), (UTF_16LE, 2));
+        assert_eq!(detect_encoding(&[0xFE, 0xFF], true, None), (UTF_16BE, 2));
+        // An explicit encoding overrides detection.
+        let o = SourceOptions {
+            encoding: Some(WINDOWS_1252),
+            ..opts()
+        };
+        let p = write(&dir, "x.csv", "email,name\na,Ã¼\n".as_bytes());
+        let (_, rows) = open_ok(&p, &o);
+        assert_eq!(rows[0].cells[1], t("ÃƒÂ¼"));
+    }
+
+    #[test]
+    fn quoted_fields_with_newlines_commas_quotes_keep_row_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let body = "email,name,note\r\n\
+                    a@x,\"Lee, Ann\",\"line 1\r\nline 2 \"\"quoted\"\"\"\r\n\
+                    b@x,Bob,plain\r\n\
+                    c@x,\"C\nD\nE\",x\n\
+                    d@x,Dee,\n";
+        let p = write(&dir, "q.csv", body.as_bytes());
+        let (_, rows) = open_ok(&p, &opts());
+        let numbers: Vec<u64> = rows.iter().map(|r| r.number).collect();
+        assert_eq!(numbers, vec![2, 4, 5, 8]);
+        assert_eq!(
+            rows[0].cells,
+            vec![t("a@x"), t("Lee, Ann"), t("line 1\r\nline 2 \"quoted\"")]
+        );
+        assert_eq!(rows[1].cells, vec![t("b@x"), t("Bob"), t("plain")]);
+        assert_eq!(rows[3].cells, vec![t("d@x"), t("Dee")]);
+    }
+
+    #[test]
+    fn crlf_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(&dir, "c.csv", b"email,name\r\nx@y,Zed\r\n\r\nq@y,Q\r\n");
+        let (_, rows) = open_ok(&p, &opts());
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].cells, vec![t("x@y"), t("Zed")]);
+        assert_eq!(rows[1].number, 4);
+    }
+
+    #[test]
+    fn title_and_blank_rows_above_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let body = "Onboarding sheet,,\nFill in one user per row,,\n,,\n\nEmail,Name,\n a@x ,Ann,\n,,\nb@x,\"\",\n";
+        let p = write(&dir, "t.csv", body.as_bytes());
+        let (sheet, rows) = open_ok(&p, &opts());
+        assert_eq!(sheet.header_row, 5);
+        assert_eq!(sheet.headers, vec!["Email", "Name"]);
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].number, rows[1].number), (6, 8));
+        assert_eq!(rows[0].cells, vec![t("a@x"), t("Ann")]);
+        assert_eq!(rows[1].cells, vec![t("b@x")]);
+    }
+
+    #[test]
+    fn no_header_match_uses_first_non_empty_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(&dir, "n.csv", b"\nmail,name\na,b\n");
+        let (sheet, rows) = open_ok(&p, &opts());
+        assert_eq!(sheet.header_row, 2);
+        assert_eq!(sheet.headers, vec!["mail", "name"]);
+        assert_eq!(rows[0].number, 3);
+    }
+
+    #[test]
+    fn header_row_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(&dir, "h.csv", b"email,name\nfoo,bar\nx,y\n");
+        let o = SourceOptions {
+            header_row: Some(2),
+            ..opts()
+        };
+        let (sheet, rows) = open_ok(&p, &o);
+        assert_eq!(sheet.header_row, 2);
+        assert_eq!(sheet.headers, vec!["foo", "bar"]);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].number, 3);
+        let o = SourceOptions {
+            header_row: Some(9),
+            ..opts()
+        };
+        let e = open_err(&p, &o);
+        assert!(e.contains("before row 9"), "{e}");
+    }
+
+    #[test]
+    fn trailing_empty_header_columns_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            &dir,
+            "w.csv",
+            b"email,name,,\na,b,c,d\n,,only-extra,\nz,,\n",
+        );
+        let (sheet, rows) = open_ok(&p, &opts());
+        assert_eq!(sheet.headers, vec!["email", "name"]);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].cells, vec![t("a"), t("b")]);
+        assert_eq!(rows[1].cells, vec![t("z")]);
+        assert_eq!(rows[1].number, 4);
+    }
+
+    #[test]
+    fn invalid_utf8_after_the_sniffed_prefix_is_a_row_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut body = b"email,name\n".to_vec();
+        while body.len() < super::super::SNIFF_LEN + 10 {
+            body.extend_from_slice(b"a@x,Ann\n");
+        }
+        body.extend_from_slice(b"m@x,M\xfcller\n");
+        let p = write(&dir, "late.csv", &body);
+        let sheet = super::super::open(&p, &opts(), &probe).unwrap();
+        let results: Vec<RowResult> = sheet.rows.collect();
+        let last = results.last().unwrap();
+        let err = last.as_ref().unwrap_err();
+        assert!(err.message.contains("not valid UTF-8"), "{}", err.message);
+        assert_eq!(err.number as usize, results.len() + 1);
+    }
+
+    #[test]
+    fn sheet_reports_detection_and_a_forced_reopen_reads_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            &dir,
+            "r.csv",
+            b"Users, March\n\nemail;name\na@x;Ann\nb@x;Bo\n",
+        );
+        let (sheet, rows) = open_ok(&p, &opts());
+        assert_eq!(sheet.delimiter, Some(b';'));
+        assert_eq!(sheet.encoding, Some(UTF_8));
+        assert_eq!(sheet.header_row, 3);
+        let o = SourceOptions {
+            header_row: Some(sheet.header_row),
+            ..opts()
+        };
+        let never = |_: &[String]| false;
+        let again = super::super::open(&p, &o, &never).unwrap();
+        assert_eq!(again.headers, sheet.headers);
+        let rows2: Vec<RawRow> = again.rows.map(|r| r.unwrap()).collect();
+        assert_eq!(rows2, rows);
     }
 }

@@ -16,8 +16,8 @@ use calamine::{Data, DataRef, ExcelDateTime, Ods, Range, Reader, Xls, Xlsb, Xlsx
 use chrono::{NaiveDate, NaiveDateTime, Timelike};
 
 use super::{
-    locate_header, DataRows, HeaderProbe, Kind, Located, RawRow, RowError, RowResult, RowSource,
-    Sheet, SourceOptions, MAX_COLUMNS,
+    locate_header, DataRows, HeaderProbe, Kind, LocateError, Located, RawRow, RowError, RowResult,
+    RowSource, Sheet, SourceOptions, MAX_COLUMNS,
 };
 use crate::cell::Cell;
 use crate::error::{Error, Result};
@@ -139,7 +139,7 @@ fn select<T>(
     path: &Path,
     names: &[String],
     opts: &SourceOptions,
-    mut attempt: impl FnMut(&str) -> std::result::Result<(Located, T), String>,
+    mut attempt: impl FnMut(&str) -> std::result::Result<(Located, T), LocateError>,
 ) -> Result<(String, Located, T)> {
     if names.is_empty() {
         return Err(Error::input(
@@ -149,7 +149,7 @@ fn select<T>(
     }
     if let Some(wanted) = &opts.sheet {
         let name = named_sheet(path, names, wanted)?;
-        let (located, t) = attempt(&name).map_err(|m| Error::input(path, m))?;
+        let (located, t) = attempt(&name).map_err(|e| Error::input(path, e.message))?;
         return Ok((name, located, t));
     }
     let mut fallback: Option<(String, Located, T)> = None;
@@ -162,9 +162,11 @@ fn select<T>(
                     fallback = Some((name.clone(), located, t));
                 }
             }
-            Err(m) => {
+            // The sheet the user meant, without data rows: say so rather than fall back.
+            Err(e) if e.header_matched => return Err(Error::input(path, e.message)),
+            Err(e) => {
                 if first_err.is_none() {
-                    first_err = Some(m);
+                    first_err = Some(e.message);
                 }
             }
         }
@@ -214,6 +216,8 @@ where
     Ok(Sheet {
         path: path.to_path_buf(),
         sheet_name: Some(name),
+        delimiter: None,
+        encoding: None,
         header_row: located.header_row,
         headers: located.headers,
         rows: Box::new(DataRows::new(located.pending, src, width)),
@@ -414,6 +418,8 @@ fn open_xlsx(
     Ok(Sheet {
         path: path.to_path_buf(),
         sheet_name: Some(name),
+        delimiter: None,
+        encoding: None,
         header_row: located.header_row,
         headers: located.headers,
         rows: Box::new(DataRows::new(
@@ -600,4 +606,342 @@ fn iso_cell(s: &str) -> Cell {
         return Cell::Date(format_datetime(ndt));
     }
     Cell::text(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::*;
+    use super::*;
+    use rust_xlsxwriter::{ExcelDateTime as XDate, Format, Formula, Workbook};
+    use std::path::PathBuf;
+
+    fn opts() -> SourceOptions {
+        SourceOptions::default()
+    }
+
+    /// A workbook with an instructions sheet first and the users on the second sheet
+    /// (title row, blank row, header on row 3), and a third sheet "Other".
+    pub(super) fn users_workbook(path: &Path) {
+        let mut wb = Workbook::new();
+        let notes = wb.add_worksheet();
+        notes.set_name("Notes").unwrap();
+        notes.write_string(0, 0, "Fill in the Users sheet").unwrap();
+
+        let users = wb.add_worksheet();
+        users.set_name("Users").unwrap();
+        let date = Format::new().set_num_format("yyyy-mm-dd");
+        let datetime = Format::new().set_num_format("yyyy-mm-dd hh:mm");
+        users.write_string(0, 0, "New starters, March").unwrap();
+        for (c, h) in [
+            "Email",
+            "Phone",
+            "Code",
+            "Employee ID",
+            "Start",
+            "Active",
+            "Calc",
+            "Ratio",
+            "",
+        ]
+        .iter()
+        .enumerate()
+        {
+            users.write_string(2, c as u16, *h).unwrap();
+        }
+        users.write_string(3, 0, " ann@example.org ").unwrap();
+        users.write_string(3, 1, "+441234").unwrap();
+        users.write_string(3, 2, "0123").unwrap();
+        users.write_number(3, 3, 1234.0).unwrap();
+        users
+            .write_datetime_with_format(3, 4, XDate::from_ymd(2024, 3, 1).unwrap(), &date)
+            .unwrap();
+        users.write_boolean(3, 5, true).unwrap();
+        users
+            .write_formula(3, 6, Formula::new("=1/0").set_result("#DIV/0!"))
+            .unwrap();
+        users.write_number(3, 7, 0.25).unwrap();
+        users.write_string(3, 9, "beyond the header").unwrap();
+        // Row 5 (index 4) left empty; row 6 is the second user.
+        users.write_string(5, 0, "bob@example.org").unwrap();
+        users
+            .write_datetime_with_format(
+                5,
+                4,
+                XDate::from_ymd(2024, 3, 1)
+                    .unwrap()
+                    .and_hms(9, 30, 0)
+                    .unwrap(),
+                &datetime,
+            )
+            .unwrap();
+        users.write_boolean(5, 5, false).unwrap();
+        users
+            .write_formula(5, 6, Formula::new("=NA()").set_result("#N/A"))
+            .unwrap();
+        users.write_number(5, 3, 1e17).unwrap();
+
+        let other = wb.add_worksheet();
+        other.set_name("Other").unwrap();
+        other.write_string(0, 0, "email").unwrap();
+        other.write_string(1, 0, "zed@example.org").unwrap();
+        wb.save(path).unwrap();
+    }
+
+    /// What the users sheet must read as, whatever the format.
+    pub(super) fn check_users(sheet: &Sheet, rows: &[RawRow], ods: bool) {
+        assert_eq!(sheet.sheet_name.as_deref(), Some("Users"));
+        assert_eq!(sheet.header_row, 3);
+        assert_eq!(
+            sheet.headers,
+            vec![
+                "Email",
+                "Phone",
+                "Code",
+                "Employee ID",
+                "Start",
+                "Active",
+                "Calc",
+                "Ratio"
+            ]
+        );
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].number, 4);
+        // The ods fixture went through LibreOffice, which stores these booleans as the
+        // numbers 1/0, and calamine's ods reader drops formula error values (see
+        // tests/fixtures/README.md).
+        let (yes, no) = if ods {
+            (Cell::Int(1), Cell::Int(0))
+        } else {
+            (Cell::Bool(true), Cell::Bool(false))
+        };
+        let div0 = if ods {
+            Cell::Empty
+        } else {
+            Cell::Error("#DIV/0!".into())
+        };
+        assert_eq!(
+            rows[0].cells,
+            vec![
+                t("ann@example.org"),
+                t("+441234"),
+                t("0123"),
+                Cell::Int(1234),
+                Cell::Date("2024-03-01".into()),
+                yes,
+                div0,
+                Cell::Float(0.25),
+            ]
+        );
+        assert_eq!(rows[1].number, 6);
+        assert_eq!(rows[1].cells[0], t("bob@example.org"));
+        assert!(
+            rows[1].cells[3].is_inexact_integer(),
+            "{:?}",
+            rows[1].cells[3]
+        );
+        assert_eq!(rows[1].cells[4], Cell::Date("2024-03-01T09:30:00".into()));
+        assert_eq!(rows[1].cells[5], no);
+        if !ods {
+            assert_eq!(rows[1].cells[6], Cell::Error("#N/A".into()));
+        }
+    }
+
+    fn xlsx(dir: &tempfile::TempDir) -> PathBuf {
+        let p = dir.path().join("users.xlsx");
+        users_workbook(&p);
+        p
+    }
+
+    #[test]
+    fn xlsx_users_on_second_sheet_are_found_and_normalised() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = xlsx(&dir);
+        let (sheet, rows) = open_ok(&p, &opts());
+        check_users(&sheet, &rows, false);
+    }
+
+    #[test]
+    fn xlsx_sheet_by_name_and_unknown_sheet() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = xlsx(&dir);
+        let o = SourceOptions {
+            sheet: Some("other".into()),
+            ..opts()
+        };
+        let (sheet, rows) = open_ok(&p, &o);
+        assert_eq!(sheet.sheet_name.as_deref(), Some("Other"));
+        assert_eq!(sheet.headers, vec!["email"]);
+        assert_eq!(
+            rows,
+            vec![RawRow {
+                number: 2,
+                cells: vec![t("zed@example.org")]
+            }]
+        );
+
+        let o = SourceOptions {
+            sheet: Some("Staff".into()),
+            ..opts()
+        };
+        let e = open_err(&p, &o);
+        assert!(
+            e.contains(
+                "has no sheet named \"Staff\": the sheets are \"Notes\", \"Users\", \"Other\""
+            ),
+            "{e}"
+        );
+        // A named sheet with a header but no data rows.
+        let o = SourceOptions {
+            sheet: Some("Notes".into()),
+            ..opts()
+        };
+        let e = open_err(&p, &o);
+        assert!(
+            e.contains("sheet \"Notes\" has a header row (row 1) but no data rows"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn xlsx_header_row_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = xlsx(&dir);
+        let o = SourceOptions {
+            sheet: Some("Users".into()),
+            header_row: Some(4),
+            ..opts()
+        };
+        let (sheet, rows) = open_ok(&p, &o);
+        assert_eq!(sheet.header_row, 4);
+        assert_eq!(sheet.headers[0], "ann@example.org");
+        assert_eq!(sheet.headers[3], "1234");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].number, 6);
+    }
+
+    #[test]
+    fn xlsx_stops_early_without_leaking_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("many.xlsx");
+        let mut wb = Workbook::new();
+        let ws = wb.add_worksheet();
+        ws.write_string(0, 0, "email").unwrap();
+        for r in 1..5000u32 {
+            ws.write_string(r, 0, format!("u{r}@x")).unwrap();
+        }
+        wb.save(&p).unwrap();
+        let sheet = super::super::open(&p, &opts(), &probe).unwrap();
+        let first: Vec<RowResult> = sheet.rows.take(3).collect();
+        assert_eq!(first.len(), 3);
+        let (_, rows) = open_ok(&p, &opts());
+        assert_eq!(rows.len(), 4999);
+        assert_eq!(rows[4998].number, 5000);
+    }
+
+    #[test]
+    fn xlsx_declaring_the_whole_sheet_does_not_allocate_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("huge.xlsx");
+        let mut wb = Workbook::new();
+        let ws = wb.add_worksheet();
+        ws.write_string(0, 0, "email").unwrap();
+        ws.write_string(1, 0, "a@x").unwrap();
+        ws.write_string(0, 16_383, "far away").unwrap();
+        ws.write_string(1_048_575, 16_383, "corner").unwrap();
+        wb.save(&p).unwrap();
+        let (sheet, rows) = open_ok(&p, &opts());
+        assert_eq!(sheet.headers.len(), 16_384);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].cells, vec![t("a@x")]);
+        assert_eq!(rows[1].number, 1_048_576);
+    }
+
+    #[test]
+    fn fixtures_xls_and_ods_read_like_xlsx() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        for (name, ods) in [("users.xls", false), ("users.ods", true)] {
+            let (sheet, rows) = open_ok(&root.join(name), &opts());
+            check_users(&sheet, &rows, ods);
+        }
+    }
+
+    #[test]
+    fn dates_and_iso_strings() {
+        use calamine::ExcelDateTimeType;
+        let d = |v| datetime_cell(&ExcelDateTime::new(v, ExcelDateTimeType::DateTime, false));
+        assert_eq!(d(45352.0), Cell::Date("2024-03-01".into()));
+        assert_eq!(
+            d(45352.0 + 0.395_833_333_3),
+            Cell::Date("2024-03-01T09:30:00".into())
+        );
+        // 23:59:59.9 rounds into the next day.
+        assert_eq!(
+            d(45352.0 + 86_399.9 / 86_400.0),
+            Cell::Date("2024-03-02".into())
+        );
+        assert_eq!(d(0.5), t("12:00:00"));
+        assert!(matches!(d(f64::NAN), Cell::Float(f) if f.is_nan()));
+        assert_eq!(d(1e300), Cell::Float(1e300));
+        assert_eq!(iso_cell("2024-03-01"), Cell::Date("2024-03-01".into()));
+        assert_eq!(
+            iso_cell("2024-03-01T09:30:00.000"),
+            Cell::Date("2024-03-01T09:30:00".into())
+        );
+        assert_eq!(
+            iso_cell("2024-03-01T00:00:00"),
+            Cell::Date("2024-03-01".into())
+        );
+        assert_eq!(iso_cell("PT9H"), t("PT9H"));
+    }
+
+    /// Writes the xlsx that `tests/fixtures/users.{xls,ods}` were converted from
+    /// (see tests/fixtures/README.md). Run with `--ignored` to regenerate.
+    #[test]
+    #[ignore]
+    fn write_fixture_source() {
+        let dir = std::env::temp_dir().join("enlist-fixture-source");
+        std::fs::create_dir_all(&dir).unwrap();
+        users_workbook(&dir.join("users.xlsx"));
+    }
+
+    #[test]
+    fn truncated_workbooks_fail_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = std::fs::read(xlsx(&dir)).unwrap();
+        let xls =
+            std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/users.xls"))
+                .unwrap();
+        for (bytes, name) in [(&full, "cut.xlsx"), (&xls, "cut.xls")] {
+            for cut in [5, 40, 300, bytes.len() / 2, bytes.len() - 30] {
+                let p = write(&dir, name, &bytes[..cut]);
+                match super::super::open(&p, &opts(), &probe) {
+                    Err(e) => assert!(!e.to_string().is_empty()),
+                    Ok(sheet) => {
+                        let _ = sheet.rows.count();
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn header_only_users_sheet_is_reported_not_replaced_by_another_sheet() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("h.xlsx");
+        let mut wb = Workbook::new();
+        let intro = wb.add_worksheet();
+        intro.set_name("Intro").unwrap();
+        intro.write_string(0, 0, "How to fill this in").unwrap();
+        intro.write_string(1, 0, "One user per row").unwrap();
+        let users = wb.add_worksheet();
+        users.set_name("Users").unwrap();
+        users.write_string(0, 0, "Email").unwrap();
+        users.write_string(0, 1, "Name").unwrap();
+        wb.save(&p).unwrap();
+        let e = open_err(&p, &opts());
+        assert!(
+            e.contains("sheet \"Users\" has a header row (row 1) but no data rows"),
+            "{e}"
+        );
+    }
 }

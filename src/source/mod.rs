@@ -65,6 +65,11 @@ pub struct Sheet {
     pub path: PathBuf,
     /// The Excel sheet name (None for CSV).
     pub sheet_name: Option<String>,
+    /// The CSV delimiter used (detected or given; None for Excel). Pass it back in
+    /// [`SourceOptions::delimiter`] to read the file again exactly the same way.
+    pub delimiter: Option<u8>,
+    /// The CSV encoding used (detected or given; None for Excel).
+    pub encoding: Option<&'static encoding_rs::Encoding>,
     /// Spreadsheet row number of the header row.
     pub header_row: u64,
     /// Header texts, trailing empty columns removed.
@@ -78,6 +83,8 @@ impl std::fmt::Debug for Sheet {
         f.debug_struct("Sheet")
             .field("path", &self.path)
             .field("sheet_name", &self.sheet_name)
+            .field("delimiter", &self.delimiter.map(char::from))
+            .field("encoding", &self.encoding.map(|e| e.name()))
             .field("header_row", &self.header_row)
             .field("headers", &self.headers)
             .finish_non_exhaustive()
@@ -149,7 +156,8 @@ pub fn open(path: &Path, opts: &SourceOptions, probe: &dyn HeaderProbe) -> Resul
         Kind::Binary if opts.encoding.is_none() => Err(Error::input(
             path,
             "does not look like CSV text (it contains binary data): export the sheet again \
-             as CSV (UTF-8) or as .xlsx",
+             as CSV (UTF-8) or as .xlsx; if it is UTF-16 text without a byte-order mark, \
+             give its encoding (utf-16le or utf-16be)",
         )),
         Kind::Text | Kind::Binary => csv::open(path, file, prefix, at_eof, opts, probe),
     }
@@ -246,6 +254,38 @@ pub(crate) fn locate_header(
     forced: Option<u64>,
     probe: &dyn HeaderProbe,
     what: &str,
+) -> std::result::Result<Located, LocateError> {
+    let mut header_matched = false;
+    locate(src, forced, probe, what, &mut header_matched).map_err(|message| LocateError {
+        message,
+        header_matched,
+    })
+}
+
+/// Why no header row (with data below it) was found.
+#[derive(Debug)]
+pub(crate) struct LocateError {
+    pub message: String,
+    /// The probe recognised a header row, but no data row follows it: this is the
+    /// sheet the user meant, so its error must not be hidden behind another sheet.
+    pub header_matched: bool,
+}
+
+impl From<String> for LocateError {
+    fn from(message: String) -> Self {
+        LocateError {
+            message,
+            header_matched: false,
+        }
+    }
+}
+
+fn locate(
+    src: &mut dyn RowSource,
+    forced: Option<u64>,
+    probe: &dyn HeaderProbe,
+    what: &str,
+    header_matched: &mut bool,
 ) -> std::result::Result<Located, String> {
     let mut last_read = 0;
     let mut scanned: Vec<RowResult> = Vec::new();
@@ -376,6 +416,7 @@ pub(crate) fn locate_header(
             break;
         }
         if !found {
+            *header_matched = matched;
             return Err(format!(
                 "{what} has a header row (row {header_row}) but no data rows: add the users \
                  below the header row, or check that this is the right file"
@@ -435,5 +476,123 @@ impl<S: RowSource> Iterator for DataRows<S> {
                 Err(e) => return Some(Err(e)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    use super::*;
+
+    /// The probe the tests use: a header row has an `email` column.
+    pub fn probe(cells: &[String]) -> bool {
+        cells.iter().any(|c| c.eq_ignore_ascii_case("email"))
+    }
+
+    pub fn write(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).expect("write fixture");
+        p
+    }
+
+    pub fn open_ok(path: &Path, opts: &SourceOptions) -> (Sheet, Vec<RawRow>) {
+        let mut sheet = open(path, opts, &probe).expect("open");
+        let rows = std::mem::replace(&mut sheet.rows, Box::new(std::iter::empty()))
+            .map(|r| r.expect("row"))
+            .collect();
+        (sheet, rows)
+    }
+
+    pub fn open_err(path: &Path, opts: &SourceOptions) -> String {
+        match open(path, opts, &probe) {
+            Ok(s) => panic!("expected an error, got {s:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    pub fn t(s: &str) -> Cell {
+        Cell::Text(s.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_util::*;
+    use super::*;
+
+    #[test]
+    fn sniff_kinds() {
+        assert_eq!(Kind::sniff(b"PK\x03\x04rest"), Kind::Zip);
+        assert_eq!(
+            Kind::sniff(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1, 0]),
+            Kind::Cfb
+        );
+        assert_eq!(Kind::sniff(b"email,name\n"), Kind::Text);
+        assert_eq!(Kind::sniff(&[0xFF, 0xFE, b'e', 0]), Kind::Text);
+        assert_eq!(Kind::sniff(&[1, 2, 3, 0, 5, 6]), Kind::Binary);
+    }
+
+    #[test]
+    fn empty_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["empty.csv", "empty.xlsx"] {
+            let p = write(&dir, name, b"");
+            let e = open_err(&p, &SourceOptions::default());
+            assert!(
+                e.contains("the file is empty: export the sheet again"),
+                "{e}"
+            );
+        }
+        let p = write(&dir, "blank.csv", b"\xEF\xBB\xBF\r\n , \n");
+        let e = open_err(&p, &SourceOptions::default());
+        assert!(e.contains("has no rows with content"), "{e}");
+    }
+
+    #[test]
+    fn header_only_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(&dir, "h.csv", b"email,name\n,\n");
+        let e = open_err(&p, &SourceOptions::default());
+        assert!(
+            e.contains("has a header row (row 1) but no data rows"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn xlsx_that_is_csv_or_garbage_is_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(&dir, "users.xlsx", b"email,name\na@x,Ann\n");
+        let e = open_err(&p, &SourceOptions::default());
+        assert!(
+            e.contains("is not an Excel workbook (it looks like CSV text): rename it to .csv"),
+            "{e}"
+        );
+        let p = write(&dir, "junk.xls", &[0u8, 1, 2, 3, 4, 0, 0, 9]);
+        let e = open_err(&p, &SourceOptions::default());
+        assert!(e.contains("is not an Excel workbook"), "{e}");
+        let p = write(&dir, "junk.csv", &[0u8, 1, 2, 3, 4, 0, 0, 9]);
+        let e = open_err(&p, &SourceOptions::default());
+        assert!(e.contains("does not look like CSV text"), "{e}");
+    }
+
+    #[test]
+    fn corrupt_zip_is_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = b"PK\x03\x04".to_vec();
+        bytes.extend_from_slice(&[7u8; 200]);
+        for name in ["bad.xlsx", "bad.ods", "bad.xlsb", "bad.csv"] {
+            let p = write(&dir, name, &bytes);
+            let e = open_err(&p, &SourceOptions::default());
+            assert!(e.contains("damaged or incomplete"), "{name}: {e}");
+        }
+    }
+
+    #[test]
+    fn missing_file_is_refused() {
+        let e = open_err(
+            Path::new("/nonexistent/users.csv"),
+            &SourceOptions::default(),
+        );
+        assert!(e.contains("cannot open the file"), "{e}");
     }
 }
