@@ -45,6 +45,10 @@ impl Input {
         let layout = Layout::new(&profile, &sheet.headers, &spec.path)?;
         let sheet_name = sheet.sheet_name.clone();
         let header_row = sheet.header_row;
+        // The second pass must read the file exactly as the first did.
+        let mut spec = spec;
+        spec.source.delimiter = spec.source.delimiter.or(sheet.delimiter);
+        spec.source.encoding = spec.source.encoding.or(sheet.encoding);
         let duplicates = find_duplicates(sheet.rows, &layout, &profile);
         Ok(Input {
             spec,
