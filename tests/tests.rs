@@ -2,5 +2,6 @@
 //! working directory through [`workdir::Workdir`] and runs the real `enlist` binary.
 
 mod check;
+mod reader;
 mod sandbox;
 mod workdir;
