@@ -32,6 +32,8 @@ pub enum Command {
     Check(crate::cmd::check::CheckArgs),
     /// List the built-in profiles, or print one to copy and adapt.
     Profiles(crate::cmd::profiles::ProfilesArgs),
+    /// Write an input workbook (or CSV) made for a profile, ready to fill in.
+    Template(crate::cmd::template::TemplateArgs),
 }
 
 /// Which action a row takes when it does not say.

@@ -9,6 +9,7 @@
 //! - [`cell`]: the typed value of one spreadsheet cell.
 //! - [`source`]: reads CSV and Excel files into rows of cells, finding the header row.
 //! - [`error`]: the crate's error type and the exit codes.
+//! - [`template_book`]: input workbooks made for one profile (`enlist template`).
 pub mod cell;
 pub mod cli;
 pub mod cmd;
@@ -19,3 +20,4 @@ pub mod plan;
 pub mod profile;
 pub mod report;
 pub mod source;
+pub mod template_book;
