@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rust_xlsxwriter::{Format, Workbook};
+use rust_xlsxwriter::{DocProperties, ExcelDateTime, Format, Workbook};
 
 /// One sample: file stem, header texts (as an HR sheet would spell them) and data rows.
 struct Sample {
@@ -27,7 +27,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for s in [odin(), superoffice(), users_api(), scim()] {
         write_csv(&s, &dir.join(format!("{}.csv", s.stem)))?;
         write_xlsx(&s, &dir.join(format!("{}.xlsx", s.stem)))?;
-        println!("wrote samples/{0}.csv and samples/{0}.xlsx ({1} rows)", s.stem, s.rows.len());
+        println!(
+            "wrote samples/{0}.csv and samples/{0}.xlsx ({1} rows)",
+            s.stem,
+            s.rows.len()
+        );
     }
     Ok(())
 }
@@ -44,6 +48,10 @@ fn write_csv(s: &Sample, path: &Path) -> Result<(), Box<dyn std::error::Error>> 
 
 fn write_xlsx(s: &Sample, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let mut wb = Workbook::new();
+    // A fixed creation time: the files are byte-for-byte the same on every run, so a
+    // regenerated sample only shows in `git status` when its content changed.
+    let created = ExcelDateTime::from_ymd(2026, 1, 1)?;
+    wb.set_properties(&DocProperties::new().set_creation_datetime(&created));
     let bold = Format::new().set_bold();
     let text = Format::new().set_num_format("@");
     let ws = wb.add_worksheet();
@@ -77,6 +85,19 @@ fn row(cells: &[&str]) -> Vec<String> {
     cells.iter().map(|s| s.to_string()).collect()
 }
 
+/// One Odin user: first, last, login (before the domain), extension, department, language,
+/// site (`L` London, `N` New York), action.
+type OdinPerson = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    char,
+    &'static str,
+);
+
 /// Odin (BroadWorks): two groups of one enterprise, London and New York.
 fn odin() -> Sample {
     let headers = &[
@@ -100,32 +121,257 @@ fn odin() -> Sample {
         "Action",
     ];
     // (first, last, user, ext, dept, language, site, action)
-    let people: &[(&str, &str, &str, &str, &str, &str, char, &str)] = &[
-        ("Oliver", "Bennett", "oliver.bennett", "2001", "Sales", "English", 'L', ""),
-        ("Amelia", "Clarke", "amelia.clarke", "2002", "Sales", "English", 'L', ""),
-        ("Harry", "O'Connor", "harry.oconnor", "2003", "Support", "English", 'L', ""),
-        ("Isla", "Patel", "isla.patel", "2004", "Finance", "English", 'L', ""),
-        ("Priya", "Shah", "priya.shah", "2005", "Engineering", "English", 'L', ""), // row 6: bad email
-        ("Jack", "Nguyen", "jack.nguyen", "2006", "Engineering", "English", 'L', ""),
-        ("Sophie", "Dubois", "sophie.dubois", "2007", "Marketing", "French", 'L', ""),
-        ("Thomas", "Wright", "thomas.wright", "2008", "Support", "English", 'L', ""), // row 9: short password
-        ("Zoë", "Müller", "zoe.mueller", "0420", "Engineering", "German", 'L', ""),
-        ("George", "Evans", "george.evans", "2010", "Sales", "English", 'L', ""),
-        ("Emily", "Hughes", "emily.hughes", "2011", "Finance", "English", 'L', ""),
-        ("Daniel", "Kim", "daniel.kim", "3001", "Sales", "English", 'N', ""), // row 13: duplicate
-        ("Olivia", "Martinez", "olivia.martinez", "3002", "Support", "Spanish", 'N', ""),
-        ("Ethan", "Johnson", "ethan.johnson", "3003", "Engineering", "English", 'N', ""),
-        ("Ava", "Williams", "ava.williams", "#3004", "Marketing", "English", 'N', ""), // row 16: numeric ext
-        ("Noah", "Brown", "noah.brown", "3005", "Sales", "English", 'N', ""),
-        ("Mia", "Rossi", "mia.rossi", "3006", "Finance", "Italian", 'N', ""),
-        ("Daniel", "Kimura", "daniel.kim", "3007", "Support", "English", 'N', ""), // row 19: duplicate
-        ("Lucas", "Silva", "lucas.silva", "3008", "Engineering", "Portuguese", 'N', ""),
-        ("Chloe", "Anderson", "chloe.anderson", "3009", "Marketing", "English", 'N', ""),
-        ("Liam", "", "liam.taylor", "3010", "Support", "English", 'N', ""), // row 22: no last name
-        ("Grace", "Lee", "grace.lee", "3011", "Sales", "English", 'N', ""),
-        ("Henry", "Davis", "henry.davis", "3012", "Engineering", "English", 'N', ""),
-        ("Ruby", "Thompson", "ruby.thompson", "2012", "Support", "English", 'L', "skip"), // row 25
-        ("Max", "de Vries", "max.devries", "2013", "Engineering", "Dutch", 'L', ""),
+    let people: &[OdinPerson] = &[
+        (
+            "Oliver",
+            "Bennett",
+            "oliver.bennett",
+            "2001",
+            "Sales",
+            "English",
+            'L',
+            "",
+        ),
+        (
+            "Amelia",
+            "Clarke",
+            "amelia.clarke",
+            "2002",
+            "Sales",
+            "English",
+            'L',
+            "",
+        ),
+        (
+            "Harry",
+            "O'Connor",
+            "harry.oconnor",
+            "2003",
+            "Support",
+            "English",
+            'L',
+            "",
+        ),
+        (
+            "Isla",
+            "Patel",
+            "isla.patel",
+            "2004",
+            "Finance",
+            "English",
+            'L',
+            "",
+        ),
+        (
+            "Priya",
+            "Shah",
+            "priya.shah",
+            "2005",
+            "Engineering",
+            "English",
+            'L',
+            "",
+        ), // row 6: bad email
+        (
+            "Jack",
+            "Nguyen",
+            "jack.nguyen",
+            "2006",
+            "Engineering",
+            "English",
+            'L',
+            "",
+        ),
+        (
+            "Sophie",
+            "Dubois",
+            "sophie.dubois",
+            "2007",
+            "Marketing",
+            "French",
+            'L',
+            "",
+        ),
+        (
+            "Thomas",
+            "Wright",
+            "thomas.wright",
+            "2008",
+            "Support",
+            "English",
+            'L',
+            "",
+        ), // row 9: short password
+        (
+            "Zoë",
+            "Müller",
+            "zoe.mueller",
+            "0420",
+            "Engineering",
+            "German",
+            'L',
+            "",
+        ),
+        (
+            "George",
+            "Evans",
+            "george.evans",
+            "2010",
+            "Sales",
+            "English",
+            'L',
+            "",
+        ),
+        (
+            "Emily",
+            "Hughes",
+            "emily.hughes",
+            "2011",
+            "Finance",
+            "English",
+            'L',
+            "",
+        ),
+        (
+            "Daniel",
+            "Kim",
+            "daniel.kim",
+            "3001",
+            "Sales",
+            "English",
+            'N',
+            "",
+        ), // row 13: duplicate
+        (
+            "Olivia",
+            "Martinez",
+            "olivia.martinez",
+            "3002",
+            "Support",
+            "Spanish",
+            'N',
+            "",
+        ),
+        (
+            "Ethan",
+            "Johnson",
+            "ethan.johnson",
+            "3003",
+            "Engineering",
+            "English",
+            'N',
+            "",
+        ),
+        (
+            "Ava",
+            "Williams",
+            "ava.williams",
+            "#3004",
+            "Marketing",
+            "English",
+            'N',
+            "",
+        ), // row 16: numeric ext
+        (
+            "Noah",
+            "Brown",
+            "noah.brown",
+            "3005",
+            "Sales",
+            "English",
+            'N',
+            "",
+        ),
+        (
+            "Mia",
+            "Rossi",
+            "mia.rossi",
+            "3006",
+            "Finance",
+            "Italian",
+            'N',
+            "",
+        ),
+        (
+            "Daniel",
+            "Kimura",
+            "daniel.kim",
+            "3007",
+            "Support",
+            "English",
+            'N',
+            "",
+        ), // row 19: duplicate
+        (
+            "Lucas",
+            "Silva",
+            "lucas.silva",
+            "3008",
+            "Engineering",
+            "Portuguese",
+            'N',
+            "",
+        ),
+        (
+            "Chloe",
+            "Anderson",
+            "chloe.anderson",
+            "3009",
+            "Marketing",
+            "English",
+            'N',
+            "",
+        ),
+        (
+            "Liam",
+            "",
+            "liam.taylor",
+            "3010",
+            "Support",
+            "English",
+            'N',
+            "",
+        ), // row 22: no last name
+        (
+            "Grace",
+            "Lee",
+            "grace.lee",
+            "3011",
+            "Sales",
+            "English",
+            'N',
+            "",
+        ),
+        (
+            "Henry",
+            "Davis",
+            "henry.davis",
+            "3012",
+            "Engineering",
+            "English",
+            'N',
+            "",
+        ),
+        (
+            "Ruby",
+            "Thompson",
+            "ruby.thompson",
+            "2012",
+            "Support",
+            "English",
+            'L',
+            "skip",
+        ), // row 25
+        (
+            "Max",
+            "de Vries",
+            "max.devries",
+            "2013",
+            "Engineering",
+            "Dutch",
+            'L',
+            "",
+        ),
     ];
     let rows = people
         .iter()
@@ -215,31 +461,231 @@ fn superoffice() -> Sample {
     ];
     // (initials, first, last, type, role, group, tooltip)
     let people: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
-        ("ABE", "Anna", "Berg", "InternalAssociate", "1", "2", "Sales, Oslo"),
-        ("BKR", "Bjørn", "Kristiansen", "InternalAssociate", "1", "2", "Sales, Oslo"),
-        ("CLA", "Clara", "Lund", "InternalAssociate", "2", "3", "Support, Oslo"),
-        ("DHA", "David", "Hansen", "InternalAssociate", "2", "3", "Support, Oslo"),
-        ("EJO", "Emma", "Johansen", "InternalAssociate", "1", "2", "Sales, Bergen"), // row 6: bad email
-        ("FNI", "Filip", "Nilsen", "InternalAssociate", "3", "4", "Marketing"),
-        ("GOL", "Greta", "Olsen", "InternalAssociate", "3", "4", "Marketing"),
-        ("HPE", "Henrik", "Pedersen", "InternalAssociate", "1", "2", "Sales, Bergen"), // row 9: short pw
-        ("IRA", "Ingrid", "Rasmussen", "InternalAssociate", "2", "3", "Support, Bergen"),
-        ("JSA", "Jonas", "Sandvik", "ResourceAssociate", "4", "5", "Meeting room planner"),
-        ("KTO", "Kari", "Toft", "InternalAssociate", "1", "2", "Sales, Oslo"),
-        ("LVI", "Lars", "Vik", "InternalAssociate", "1", "2", "Sales, Oslo"), // row 13: duplicate
-        ("MAA", "Maja", "Aas", "InternalAssociate", "2", "3", "Support, Oslo"),
-        ("NBR", "Nora", "Brekke", "InternalAssociate", "3", "4", "Marketing"),
-        ("OMO", "Ola", "Moen", "Internal", "1", "2", "Sales, Trondheim"), // row 16: bad type
-        ("PHA", "Petra", "Haugen", "InternalAssociate", "1", "2", "Sales, Trondheim"),
-        ("QEI", "Quentin", "Eide", "ExternalAssociate", "5", "6", "Partner, Acme Consulting"),
-        ("LVI", "Linnea", "Vikström", "InternalAssociate", "2", "3", "Support, Oslo"), // row 19: duplicate
-        ("RSO", "Rune", "Solberg", "InternalAssociate", "1", "2", "Sales, Oslo"),
-        ("SDA", "Siri", "Dahl", "InternalAssociate", "2", "3", "Support, Bergen"),
-        ("TLI", "Tor", "", "InternalAssociate", "1", "2", "Sales, Bergen"), // row 22: no last name
-        ("UHO", "Una", "Holm", "InternalAssociate", "3", "4", "Marketing"),
-        ("VBA", "Viktor", "Bakke", "InternalAssociate", "1", "2", "Sales, Oslo"),
-        ("WST", "Wenche", "Strand", "InternalAssociate", "2", "3", "Support, Oslo"), // row 25: skip
-        ("XNG", "Xander", "Ng", "InternalAssociate", "1", "2", "Sales, Oslo"),
+        (
+            "ABE",
+            "Anna",
+            "Berg",
+            "InternalAssociate",
+            "1",
+            "2",
+            "Sales, Oslo",
+        ),
+        (
+            "BKR",
+            "Bjørn",
+            "Kristiansen",
+            "InternalAssociate",
+            "1",
+            "2",
+            "Sales, Oslo",
+        ),
+        (
+            "CLA",
+            "Clara",
+            "Lund",
+            "InternalAssociate",
+            "2",
+            "3",
+            "Support, Oslo",
+        ),
+        (
+            "DHA",
+            "David",
+            "Hansen",
+            "InternalAssociate",
+            "2",
+            "3",
+            "Support, Oslo",
+        ),
+        (
+            "EJO",
+            "Emma",
+            "Johansen",
+            "InternalAssociate",
+            "1",
+            "2",
+            "Sales, Bergen",
+        ), // row 6: bad email
+        (
+            "FNI",
+            "Filip",
+            "Nilsen",
+            "InternalAssociate",
+            "3",
+            "4",
+            "Marketing",
+        ),
+        (
+            "GOL",
+            "Greta",
+            "Olsen",
+            "InternalAssociate",
+            "3",
+            "4",
+            "Marketing",
+        ),
+        (
+            "HPE",
+            "Henrik",
+            "Pedersen",
+            "InternalAssociate",
+            "1",
+            "2",
+            "Sales, Bergen",
+        ), // row 9: short pw
+        (
+            "IRA",
+            "Ingrid",
+            "Rasmussen",
+            "InternalAssociate",
+            "2",
+            "3",
+            "Support, Bergen",
+        ),
+        (
+            "JSA",
+            "Jonas",
+            "Sandvik",
+            "ResourceAssociate",
+            "4",
+            "5",
+            "Meeting room planner",
+        ),
+        (
+            "KTO",
+            "Kari",
+            "Toft",
+            "InternalAssociate",
+            "1",
+            "2",
+            "Sales, Oslo",
+        ),
+        (
+            "LVI",
+            "Lars",
+            "Vik",
+            "InternalAssociate",
+            "1",
+            "2",
+            "Sales, Oslo",
+        ), // row 13: duplicate
+        (
+            "MAA",
+            "Maja",
+            "Aas",
+            "InternalAssociate",
+            "2",
+            "3",
+            "Support, Oslo",
+        ),
+        (
+            "NBR",
+            "Nora",
+            "Brekke",
+            "InternalAssociate",
+            "3",
+            "4",
+            "Marketing",
+        ),
+        (
+            "OMO",
+            "Ola",
+            "Moen",
+            "Internal",
+            "1",
+            "2",
+            "Sales, Trondheim",
+        ), // row 16: bad type
+        (
+            "PHA",
+            "Petra",
+            "Haugen",
+            "InternalAssociate",
+            "1",
+            "2",
+            "Sales, Trondheim",
+        ),
+        (
+            "QEI",
+            "Quentin",
+            "Eide",
+            "ExternalAssociate",
+            "5",
+            "6",
+            "Partner, Acme Consulting",
+        ),
+        (
+            "LVI",
+            "Linnea",
+            "Vikström",
+            "InternalAssociate",
+            "2",
+            "3",
+            "Support, Oslo",
+        ), // row 19: duplicate
+        (
+            "RSO",
+            "Rune",
+            "Solberg",
+            "InternalAssociate",
+            "1",
+            "2",
+            "Sales, Oslo",
+        ),
+        (
+            "SDA",
+            "Siri",
+            "Dahl",
+            "InternalAssociate",
+            "2",
+            "3",
+            "Support, Bergen",
+        ),
+        (
+            "TLI",
+            "Tor",
+            "",
+            "InternalAssociate",
+            "1",
+            "2",
+            "Sales, Bergen",
+        ), // row 22: no last name
+        (
+            "UHO",
+            "Una",
+            "Holm",
+            "InternalAssociate",
+            "3",
+            "4",
+            "Marketing",
+        ),
+        (
+            "VBA",
+            "Viktor",
+            "Bakke",
+            "InternalAssociate",
+            "1",
+            "2",
+            "Sales, Oslo",
+        ),
+        (
+            "WST",
+            "Wenche",
+            "Strand",
+            "InternalAssociate",
+            "2",
+            "3",
+            "Support, Oslo",
+        ), // row 25: skip
+        (
+            "XNG",
+            "Xander",
+            "Ng",
+            "InternalAssociate",
+            "1",
+            "2",
+            "Sales, Oslo",
+        ),
     ];
     let rows = people
         .iter()
@@ -292,7 +738,15 @@ fn superoffice() -> Sample {
 fn users_api() -> Sample {
     const APP: &str = "609543d6-1cca-4039-9c1a-c843bda15ba4";
     const GROUP: &str = "5fb6f5d6-3a6d-4e1d-83bb-7445274745bf";
-    let headers = &["Email", "Password", "Full Name", "Custom Data", "Apps", "Group IDs", "Action"];
+    let headers = &[
+        "Email",
+        "Password",
+        "Full Name",
+        "Custom Data",
+        "Apps",
+        "Group IDs",
+        "Action",
+    ];
     let names = [
         "Jane Doe",
         "Marcus Reed",
@@ -329,14 +783,21 @@ fn users_api() -> Sample {
                 6 => "lena.fischer@@example.com".to_string(),
                 19 => "samuel.okoye@example.com".to_string(),
                 22 => "pat.quinn@example.com".to_string(),
-                _ => format!("{}@example.com", ascii(name).to_lowercase().replace(' ', ".")),
+                _ => format!(
+                    "{}@example.com",
+                    ascii(name).to_lowercase().replace(' ', ".")
+                ),
             };
             let password = if sheet_row == 9 {
                 "yuki1".to_string()
             } else {
                 format!("Portal{}x", 1000 + sheet_row)
             };
-            let custom = format!(r#"{{"employeeNumber": "E{}", "plan": "{}"}}"#, 1000 + sheet_row, if sheet_row % 3 == 0 { "pro" } else { "basic" });
+            let custom = format!(
+                r#"{{"employeeNumber": "E{}", "plan": "{}"}}"#,
+                1000 + sheet_row,
+                if sheet_row % 3 == 0 { "pro" } else { "basic" }
+            );
             let groups = if sheet_row % 2 == 0 { GROUP } else { "" };
             let action = if sheet_row == 25 { "skip" } else { "" };
             row(&[&email, &password, name, &custom, APP, groups, action])
@@ -424,7 +885,8 @@ fn scim() -> Sample {
             let enabled = if sheet_row == 24 { "no" } else { "yes" };
             let action = if sheet_row == 25 { "skip" } else { "" };
             row(&[
-                &user, first, last, &display, &email, &phone, title, emp, enabled, &password, action,
+                &user, first, last, &display, &email, &phone, title, emp, enabled, &password,
+                action,
             ])
         })
         .collect();

@@ -131,7 +131,10 @@ fn header_note(profile: &Profile, index: usize) -> String {
         t.push_str(&format!("\nExample: {e}"));
     }
     if !c.aliases.is_empty() {
-        t.push_str(&format!("\nAlso accepted as header: {}", c.aliases.join(", ")));
+        t.push_str(&format!(
+            "\nAlso accepted as header: {}",
+            c.aliases.join(", ")
+        ));
     }
     t
 }
@@ -183,7 +186,9 @@ pub fn write_template_rows(profile: &Profile, path: &Path, rows: &[Vec<String>])
             } else {
                 &head
             };
-            users.write_string_with_format(0, si, &heads[si as usize], f).map_err(&e)?;
+            users
+                .write_string_with_format(0, si, &heads[si as usize], f)
+                .map_err(&e)?;
             let note = Note::new(header_note(profile, ci))
                 .add_author_prefix(false)
                 .set_width(320)
@@ -223,7 +228,9 @@ pub fn write_template_rows(profile: &Profile, path: &Path, rows: &[Vec<String>])
             let r = r as u32 + 1;
             for (c, v) in row.iter().enumerate() {
                 if !v.is_empty() {
-                    users.write_string_with_format(r, c as u16, v, &text).map_err(&e)?;
+                    users
+                        .write_string_with_format(r, c as u16, v, &text)
+                        .map_err(&e)?;
                 }
             }
         }
@@ -239,11 +246,13 @@ pub fn write_template_rows(profile: &Profile, path: &Path, rows: &[Vec<String>])
         let ex = wb.add_worksheet();
         ex.set_name(EXAMPLE_SHEET).map_err(&e)?;
         for (si, h) in heads.iter().enumerate() {
-            ex.write_string_with_format(0, si as u16, h, &bold).map_err(&e)?;
+            ex.write_string_with_format(0, si as u16, h, &bold)
+                .map_err(&e)?;
         }
         for (si, v) in example_row(profile).iter().enumerate() {
             if !v.is_empty() {
-                ex.write_string_with_format(1, si as u16, v, &text).map_err(&e)?;
+                ex.write_string_with_format(1, si as u16, v, &text)
+                    .map_err(&e)?;
             }
         }
         for (si, &ci) in order.iter().enumerate() {
@@ -256,7 +265,8 @@ pub fn write_template_rows(profile: &Profile, path: &Path, rows: &[Vec<String>])
         let ls = wb.add_worksheet();
         ls.set_name(LISTS_SHEET).map_err(&e)?;
         for (c, (name, values)) in lists.iter().enumerate() {
-            ls.write_string_with_format(0, c as u16, name, &bold).map_err(&e)?;
+            ls.write_string_with_format(0, c as u16, name, &bold)
+                .map_err(&e)?;
             for (r, v) in values.iter().enumerate() {
                 ls.write_string(r as u32 + 1, c as u16, v).map_err(&e)?;
             }
@@ -332,7 +342,12 @@ fn write_instructions(
         *r += 1;
         Ok(())
     }
-    line(ws, &mut r, &format!("Input template for profile {}", p.name), Some(bold))?;
+    line(
+        ws,
+        &mut r,
+        &format!("Input template for profile {}", p.name),
+        Some(bold),
+    )?;
     line(ws, &mut r, &p.description, None)?;
     r += 1;
     line(ws, &mut r, "How to fill it in", Some(bold))?;
