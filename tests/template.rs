@@ -1,8 +1,11 @@
 //! `enlist template` and the `samples/` sheets.
 //!
-//! Tests marked "needs the reader" run `enlist check` on files, so they pass only once the
-//! sheet reader (src/source) is in; the others inspect the written workbooks directly with
-//! calamine.
+//! Three tests run `enlist check` on files, so they pass only once the sheet reader
+//! (src/source) is merged: `filled_template_passes_check`, `libreoffice_round_trip` (its
+//! structure checks pass before that) and `samples_give_exactly_the_listed_problems`. The
+//! others inspect the written workbooks with calamine, or feed the planner through a small
+//! stand-in reader, and pass today. `libreoffice_round_trip` fails, on purpose, when
+//! `soffice` is not installed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -551,4 +554,49 @@ fn filled_template_is_valid_to_the_planner() {
             "{name}: {summary}"
         );
     }
+}
+
+/// A one-of list longer than Excel's 255-character inline limit goes to the hidden Lists
+/// sheet, one value per row under the column's name.
+#[test]
+fn long_one_of_lists_go_to_the_hidden_lists_sheet() {
+    let wd = Workdir::new("template_lists");
+    let zones: Vec<String> = (0..40).map(|i| format!("Region/Zone_{i:02}")).collect();
+    let quoted: Vec<String> = zones.iter().map(|z| format!("{z:?}")).collect();
+    wd.write(
+        "p.toml",
+        format!(
+            r#"name = "zones"
+base_url_env = "ENLIST_ZONES_URL"
+key = "user"
+
+[auth]
+type = "none"
+
+[requests.create]
+method = "POST"
+path = "/users"
+body = {{ user = "{{{{user}}}}", zone = "{{{{zone}}}}" }}
+
+[[columns]]
+name = "user"
+required = true
+
+[[columns]]
+name = "zone"
+one_of = [{}]
+"#,
+            quoted.join(", ")
+        ),
+    );
+    wd.run(&["template", "./p.toml", "-o", "t.xlsx"])
+        .expect_code(0);
+    let lists = sheet_text(&wd.path("t.xlsx"), "Lists");
+    assert_eq!(lists[0], vec!["zone".to_string()]);
+    let values: Vec<String> = lists[1..].iter().map(|r| r[0].clone()).collect();
+    assert_eq!(values, zones);
+    assert_eq!(
+        sheet_text(&wd.path("t.xlsx"), "Users")[0],
+        vec!["user *", "zone", "action"]
+    );
 }
