@@ -34,6 +34,8 @@ pub enum Command {
     Profiles(crate::cmd::profiles::ProfilesArgs),
     /// Serve an emulation of a target API on 127.0.0.1 to rehearse against.
     Sandbox(crate::cmd::sandbox::SandboxArgs),
+    /// Write an input workbook (or CSV) made for a profile, ready to fill in.
+    Template(crate::cmd::template::TemplateArgs),
 }
 
 /// Which action a row takes when it does not say.

@@ -11,6 +11,7 @@
 //! - [`error`]: the crate's error type and the exit codes.
 //! - [`sandbox`]: an embedded HTTP server that emulates the target APIs, with fault knobs.
 //! - [`cmd`]: the subcommands of the CLI.
+//! - [`template_book`]: input workbooks made for one profile (`enlist template`).
 pub mod cell;
 pub mod cli;
 pub mod cmd;
@@ -23,3 +24,4 @@ pub mod profile;
 pub mod report;
 pub mod sandbox;
 pub mod source;
+pub mod template_book;

@@ -4,4 +4,5 @@
 mod check;
 mod reader;
 mod sandbox;
+mod template;
 mod workdir;

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod profiles;
 pub mod sandbox;
+pub mod template;
 
 use crate::cli::{Cli, Command};
 use crate::error::Result;
@@ -16,6 +17,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             runtime()?.block_on(sandbox::run(a))?;
             Ok(crate::error::exit::OK)
         }
+        Command::Template(a) => template::run(a),
     }
 }
 
