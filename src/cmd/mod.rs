@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod profiles;
+pub mod run;
 
 use crate::cli::{Cli, Command};
 use crate::error::Result;
@@ -11,6 +12,7 @@ pub fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Check(a) => check::run(a),
         Command::Profiles(a) => profiles::run(a),
+        Command::Run(a) => run::run(a),
     }
 }
 
