@@ -2,3 +2,4 @@
 //! working directory through [`workdir::Workdir`] and runs the real `enlist` binary.
 
 mod workdir;
+mod run;
