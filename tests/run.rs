@@ -150,12 +150,20 @@ struct Srv {
     revoke_after: AtomicU32,
     /// The next create is applied, then the connection is dropped without an answer.
     drop_create: AtomicBool,
+    refreshes: AtomicU32,
+    /// A refreshed token stays valid until it expires (as Odin's do).
+    old_token: Mutex<Option<String>>,
+    unauthorized: AtomicU32,
 }
 
 type S = State<Arc<Srv>>;
 
 fn err(status: StatusCode, details: &str) -> Response {
-    (status, Json(json!({"details": details, "status": status.as_u16()}))).into_response()
+    (
+        status,
+        Json(json!({"details": details, "status": status.as_u16()})),
+    )
+        .into_response()
 }
 
 /// The checks every user request goes through; `Err` is the answer to send instead.
@@ -169,7 +177,9 @@ async fn enter<'a>(s: &'a Srv, headers: &HeaderMap, what: String) -> Result<Guar
         tokio::time::sleep(Duration::from_millis(d.into())).await;
     }
     if s.revoke_after
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n > 0).then(|| n - 1))
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            (n > 0).then(|| n - 1)
+        })
         == Ok(1)
     {
         *s.token.lock().unwrap() = None;
@@ -180,7 +190,10 @@ async fn enter<'a>(s: &'a Srv, headers: &HeaderMap, what: String) -> Result<Guar
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        if expected.map(|t| format!("Bearer {t}")).as_deref() != Some(sent) {
+        let old = s.old_token.lock().unwrap().clone();
+        let ok = |t: Option<String>| t.map(|t| format!("Bearer {t}")).as_deref() == Some(sent);
+        if !ok(expected) && !ok(old) {
+            s.unauthorized.fetch_add(1, Ordering::SeqCst);
             return Err(err(StatusCode::UNAUTHORIZED, "token expired"));
         }
     }
@@ -218,6 +231,23 @@ async fn login(State(s): S, Json(b): Json<Value>) -> Response {
     }
     let t = format!("tok{n}");
     *s.token.lock().unwrap() = Some(t.clone());
+    Json(json!({ "token": t })).into_response()
+}
+
+/// `PUT /auth/token`: a fresh token for a valid one (Odin's refresh).
+async fn refresh(State(s): S, h: HeaderMap) -> Response {
+    let sent = h
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let mut tok = s.token.lock().unwrap();
+    if tok.as_ref().map(|t| format!("Bearer {t}")) != Some(sent) {
+        return err(StatusCode::UNAUTHORIZED, "token expired");
+    }
+    let n = s.refreshes.fetch_add(1, Ordering::SeqCst) + 1;
+    let t = format!("ref{n}");
+    *s.old_token.lock().unwrap() = tok.replace(t.clone());
     Json(json!({ "token": t })).into_response()
 }
 
@@ -283,7 +313,7 @@ async fn update(
 async fn server() -> (Arc<Srv>, String) {
     let s = Arc::new(Srv::default());
     let app = Router::new()
-        .route("/auth/token", post(login))
+        .route("/auth/token", post(login).put(refresh))
         .route("/users", get(lookup).post(create))
         .route("/users/{id}", put(update))
         .with_state(s.clone());
@@ -327,7 +357,14 @@ async fn go(
     stop: impl std::future::Future<Output = ()> + Send,
 ) -> (enlist::error::Result<RunSummary>, Vec<Outcome>) {
     let mem = Mem::default();
-    let r = execute::run(p.clone(), s, rows.into_iter(), vec![Box::new(mem.clone())], stop).await;
+    let r = execute::run(
+        p.clone(),
+        s,
+        rows.into_iter(),
+        vec![Box::new(mem.clone())],
+        stop,
+    )
+    .await;
     let mut out = mem.0.lock().unwrap().clone();
     out.sort_by_key(|o| o.seq);
     (r, out)
@@ -380,7 +417,10 @@ async fn run_honours_retry_after_for_every_worker() {
         .map(|(t, _)| *t - t429)
         .filter(|d| *d > Duration::from_millis(60) && *d < Duration::from_millis(995))
         .collect();
-    assert!(early.is_empty(), "requests inside the Retry-After pause: {early:?}");
+    assert!(
+        early.is_empty(),
+        "requests inside the Retry-After pause: {early:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -396,7 +436,11 @@ async fn run_relogs_in_once_when_the_token_is_revoked() {
     let (r, out) = go(&p, s, rows, never()).await;
     r.unwrap();
     assert!(out.iter().all(|o| o.status == Status::Created), "{out:?}");
-    assert_eq!(srv.logins.load(Ordering::SeqCst), 2, "one login + one re-login");
+    assert_eq!(
+        srv.logins.load(Ordering::SeqCst),
+        2,
+        "one login + one re-login"
+    );
     assert_eq!(srv.users.lock().unwrap().len(), 40);
 }
 
@@ -411,10 +455,20 @@ async fn run_stops_before_any_row_when_login_fails() {
     assert_eq!(e.exit_code(), enlist::error::exit::CANNOT_START);
     let m = e.to_string();
     assert!(m.contains("login to http://127.0.0.1"), "{m}");
-    assert!(m.contains("/auth/token failed: 401 Invalid credentials"), "{m}");
-    assert!(m.contains("ENLIST_TEST_USERNAME / ENLIST_TEST_PASSWORD"), "{m}");
+    assert!(
+        m.contains("/auth/token failed: 401 Invalid credentials"),
+        "{m}"
+    );
+    assert!(
+        m.contains("ENLIST_TEST_USERNAME / ENLIST_TEST_PASSWORD"),
+        "{m}"
+    );
     assert!(!m.contains("secret"), "{m}");
-    assert_eq!(srv.logins.load(Ordering::SeqCst), 1, "bad credentials are not retried");
+    assert_eq!(
+        srv.logins.load(Ordering::SeqCst),
+        1,
+        "bad credentials are not retried"
+    );
     assert!(srv.arrivals.lock().unwrap().is_empty());
     assert!(out.is_empty());
 }
@@ -428,10 +482,20 @@ async fn run_confirms_an_ambiguous_create_by_lookup() {
     let (r, out) = go(&p, settings(&p, &url), rows, never()).await;
     r.unwrap();
     assert_eq!(out[0].status, Status::Created, "{:?}", out[0]);
-    assert!(out[0].message.contains("confirmed by lookup"), "{:?}", out[0]);
+    assert!(
+        out[0].message.contains("confirmed by lookup"),
+        "{:?}",
+        out[0]
+    );
     assert_eq!(out[0].remote_id.as_deref(), Some("r0"));
     assert_eq!(srv.users.lock().unwrap().len(), 1);
-    let what: Vec<String> = srv.arrivals.lock().unwrap().iter().map(|a| a.1.clone()).collect();
+    let what: Vec<String> = srv
+        .arrivals
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|a| a.1.clone())
+        .collect();
     assert_eq!(what, ["POST a@x.io", "GET a@x.io"]);
 }
 
@@ -444,7 +508,11 @@ async fn run_upserts_both_ways() {
         .unwrap()
         .insert("old@x.io".into(), ("r-old".into(), "Old".into()));
     srv.next_id.store(1, Ordering::SeqCst);
-    let rows = rows(&p, Action::Upsert, &[("old@x.io", "Renamed"), ("new@x.io", "New")]);
+    let rows = rows(
+        &p,
+        Action::Upsert,
+        &[("old@x.io", "Renamed"), ("new@x.io", "New")],
+    );
     let mut s = settings(&p, &url);
     s.concurrency = 1;
     let (r, out) = go(&p, s, rows, never()).await;
@@ -453,8 +521,17 @@ async fn run_upserts_both_ways() {
     assert_eq!(out[0].remote_id.as_deref(), Some("r-old"));
     assert_eq!(out[0].attempts, 2);
     assert_eq!(out[1].status, Status::Created, "{:?}", out[1]);
-    let what: Vec<String> = srv.arrivals.lock().unwrap().iter().map(|a| a.1.clone()).collect();
-    assert_eq!(what, ["GET old@x.io", "PUT r-old", "GET new@x.io", "POST new@x.io"]);
+    let what: Vec<String> = srv
+        .arrivals
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|a| a.1.clone())
+        .collect();
+    assert_eq!(
+        what,
+        ["GET old@x.io", "PUT r-old", "GET new@x.io", "POST new@x.io"]
+    );
     assert_eq!(srv.users.lock().unwrap()["old@x.io"].1, "Renamed");
 }
 
@@ -569,6 +646,30 @@ async fn run_interrupted_marks_unsent_rows_not_attempted() {
         .all(|o| o.attempts == 0));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_refreshes_the_token_before_its_lifetime_ends() {
+    let (srv, url) = server().await;
+    let text = profile_text(true).replace(
+        "token_pointer = \"/token\"",
+        "token_pointer = \"/token\"\nlifetime_secs = 1\nrefresh = { method = \"PUT\", path = \"/auth/token\" }",
+    );
+    let p = Arc::new(Profile::parse(&text, "test", &|f: &str| Err(f.to_string())).unwrap());
+    let users = many(30);
+    let rows = rows(&p, Action::Create, &refs(&users));
+    let mut s = settings(&p, &url);
+    s.rate = 20.0;
+    let (r, out) = go(&p, s, rows, never()).await;
+    r.unwrap();
+    assert!(out.iter().all(|o| o.status == Status::Created), "{out:?}");
+    assert_eq!(srv.logins.load(Ordering::SeqCst), 1);
+    assert!(srv.refreshes.load(Ordering::SeqCst) >= 1);
+    assert_eq!(
+        srv.unauthorized.load(Ordering::SeqCst),
+        0,
+        "refreshed before expiry"
+    );
+}
+
 #[test]
 fn run_secrets_never_show_in_debug() {
     let p = profile(true);
@@ -620,7 +721,11 @@ fn run_binary_refuses_plain_http_to_another_host() {
         "http://example.com/api",
     ]);
     r.expect_code(2);
-    assert!(r.stderr().contains("--allow-insecure-http"), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("--allow-insecure-http"),
+        "{}",
+        r.stderr()
+    );
 }
 
 /// Needs the CSV reader.
@@ -683,6 +788,10 @@ async fn run_binary_exits_4_when_login_fails() {
     .await
     .unwrap();
     r.expect_code(4);
-    assert!(r.stderr().contains("401 Invalid credentials"), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("401 Invalid credentials"),
+        "{}",
+        r.stderr()
+    );
     assert!(srv.arrivals.lock().unwrap().is_empty());
 }

@@ -383,7 +383,7 @@ fn not_attempted(row: &PlannedRow, message: &str) -> Outcome {
     Outcome::unsent(row, Status::NotAttempted, message.to_string())
 }
 
-/// The path of a file for the summary, and its SHA-256 (hex).
+/// SHA-256 (hex) of a file, read in 64 KiB pieces: the summary names the exact input run.
 pub fn file_sha256(path: &std::path::Path) -> Result<String> {
     use sha2::{Digest, Sha256};
     use std::io::Read;

@@ -504,7 +504,7 @@ impl Profile {
                 p.key
             )));
         }
-        if !(p.rate > 0.0) || p.concurrency == 0 {
+        if p.rate.is_nan() || p.rate <= 0.0 || p.concurrency == 0 {
             return Err(err("rate and concurrency must be above zero".into()));
         }
         let known: Vec<String> = p.columns.iter().map(|c| c.name.clone()).collect();
