@@ -151,6 +151,8 @@ struct Srv {
     /// The next create is applied, then the connection is dropped without an answer.
     drop_create: AtomicBool,
     refreshes: AtomicU32,
+    /// Logins after this many fail (0 = no limit).
+    max_logins: AtomicU32,
     /// A refreshed token stays valid until it expires (as Odin's do).
     old_token: Mutex<Option<String>>,
     unauthorized: AtomicU32,
@@ -225,7 +227,11 @@ impl Drop for Guard<'_> {
 
 async fn login(State(s): S, Json(b): Json<Value>) -> Response {
     let n = s.logins.fetch_add(1, Ordering::SeqCst) + 1;
-    if s.login_fails.load(Ordering::SeqCst) || b["username"] != "admin" || b["password"] != "secret"
+    let max = s.max_logins.load(Ordering::SeqCst);
+    if (max > 0 && n > max)
+        || s.login_fails.load(Ordering::SeqCst)
+        || b["username"] != "admin"
+        || b["password"] != "secret"
     {
         return err(StatusCode::UNAUTHORIZED, "Invalid credentials");
     }
@@ -668,6 +674,57 @@ async fn run_refreshes_the_token_before_its_lifetime_ends() {
         0,
         "refreshed before expiry"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_stops_when_the_re_login_is_refused() {
+    let (srv, url) = server().await;
+    let p = profile(true);
+    srv.max_logins.store(1, Ordering::SeqCst);
+    srv.revoke_after.store(5, Ordering::SeqCst);
+    let users = many(20);
+    let rows = rows(&p, Action::Create, &refs(&users));
+    let mut s = settings(&p, &url);
+    s.concurrency = 2;
+    let (r, out) = go(&p, s, rows, never()).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.exit_code(), enlist::error::exit::CANNOT_START, "{e}");
+    assert!(e.to_string().contains("401 Invalid credentials"), "{e}");
+    assert_eq!(
+        srv.logins.load(Ordering::SeqCst),
+        2,
+        "one re-login, not one per worker"
+    );
+    let seqs: Vec<u64> = out.iter().map(|o| o.seq).collect();
+    assert_eq!(seqs, (0..20).collect::<Vec<u64>>(), "one outcome per row");
+    let created = out.iter().filter(|o| o.status == Status::Created).count();
+    assert_eq!(created, srv.users.lock().unwrap().len());
+    assert!(out
+        .iter()
+        .all(|o| matches!(o.status, Status::Created | Status::NotAttempted)));
+    assert!(created < 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_without_lookup_reads_a_conflict_after_an_ambiguous_create_as_created() {
+    let (srv, url) = server().await;
+    let text = profile_text(false);
+    let cut = text.find("[requests.lookup]").unwrap();
+    let end = text[cut..].find("[[columns]]").unwrap();
+    let text = format!("{}{}", &text[..cut], &text[cut + end..]);
+    let p = Arc::new(Profile::parse(&text, "test", &|f: &str| Err(f.to_string())).unwrap());
+    srv.drop_create.store(true, Ordering::SeqCst);
+    let rows = rows(&p, Action::Create, &[("a@x.io", "A")]);
+    let (r, out) = go(&p, settings(&p, &url), rows, never()).await;
+    r.unwrap();
+    assert_eq!(out[0].status, Status::Created, "{:?}", out[0]);
+    assert!(
+        out[0].message.contains("first attempt was applied"),
+        "{:?}",
+        out[0]
+    );
+    assert_eq!(out[0].attempts, 2);
+    assert_eq!(srv.users.lock().unwrap().len(), 1);
 }
 
 #[test]

@@ -188,6 +188,7 @@ impl Authenticator {
                 password: secrets.get(&t.password_env)?.clone(),
                 state: RwLock::new(None),
                 renewing: Mutex::new(()),
+                failed: std::sync::Mutex::new(None),
             })),
         })
     }
@@ -266,6 +267,9 @@ pub struct TokenAuth {
     state: RwLock<Option<TokenState>>,
     /// Held while logging in or refreshing, so exactly one renewal runs per generation.
     renewing: Mutex<()>,
+    /// Why the last login failed (written under `renewing`): workers that waited for that
+    /// login fail with the same message instead of each trying the bad credentials again.
+    failed: std::sync::Mutex<Option<String>>,
 }
 
 /// `{{auth.username}}` / `{{auth.password}}` for the login body.
@@ -323,6 +327,14 @@ impl TokenAuth {
         attempts: u32,
     ) -> Result<()> {
         let _one = self.renewing.lock().await;
+        if let Some(why) = self
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Err(Error::CannotStart(why));
+        }
         let (current, old_header) = {
             let s = self.state.read().await;
             (
@@ -356,38 +368,13 @@ impl TokenAuth {
         }
         let token = match token {
             Some(t) => t,
-            None => {
-                let req = render_request(
-                    &self.spec.login,
-                    &AuthScope {
-                        username: &self.username,
-                        password: &self.password,
-                    },
-                );
-                let url = http.url(&req);
-                let hint = format!(
-                    "check {} / {}",
-                    self.spec.username_env, self.spec.password_env
-                );
-                let resp = self
-                    .exchange(http, gate, stats, &req, None, attempts)
-                    .await
-                    .map_err(|m| Error::CannotStart(format!("login to {url} failed: {m}")))?;
-                if !self.spec.login.is_success(resp.status) {
-                    // The login profile has no error pointers of its own: the body's
-                    // `details`/`error`/`message` fields are the usual places.
-                    let msg = login_failure(&resp);
-                    return Err(Error::CannotStart(format!(
-                        "login to {url} failed: {msg}; {hint}"
-                    )));
+            None => match self.login(http, gate, stats, attempts).await {
+                Ok(t) => t,
+                Err(e) => {
+                    *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                    return Err(e);
                 }
-                self.token_from(&resp).ok_or_else(|| {
-                    Error::CannotStart(format!(
-                        "login to {url} answered {} without a token at {}; check the profile's token_pointer",
-                        resp.status, self.spec.token_pointer
-                    ))
-                })?
-            }
+            },
         };
         let header = secret_header(&self.spec.header, format!("{}{token}", self.spec.prefix))?;
         let mut s = self.state.write().await;
@@ -399,6 +386,46 @@ impl TokenAuth {
         });
         tracing::info!(generation, "logged in");
         Ok(())
+    }
+
+    /// Sends the login request; the token, or why there is none.
+    async fn login(
+        &self,
+        http: &Http,
+        gate: &Gate,
+        stats: &Stats,
+        attempts: u32,
+    ) -> Result<String> {
+        let req = render_request(
+            &self.spec.login,
+            &AuthScope {
+                username: &self.username,
+                password: &self.password,
+            },
+        );
+        let url = http.url(&req);
+        let hint = format!(
+            "check {} / {}",
+            self.spec.username_env, self.spec.password_env
+        );
+        let resp = self
+            .exchange(http, gate, stats, &req, None, attempts)
+            .await
+            .map_err(|m| Error::CannotStart(format!("login to {url} failed: {m}")))?;
+        if !self.spec.login.is_success(resp.status) {
+            // The login profile has no error pointers of its own: the body's
+            // `details`/`error`/`message` fields are the usual places.
+            let msg = login_failure(&resp);
+            return Err(Error::CannotStart(format!(
+                "login to {url} failed: {msg}; {hint}"
+            )));
+        }
+        self.token_from(&resp).ok_or_else(|| {
+            Error::CannotStart(format!(
+                "login to {url} answered {} without a token at {}; check the profile's token_pointer",
+                resp.status, self.spec.token_pointer
+            ))
+        })
     }
 
     fn token_from(&self, resp: &Resp) -> Option<String> {
