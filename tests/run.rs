@@ -145,6 +145,8 @@ struct Srv {
     fail_503: AtomicU32,
     /// The next N user requests get 429 with `Retry-After: 1`; their times are kept.
     throttle: AtomicU32,
+    /// The next N user requests get a bare 429 (no header: PocketBase's limiter).
+    throttle_bare: AtomicU32,
     throttled_at: Mutex<Vec<Instant>>,
     /// After this many more user requests the token is revoked (0 = never).
     revoke_after: AtomicU32,
@@ -198,6 +200,12 @@ async fn enter<'a>(s: &'a Srv, headers: &HeaderMap, what: String) -> Result<Guar
             s.unauthorized.fetch_add(1, Ordering::SeqCst);
             return Err(err(StatusCode::UNAUTHORIZED, "token expired"));
         }
+    }
+    if s.throttle_bare
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return Err(err(StatusCode::TOO_MANY_REQUESTS, "slow down"));
     }
     if s.fail_503
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -430,6 +438,21 @@ async fn run_honours_retry_after_for_every_worker() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_backs_off_on_a_bare_429() {
+    let (srv, url) = server().await;
+    let p = profile(false);
+    srv.throttle_bare.store(3, Ordering::SeqCst);
+    let users = many(6);
+    let rows = rows(&p, Action::Create, &refs(&users));
+    let (r, out) = go(&p, settings(&p, &url), rows, never()).await;
+    let sum = r.unwrap();
+    assert!(out.iter().all(|o| o.status == Status::Created), "{out:?}");
+    assert_eq!(sum.throttled_429, 3);
+    assert_eq!(sum.retries, 3);
+    assert_eq!(srv.users.lock().unwrap().len(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_relogs_in_once_when_the_token_is_revoked() {
     let (srv, url) = server().await;
     let p = profile(true);
@@ -616,6 +639,10 @@ async fn run_never_exceeds_the_rate_in_any_second() {
         })
         .max()
         .unwrap_or(0);
+    eprintln!(
+        "rate 20: busiest second {worst}, achieved {:.1} req/s over {:.2}s",
+        sum.achieved_rate, sum.duration_secs
+    );
     assert!(worst <= 20, "{worst} requests in one second at --rate 20");
     assert!(sum.achieved_rate > 15.0, "rate {}", sum.achieved_rate);
 }
@@ -725,6 +752,30 @@ async fn run_without_lookup_reads_a_conflict_after_an_ambiguous_create_as_create
     );
     assert_eq!(out[0].attempts, 2);
     assert_eq!(srv.users.lock().unwrap().len(), 1);
+}
+
+/// Not a benchmark (debug build, shared machine): a smoke figure for the report, and a
+/// check that nothing serialises the workers when the rate is not the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_unthrottled_smoke_figure() {
+    let (srv, url) = server().await;
+    let p = profile(false);
+    let users = many(500);
+    let rows = rows(&p, Action::Create, &refs(&users));
+    let mut s = settings(&p, &url);
+    s.rate = 100_000.0;
+    s.burst = 100;
+    s.concurrency = 8;
+    let (r, out) = go(&p, s, rows, never()).await;
+    let sum = r.unwrap();
+    eprintln!(
+        "unthrottled, concurrency 8, debug build: {} rows in {:.2}s = {:.0} req/s",
+        out.len(),
+        sum.duration_secs,
+        sum.achieved_rate
+    );
+    assert_eq!(srv.users.lock().unwrap().len(), 500);
+    assert!(sum.achieved_rate > 100.0);
 }
 
 #[test]
