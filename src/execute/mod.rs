@@ -252,6 +252,8 @@ pub async fn run(
         tokio::task::spawn_blocking(move || feed(rows, &job_tx, &out, &stop))
     };
 
+    // The workers take turns on the one receiver: the mutex guards only the receiver and
+    // is held while a worker waits for its next row, never while a row is worked on.
     let job_rx = Arc::new(tokio::sync::Mutex::new(job_rx));
     let mut workers = JoinSet::new();
     for _ in 0..concurrency {
