@@ -30,6 +30,8 @@ pub struct Cli {
 pub enum Command {
     /// Validate a sheet and render its requests without sending anything.
     Check(crate::cmd::check::CheckArgs),
+    /// Send the sheet's rows to the target: create, update or upsert each user.
+    Run(crate::cmd::run::RunArgs),
     /// List the built-in profiles, or print one to copy and adapt.
     Profiles(crate::cmd::profiles::ProfilesArgs),
     /// Serve an emulation of a target API on 127.0.0.1 to rehearse against.

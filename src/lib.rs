@@ -8,6 +8,11 @@
 //!
 //! - [`cell`]: the typed value of one spreadsheet cell.
 //! - [`source`]: reads CSV and Excel files into rows of cells, finding the header row.
+//! - [`plan`]: rows of cells become validated jobs with rendered requests.
+//! - [`execute`]: jobs become rate-limited, retried HTTP requests on a fixed set of workers;
+//!   every row ends in one [`outcome::Outcome`].
+//! - [`collect`]: the one task that receives outcomes, shows progress and feeds the sinks.
+//! - [`report`]: sinks that write outcomes (JSON lines).
 //! - [`error`]: the crate's error type and the exit codes.
 //! - [`sandbox`]: an embedded HTTP server that emulates the target APIs, with fault knobs.
 //! - [`cmd`]: the subcommands of the CLI.
@@ -15,7 +20,9 @@
 pub mod cell;
 pub mod cli;
 pub mod cmd;
+pub mod collect;
 pub mod error;
+pub mod execute;
 pub mod input;
 pub mod journal;
 pub mod outcome;

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod profiles;
+pub mod run;
 pub mod sandbox;
 pub mod template;
 
@@ -18,6 +19,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(crate::error::exit::OK)
         }
         Command::Template(a) => template::run(a),
+        Command::Run(a) => run::run(a),
     }
 }
 

@@ -156,6 +156,7 @@ pub fn encode_path_segment(s: &str) -> String {
 pub struct Job {
     /// create, update or upsert (never skip).
     pub action: Action,
+    /// Finds the user: before an update or upsert, and after an uncertain create attempt.
     pub lookup: Option<Request>,
     pub create: Option<Request>,
     pub update: Option<Request>,
@@ -468,7 +469,13 @@ impl Planner {
             })
         };
         let (lookup, create, update) = match action {
-            Action::Create => (None, render(&r.create, false, false), None),
+            // A create renders the lookup too: after an attempt that may have been applied
+            // (timeout, dropped connection) the executor looks the user up before resending.
+            Action::Create => (
+                render(&r.lookup, false, false),
+                render(&r.create, false, false),
+                None,
+            ),
             Action::Update => (
                 render(&r.lookup, false, false),
                 None,

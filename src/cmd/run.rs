@@ -1,0 +1,268 @@
+//! `enlist run`: send a sheet's jobs to the target.
+//!
+//! Turns the command line into [`RunSettings`] (validated once, before any work), sets up
+//! logging and the progress display, wires Ctrl-C / SIGTERM to the executor's shutdown
+//! future, and prints the summary: for people on stderr, one parseable line on stdout.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::cli::InputArgs;
+use crate::collect::Progress;
+use crate::error::{exit, Error, Result};
+use crate::execute::{self, RunSettings, Secrets};
+use crate::input::Input;
+use crate::outcome::{OutcomeSink, RunSummary, Status};
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ProgressArg {
+    Auto,
+    Never,
+    Always,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// The target's base URL (default: the environment variable the profile names).
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// Requests in flight at once (default: the profile's).
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Requests per second, all requests together (default: the profile's).
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// Requests that may start back to back after an idle spell.
+    #[arg(long, value_name = "B", default_value_t = 1)]
+    pub burst: u32,
+    /// Most sends of one request, the first included.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub max_attempts: u32,
+    /// Most seconds one row may take, retries included.
+    #[arg(long, value_name = "SECS", default_value_t = 120.0)]
+    pub max_row_time: f64,
+    /// Seconds one request may take.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub timeout: f64,
+    /// Seconds to establish a connection.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub connect_timeout: f64,
+    /// After Ctrl-C: seconds requests in flight may take before they are abandoned.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub drain_timeout: f64,
+    /// Allow plain http:// to hosts other than this machine.
+    #[arg(long)]
+    pub allow_insecure_http: bool,
+    /// Also trust the CA certificates in this PEM file.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Credentials as NAME=value lines (overriding the environment).
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// Write every outcome as a JSON line to this file.
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
+    /// Progress bar on a terminal (auto), never, or always.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressArg,
+    /// Seconds between progress lines when there is no terminal.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub progress_interval: f64,
+    /// Log lines as text or JSON (filter with RUST_LOG).
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+fn secs(flag: &str, v: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(v)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| Error::Usage(format!("--{flag} must be a positive number of seconds")))
+}
+
+/// The settings for this run, checked before anything is read or sent.
+pub fn settings(args: &RunArgs, profile: &crate::profile::Profile) -> Result<RunSettings> {
+    let secrets = Secrets::load(profile, args.secret_file.as_deref())?;
+    let mut s = RunSettings::new(
+        profile,
+        args.base_url.as_deref(),
+        args.allow_insecure_http,
+        secrets,
+    )?;
+    if let Some(c) = args.concurrency {
+        s.concurrency = c;
+    }
+    if let Some(r) = args.rate {
+        s.rate = r;
+    }
+    s.burst = args.burst;
+    s.max_attempts = args.max_attempts;
+    s.max_row_time = secs("max-row-time", args.max_row_time)?;
+    s.timeout = secs("timeout", args.timeout)?;
+    s.connect_timeout = secs("connect-timeout", args.connect_timeout)?;
+    s.drain_timeout = secs("drain-timeout", args.drain_timeout)?;
+    if let Some(p) = &args.ca_file {
+        s.ca_pem = Some(std::fs::read(p).map_err(|e| {
+            Error::CannotStart(format!("cannot read --ca-file {}: {e}", p.display()))
+        })?);
+    }
+    let interval = secs("progress-interval", args.progress_interval)?;
+    s.progress = match args.progress {
+        ProgressArg::Never => Progress::Off,
+        ProgressArg::Always => Progress::Bar,
+        ProgressArg::Auto if std::io::stderr().is_terminal() => Progress::Bar,
+        ProgressArg::Auto => Progress::Lines(interval),
+    };
+    s.input_file = args.input.sheet.display().to_string();
+    s.input_sha256 = execute::file_sha256(&args.input.sheet)?;
+    s.command_line = command_line();
+    s.validate()?;
+    Ok(s)
+}
+
+/// The command line for the summary. Secrets never appear on it (they come from the
+/// environment or a file), but values after `--secret-file` are paths, fine to show.
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+fn init_logging(format: LogFormat, bar: bool) {
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let registry = tracing_subscriber::registry().with(filter);
+    // Errors here mean a subscriber is already set (in-process use): keep that one.
+    if bar {
+        let layer = tracing_indicatif::IndicatifLayer::new();
+        let writer = layer.get_stderr_writer();
+        let _ = match format {
+            LogFormat::Text => registry
+                .with(layer)
+                .with(tracing_subscriber::fmt::layer().with_writer(writer))
+                .try_init(),
+            LogFormat::Json => registry
+                .with(layer)
+                .with(tracing_subscriber::fmt::layer().json().with_writer(writer))
+                .try_init(),
+        };
+    } else {
+        let _ = match format {
+            LogFormat::Text => registry
+                .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+                .try_init(),
+            LogFormat::Json => registry
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .json()
+                        .with_writer(std::io::stderr),
+                )
+                .try_init(),
+        };
+    }
+}
+
+/// Resolves on the first Ctrl-C or SIGTERM; a second one ends the process at once.
+async fn interrupted() {
+    wait_signal().await;
+    tokio::spawn(async {
+        wait_signal().await;
+        eprintln!("enlist: second interrupt, stopping now (outcomes of rows in flight are lost)");
+        std::process::exit(i32::from(exit::INTERRUPTED));
+    });
+}
+
+async fn wait_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub fn run(args: RunArgs) -> Result<u8> {
+    let spec = args.input.spec()?;
+    let profile = spec.profile.clone();
+    let settings = settings(&args, &profile)?;
+    init_logging(args.log_format, settings.progress == Progress::Bar);
+    let input = Input::open(spec)?;
+    for w in input.warnings() {
+        tracing::warn!("{w}");
+    }
+    let rows = input.rows()?;
+    let mut sinks: Vec<Box<dyn OutcomeSink>> = Vec::new();
+    if let Some(p) = &args.report {
+        sinks.push(Box::new(crate::report::jsonl::JsonlSink::create(p)?));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::CannotStart(format!("cannot start the async runtime: {e}")))?;
+    let summary = runtime.block_on(execute::run(profile, settings, rows, sinks, interrupted()))?;
+    eprint!("{}", human_summary(&summary));
+    super::out(&format!("{}\n", summary.line()))?;
+    Ok(exit_code(&summary))
+}
+
+/// 6 interrupted, 1 any row not ok, else 0.
+pub fn exit_code(s: &RunSummary) -> u8 {
+    if s.interrupted {
+        exit::INTERRUPTED
+    } else if !s.all_ok() {
+        exit::ROWS_FAILED
+    } else {
+        exit::OK
+    }
+}
+
+/// The summary for people.
+pub fn human_summary(s: &RunSummary) -> String {
+    let mut t = String::new();
+    let counts: Vec<String> = Status::ALL
+        .iter()
+        .filter(|st| s.count(**st) > 0)
+        .map(|st| format!("{} {}", s.count(*st), st))
+        .collect();
+    t.push_str(&format!(
+        "\n{} rows in {:.1}s: {}\n",
+        s.total(),
+        s.duration_secs,
+        if counts.is_empty() {
+            "nothing to do".to_string()
+        } else {
+            counts.join(", ")
+        }
+    ));
+    t.push_str(&format!(
+        "{} requests ({:.1}/s), {} retries, {} throttled (429)\n",
+        s.requests, s.achieved_rate, s.retries, s.throttled_429
+    ));
+    if s.interrupted {
+        t.push_str("interrupted: rows not sent are marked not-attempted; run again to finish\n");
+    }
+    t
+}

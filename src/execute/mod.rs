@@ -1,0 +1,404 @@
+//! Execute: planned rows become HTTP requests, and every row ends in one [`Outcome`].
+//!
+//! The shape of a run (fixed, so that memory stays flat and the target is never pushed
+//! harder than `--rate`):
+//!
+//! ```text
+//! rows (blocking thread) ──bounded channel──▶ N workers ──outcomes──▶ collector (progress, sinks)
+//!        └── invalid / skipped / unsent rows ───────────────────────────────▲
+//! ```
+//!
+//! - The reader/planner iterator runs on a blocking thread and feeds a bounded channel, so a
+//!   sheet of a million rows is read only as fast as the workers take jobs.
+//! - `--concurrency` workers take jobs; every request they send (lookups, logins, refreshes
+//!   and every retry included) first passes the one [`limiter::Gate`].
+//! - Workers never print: they send [`Outcome`]s to the one collector ([`crate::collect`]).
+//! - Stopping: the `shutdown` future passed to [`run`] (Ctrl-C in the binary, anything in
+//!   tests) stops dispatching; requests in flight get `drain_timeout` to finish; every row
+//!   not sent (still in the channel or not yet read) is recorded as `not-attempted`.
+
+pub mod auth;
+pub mod client;
+pub mod limiter;
+pub mod retry;
+mod worker;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::collect::{self, Progress};
+use crate::error::{Error, Result};
+use crate::outcome::{now_rfc3339, Outcome, OutcomeSink, RunSummary, Status};
+use crate::plan::PlannedRow;
+use crate::profile::{Action, Profile};
+
+pub use auth::Secrets;
+pub use client::check_base_url;
+
+/// Everything a run needs besides the profile and the rows, validated before any work.
+/// `Debug` is safe to print: [`Secrets`] shows names only.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// The target's base URL (already checked: https, or http to loopback / when allowed).
+    pub base_url: url::Url,
+    /// Worker tasks, and so the most requests in flight at once.
+    pub concurrency: usize,
+    /// Requests per second, all requests of the run together.
+    pub rate: f64,
+    /// Requests that may start back to back after an idle spell.
+    pub burst: u32,
+    /// Most sends of one request (the first included).
+    pub max_attempts: u32,
+    /// Most time one row may take, retries and waits included.
+    pub max_row_time: Duration,
+    /// Whole-request timeout (connect, send, read).
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// After a stop: how long requests in flight may take before they are abandoned.
+    pub drain_timeout: Duration,
+    /// Extra CA certificates (PEM) to trust.
+    pub ca_pem: Option<Vec<u8>>,
+    pub secrets: Secrets,
+    pub progress: Progress,
+    /// Filled into the summary.
+    pub input_file: String,
+    pub input_sha256: String,
+    pub command_line: String,
+}
+
+impl RunSettings {
+    /// Settings with the profile's defaults. `base_url`: `--base-url`, else the environment
+    /// variable the profile names; missing → an error that names the variable.
+    pub fn new(
+        profile: &Profile,
+        base_url: Option<&str>,
+        allow_insecure_http: bool,
+        secrets: Secrets,
+    ) -> Result<RunSettings> {
+        let text = match base_url {
+            Some(b) => b.to_string(),
+            None => match std::env::var(&profile.base_url_env) {
+                Ok(v) if !v.trim().is_empty() => v,
+                _ => {
+                    return Err(Error::CannotStart(format!(
+                        "no base URL: set {} or pass --base-url (for example {})",
+                        profile.base_url_env,
+                        profile
+                            .base_url_example
+                            .as_deref()
+                            .unwrap_or("https://host/api")
+                    )))
+                }
+            },
+        };
+        let base_url = check_base_url(&text, allow_insecure_http)?;
+        Ok(RunSettings {
+            base_url,
+            concurrency: profile.concurrency,
+            rate: profile.rate,
+            burst: 1,
+            max_attempts: 5,
+            max_row_time: Duration::from_secs(120),
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(10),
+            ca_pem: None,
+            secrets,
+            progress: Progress::Off,
+            input_file: String::new(),
+            input_sha256: String::new(),
+            command_line: String::new(),
+        })
+    }
+
+    /// Checks the numbers (after flags have been applied).
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::Usage(m.to_string()));
+        if self.concurrency == 0 || self.concurrency > 1024 {
+            return bad("--concurrency must be between 1 and 1024");
+        }
+        if !(self.rate > 0.0 && self.rate.is_finite()) {
+            return bad("--rate must be above zero");
+        }
+        if self.burst == 0 {
+            return bad("--burst must be at least 1");
+        }
+        if self.max_attempts == 0 {
+            return bad("--max-attempts must be at least 1");
+        }
+        if self.timeout.is_zero() || self.connect_timeout.is_zero() || self.max_row_time.is_zero() {
+            return bad("timeouts must be above zero");
+        }
+        Ok(())
+    }
+}
+
+/// Request counters for the summary, updated by every worker (relaxed atomics: they are
+/// only read once all workers are done).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Requests sent (every attempt, lookups and logins included).
+    requests: AtomicU64,
+    /// Sends that repeated an earlier one (backoff retries, replays after a re-login).
+    retries: AtomicU64,
+    /// 429 responses.
+    throttled: AtomicU64,
+}
+
+impl Stats {
+    pub fn request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn throttle(&self) {
+        self.throttled.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What every worker shares (behind one `Arc`).
+struct Shared {
+    profile: Arc<Profile>,
+    settings: RunSettings,
+    http: client::Http,
+    gate: limiter::Gate,
+    auth: auth::Authenticator,
+    stats: Stats,
+    /// Cancelled to stop dispatching: on shutdown, or when the run cannot go on. Workers
+    /// check it before taking a row; the reader checks it before queueing one.
+    stop: CancellationToken,
+    /// Cancelled when the drain deadline passes: rows still in flight are abandoned.
+    abort: CancellationToken,
+    /// Why the run could not go on (a re-login that failed); the first reason wins.
+    fatal: std::sync::Mutex<Option<Error>>,
+}
+
+impl Shared {
+    fn fail(&self, e: Error) {
+        let mut f = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
+        if f.is_none() {
+            tracing::error!("{e}; stopping the run");
+            *f = Some(e);
+        }
+        self.stop.cancel();
+    }
+}
+
+/// The message of rows the run never got to.
+const NOT_SENT: &str = "the run stopped before this row was sent";
+
+/// Sends every planned row and returns the summary once every row has an outcome and the
+/// sinks are finished.
+///
+/// `shutdown` resolves when the run should stop (Ctrl-C in the binary; tests pass their own
+/// future). Errors: the run could not start (login refused, bad CA file) or had to stop
+/// (re-login refused: `Error::CannotStart`, after the outcomes were recorded).
+pub async fn run(
+    profile: Arc<Profile>,
+    settings: RunSettings,
+    rows: impl Iterator<Item = PlannedRow> + Send + 'static,
+    sinks: Vec<Box<dyn OutcomeSink>>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<RunSummary> {
+    settings.validate()?;
+    let started = tokio::time::Instant::now();
+    let started_at = now_rfc3339();
+    let http = client::Http::new(
+        &settings.base_url,
+        &profile.content_type,
+        &client::ClientOptions {
+            concurrency: settings.concurrency,
+            timeout: settings.timeout,
+            connect_timeout: settings.connect_timeout,
+            ca_pem: settings.ca_pem.clone(),
+        },
+    )?;
+    let gate = limiter::Gate::new(settings.rate, settings.burst);
+    let auth = auth::Authenticator::new(&profile, &settings.secrets)?;
+    let stats = Stats::default();
+    // Log in before reading a single row: bad credentials stop the run here, once.
+    auth.start(&http, &gate, &stats, settings.max_attempts.min(3))
+        .await?;
+
+    let concurrency = settings.concurrency;
+    let drain = settings.drain_timeout;
+    let progress = settings.progress.clone();
+    let shared = Arc::new(Shared {
+        profile: profile.clone(),
+        settings,
+        http,
+        gate,
+        auth,
+        stats,
+        stop: CancellationToken::new(),
+        abort: CancellationToken::new(),
+        fatal: std::sync::Mutex::new(None),
+    });
+
+    let (job_tx, job_rx) = mpsc::channel::<PlannedRow>(2 * concurrency + 64);
+    let (out_tx, out_rx) = mpsc::channel::<Outcome>(1024);
+    let collector = tokio::spawn(collect::collect(out_rx, sinks, progress));
+
+    let reader = {
+        let out = out_tx.clone();
+        let stop = shared.stop.clone();
+        tokio::task::spawn_blocking(move || feed(rows, &job_tx, &out, &stop))
+    };
+
+    // The workers take turns on the one receiver: the mutex guards only the receiver and
+    // is held while a worker waits for its next row, never while a row is worked on.
+    let job_rx = Arc::new(tokio::sync::Mutex::new(job_rx));
+    let mut workers = JoinSet::new();
+    for _ in 0..concurrency {
+        workers.spawn(worker::work(shared.clone(), job_rx.clone(), out_tx.clone()));
+    }
+    let all_done = async move {
+        while let Some(r) = workers.join_next().await {
+            if let Err(e) = r {
+                tracing::error!("a worker failed: {e}");
+            }
+        }
+    };
+    tokio::pin!(all_done);
+    tokio::pin!(shutdown);
+    let mut interrupted = false;
+    tokio::select! {
+        _ = &mut all_done => {}
+        _ = &mut shutdown => {
+            interrupted = true;
+            shared.stop.cancel();
+            tracing::warn!(
+                "interrupted: sending nothing new; waiting up to {}s for requests in flight",
+                drain.as_secs()
+            );
+            if tokio::time::timeout(drain, &mut all_done).await.is_err() {
+                shared.abort.cancel();
+                all_done.await;
+            }
+        }
+    }
+
+    // Rows queued but never taken: not attempted. Closing the channel also wakes a reader
+    // blocked on a full channel, which then records its remaining rows itself.
+    {
+        let mut rx = job_rx.lock().await;
+        rx.close();
+        while let Some(row) = rx.recv().await {
+            let _ = out_tx.send(not_attempted(&row, NOT_SENT)).await;
+        }
+    }
+    if let Err(e) = reader.await {
+        tracing::error!("the reader failed: {e}");
+    }
+    drop(out_tx);
+    let collected = collector
+        .await
+        .map_err(|e| Error::Other(anyhow::anyhow!("the collector failed: {e}")))?;
+
+    let duration = started.elapsed().as_secs_f64();
+    let s = &shared.stats;
+    let requests = s.requests.load(Ordering::Relaxed);
+    let summary = RunSummary {
+        counts: collected.counts,
+        started_at,
+        finished_at: now_rfc3339(),
+        duration_secs: duration,
+        achieved_rate: if duration > 0.0 {
+            requests as f64 / duration
+        } else {
+            0.0
+        },
+        requests,
+        retries: s.retries.load(Ordering::Relaxed),
+        throttled_429: s.throttled.load(Ordering::Relaxed),
+        profile: profile.name.clone(),
+        base_url: shared.settings.base_url.to_string(),
+        input_file: shared.settings.input_file.clone(),
+        input_sha256: shared.settings.input_sha256.clone(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        command_line: shared.settings.command_line.clone(),
+        unchanged: 0,
+        interrupted,
+    };
+    let mut sink_error = collected.error;
+    for mut sink in collected.sinks {
+        if let Err(e) = sink.finish(&summary) {
+            sink_error.get_or_insert(e);
+        }
+    }
+    let fatal = shared
+        .fatal
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some(e) = fatal {
+        return Err(e);
+    }
+    if let Some(e) = sink_error {
+        return Err(e);
+    }
+    Ok(summary)
+}
+
+/// The reader side (a blocking thread): routes every row exactly once: invalid and skipped
+/// rows straight to the collector, valid ones to the workers, and after a stop every row
+/// left to the collector as not attempted (reading on is cheap; no request is sent).
+fn feed(
+    rows: impl Iterator<Item = PlannedRow>,
+    jobs: &mpsc::Sender<PlannedRow>,
+    out: &mpsc::Sender<Outcome>,
+    stop: &CancellationToken,
+) {
+    for row in rows {
+        let outcome = if row.is_invalid() {
+            Some(Outcome::unsent(&row, Status::Invalid, row.error_message()))
+        } else if row.action == Action::Skip || row.job.is_none() {
+            Some(Outcome::unsent(
+                &row,
+                Status::Skipped,
+                "the row asks to be skipped".into(),
+            ))
+        } else if stop.is_cancelled() {
+            Some(not_attempted(&row, NOT_SENT))
+        } else {
+            match jobs.blocking_send(row) {
+                Ok(()) => None,
+                Err(mpsc::error::SendError(row)) => Some(not_attempted(&row, NOT_SENT)),
+            }
+        };
+        if let Some(o) = outcome {
+            if out.blocking_send(o).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn not_attempted(row: &PlannedRow, message: &str) -> Outcome {
+    Outcome::unsent(row, Status::NotAttempted, message.to_string())
+}
+
+/// SHA-256 (hex) of a file, read in 64 KiB pieces: the summary names the exact input run.
+pub fn file_sha256(path: &std::path::Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)
+        .map_err(|e| Error::input(path, format!("cannot read the file: {e}")))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}

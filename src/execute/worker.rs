@@ -1,0 +1,478 @@
+//! One worker: takes rows off the job channel and carries each to a definite outcome.
+//!
+//! The rules a row follows (create, update, upsert; what a conflict or a missing user
+//! means; when a create may be sent again) live here, in one place.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+use tokio::sync::{mpsc, Mutex};
+use tokio::time::Instant;
+
+use super::client::{failure_message, Resp, SendError};
+use super::{retry, Shared, NOT_SENT};
+use crate::error::Error;
+use crate::outcome::{now_rfc3339, Outcome, Status};
+use crate::plan::{Job, PlannedRow, Request};
+use crate::profile::template::value_text;
+use crate::profile::Action;
+
+/// Takes rows until the channel closes or the run stops.
+pub(super) async fn work(
+    sh: Arc<Shared>,
+    jobs: Arc<Mutex<mpsc::Receiver<PlannedRow>>>,
+    out: mpsc::Sender<Outcome>,
+) {
+    loop {
+        let row = tokio::select! {
+            biased;
+            _ = sh.stop.cancelled() => None,
+            r = async { jobs.lock().await.recv().await } => r,
+        };
+        let Some(row) = row else {
+            break;
+        };
+        let mut cx = RowCtx::new(&sh);
+        let result = tokio::select! {
+            r = process(&sh, &row, &mut cx) => Some(r),
+            _ = sh.abort.cancelled() => None,
+        };
+        let end = match result {
+            Some(Ok(end)) => end,
+            Some(Err(fatal)) => {
+                let msg = format!("the run stopped: {fatal}");
+                sh.fail(fatal);
+                End::new(Status::NotAttempted, msg)
+            }
+            None if cx.attempts == 0 => End::new(Status::NotAttempted, NOT_SENT),
+            None => End::new(
+                Status::Failed,
+                "the run stopped while this row's request was in flight: \
+                 whether the target applied it is unknown; check this user",
+            ),
+        };
+        if out.send(cx.outcome(&row, end)).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// How a row ended.
+#[derive(Debug)]
+struct End {
+    status: Status,
+    message: String,
+    remote_id: Option<String>,
+}
+
+impl End {
+    fn new(status: Status, message: impl Into<String>) -> End {
+        End {
+            status,
+            message: message.into(),
+            remote_id: None,
+        }
+    }
+    fn failed(message: impl Into<String>) -> End {
+        End::new(Status::Failed, message)
+    }
+    fn with_id(mut self, id: Option<String>) -> End {
+        self.remote_id = id;
+        self
+    }
+}
+
+/// Per-row bookkeeping while it is worked on.
+struct RowCtx {
+    started: Instant,
+    /// The row gives up retrying past this instant (`--max-row-time`).
+    deadline: Instant,
+    /// Requests sent for this row.
+    attempts: u32,
+    http_status: Option<u16>,
+    /// The remote id a lookup found (used when the update's answer carries none).
+    lookup_id: Option<String>,
+}
+
+impl RowCtx {
+    fn new(sh: &Shared) -> RowCtx {
+        let now = Instant::now();
+        RowCtx {
+            started: now,
+            deadline: now + sh.settings.max_row_time,
+            attempts: 0,
+            http_status: None,
+            lookup_id: None,
+        }
+    }
+
+    fn outcome(&self, row: &PlannedRow, end: End) -> Outcome {
+        let applied = matches!(end.status, Status::Created | Status::Updated);
+        Outcome {
+            seq: row.seq,
+            row: row.row,
+            key: row.key.clone(),
+            status: end.status,
+            action: row.action,
+            http_status: self.http_status,
+            attempts: self.attempts,
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            message: end.message,
+            remote_id: end.remote_id.or_else(|| self.lookup_id.clone()),
+            finished_at: now_rfc3339(),
+            cells: row.cells.clone(),
+            fingerprint: if applied {
+                row.job.as_ref().map(|j| j.fingerprint.clone())
+            } else {
+                None
+            },
+        }
+    }
+}
+
+/// Why [`call`] returned no response to act on.
+enum CallErr {
+    /// Retries used up (or the row's time) on transport failures.
+    GaveUp(String),
+    /// A non-idempotent request may have been applied (only for those).
+    Uncertain(String),
+    /// The run cannot go on (re-login refused).
+    Fatal(Error),
+}
+
+/// Unwraps a [`call`] result inside a function returning `Result<End, Error>`: a fatal
+/// error stops the run, any other failure ends the row as failed.
+macro_rules! sent {
+    ($e:expr) => {
+        match $e {
+            Ok(r) => r,
+            Err(CallErr::Fatal(e)) => return Err(e),
+            Err(CallErr::GaveUp(m)) | Err(CallErr::Uncertain(m)) => return Ok(End::failed(m)),
+        }
+    };
+}
+
+async fn process(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx) -> Result<End, Error> {
+    let Some(job) = &row.job else {
+        return Ok(End::new(Status::Skipped, "nothing to send"));
+    };
+    match job.action {
+        Action::Skip => Ok(End::new(Status::Skipped, "the row asks to be skipped")),
+        Action::Create => create(sh, row, job, cx, false).await,
+        Action::Update => {
+            if let Some(lk) = &job.lookup {
+                match lookup(sh, cx, lk).await? {
+                    Found::Yes(id) => update(sh, row, job, cx, id).await,
+                    Found::No => Ok(not_found(row)),
+                    Found::Failed(end) => Ok(end),
+                }
+            } else {
+                update(sh, row, job, cx, None).await
+            }
+        }
+        Action::Upsert => {
+            if let Some(lk) = &job.lookup {
+                match lookup(sh, cx, lk).await? {
+                    Found::Yes(id) => update(sh, row, job, cx, id).await,
+                    Found::No if !job.missing_for_create.is_empty() => {
+                        let cols = job.missing_for_create.join(", ");
+                        let verb = if job.missing_for_create.len() == 1 {
+                            "is"
+                        } else {
+                            "are"
+                        };
+                        Ok(End::failed(format!(
+                            "no user {:?} yet, and {cols} {verb} required to create this user",
+                            row.key
+                        )))
+                    }
+                    Found::No => create(sh, row, job, cx, true).await,
+                    Found::Failed(end) => Ok(end),
+                }
+            } else {
+                create(sh, row, job, cx, true).await
+            }
+        }
+    }
+}
+
+fn not_found(row: &PlannedRow) -> End {
+    End::failed(format!("not found: no user with key {}", row.key))
+}
+
+/// The text of a remote id found at `pointer` in `v`.
+fn id_at(v: &Value, pointer: Option<&str>) -> Option<Value> {
+    let found = v.pointer(pointer?)?;
+    match found {
+        Value::Null => None,
+        Value::String(s) if s.is_empty() => None,
+        other => Some(other.clone()),
+    }
+}
+
+fn id_text(v: &Option<Value>) -> Option<String> {
+    v.as_ref().map(|v| value_text(v).into_owned())
+}
+
+/// What a lookup said.
+enum Found {
+    /// The user exists; its remote id when the profile says where it is.
+    Yes(Option<Value>),
+    No,
+    /// The lookup itself failed: the row ends with this.
+    Failed(End),
+}
+
+async fn lookup(sh: &Shared, cx: &mut RowCtx, req: &Request) -> Result<Found, Error> {
+    let Some(spec) = sh.profile.requests.lookup.as_ref() else {
+        return Ok(Found::No);
+    };
+    let resp = match call(sh, cx, req, true).await {
+        Ok(r) => r,
+        Err(CallErr::Fatal(e)) => return Err(e),
+        Err(CallErr::GaveUp(m)) | Err(CallErr::Uncertain(m)) => {
+            return Ok(Found::Failed(End::failed(format!("lookup: {m}"))))
+        }
+    };
+    if spec.is_success(resp.status) {
+        let body = resp.json().unwrap_or(Value::Null);
+        let item = match &spec.list {
+            Some(lp) => match body.pointer(lp) {
+                Some(Value::Array(items)) => match items.first() {
+                    None => return Ok(Found::No),
+                    Some(first) => first.clone(),
+                },
+                _ => {
+                    return Ok(Found::Failed(End::failed(format!(
+                        "lookup: the answer ({}) has no list at {lp}",
+                        resp.status
+                    ))))
+                }
+            },
+            None => body,
+        };
+        let id = id_at(&item, spec.remote_id.as_deref());
+        cx.lookup_id = id_text(&id);
+        Ok(Found::Yes(id))
+    } else if spec.not_found.contains(&resp.status) {
+        Ok(Found::No)
+    } else {
+        Ok(Found::Failed(End::failed(format!(
+            "lookup: {}",
+            failure_message(&sh.profile, &resp)
+        ))))
+    }
+}
+
+async fn update(
+    sh: &Shared,
+    row: &PlannedRow,
+    job: &Job,
+    cx: &mut RowCtx,
+    id: Option<Value>,
+) -> Result<End, Error> {
+    let (Some(req), Some(spec)) = (&job.update, sh.profile.requests.update.as_ref()) else {
+        return Ok(End::failed(format!(
+            "the user exists and profile {} cannot update users",
+            sh.profile.name
+        )));
+    };
+    let req = match (&id, req.needs_remote_id()) {
+        (Some(id), true) => req.with_remote_id(id),
+        (None, true) => {
+            return Ok(End::failed(format!(
+                "the lookup found the user but its answer has no remote id at {}",
+                sh.profile
+                    .requests
+                    .lookup
+                    .as_ref()
+                    .and_then(|l| l.remote_id.as_deref())
+                    .unwrap_or("(no remote_id pointer)")
+            )))
+        }
+        (_, false) => req.clone(),
+    };
+    let resp = sent!(call(sh, cx, &req, true).await);
+    if spec.is_success(resp.status) {
+        let rid = resp
+            .json()
+            .and_then(|v| id_at(&v, spec.remote_id.as_deref()));
+        Ok(End::new(Status::Updated, "updated").with_id(id_text(&rid).or(id_text(&id))))
+    } else if spec.not_found.contains(&resp.status) {
+        Ok(not_found(row))
+    } else {
+        Ok(End::failed(failure_message(&sh.profile, &resp)))
+    }
+}
+
+/// Sends the create, never blindly twice: after an attempt that may have been applied,
+/// the user is looked up first (when the profile can), and a conflict on a repeat is read
+/// as the first attempt having worked. `then_update`: a conflict means "update instead"
+/// (upsert without a lookup) when the update needs no remote id.
+async fn create(
+    sh: &Shared,
+    row: &PlannedRow,
+    job: &Job,
+    cx: &mut RowCtx,
+    then_update: bool,
+) -> Result<End, Error> {
+    let (Some(req), Some(spec)) = (&job.create, sh.profile.requests.create.as_ref()) else {
+        return Ok(End::failed(format!(
+            "profile {} cannot create users",
+            sh.profile.name
+        )));
+    };
+    let max = sh.settings.max_attempts;
+    let mut uncertain: Option<String> = None;
+    let mut sends = 0u32;
+    loop {
+        if let Some(why) = &uncertain {
+            if sends >= max || Instant::now() >= cx.deadline {
+                return Ok(End::failed(format!(
+                    "gave up after {sends} create attempts; the last may or may not have been applied ({why}); check this user"
+                )));
+            }
+            if let Some(lk) = &job.lookup {
+                match lookup(sh, cx, lk).await? {
+                    Found::Yes(id) => {
+                        return Ok(End::new(
+                            Status::Created,
+                            "confirmed by lookup after an uncertain attempt",
+                        )
+                        .with_id(id_text(&id)))
+                    }
+                    Found::No => {}
+                    Found::Failed(end) => return Ok(end),
+                }
+            }
+            sh.stats.retry();
+            tokio::time::sleep(retry::backoff(sends)).await;
+        }
+        sends += 1;
+        let resp = match call(sh, cx, req, false).await {
+            Ok(r) => r,
+            Err(CallErr::Uncertain(m)) => {
+                uncertain = Some(m);
+                continue;
+            }
+            Err(CallErr::GaveUp(m)) => return Ok(End::failed(m)),
+            Err(CallErr::Fatal(e)) => return Err(e),
+        };
+        if spec.is_success(resp.status) {
+            let rid = resp
+                .json()
+                .and_then(|v| id_at(&v, spec.remote_id.as_deref()));
+            let msg = if uncertain.is_some() {
+                "created (on a retry after an uncertain attempt)"
+            } else {
+                "created"
+            };
+            return Ok(End::new(Status::Created, msg).with_id(id_text(&rid)));
+        }
+        if spec.conflict.contains(&resp.status) {
+            if uncertain.is_some() && job.lookup.is_none() {
+                return Ok(End::new(
+                    Status::Created,
+                    "created: the retry after an uncertain attempt met a conflict, so the first attempt was applied",
+                ));
+            }
+            let can_update = job.update.as_ref().is_some_and(|u| !u.needs_remote_id());
+            if then_update && can_update {
+                return update(sh, row, job, cx, None).await;
+            }
+            let server = sh
+                .profile
+                .error_message(&resp.body)
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default();
+            return Ok(End::new(Status::Exists, format!("already exists{server}")));
+        }
+        return Ok(End::failed(failure_message(&sh.profile, &resp)));
+    }
+}
+
+/// Sends one request with the run's auth, through the gate, retrying what is safe to
+/// retry. Returns the final response (success or not) for the caller to interpret.
+///
+/// `idempotent` false (a create): an attempt that may have been applied is not repeated
+/// here but returned as [`CallErr::Uncertain`].
+async fn call(
+    sh: &Shared,
+    cx: &mut RowCtx,
+    req: &Request,
+    idempotent: bool,
+) -> Result<Resp, CallErr> {
+    let mut tries = 0u32;
+    let mut replayed = false;
+    loop {
+        let cred = sh
+            .auth
+            .credential(&sh.http, &sh.gate, &sh.stats)
+            .await
+            .map_err(CallErr::Fatal)?;
+        sh.gate.acquire().await;
+        tries += 1;
+        cx.attempts += 1;
+        sh.stats.request();
+        let mut wait = None;
+        let (failure, last) = match sh.http.send(req, cred.header.as_ref()).await {
+            Ok(resp) => {
+                cx.http_status = Some(resp.status);
+                if resp.status == 401 && !replayed {
+                    let renewed = sh
+                        .auth
+                        .on_unauthorized(&sh.http, &sh.gate, &sh.stats, cred.generation)
+                        .await
+                        .map_err(CallErr::Fatal)?;
+                    if renewed {
+                        replayed = true;
+                        tries -= 1;
+                        sh.stats.retry();
+                        continue;
+                    }
+                }
+                if resp.status == 429 {
+                    sh.stats.throttle();
+                    sh.gate.throttled();
+                    wait = retry::server_wait(&resp.headers, SystemTime::now());
+                    if let Some(d) = wait {
+                        sh.gate.pause_for(d);
+                    }
+                }
+                if !sh.profile.is_retryable(resp.status) {
+                    sh.gate.success();
+                    return Ok(resp);
+                }
+                if !idempotent && matches!(resp.status, 502 | 504) {
+                    return Err(CallErr::Uncertain(format!(
+                        "{} from a gateway: the target may have applied it",
+                        failure_message(&sh.profile, &resp)
+                    )));
+                }
+                (failure_message(&sh.profile, &resp), Some(resp))
+            }
+            Err(SendError::Uncertain(m)) if !idempotent => return Err(CallErr::Uncertain(m)),
+            Err(e) => (e.message().to_string(), None),
+        };
+        // The server's own wait is honoured by the gate (nobody sends until then); the
+        // backoff only spreads the retries that follow.
+        let delay = if wait.is_some() {
+            Duration::ZERO
+        } else {
+            retry::backoff(tries)
+        };
+        let ready_at = Instant::now() + delay + wait.unwrap_or_default();
+        if tries >= sh.settings.max_attempts || ready_at > cx.deadline {
+            return match last {
+                Some(resp) => Ok(resp),
+                None => Err(CallErr::GaveUp(format!(
+                    "gave up after {tries} attempts: {failure}"
+                ))),
+            };
+        }
+        tracing::debug!(tries, "retrying: {failure}");
+        sh.stats.retry();
+        tokio::time::sleep(delay).await;
+    }
+}
