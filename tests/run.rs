@@ -239,7 +239,7 @@ async fn login(State(s): S, Json(b): Json<Value>) -> Response {
     if (max > 0 && n > max)
         || s.login_fails.load(Ordering::SeqCst)
         || b["username"] != "admin"
-        || b["password"] != "secret"
+        || b["password"] != "S3cr3t-value"
     {
         return err(StatusCode::UNAUTHORIZED, "Invalid credentials");
     }
@@ -354,7 +354,7 @@ impl OutcomeSink for Mem {
 fn settings(p: &Profile, url: &str) -> RunSettings {
     let secrets = Secrets::from_pairs([
         ("ENLIST_TEST_USERNAME", "admin"),
-        ("ENLIST_TEST_PASSWORD", "secret"),
+        ("ENLIST_TEST_PASSWORD", "S3cr3t-value"),
     ]);
     let mut s = RunSettings::new(p, Some(url), false, secrets).unwrap();
     s.rate = 500.0;
@@ -492,7 +492,7 @@ async fn run_stops_before_any_row_when_login_fails() {
         m.contains("ENLIST_TEST_USERNAME / ENLIST_TEST_PASSWORD"),
         "{m}"
     );
-    assert!(!m.contains("secret"), "{m}");
+    assert!(!m.contains("S3cr3t-value"), "{m}");
     assert_eq!(
         srv.logins.load(Ordering::SeqCst),
         1,
@@ -794,7 +794,7 @@ fn binary_setup(wd: &Workdir, csv: &str) {
     wd.write("users.csv", csv);
     wd.write(
         "secrets.env",
-        "ENLIST_TEST_USERNAME=admin\nENLIST_TEST_PASSWORD=secret\n",
+        "ENLIST_TEST_USERNAME=admin\nENLIST_TEST_PASSWORD=S3cr3t-value\n",
     );
 }
 
@@ -870,7 +870,7 @@ async fn run_binary_creates_users_from_csv() {
     );
     assert_eq!(report.lines().count(), 4, "{report}");
     assert!(report.contains("\"status\":\"invalid\""));
-    assert!(!report.contains("secret"));
+    assert!(!report.contains("S3cr3t-value"));
     assert_eq!(srv.users.lock().unwrap().len(), 2);
 }
 
