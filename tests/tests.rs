@@ -1,4 +1,5 @@
 //! The integration tests: one binary, one module per area. Each test gets its own
 //! working directory through [`workdir::Workdir`] and runs the real `enlist` binary.
 
+mod report;
 mod workdir;
