@@ -141,13 +141,6 @@ fn sheet(wb: &mut Xlsx<std::io::BufReader<std::fs::File>>, name: &str) -> Vec<Ve
     range.rows().map(|r| r.to_vec()).collect()
 }
 
-fn col(rows: &[Vec<Data>], name: &str) -> usize {
-    rows[0]
-        .iter()
-        .position(|h| text(h) == name)
-        .unwrap_or_else(|| panic!("no column {name}"))
-}
-
 #[test]
 fn workbook_has_results_in_input_order_summary_and_grouped_errors() {
     let wd = Workdir::new("report_workbook");
