@@ -24,7 +24,7 @@ const SECRET: [bool; 4] = [false, true, false, false];
 
 fn status_of(i: u64) -> Status {
     match i % 10 {
-        0 | 1 | 2 => Status::Created,
+        0..=2 => Status::Created,
         3 => Status::Failed,
         4 => Status::Updated,
         5 => Status::Invalid,
