@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection};
 use rust_xlsxwriter::{
     Chart, ChartDataLabel, ChartFormat, ChartPoint, ChartSolidFill, Color, ConditionalFormatCell,
-    ConditionalFormatCellRule, Format, FormatAlign, FormatBorder, Workbook, Worksheet, XlsxError,
+    ConditionalFormatCellRule, Format, FormatBorder, Workbook, Worksheet, XlsxError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -242,7 +242,8 @@ struct Formats {
     text: Format,
     title: Format,
     label: Format,
-    wrap: Format,
+    /// Indented, so a message does not run into the right-aligned duration before it.
+    message: Format,
 }
 
 impl Formats {
@@ -256,7 +257,7 @@ impl Formats {
             text: Format::new().set_num_format("@"),
             title: Format::new().set_bold().set_font_size(14),
             label: Format::new().set_bold(),
-            wrap: Format::new().set_text_wrap().set_align(FormatAlign::Top),
+            message: Format::new().set_indent(1),
         }
     }
 }
@@ -388,6 +389,9 @@ impl Writer<'_> {
             self.xl(ws.set_column_format(base + 6, &f.text))?;
             self.xl(ws.set_freeze_panes(1, 0))?;
             self.xl(ws.autofilter(0, 0, here, last_col))?;
+            // Printed (or saved as PDF) it reads across one page width, header on every page.
+            ws.set_landscape().set_print_fit_to_pages(1, 0);
+            self.xl(ws.set_repeat_rows(0, 0))?;
             if here > 0 {
                 self.outcome_colours(ws, here, base)?;
             }
@@ -443,7 +447,7 @@ impl Writer<'_> {
         self.xl(ws.write_number(r, base + 3, f64::from(s.attempts)))?;
         self.xl(ws.write_number(r, base + 4, s.duration_ms as f64))?;
         if !s.message.is_empty() {
-            self.xl(ws.write_string(r, base + 5, clip(&s.message)))?;
+            self.xl(ws.write_string_with_format(r, base + 5, clip(&s.message), &f.message))?;
         }
         if let Some(id) = &s.remote_id {
             // Text, so a numeric id never turns into 1.23E+10.
@@ -464,8 +468,11 @@ impl Writer<'_> {
     ) -> Result<()> {
         let ws = wb.add_worksheet();
         self.xl(ws.set_name("Summary"))?;
+        ws.set_landscape().set_print_fit_to_pages(1, 1);
         self.xl(ws.set_column_width(0, 22))?;
-        self.xl(ws.set_column_width(1, 70))?;
+        // Values overflow into the empty columns to their right (no wrap), so the counts column
+        // stays narrow next to its labels.
+        self.xl(ws.set_column_width(1, 12))?;
         self.xl(ws.write_string_with_format(0, 0, "enlist outcome", &f.title))?;
         self.xl(ws.write_string_with_format(2, 0, "Outcome", &f.header))?;
         self.xl(ws.write_string_with_format(2, 1, "Rows", &f.header))?;
@@ -525,7 +532,7 @@ impl Writer<'_> {
         for (i, (k, v)) in facts.iter().enumerate() {
             let r = first_fact + i as u32;
             self.xl(ws.write_string_with_format(r, 0, *k, &f.label))?;
-            self.xl(ws.write_string_with_format(r, 1, clip(v), &f.wrap))?;
+            self.xl(ws.write_string(r, 1, clip(v)))?;
         }
 
         let mut chart = Chart::new_column();
@@ -537,6 +544,8 @@ impl Writer<'_> {
             .set_values(("Summary", 3, 1, last_count_row, 1))
             .set_points(&points)
             .set_data_label(ChartDataLabel::new().show_value());
+        // Beside the counts and above the facts (whose text runs to the right).
+        chart.set_width(520).set_height(210);
         self.xl(ws.insert_chart_with_offset(2, 3, &chart, 10, 0))?;
         Ok(())
     }
@@ -544,11 +553,12 @@ impl Writer<'_> {
     fn errors(&self, wb: &mut Workbook, f: &Formats) -> Result<()> {
         let ws = wb.add_worksheet_with_constant_memory();
         self.xl(ws.set_name("Errors"))?;
-        for (c, w) in [14.0, 70.0, 8.0, 60.0].iter().enumerate() {
+        ws.set_landscape().set_print_fit_to_pages(1, 0);
+        for (c, w) in [14.0, 8.0, 70.0, 60.0].iter().enumerate() {
             self.xl(ws.set_column_width(c as u16, *w))?;
         }
         self.xl(ws.set_freeze_panes(1, 0))?;
-        for (c, h) in ["Outcome", "Message", "Rows", "Row numbers"]
+        for (c, h) in ["Outcome", "Rows", "Message", "Row numbers"]
             .iter()
             .enumerate()
         {
@@ -579,7 +589,7 @@ impl Writer<'_> {
             if u64::from(r) == room {
                 self.xl(ws.write_string(
                     r + 1,
-                    1,
+                    2,
                     format!(
                         "… and {} more messages than one sheet holds; filter the Outcome column of Results",
                         n_groups.max(0) as u64 - room
@@ -593,20 +603,20 @@ impl Writer<'_> {
             let list = self.row_list(&mut members, &status, &message, n.max(0) as u64)?;
             r += 1;
             self.xl(ws.write_string(r, 0, &status))?;
+            self.xl(ws.write_number(r, 1, n as f64))?;
             self.xl(ws.write_string(
                 r,
-                1,
+                2,
                 clip(if message.is_empty() {
                     "(no message)"
                 } else {
                     &message
                 }),
             ))?;
-            self.xl(ws.write_number(r, 2, n as f64))?;
             self.xl(ws.write_string(r, 3, &list))?;
         }
         if r == 0 {
-            self.xl(ws.write_string(1, 1, "No row failed or was invalid."))?;
+            self.xl(ws.write_string(1, 2, "No row failed or was invalid."))?;
         } else {
             self.xl(ws.autofilter(0, 0, r, 3))?;
         }
