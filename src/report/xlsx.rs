@@ -604,7 +604,7 @@ impl Writer<'_> {
             r += 1;
             self.xl(ws.write_string(r, 0, &status))?;
             self.xl(ws.write_number(r, 1, n as f64))?;
-            self.xl(ws.write_string(
+            self.xl(ws.write_string_with_format(
                 r,
                 2,
                 clip(if message.is_empty() {
@@ -612,6 +612,7 @@ impl Writer<'_> {
                 } else {
                     &message
                 }),
+                &f.message,
             ))?;
             self.xl(ws.write_string(r, 3, &list))?;
         }
