@@ -3,6 +3,7 @@
 
 mod check;
 mod reader;
+mod report;
 mod run;
 mod sandbox;
 mod template;

@@ -32,6 +32,13 @@ pub fn convert(
         }
         c => c.to_string(),
     };
+    // An outcome workbook fed back shows secrets as the mask: never send the mask itself.
+    if col.secret && text.trim() == crate::plan::MASK {
+        return Err(err(format!(
+            "the {header} column holds the mask from an outcome report; supply the {header} again \
+             (edit the cell or pass a fresh sheet)"
+        )));
+    }
 
     if cell.is_numeric() && col.text_only {
         warnings.push(Finding::warning(

@@ -1,0 +1,666 @@
+//! The outcome workbook: one row per input row, in input order, that people can act on.
+//!
+//! Outcomes arrive in completion order from concurrent workers, but the Results sheet must be
+//! in input order, and a 1,000,000-row run must not hold a million outcomes in memory. So every
+//! outcome is *spilled* as it arrives into a scratch SQLite file (a table keyed by `seq`,
+//! inserted in transactions of [`BATCH`] rows), and [`XlsxSink::finish`] streams the table back
+//! in `seq` order into rust_xlsxwriter's constant-memory worksheets.
+//!
+//! Why SQLite rather than an append-only file and an external sort: the table keyed by `seq`
+//! *is* the sort (a B-tree on disk, read back in order with a bounded page cache), and the
+//! Errors sheet needs a `GROUP BY message` with the row numbers of each group, which SQLite
+//! does on disk too. An external merge sort would need its own run files, merge and grouping
+//! code; rusqlite with the bundled SQLite is already a dependency. The scratch file lives
+//! beside the report (not in `/tmp`, which is often RAM-backed) and is deleted when the sink
+//! is dropped.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection};
+use rust_xlsxwriter::{
+    Chart, ChartDataLabel, ChartFormat, ChartPoint, ChartSolidFill, Color, ConditionalFormatCell,
+    ConditionalFormatCellRule, Format, FormatBorder, Workbook, Worksheet, XlsxError,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{mask_command_line, report_error, strip_userinfo, Columns};
+use crate::error::Result;
+use crate::outcome::{Outcome, OutcomeSink, RunSummary, Status};
+use crate::profile::Action;
+
+/// Excel's rows per worksheet (header included).
+pub const EXCEL_MAX_ROWS: u32 = 1_048_576;
+/// Excel's characters per cell.
+pub const EXCEL_MAX_CELL_CHARS: usize = 32_767;
+/// Outcomes per spill transaction: one fsync-free commit per thousand rows keeps inserting
+/// cheap without holding many rows in SQLite's page cache.
+const BATCH: usize = 1000;
+/// Rows sampled (in input order) to size the input columns.
+const WIDTH_SAMPLE: i64 = 1000;
+
+/// What is kept of one outcome until the workbook is written: the shown cells (already
+/// masked), the report columns and the source row.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    status: Status,
+    action: Action,
+    http_status: Option<u16>,
+    attempts: u32,
+    duration_ms: u64,
+    message: String,
+    remote_id: Option<String>,
+    finished_at: String,
+    cells: Vec<String>,
+    source_row: u64,
+}
+
+/// The scratch file; removed when dropped, whatever happened.
+struct SpillFile(PathBuf);
+
+impl Drop for SpillFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Writes the outcome workbook (sheets Results, Summary, Errors) at [`OutcomeSink::finish`].
+pub struct XlsxSink {
+    path: PathBuf,
+    columns: Columns,
+    max_rows: u32,
+    conn: Connection,
+    in_tx: bool,
+    pending: usize,
+    finished: bool,
+    // Declared last: dropped after the connection is closed.
+    _spill: SpillFile,
+}
+
+impl XlsxSink {
+    /// Prepares a workbook at `path` for an input with `headers`; `secret_columns[i]` says
+    /// whether column `i` is a secret (its cells are shown as `********`, never anything else).
+    /// Nothing is written at `path` until [`OutcomeSink::finish`].
+    pub fn create(
+        path: &Path,
+        headers: Vec<String>,
+        secret_columns: Vec<bool>,
+    ) -> Result<XlsxSink> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "outcome".into());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let spill = SpillFile(dir.join(format!(".{name}.{}.{nanos}.spill", std::process::id())));
+        let conn = Connection::open(&spill.0)
+            .map_err(|e| report_error(path, format!("cannot create the scratch file: {e}")))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = OFF;
+             PRAGMA synchronous = OFF;
+             PRAGMA locking_mode = EXCLUSIVE;
+             PRAGMA temp_store = FILE;
+             PRAGMA cache_size = -8192;
+             CREATE TABLE outcomes (
+                 seq INTEGER PRIMARY KEY,
+                 status TEXT NOT NULL,
+                 message TEXT NOT NULL,
+                 source_row INTEGER NOT NULL,
+                 data BLOB NOT NULL
+             );",
+        )
+        .map_err(|e| report_error(path, format!("cannot prepare the scratch file: {e}")))?;
+        Ok(XlsxSink {
+            path: path.to_path_buf(),
+            columns: Columns::new(headers, secret_columns),
+            max_rows: EXCEL_MAX_ROWS,
+            conn,
+            in_tx: false,
+            pending: 0,
+            finished: false,
+            _spill: spill,
+        })
+    }
+
+    /// Rows per Results sheet, header included (Excel's 1,048,576 by default). Tests use a
+    /// small number to see the overflow onto `Results (2)` without writing a million rows.
+    pub fn with_max_rows(mut self, n: u32) -> XlsxSink {
+        self.max_rows = n.clamp(2, EXCEL_MAX_ROWS);
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sql<T>(&self, r: rusqlite::Result<T>) -> Result<T> {
+        r.map_err(|e| report_error(&self.path, format!("scratch file: {e}")))
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        if self.in_tx {
+            let r = self.conn.execute_batch("COMMIT");
+            self.sql(r)?;
+            self.in_tx = false;
+            self.pending = 0;
+        }
+        Ok(())
+    }
+}
+
+impl OutcomeSink for XlsxSink {
+    /// Spills the outcome. A second outcome for the same `seq` replaces the first: the last
+    /// word on a row is its outcome.
+    fn record(&mut self, o: &Outcome) -> Result<()> {
+        if !self.in_tx {
+            let r = self.conn.execute_batch("BEGIN");
+            self.sql(r)?;
+            self.in_tx = true;
+        }
+        let (cells, source_row) = self.columns.cells(o);
+        let stored = Stored {
+            status: o.status,
+            action: o.action,
+            http_status: o.http_status,
+            attempts: o.attempts,
+            duration_ms: o.duration_ms,
+            message: o.message.clone(),
+            remote_id: o.remote_id.clone(),
+            finished_at: o.finished_at.clone(),
+            cells,
+            source_row,
+        };
+        let data = serde_json::to_vec(&stored).map_err(anyhow::Error::from)?;
+        let seq = i64::try_from(o.seq)
+            .map_err(|_| report_error(&self.path, "row number out of range"))?;
+        let r = self
+            .conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO outcomes (seq, status, message, source_row, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    seq,
+                    o.status.as_str(),
+                    o.message,
+                    source_row as i64,
+                    data
+                ])
+            });
+        self.sql(r)?;
+        self.pending += 1;
+        if self.pending >= BATCH {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, summary: &RunSummary) -> Result<()> {
+        if self.finished {
+            return Ok(());
+        }
+        self.commit()?;
+        // Only failed and invalid rows are grouped; a partial index keeps it small.
+        let r = self.conn.execute_batch(
+            "CREATE INDEX errors_by_message ON outcomes (status, message, seq)
+             WHERE status IN ('failed', 'invalid');",
+        );
+        self.sql(r)?;
+        // Written beside the target, then renamed: a crash never leaves half a workbook
+        // under the name a person will open.
+        let partial = self.path.with_extension("xlsx.partial");
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let writer = Writer {
+            conn: &self.conn,
+            columns: &self.columns,
+            max_rows: self.max_rows,
+            path: &self.path,
+        };
+        writer.write(summary, &dir, &partial)?;
+        std::fs::rename(&partial, &self.path).map_err(|e| report_error(&self.path, e))?;
+        self.finished = true;
+        Ok(())
+    }
+}
+
+/// The formats of the workbook, made once.
+struct Formats {
+    header: Format,
+    text: Format,
+    title: Format,
+    label: Format,
+    /// Indented, so a message does not run into the right-aligned duration before it.
+    message: Format,
+}
+
+impl Formats {
+    fn new() -> Formats {
+        Formats {
+            header: Format::new()
+                .set_bold()
+                .set_background_color(Color::RGB(0xD9E1F2))
+                .set_border_bottom(FormatBorder::Thin)
+                .set_num_format("@"),
+            text: Format::new().set_num_format("@"),
+            title: Format::new().set_bold().set_font_size(14),
+            label: Format::new().set_bold(),
+            message: Format::new().set_indent(1),
+        }
+    }
+}
+
+/// Fill, font and chart colours per outcome: green done, grey nothing to do, red needs a
+/// person, amber not tried yet.
+fn colours(s: Status) -> (u32, u32, u32) {
+    match s {
+        Status::Created | Status::Updated => (0xC6EFCE, 0x006100, 0x70AD47),
+        Status::Exists | Status::Unchanged | Status::Skipped => (0xEDEDED, 0x595959, 0xA5A5A5),
+        Status::Failed | Status::Invalid => (0xFFC7CE, 0x9C0006, 0xC00000),
+        Status::NotAttempted => (0xFFEB9C, 0x9C5700, 0xFFC000),
+    }
+}
+
+/// Cuts text to what one Excel cell holds, saying so.
+fn clip(s: &str) -> Cow<'_, str> {
+    if s.len() <= EXCEL_MAX_CELL_CHARS || s.chars().count() <= EXCEL_MAX_CELL_CHARS {
+        return Cow::Borrowed(s);
+    }
+    let mut t: String = s.chars().take(EXCEL_MAX_CELL_CHARS - 40).collect();
+    t.push_str(" … (cut: longer than an Excel cell)");
+    Cow::Owned(t)
+}
+
+struct Writer<'a> {
+    conn: &'a Connection,
+    columns: &'a Columns,
+    max_rows: u32,
+    path: &'a Path,
+}
+
+impl Writer<'_> {
+    fn sql<T>(&self, r: rusqlite::Result<T>) -> Result<T> {
+        r.map_err(|e| report_error(self.path, format!("scratch file: {e}")))
+    }
+
+    fn xl<T>(&self, r: std::result::Result<T, XlsxError>) -> Result<T> {
+        r.map_err(|e| report_error(self.path, e))
+    }
+
+    fn write(&self, summary: &RunSummary, dir: &Path, partial: &Path) -> Result<()> {
+        let f = Formats::new();
+        let mut wb = Workbook::new();
+        // Constant-memory sheets stream to temporary files: keep them off a RAM-backed /tmp.
+        self.xl(wb.set_tempdir(dir))?;
+
+        let total: i64 = self.sql(self.conn.query_row(
+            "SELECT COUNT(*) FROM outcomes",
+            [],
+            |r| r.get(0),
+        ))?;
+        let total = total.max(0) as u64;
+        let counts = self.counts()?;
+        let widths = self.widths()?;
+
+        self.results(&mut wb, &f, total, &widths)?;
+        self.summary(&mut wb, &f, summary, total, &counts)?;
+        self.errors(&mut wb, &f)?;
+        self.xl(wb.save(partial))
+    }
+
+    fn counts(&self) -> Result<BTreeMap<Status, u64>> {
+        let mut st = self.sql(
+            self.conn
+                .prepare("SELECT status, COUNT(*) FROM outcomes GROUP BY status"),
+        )?;
+        let rows =
+            self.sql(st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))))?;
+        let mut counts = BTreeMap::new();
+        for r in rows {
+            let (s, n) = self.sql(r)?;
+            if let Some(s) = Status::parse(&s) {
+                counts.insert(s, n.max(0) as u64);
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Column widths for the input columns, from the headers and the first rows.
+    fn widths(&self) -> Result<Vec<f64>> {
+        let headers = self.columns.header_row();
+        let n = self.columns.input_count();
+        let mut w: Vec<usize> = headers[..n].iter().map(|h| h.chars().count()).collect();
+        let mut st = self.sql(
+            self.conn
+                .prepare("SELECT data FROM outcomes ORDER BY seq LIMIT ?1"),
+        )?;
+        let rows = self.sql(st.query_map([WIDTH_SAMPLE], |r| r.get::<_, Vec<u8>>(0)))?;
+        for r in rows {
+            let data = self.sql(r)?;
+            let Ok(s) = serde_json::from_slice::<Stored>(&data) else {
+                continue;
+            };
+            for (i, c) in s.cells.iter().enumerate().take(n) {
+                w[i] = w[i].max(c.chars().count());
+            }
+        }
+        Ok(w.into_iter().map(|c| (c.clamp(6, 48) + 2) as f64).collect())
+    }
+
+    fn results(&self, wb: &mut Workbook, f: &Formats, total: u64, widths: &[f64]) -> Result<()> {
+        let per_sheet = u64::from(self.max_rows - 1);
+        let sheets = total.div_ceil(per_sheet).max(1);
+        let headers = self.columns.header_row();
+        let base = self.columns.input_count() as u16;
+        let last_col = headers.len() as u16 - 1;
+        let report_widths = [14.0, 9.0, 11.0, 9.0, 12.0, 60.0, 22.0, 25.0, 11.0];
+
+        let mut st = self.sql(self.conn.prepare("SELECT data FROM outcomes ORDER BY seq"))?;
+        let mut rows = self.sql(st.query([]))?;
+        for k in 0..sheets {
+            let here = per_sheet.min(total - k * per_sheet) as u32;
+            let ws = wb.add_worksheet_with_constant_memory();
+            let name = if k == 0 {
+                "Results".to_string()
+            } else {
+                format!("Results ({})", k + 1)
+            };
+            self.xl(ws.set_name(name))?;
+            // Everything about the sheet's shape is set before the first row is streamed.
+            for (i, w) in widths.iter().enumerate() {
+                self.xl(ws.set_column_width(i as u16, *w))?;
+                self.xl(ws.set_column_format(i as u16, &f.text))?;
+            }
+            for (i, w) in report_widths.iter().enumerate() {
+                self.xl(ws.set_column_width(base + i as u16, *w))?;
+            }
+            self.xl(ws.set_column_format(base + 6, &f.text))?;
+            self.xl(ws.set_freeze_panes(1, 0))?;
+            self.xl(ws.autofilter(0, 0, here, last_col))?;
+            // Printed (or saved as PDF) it reads across one page width, header on every page.
+            ws.set_landscape().set_print_fit_to_pages(1, 0);
+            self.xl(ws.set_repeat_rows(0, 0))?;
+            if here > 0 {
+                self.outcome_colours(ws, here, base)?;
+            }
+            for (c, h) in headers.iter().enumerate() {
+                self.xl(ws.write_string_with_format(0, c as u16, clip(h), &f.header))?;
+            }
+            for r in 1..=here {
+                let row = self.sql(rows.next())?.ok_or_else(|| {
+                    report_error(self.path, "the scratch file lost rows while reading back")
+                })?;
+                let data: Vec<u8> = self.sql(row.get(0))?;
+                let s: Stored = serde_json::from_slice(&data).map_err(anyhow::Error::from)?;
+                self.result_row(ws, f, r, base, &s)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn outcome_colours(&self, ws: &mut Worksheet, last_row: u32, col: u16) -> Result<()> {
+        for s in Status::ALL {
+            let (fill, font, _) = colours(s);
+            let cf = ConditionalFormatCell::new()
+                .set_rule(ConditionalFormatCellRule::EqualTo(s.as_str()))
+                .set_format(
+                    Format::new()
+                        .set_background_color(Color::RGB(fill))
+                        .set_font_color(Color::RGB(font)),
+                );
+            self.xl(ws.add_conditional_format(1, col, last_row, col, &cf))?;
+        }
+        Ok(())
+    }
+
+    fn result_row(
+        &self,
+        ws: &mut Worksheet,
+        f: &Formats,
+        r: u32,
+        base: u16,
+        s: &Stored,
+    ) -> Result<()> {
+        // Every input cell is written as text: 0123 and +44… stay as typed.
+        for (c, v) in s.cells.iter().enumerate() {
+            if !v.is_empty() {
+                self.xl(ws.write_string_with_format(r, c as u16, clip(v), &f.text))?;
+            }
+        }
+        self.xl(ws.write_string(r, base, s.status.as_str()))?;
+        self.xl(ws.write_string(r, base + 1, s.action.as_str()))?;
+        if let Some(h) = s.http_status {
+            self.xl(ws.write_number(r, base + 2, f64::from(h)))?;
+        }
+        self.xl(ws.write_number(r, base + 3, f64::from(s.attempts)))?;
+        self.xl(ws.write_number(r, base + 4, s.duration_ms as f64))?;
+        if !s.message.is_empty() {
+            self.xl(ws.write_string_with_format(r, base + 5, clip(&s.message), &f.message))?;
+        }
+        if let Some(id) = &s.remote_id {
+            // Text, so a numeric id never turns into 1.23E+10.
+            self.xl(ws.write_string_with_format(r, base + 6, clip(id), &f.text))?;
+        }
+        self.xl(ws.write_string(r, base + 7, &s.finished_at))?;
+        self.xl(ws.write_number(r, base + 8, s.source_row as f64))?;
+        Ok(())
+    }
+
+    fn summary(
+        &self,
+        wb: &mut Workbook,
+        f: &Formats,
+        sum: &RunSummary,
+        total: u64,
+        counts: &BTreeMap<Status, u64>,
+    ) -> Result<()> {
+        let ws = wb.add_worksheet();
+        self.xl(ws.set_name("Summary"))?;
+        ws.set_landscape().set_print_fit_to_pages(1, 1);
+        self.xl(ws.set_column_width(0, 22))?;
+        // Values overflow into the empty columns to their right (no wrap), so the counts column
+        // stays narrow next to its labels.
+        self.xl(ws.set_column_width(1, 12))?;
+        self.xl(ws.write_string_with_format(0, 0, "enlist outcome", &f.title))?;
+        self.xl(ws.write_string_with_format(2, 0, "Outcome", &f.header))?;
+        self.xl(ws.write_string_with_format(2, 1, "Rows", &f.header))?;
+        let mut points = Vec::new();
+        for (i, s) in Status::ALL.iter().enumerate() {
+            let r = 3 + i as u32;
+            self.xl(ws.write_string(r, 0, s.as_str()))?;
+            self.xl(ws.write_number(r, 1, counts.get(s).copied().unwrap_or(0) as f64))?;
+            let (_, _, bar) = colours(*s);
+            points.push(ChartPoint::new().set_format(
+                ChartFormat::new().set_solid_fill(ChartSolidFill::new().set_color(Color::RGB(bar))),
+            ));
+        }
+        let last_count_row = 3 + Status::ALL.len() as u32 - 1;
+        let total_row = last_count_row + 1;
+        self.xl(ws.write_string_with_format(total_row, 0, "total", &f.label))?;
+        self.xl(ws.write_number_with_format(total_row, 1, total as f64, &f.label))?;
+
+        let version = if sum.version.is_empty() {
+            env!("CARGO_PKG_VERSION").to_string()
+        } else {
+            sum.version.clone()
+        };
+        let mut facts: Vec<(&str, String)> = vec![
+            ("Started", sum.started_at.clone()),
+            ("Finished", sum.finished_at.clone()),
+            ("Duration (s)", format!("{:.1}", sum.duration_secs)),
+            ("Achieved rate (req/s)", format!("{:.2}", sum.achieved_rate)),
+            ("Requests", sum.requests.to_string()),
+            ("Retries", sum.retries.to_string()),
+            ("429 responses", sum.throttled_429.to_string()),
+            (
+                "Interrupted",
+                if sum.interrupted {
+                    "yes: rows not sent are not-attempted".into()
+                } else {
+                    "no".into()
+                },
+            ),
+            ("Profile", sum.profile.clone()),
+            ("Target", strip_userinfo(&sum.base_url)),
+            ("Input file", sum.input_file.clone()),
+            ("Input SHA-256", sum.input_sha256.clone()),
+            ("enlist version", version),
+            ("Command line", mask_command_line(&sum.command_line)),
+        ];
+        if sum.total() != 0 && sum.total() != total {
+            facts.push((
+                "Warning",
+                format!(
+                    "the run counted {} rows but this report holds {total}; the missing rows have no outcome",
+                    sum.total()
+                ),
+            ));
+        }
+        let first_fact = total_row + 2;
+        for (i, (k, v)) in facts.iter().enumerate() {
+            let r = first_fact + i as u32;
+            self.xl(ws.write_string_with_format(r, 0, *k, &f.label))?;
+            self.xl(ws.write_string(r, 1, clip(v)))?;
+        }
+
+        let mut chart = Chart::new_column();
+        chart.title().set_name("Rows per outcome");
+        chart.legend().set_hidden();
+        chart
+            .add_series()
+            .set_categories(("Summary", 3, 0, last_count_row, 0))
+            .set_values(("Summary", 3, 1, last_count_row, 1))
+            .set_points(&points)
+            .set_data_label(ChartDataLabel::new().show_value());
+        // Beside the counts and above the facts (whose text runs to the right).
+        chart.set_width(520).set_height(210);
+        self.xl(ws.insert_chart_with_offset(2, 3, &chart, 10, 0))?;
+        Ok(())
+    }
+
+    fn errors(&self, wb: &mut Workbook, f: &Formats) -> Result<()> {
+        let ws = wb.add_worksheet_with_constant_memory();
+        self.xl(ws.set_name("Errors"))?;
+        ws.set_landscape().set_print_fit_to_pages(1, 0);
+        for (c, w) in [14.0, 8.0, 70.0, 60.0].iter().enumerate() {
+            self.xl(ws.set_column_width(c as u16, *w))?;
+        }
+        self.xl(ws.set_freeze_panes(1, 0))?;
+        for (c, h) in ["Outcome", "Rows", "Message", "Row numbers"]
+            .iter()
+            .enumerate()
+        {
+            self.xl(ws.write_string_with_format(0, c as u16, *h, &f.header))?;
+        }
+        let mut groups = self.sql(self.conn.prepare(
+            "SELECT status, message, COUNT(*) AS n, MIN(seq) AS first FROM outcomes
+             WHERE status IN ('failed', 'invalid')
+             GROUP BY status, message ORDER BY n DESC, first",
+        ))?;
+        let mut members = self.sql(self.conn.prepare(
+            "SELECT source_row FROM outcomes
+             WHERE status IN ('failed', 'invalid') AND status = ?1 AND message = ?2
+             ORDER BY seq",
+        ))?;
+        let n_groups: i64 = self.sql(self.conn.query_row(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM outcomes WHERE status IN ('failed', 'invalid')
+             GROUP BY status, message)",
+            [],
+            |r| r.get(0),
+        ))?;
+        // More distinct messages than a sheet holds (header and a closing note aside): the
+        // last line says so rather than stopping silently.
+        let room = u64::from(self.max_rows - 2);
+        let mut rows = self.sql(groups.query([]))?;
+        let mut r = 0u32;
+        while let Some(g) = self.sql(rows.next())? {
+            if u64::from(r) == room {
+                self.xl(ws.write_string(
+                    r + 1,
+                    2,
+                    format!(
+                        "… and {} more messages than one sheet holds; filter the Outcome column of Results",
+                        n_groups.max(0) as u64 - room
+                    ),
+                ))?;
+                break;
+            }
+            let status: String = self.sql(g.get(0))?;
+            let message: String = self.sql(g.get(1))?;
+            let n: i64 = self.sql(g.get(2))?;
+            let list = self.row_list(&mut members, &status, &message, n.max(0) as u64)?;
+            r += 1;
+            self.xl(ws.write_string(r, 0, &status))?;
+            self.xl(ws.write_number(r, 1, n as f64))?;
+            self.xl(ws.write_string_with_format(
+                r,
+                2,
+                clip(if message.is_empty() {
+                    "(no message)"
+                } else {
+                    &message
+                }),
+                &f.message,
+            ))?;
+            self.xl(ws.write_string(r, 3, &list))?;
+        }
+        if r == 0 {
+            self.xl(ws.write_string(1, 2, "No row failed or was invalid."))?;
+        } else {
+            self.xl(ws.autofilter(0, 0, r, 3))?;
+        }
+        Ok(())
+    }
+
+    /// "4, 9, 12" (source rows), cut to fit one cell with "… and N more".
+    fn row_list(
+        &self,
+        st: &mut rusqlite::Statement<'_>,
+        status: &str,
+        message: &str,
+        n: u64,
+    ) -> Result<String> {
+        let budget = EXCEL_MAX_CELL_CHARS - 40;
+        let mut text = String::new();
+        let mut listed = 0u64;
+        let mut rows = self.sql(st.query(params![status, message]))?;
+        while let Some(row) = self.sql(rows.next())? {
+            let number: i64 = self.sql(row.get(0))?;
+            let piece = if listed == 0 {
+                number.to_string()
+            } else {
+                format!(", {number}")
+            };
+            if text.len() + piece.len() > budget {
+                break;
+            }
+            text.push_str(&piece);
+            listed += 1;
+        }
+        if listed < n {
+            text.push_str(&format!(" … and {} more", n - listed));
+        }
+        Ok(text)
+    }
+}
+
+impl std::fmt::Debug for XlsxSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XlsxSink")
+            .field("path", &self.path)
+            .field("max_rows", &self.max_rows)
+            .finish_non_exhaustive()
+    }
+}
