@@ -32,6 +32,8 @@ pub enum Command {
     Check(crate::cmd::check::CheckArgs),
     /// Send the sheet's rows to the target: create, update or upsert each user.
     Run(crate::cmd::run::RunArgs),
+    /// Re-run the rows of an outcome workbook that failed, were invalid or were not attempted.
+    Retry(crate::cmd::run::RunArgs),
     /// List the built-in profiles, or print one to copy and adapt.
     Profiles(crate::cmd::profiles::ProfilesArgs),
     /// Serve an emulation of a target API on 127.0.0.1 to rehearse against.

@@ -13,7 +13,7 @@ use crate::plan::{
     find_duplicates, is_header, Duplicates, Layout, PlanOptions, PlannedRow, Planner,
 };
 use crate::profile::Profile;
-use crate::source::{self, SourceOptions};
+use crate::source::{self, RawRow, SourceOptions};
 
 /// What to read and how to plan it.
 #[derive(Debug, Clone)]
@@ -104,8 +104,20 @@ impl Input {
 
     /// Every data row, planned, in file order.
     pub fn rows(&self) -> Result<impl Iterator<Item = PlannedRow> + Send + 'static> {
+        self.rows_where(|_| true)
+    }
+
+    /// The data rows `keep` accepts (rows the reader could not read are always kept, so
+    /// they are reported), planned, in file order.
+    pub fn rows_where(
+        &self,
+        keep: impl Fn(&RawRow) -> bool + Send + 'static,
+    ) -> Result<impl Iterator<Item = PlannedRow> + Send + 'static> {
         let sheet = self.raw_rows()?;
         let mut planner = self.planner();
-        Ok(sheet.rows.map(move |r| planner.plan(r)))
+        Ok(sheet
+            .rows
+            .filter(move |r| r.as_ref().map(&keep).unwrap_or(true))
+            .map(move |r| planner.plan(r)))
     }
 }

@@ -20,6 +20,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Template(a) => template::run(a),
         Command::Run(a) => run::run(a),
+        Command::Retry(a) => run::retry(a),
     }
 }
 

@@ -16,6 +16,8 @@ use crate::error::{exit, Error, Result};
 use crate::execute::{self, RunSettings, Secrets};
 use crate::input::Input;
 use crate::outcome::{OutcomeSink, RunSummary, Status};
+use crate::report::feedback::OnlyFilter;
+use crate::report::{self, ReportFormat};
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum ProgressArg {
@@ -70,9 +72,17 @@ pub struct RunArgs {
     /// Credentials as NAME=value lines (overriding the environment).
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
-    /// Write every outcome as a JSON line to this file.
+    /// The outcome report: .xlsx (workbook), .csv or .jsonl by extension
+    /// (default: `<input>.outcome.xlsx` beside the input; an earlier report is never overwritten).
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
+    /// Also write the outcomes as csv or jsonl beside the input (repeatable).
+    #[arg(long, value_name = "FORMAT", value_parser = parse_report_format)]
+    pub report_format: Vec<ReportFormat>,
+    /// Send only the rows of an outcome workbook whose Outcome is in this list,
+    /// e.g. `failed,not-attempted`.
+    #[arg(long, value_name = "OUTCOMES")]
+    pub only: Option<String>,
     /// Progress bar on a terminal (auto), never, or always.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressArg,
@@ -82,6 +92,10 @@ pub struct RunArgs {
     /// Log lines as text or JSON (filter with RUST_LOG).
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+}
+
+fn parse_report_format(s: &str) -> std::result::Result<ReportFormat, String> {
+    ReportFormat::parse(s).ok_or_else(|| format!("{s:?}: use xlsx, csv or jsonl"))
 }
 
 fn secs(flag: &str, v: f64) -> Result<Duration> {
@@ -134,7 +148,7 @@ pub fn settings(args: &RunArgs, profile: &crate::profile::Profile) -> Result<Run
 /// The command line for the summary. Secrets never appear on it (they come from the
 /// environment or a file), but values after `--secret-file` are paths, fine to show.
 fn command_line() -> String {
-    std::env::args().collect::<Vec<_>>().join(" ")
+    report::mask_command_line(&std::env::args().collect::<Vec<_>>().join(" "))
 }
 
 fn init_logging(format: LogFormat, bar: bool) {
@@ -204,26 +218,69 @@ async fn wait_signal() {
     }
 }
 
+/// `enlist run`.
 pub fn run(args: RunArgs) -> Result<u8> {
+    run_with(args, false)
+}
+
+/// `enlist retry OUTCOME.xlsx`: the rows of an outcome workbook that did not end well.
+pub fn retry(args: RunArgs) -> Result<u8> {
+    run_with(args, true)
+}
+
+/// The report sinks: the main report (workbook unless the path says otherwise) and any
+/// `--report-format` extras. Returns the sinks and the main report's path.
+fn report_sinks(args: &RunArgs, input: &Input) -> Result<(Vec<Box<dyn OutcomeSink>>, PathBuf)> {
+    let (headers, secret) = report::sink_columns(&input.layout);
+    let main = report::unique_report_path(
+        &args
+            .report
+            .clone()
+            .unwrap_or_else(|| report::default_report_path(input.path())),
+    );
+    let mut sinks = vec![report::open_sink(
+        ReportFormat::from_path(&main),
+        &main,
+        headers.clone(),
+        secret.clone(),
+    )?];
+    for f in &args.report_format {
+        if *f == ReportFormat::from_path(&main) {
+            continue;
+        }
+        let p = report::unique_report_path(&report::default_report_path_for(input.path(), *f));
+        sinks.push(report::open_sink(*f, &p, headers.clone(), secret.clone())?);
+    }
+    Ok((sinks, main))
+}
+
+fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
     let spec = args.input.spec()?;
     let profile = spec.profile.clone();
+    let only = match (&args.only, is_retry) {
+        (Some(list), _) => Some(OnlyFilter::parse(list)?),
+        (None, true) => Some(OnlyFilter::retry()),
+        (None, false) => None,
+    };
     let settings = settings(&args, &profile)?;
     init_logging(args.log_format, settings.progress == Progress::Bar);
     let input = Input::open(spec)?;
     for w in input.warnings() {
         tracing::warn!("{w}");
     }
-    let rows = input.rows()?;
-    let mut sinks: Vec<Box<dyn OutcomeSink>> = Vec::new();
-    if let Some(p) = &args.report {
-        sinks.push(Box::new(crate::report::jsonl::JsonlSink::create(p)?));
+    if let Some(f) = &only {
+        f.check_layout(&input.layout, input.path())?;
     }
+    let layout = input.layout.clone();
+    let rows = input.rows_where(move |raw| only.as_ref().is_none_or(|f| f.keep(&layout, raw)))?;
+    let (sinks, report_path) = report_sinks(&args, &input)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::CannotStart(format!("cannot start the async runtime: {e}")))?;
     let summary = runtime.block_on(execute::run(profile, settings, rows, sinks, interrupted()))?;
     eprint!("{}", human_summary(&summary));
+    eprintln!("outcome report: {}", report_path.display());
     super::out(&format!("{}\n", summary.line()))?;
     Ok(exit_code(&summary))
 }
