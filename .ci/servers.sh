@@ -17,8 +17,19 @@ wait_http() { # url, seconds
   return 1
 }
 
+port_free() {
+  ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
 start() {
   mkdir -p "$BASE"
+  stop # servers a previous run left behind
+  for p in "$SCIM_PORT" "$PB_PORT"; do
+    if ! port_free "$p"; then
+      echo "port $p on 127.0.0.1 is in use; stop what holds it or set SCIM_PORT / PB_PORT" >&2
+      return 1
+    fi
+  done
   if [ ! -x "$BASE/scim/bin/scim2-server" ]; then
     python3 -m venv "$BASE/scim" >&2
     "$BASE/scim/bin/pip" install -q 'scim2-server==0.8.3' >&2
@@ -55,6 +66,7 @@ stop() {
       rm -f "$BASE/$p.pid"
     fi
   done
+  sleep 0.5
 }
 
 case "${1:-}" in
