@@ -28,6 +28,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
 use crate::outcome::{now_rfc3339, Outcome, OutcomeSink, RunSummary, Status};
+use crate::plan::{PlannedRow, Settled};
+use crate::profile::Action;
 
 /// Outcomes per transaction.
 pub const BATCH: usize = 200;
@@ -83,6 +85,8 @@ pub struct Journal {
     run_id: i64,
     /// The run this one resumes (the last run on this target that never finished).
     resumes: Option<i64>,
+    /// On a resume: the last run that finished properly (0: none); later runs were cut short.
+    resumes_after: Option<i64>,
     pending: usize,
     last_commit: Instant,
     /// Held for the life of the run; dropping it releases the lock.
@@ -151,6 +155,21 @@ impl Journal {
             )
             .optional()
             .map_err(sql_err(&db))?;
+        // Everything applied after the last run that finished properly was applied by the
+        // interrupted run(s) this one resumes (a run killed while resuming is superseded by
+        // the next, so the chain can be longer than one run).
+        let resumes_after: Option<i64> = match resumes {
+            None => None,
+            Some(_) => Some(
+                conn.query_row(
+                    "SELECT COALESCE(MAX(id), 0) FROM runs WHERE target = ?1
+                       AND finished_at IS NOT NULL AND finished_at <> 'superseded'",
+                    params![target],
+                    |r| r.get(0),
+                )
+                .map_err(sql_err(&db))?,
+            ),
+        };
         conn.execute(
             "INSERT INTO runs (target, input_sha, started_at, pid) VALUES (?1, ?2, ?3, ?4)",
             params![target, input_sha, now_rfc3339(), std::process::id()],
@@ -169,6 +188,7 @@ impl Journal {
             target: target.to_string(),
             run_id,
             resumes,
+            resumes_after,
             pending: 0,
             last_commit: Instant::now(),
             _lock: lock,
@@ -179,6 +199,16 @@ impl Journal {
     /// True when the previous run on this target died or was interrupted.
     pub fn is_resume(&self) -> bool {
         self.resumes.is_some()
+    }
+
+    /// How rows are decided before they are sent. `skip_applied`: rows whose exact content
+    /// was applied already end without a request (false for `--full` and `--fresh`).
+    pub fn delta(&self, skip_applied: bool) -> Delta {
+        Delta {
+            skip_applied,
+            resumes_after: self.resumes_after,
+            run_id: self.run_id,
+        }
     }
 
     pub fn run_id(&self) -> i64 {
@@ -278,6 +308,71 @@ impl JournalReader {
         })
         .optional()
         .map_err(|e| Error::Other(e.into()))
+    }
+}
+
+/// Decides, from what the journal knows about a row's key, whether the row needs sending
+/// (delta sync) and whether its create must be preceded by a lookup (resume).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delta {
+    /// Rows whose exact content was applied already end without a request.
+    pub skip_applied: bool,
+    /// On a resume: the last run on this target that finished properly (0: none). Rows
+    /// applied by later runs were applied by the interrupted run(s) being resumed.
+    pub resumes_after: Option<i64>,
+    /// This run.
+    pub run_id: i64,
+}
+
+impl Delta {
+    /// Whether [`Delta::decide`] needs the journal's entry for a row at all.
+    pub fn wants_history(&self) -> bool {
+        self.skip_applied || self.resumes_after.is_some()
+    }
+
+    /// Settles `row` (unchanged, or done by the interrupted run) or marks its job for
+    /// reconciliation. Invalid and skipped rows are left alone.
+    pub fn decide(&self, row: &mut PlannedRow, applied: Option<&Applied>) {
+        if row.is_invalid() {
+            return;
+        }
+        let Some(job) = row.job.as_mut() else {
+            return;
+        };
+        if let Some(a) = applied.filter(|a| self.skip_applied && a.fingerprint == job.fingerprint) {
+            let by_interrupted = self
+                .resumes_after
+                .is_some_and(|after| a.run_id > after && a.run_id < self.run_id);
+            // A resumed run reports what really happened to every row: rows the dead run
+            // finished keep their status; only rows applied by an earlier, finished run are
+            // "unchanged".
+            row.settled = Some(if by_interrupted {
+                Settled {
+                    status: a.status,
+                    message: format!("done in the interrupted run at {}", a.at),
+                    remote_id: a.remote_id.clone(),
+                }
+            } else {
+                Settled {
+                    status: Status::Unchanged,
+                    message: format!("unchanged since {}", a.at),
+                    remote_id: a.remote_id.clone(),
+                }
+            });
+            return;
+        }
+        // The interrupted run may have created this user and died before recording it: a
+        // create is preceded by a lookup. A key the journal knows was created before this
+        // chain of runs needs none (a create then meets a conflict, as it always would).
+        // An upsert with a lookup looks up first anyway; one without cannot reconcile and
+        // relies on the conflict → update path.
+        let creates =
+            job.action == Action::Create || (job.action == Action::Upsert && job.lookup.is_none());
+        let known_before =
+            applied.is_some_and(|a| self.resumes_after.is_some_and(|after| a.run_id <= after));
+        if self.resumes_after.is_some() && creates && !known_before {
+            job.reconcile = true;
+        }
     }
 }
 
