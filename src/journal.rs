@@ -473,6 +473,153 @@ mod tests {
         assert!(j4.reader().unwrap().get("ann@x").unwrap().is_none());
     }
 
+    fn planned(action: Action, lookup: bool) -> PlannedRow {
+        let req = crate::plan::Request {
+            method: reqwest::Method::GET,
+            path: "/u".into(),
+            query: vec![],
+            headers: vec![],
+            body: None,
+        };
+        PlannedRow {
+            seq: 0,
+            row: 2,
+            key: "ann@x".into(),
+            action,
+            cells: vec![],
+            findings: vec![],
+            job: Some(crate::plan::Job {
+                action,
+                lookup: lookup.then(|| req.clone()),
+                create: Some(req.clone()),
+                update: Some(req),
+                missing_for_create: vec![],
+                fingerprint: "f1".into(),
+                reconcile: false,
+            }),
+            settled: None,
+        }
+    }
+
+    fn applied(fp: &str, run_id: i64) -> Applied {
+        Applied {
+            fingerprint: fp.into(),
+            remote_id: Some("r9".into()),
+            status: Status::Created,
+            run_id,
+            at: "2026-01-01T00:00:00.000Z".into(),
+        }
+    }
+
+    #[test]
+    fn delta_settles_unchanged_and_interrupted_rows() {
+        let nightly = Delta {
+            skip_applied: true,
+            resumes_after: None,
+            run_id: 5,
+        };
+        let mut r = planned(Action::Upsert, true);
+        nightly.decide(&mut r, Some(&applied("f1", 3)));
+        let s = r.settled.expect("settled");
+        assert_eq!(s.status, Status::Unchanged);
+        assert_eq!(s.message, "unchanged since 2026-01-01T00:00:00.000Z");
+        assert_eq!(s.remote_id.as_deref(), Some("r9"));
+
+        // Changed content is sent; no reconciliation outside a resume.
+        let mut r = planned(Action::Create, true);
+        nightly.decide(&mut r, Some(&applied("old", 3)));
+        assert!(r.settled.is_none());
+        assert!(!r.job.unwrap().reconcile);
+
+        // --full: sent even if unchanged.
+        let full = Delta {
+            skip_applied: false,
+            ..nightly
+        };
+        let mut r = planned(Action::Upsert, true);
+        full.decide(&mut r, Some(&applied("f1", 3)));
+        assert!(r.settled.is_none());
+
+        // A resume of runs 4 (killed) after run 3 (finished).
+        let resume = Delta {
+            skip_applied: true,
+            resumes_after: Some(3),
+            run_id: 5,
+        };
+        let mut r = planned(Action::Create, true);
+        resume.decide(&mut r, Some(&applied("f1", 4)));
+        let s = r.settled.expect("settled");
+        assert_eq!(s.status, Status::Created);
+        assert!(
+            s.message.starts_with("done in the interrupted run at"),
+            "{}",
+            s.message
+        );
+        let mut r = planned(Action::Create, true);
+        resume.decide(&mut r, Some(&applied("f1", 3)));
+        assert_eq!(r.settled.unwrap().status, Status::Unchanged);
+
+        // Unknown to the journal: a create is looked up first; so is an upsert that has no
+        // lookup of its own; an update or an upsert with a lookup is not marked.
+        for (action, lookup, want) in [
+            (Action::Create, true, true),
+            (Action::Upsert, false, true),
+            (Action::Upsert, true, false),
+            (Action::Update, true, false),
+        ] {
+            let mut r = planned(action, lookup);
+            resume.decide(&mut r, None);
+            assert_eq!(r.job.unwrap().reconcile, want, "{action:?} lookup={lookup}");
+        }
+        // Created by a finished run (content changed since): no lookup needed.
+        let mut r = planned(Action::Create, true);
+        resume.decide(&mut r, Some(&applied("old", 2)));
+        assert!(!r.job.unwrap().reconcile);
+
+        // Invalid rows are left alone.
+        let mut r = planned(Action::Create, true);
+        r.findings
+            .push(crate::plan::Finding::error(None, "bad".to_string()));
+        resume.decide(&mut r, Some(&applied("f1", 4)));
+        assert!(r.settled.is_none());
+    }
+
+    #[test]
+    fn a_chain_of_killed_runs_is_resumed_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), "t", "sha").unwrap();
+        j.finish(&RunSummary::default()).unwrap();
+        let finished = j.run_id();
+        drop(j);
+        // Two runs die in a row (dropped without finish, as after kill -9).
+        let j = Journal::open(dir.path(), "t", "sha").unwrap();
+        drop(j);
+        let j = Journal::open(dir.path(), "t", "sha").unwrap();
+        drop(j);
+        let j = Journal::open(dir.path(), "t", "sha").unwrap();
+        assert!(j.is_resume());
+        let d = j.delta(true);
+        assert_eq!(d.resumes_after, Some(finished));
+        assert_eq!(d.run_id, finished + 3);
+    }
+
+    #[test]
+    fn an_uncommitted_batch_is_lost_cleanly() {
+        // A process killed mid-batch: its open transaction is rolled back on the next open.
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), "t", "sha").unwrap();
+        j.record(&outcome("a@x", Status::Created, "f1")).unwrap();
+        j.commit().unwrap();
+        j.record(&outcome("b@x", Status::Created, "f2")).unwrap();
+        // Leak the connection mid-transaction, as a killed process would leave it.
+        std::mem::forget(j);
+        let db = open_conn(&dir.path().join("enlist.sqlite")).unwrap();
+        let n: i64 = db
+            .query_row("SELECT COUNT(*) FROM applied", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1, "only the committed batch is visible");
+    }
+
     #[test]
     fn shards_split_keys_disjointly() {
         let shards: Vec<Shard> = (0..4)
