@@ -296,11 +296,11 @@ async fn nightly_survives_kill_9_at_random_moments() {
     let mut kills = 0;
     for _ in 0..5 {
         let after = Duration::from_millis(rng.random_range(150..600));
-        if kill_after(&wd, &url, CRASH_FLAGS, || true, after).await {
-            kills += 1;
-        }
+        let killed = kill_after(&wd, &url, CRASH_FLAGS, || true, after).await;
+        kills += usize::from(killed);
         // Nothing is ever there twice, even between kills.
-        user_names_once(&sb);
+        let n = user_names_once(&sb).len();
+        eprintln!("kill at {after:?}: killed={killed}, {n} users on the server");
     }
     assert!(
         kills >= 2,
@@ -318,6 +318,7 @@ async fn nightly_survives_kill_9_at_random_moments() {
     let (last, text) = last;
     last.expect_code(0);
     let (outcomes, _) = report(&text);
+    eprintln!("final run: {:?}", statuses(&outcomes));
     assert_eq!(outcomes.len(), ROWS, "the final outcome covers every row");
     let keys: HashSet<&str> = outcomes.iter().filter_map(|o| o["key"].as_str()).collect();
     assert_eq!(keys.len(), ROWS);
