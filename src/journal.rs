@@ -28,6 +28,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
 use crate::outcome::{now_rfc3339, Outcome, OutcomeSink, RunSummary, Status};
+use crate::plan::{PlannedRow, Settled};
+use crate::profile::Action;
 
 /// Outcomes per transaction.
 pub const BATCH: usize = 200;
@@ -83,6 +85,8 @@ pub struct Journal {
     run_id: i64,
     /// The run this one resumes (the last run on this target that never finished).
     resumes: Option<i64>,
+    /// On a resume: the last run that finished properly (0: none); later runs were cut short.
+    resumes_after: Option<i64>,
     pending: usize,
     last_commit: Instant,
     /// Held for the life of the run; dropping it releases the lock.
@@ -151,6 +155,21 @@ impl Journal {
             )
             .optional()
             .map_err(sql_err(&db))?;
+        // Everything applied after the last run that finished properly was applied by the
+        // interrupted run(s) this one resumes (a run killed while resuming is superseded by
+        // the next, so the chain can be longer than one run).
+        let resumes_after: Option<i64> = match resumes {
+            None => None,
+            Some(_) => Some(
+                conn.query_row(
+                    "SELECT COALESCE(MAX(id), 0) FROM runs WHERE target = ?1
+                       AND finished_at IS NOT NULL AND finished_at <> 'superseded'",
+                    params![target],
+                    |r| r.get(0),
+                )
+                .map_err(sql_err(&db))?,
+            ),
+        };
         conn.execute(
             "INSERT INTO runs (target, input_sha, started_at, pid) VALUES (?1, ?2, ?3, ?4)",
             params![target, input_sha, now_rfc3339(), std::process::id()],
@@ -169,6 +188,7 @@ impl Journal {
             target: target.to_string(),
             run_id,
             resumes,
+            resumes_after,
             pending: 0,
             last_commit: Instant::now(),
             _lock: lock,
@@ -179,6 +199,16 @@ impl Journal {
     /// True when the previous run on this target died or was interrupted.
     pub fn is_resume(&self) -> bool {
         self.resumes.is_some()
+    }
+
+    /// How rows are decided before they are sent. `skip_applied`: rows whose exact content
+    /// was applied already end without a request (false for `--full` and `--fresh`).
+    pub fn delta(&self, skip_applied: bool) -> Delta {
+        Delta {
+            skip_applied,
+            resumes_after: self.resumes_after,
+            run_id: self.run_id,
+        }
     }
 
     pub fn run_id(&self) -> i64 {
@@ -281,6 +311,71 @@ impl JournalReader {
     }
 }
 
+/// Decides, from what the journal knows about a row's key, whether the row needs sending
+/// (delta sync) and whether its create must be preceded by a lookup (resume).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delta {
+    /// Rows whose exact content was applied already end without a request.
+    pub skip_applied: bool,
+    /// On a resume: the last run on this target that finished properly (0: none). Rows
+    /// applied by later runs were applied by the interrupted run(s) being resumed.
+    pub resumes_after: Option<i64>,
+    /// This run.
+    pub run_id: i64,
+}
+
+impl Delta {
+    /// Whether [`Delta::decide`] needs the journal's entry for a row at all.
+    pub fn wants_history(&self) -> bool {
+        self.skip_applied || self.resumes_after.is_some()
+    }
+
+    /// Settles `row` (unchanged, or done by the interrupted run) or marks its job for
+    /// reconciliation. Invalid and skipped rows are left alone.
+    pub fn decide(&self, row: &mut PlannedRow, applied: Option<&Applied>) {
+        if row.is_invalid() {
+            return;
+        }
+        let Some(job) = row.job.as_mut() else {
+            return;
+        };
+        if let Some(a) = applied.filter(|a| self.skip_applied && a.fingerprint == job.fingerprint) {
+            let by_interrupted = self
+                .resumes_after
+                .is_some_and(|after| a.run_id > after && a.run_id < self.run_id);
+            // A resumed run reports what really happened to every row: rows the dead run
+            // finished keep their status; only rows applied by an earlier, finished run are
+            // "unchanged".
+            row.settled = Some(if by_interrupted {
+                Settled {
+                    status: a.status,
+                    message: format!("done in the interrupted run at {}", a.at),
+                    remote_id: a.remote_id.clone(),
+                }
+            } else {
+                Settled {
+                    status: Status::Unchanged,
+                    message: format!("unchanged since {}", a.at),
+                    remote_id: a.remote_id.clone(),
+                }
+            });
+            return;
+        }
+        // The interrupted run may have created this user and died before recording it: a
+        // create is preceded by a lookup. A key the journal knows was created before this
+        // chain of runs needs none (a create then meets a conflict, as it always would).
+        // An upsert with a lookup looks up first anyway; one without cannot reconcile and
+        // relies on the conflict → update path.
+        let creates =
+            job.action == Action::Create || (job.action == Action::Upsert && job.lookup.is_none());
+        let known_before =
+            applied.is_some_and(|a| self.resumes_after.is_some_and(|after| a.run_id <= after));
+        if self.resumes_after.is_some() && creates && !known_before {
+            job.reconcile = true;
+        }
+    }
+}
+
 /// `--shard I/N`: which share of the keys this process takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
@@ -376,6 +471,153 @@ mod tests {
         drop(j3);
         let j4 = Journal::open(dir.path(), "other", "sha").unwrap();
         assert!(j4.reader().unwrap().get("ann@x").unwrap().is_none());
+    }
+
+    fn planned(action: Action, lookup: bool) -> PlannedRow {
+        let req = crate::plan::Request {
+            method: reqwest::Method::GET,
+            path: "/u".into(),
+            query: vec![],
+            headers: vec![],
+            body: None,
+        };
+        PlannedRow {
+            seq: 0,
+            row: 2,
+            key: "ann@x".into(),
+            action,
+            cells: vec![],
+            findings: vec![],
+            job: Some(crate::plan::Job {
+                action,
+                lookup: lookup.then(|| req.clone()),
+                create: Some(req.clone()),
+                update: Some(req),
+                missing_for_create: vec![],
+                fingerprint: "f1".into(),
+                reconcile: false,
+            }),
+            settled: None,
+        }
+    }
+
+    fn applied(fp: &str, run_id: i64) -> Applied {
+        Applied {
+            fingerprint: fp.into(),
+            remote_id: Some("r9".into()),
+            status: Status::Created,
+            run_id,
+            at: "2026-01-01T00:00:00.000Z".into(),
+        }
+    }
+
+    #[test]
+    fn delta_settles_unchanged_and_interrupted_rows() {
+        let nightly = Delta {
+            skip_applied: true,
+            resumes_after: None,
+            run_id: 5,
+        };
+        let mut r = planned(Action::Upsert, true);
+        nightly.decide(&mut r, Some(&applied("f1", 3)));
+        let s = r.settled.expect("settled");
+        assert_eq!(s.status, Status::Unchanged);
+        assert_eq!(s.message, "unchanged since 2026-01-01T00:00:00.000Z");
+        assert_eq!(s.remote_id.as_deref(), Some("r9"));
+
+        // Changed content is sent; no reconciliation outside a resume.
+        let mut r = planned(Action::Create, true);
+        nightly.decide(&mut r, Some(&applied("old", 3)));
+        assert!(r.settled.is_none());
+        assert!(!r.job.unwrap().reconcile);
+
+        // --full: sent even if unchanged.
+        let full = Delta {
+            skip_applied: false,
+            ..nightly
+        };
+        let mut r = planned(Action::Upsert, true);
+        full.decide(&mut r, Some(&applied("f1", 3)));
+        assert!(r.settled.is_none());
+
+        // A resume of runs 4 (killed) after run 3 (finished).
+        let resume = Delta {
+            skip_applied: true,
+            resumes_after: Some(3),
+            run_id: 5,
+        };
+        let mut r = planned(Action::Create, true);
+        resume.decide(&mut r, Some(&applied("f1", 4)));
+        let s = r.settled.expect("settled");
+        assert_eq!(s.status, Status::Created);
+        assert!(
+            s.message.starts_with("done in the interrupted run at"),
+            "{}",
+            s.message
+        );
+        let mut r = planned(Action::Create, true);
+        resume.decide(&mut r, Some(&applied("f1", 3)));
+        assert_eq!(r.settled.unwrap().status, Status::Unchanged);
+
+        // Unknown to the journal: a create is looked up first; so is an upsert that has no
+        // lookup of its own; an update or an upsert with a lookup is not marked.
+        for (action, lookup, want) in [
+            (Action::Create, true, true),
+            (Action::Upsert, false, true),
+            (Action::Upsert, true, false),
+            (Action::Update, true, false),
+        ] {
+            let mut r = planned(action, lookup);
+            resume.decide(&mut r, None);
+            assert_eq!(r.job.unwrap().reconcile, want, "{action:?} lookup={lookup}");
+        }
+        // Created by a finished run (content changed since): no lookup needed.
+        let mut r = planned(Action::Create, true);
+        resume.decide(&mut r, Some(&applied("old", 2)));
+        assert!(!r.job.unwrap().reconcile);
+
+        // Invalid rows are left alone.
+        let mut r = planned(Action::Create, true);
+        r.findings
+            .push(crate::plan::Finding::error(None, "bad".to_string()));
+        resume.decide(&mut r, Some(&applied("f1", 4)));
+        assert!(r.settled.is_none());
+    }
+
+    #[test]
+    fn a_chain_of_killed_runs_is_resumed_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), "t", "sha").unwrap();
+        j.finish(&RunSummary::default()).unwrap();
+        let finished = j.run_id();
+        drop(j);
+        // Two runs die in a row (dropped without finish, as after kill -9).
+        let j = Journal::open(dir.path(), "t", "sha").unwrap();
+        drop(j);
+        let j = Journal::open(dir.path(), "t", "sha").unwrap();
+        drop(j);
+        let j = Journal::open(dir.path(), "t", "sha").unwrap();
+        assert!(j.is_resume());
+        let d = j.delta(true);
+        assert_eq!(d.resumes_after, Some(finished));
+        assert_eq!(d.run_id, finished + 3);
+    }
+
+    #[test]
+    fn an_uncommitted_batch_is_lost_cleanly() {
+        // A process killed mid-batch: its open transaction is rolled back on the next open.
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), "t", "sha").unwrap();
+        j.record(&outcome("a@x", Status::Created, "f1")).unwrap();
+        j.commit().unwrap();
+        j.record(&outcome("b@x", Status::Created, "f2")).unwrap();
+        // Leak the connection mid-transaction, as a killed process would leave it.
+        std::mem::forget(j);
+        let db = open_conn(&dir.path().join("enlist.sqlite")).unwrap();
+        let n: i64 = db
+            .query_row("SELECT COUNT(*) FROM applied", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1, "only the committed batch is visible");
     }
 
     #[test]

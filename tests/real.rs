@@ -46,7 +46,8 @@ fn outcomes(wd: &Workdir, name: &str) -> Vec<Value> {
 fn count_by_status(o: &[Value]) -> HashMap<String, usize> {
     let mut m = HashMap::new();
     for v in o {
-        *m.entry(v["status"].as_str().unwrap_or("?").to_string()).or_default() += 1;
+        *m.entry(v["status"].as_str().unwrap_or("?").to_string())
+            .or_default() += 1;
     }
     m
 }
@@ -56,7 +57,10 @@ fn scim_users(base: &str, token: &str, prefix: &str) -> Vec<Value> {
     let url = format!("{base}/Users");
     let v: Value = client
         .get(url)
-        .query(&[("filter", format!("userName sw \"{prefix}\"")), ("count", "1000".into())])
+        .query(&[
+            ("filter", format!("userName sw \"{prefix}\"")),
+            ("count", "1000".into()),
+        ])
         .bearer_auth(token)
         .send()
         .expect("list users")
@@ -67,38 +71,99 @@ fn scim_users(base: &str, token: &str, prefix: &str) -> Vec<Value> {
 
 #[test]
 fn scim2_server_create_then_update_from_an_edited_sheet() {
-    let Some(base) = server("ENLIST_TEST_SCIM_URL") else { return };
+    let Some(base) = server("ENLIST_TEST_SCIM_URL") else {
+        return;
+    };
     let token = std::env::var("ENLIST_TEST_SCIM_TOKEN").unwrap_or_else(|_| "s3cret".into());
     let wd = Workdir::new("real_scim");
     let p = nonce();
     let sheet = |title_for: &dyn Fn(usize) -> String| {
         let mut s = String::from("userName,givenName,familyName,email,title\n");
         for i in 0..60 {
-            s.push_str(&format!("{p}-u{i},Given{i},Family{i},{p}-u{i}@example.com,{}\n", title_for(i)));
+            s.push_str(&format!(
+                "{p}-u{i},Given{i},Family{i},{p}-u{i}@example.com,{}\n",
+                title_for(i)
+            ));
         }
         s
     };
     wd.write("users.csv", sheet(&|_| "Engineer".to_string()));
     let run = wd
-        .command(&["run", "users.csv", "--profile", "scim", "--base-url", &base, "--concurrency", "4", "--rate", "200", "--report-format", "jsonl", "--report", "first.jsonl", "--fresh"])
+        .command(&[
+            "run",
+            "users.csv",
+            "--profile",
+            "scim",
+            "--base-url",
+            &base,
+            "--concurrency",
+            "4",
+            "--rate",
+            "200",
+            "--report-format",
+            "jsonl",
+            "--report",
+            "first.jsonl",
+            "--fresh",
+        ])
         .env("ENLIST_SCIM_TOKEN", &token)
         .output()
         .expect("run");
-    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let first = outcomes(&wd, "first.jsonl");
-    assert_eq!(count_by_status(&first).get("created"), Some(&60), "{:?}", count_by_status(&first));
+    assert_eq!(
+        count_by_status(&first).get("created"),
+        Some(&60),
+        "{:?}",
+        count_by_status(&first)
+    );
     let users = scim_users(&base, &token, &p);
     assert_eq!(users.len(), 60, "every user exactly once on the server");
     assert!(users.iter().all(|u| u["title"] == "Engineer"));
 
     // Edit ten rows and run again: the server is updated, nobody is created twice.
-    wd.write("users.csv", sheet(&|i| if i < 10 { "Manager".into() } else { "Engineer".into() }));
+    wd.write(
+        "users.csv",
+        sheet(&|i| {
+            if i < 10 {
+                "Manager".into()
+            } else {
+                "Engineer".into()
+            }
+        }),
+    );
     let run = wd
-        .command(&["run", "users.csv", "--profile", "scim", "--base-url", &base, "--concurrency", "4", "--rate", "200", "--report-format", "jsonl", "--report", "second.jsonl", "--full"])
+        .command(&[
+            "run",
+            "users.csv",
+            "--profile",
+            "scim",
+            "--base-url",
+            &base,
+            "--concurrency",
+            "4",
+            "--rate",
+            "200",
+            "--report-format",
+            "jsonl",
+            "--report",
+            "second.jsonl",
+            "--full",
+        ])
         .env("ENLIST_SCIM_TOKEN", &token)
         .output()
         .expect("run");
-    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let second = count_by_status(&outcomes(&wd, "second.jsonl"));
     assert_eq!(second.get("updated"), Some(&60), "{second:?}");
     let users = scim_users(&base, &token, &p);
@@ -108,11 +173,30 @@ fn scim2_server_create_then_update_from_an_edited_sheet() {
 
     // Create-only against users that exist: `exists`, never a second user.
     let run = wd
-        .command(&["run", "users.csv", "--profile", "scim", "--base-url", &base, "--mode", "create", "--report-format", "jsonl", "--report", "third.jsonl", "--full"])
+        .command(&[
+            "run",
+            "users.csv",
+            "--profile",
+            "scim",
+            "--base-url",
+            &base,
+            "--mode",
+            "create",
+            "--report-format",
+            "jsonl",
+            "--report",
+            "third.jsonl",
+            "--full",
+        ])
         .env("ENLIST_SCIM_TOKEN", &token)
         .output()
         .expect("run");
-    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let third = count_by_status(&outcomes(&wd, "third.jsonl"));
     assert_eq!(third.get("exists"), Some(&60), "{third:?}");
     assert_eq!(scim_users(&base, &token, &p).len(), 60);
@@ -121,7 +205,9 @@ fn scim2_server_create_then_update_from_an_edited_sheet() {
 fn pocketbase_people(base: &str, user: &str, pass: &str, prefix: &str) -> Vec<Value> {
     let client = reqwest::blocking::Client::new();
     let login: Value = client
-        .post(format!("{base}/collections/provisioners/auth-with-password"))
+        .post(format!(
+            "{base}/collections/provisioners/auth-with-password"
+        ))
         .json(&serde_json::json!({"identity": user, "password": pass}))
         .send()
         .expect("login")
@@ -132,7 +218,11 @@ fn pocketbase_people(base: &str, user: &str, pass: &str, prefix: &str) -> Vec<Va
     for page in 1..=20 {
         let v: Value = client
             .get(format!("{base}/collections/people/records"))
-            .query(&[("filter", format!("userName ~ '{prefix}%'")), ("perPage", "200".into()), ("page", page.to_string())])
+            .query(&[
+                ("filter", format!("userName ~ '{prefix}%'")),
+                ("perPage", "200".into()),
+                ("page", page.to_string()),
+            ])
             .header("Authorization", &token)
             .send()
             .expect("list")
@@ -149,32 +239,63 @@ fn pocketbase_people(base: &str, user: &str, pass: &str, prefix: &str) -> Vec<Va
 
 #[test]
 fn pocketbase_with_its_rate_limiter_on_gets_every_user_exactly_once() {
-    let Some(base) = server("ENLIST_TEST_PB_URL") else { return };
+    let Some(base) = server("ENLIST_TEST_PB_URL") else {
+        return;
+    };
     let user = std::env::var("ENLIST_TEST_PB_USERNAME").expect("ENLIST_TEST_PB_USERNAME");
     let pass = std::env::var("ENLIST_TEST_PB_PASSWORD").expect("ENLIST_TEST_PB_PASSWORD");
     let wd = Workdir::new("real_pb");
     let p = nonce();
     let mut s = String::from("userName,email,givenName,familyName\n");
     for i in 0..220 {
-        s.push_str(&format!("{p}-p{i},{p}-p{i}@example.com,Given{i},Family{i}\n"));
+        s.push_str(&format!(
+            "{p}-p{i},{p}-p{i}@example.com,Given{i},Family{i}\n"
+        ));
     }
     wd.write("people.csv", &s);
     // Send faster than the server's create limit (20 per second) so it answers with real 429s.
     let run = wd
-        .command(&["run", "people.csv", "--profile", "pocketbase", "--base-url", &base, "--rate", "80", "--concurrency", "8", "--report-format", "jsonl", "--report", "pb.jsonl", "--fresh"])
+        .command(&[
+            "run",
+            "people.csv",
+            "--profile",
+            "pocketbase",
+            "--base-url",
+            &base,
+            "--rate",
+            "80",
+            "--concurrency",
+            "8",
+            "--report-format",
+            "jsonl",
+            "--report",
+            "pb.jsonl",
+            "--fresh",
+        ])
         .env("ENLIST_POCKETBASE_USERNAME", &user)
         .env("ENLIST_POCKETBASE_PASSWORD", &pass)
         .output()
         .expect("run");
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert_eq!(run.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let o = outcomes(&wd, "pb.jsonl");
     let counts = count_by_status(&o);
     assert_eq!(counts.get("created"), Some(&220), "{counts:?}");
-    assert!(!stdout.contains("throttled=0 "), "the server should have throttled us: {stdout}");
+    assert!(
+        !stdout.contains("throttled=0 "),
+        "the server should have throttled us: {stdout}"
+    );
     let people = pocketbase_people(&base, &user, &pass, &p);
     assert_eq!(people.len(), 220, "every user present exactly once");
-    let mut names: Vec<&str> = people.iter().filter_map(|v| v["userName"].as_str()).collect();
+    let mut names: Vec<&str> = people
+        .iter()
+        .filter_map(|v| v["userName"].as_str())
+        .collect();
     names.sort();
     names.dedup();
     assert_eq!(names.len(), 220);

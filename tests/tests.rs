@@ -3,7 +3,9 @@
 
 mod check;
 mod feedback;
+mod nightly;
 mod reader;
+mod real;
 mod report;
 mod run;
 mod sandbox;

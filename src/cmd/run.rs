@@ -5,7 +5,7 @@
 //! future, and prints the summary: for people on stderr, one parseable line on stdout.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -15,7 +15,10 @@ use crate::collect::Progress;
 use crate::error::{exit, Error, Result};
 use crate::execute::{self, RunSettings, Secrets};
 use crate::input::Input;
+use crate::journal::{target_id, Journal, Shard};
 use crate::outcome::{OutcomeSink, RunSummary, Status};
+use crate::plan::PlannedRow;
+use crate::profile::Profile;
 use crate::report::feedback::OnlyFilter;
 use crate::report::{self, ReportFormat};
 
@@ -92,11 +95,112 @@ pub struct RunArgs {
     /// Log lines as text or JSON (filter with RUST_LOG).
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub journal: JournalArgs,
 }
 
 fn parse_report_format(s: &str) -> std::result::Result<ReportFormat, String> {
     ReportFormat::parse(s).ok_or_else(|| format!("{s:?}: use xlsx, csv or jsonl"))
 }
+
+// ---- the journal: state, delta sync, resume, shards (kept together to ease merges) ----
+
+/// Where the state lives and how much of its history a run uses.
+#[derive(Debug, Args)]
+pub struct JournalArgs {
+    /// State directory: the journal and its lock (default: .enlist-state beside the input).
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// Ignore the journal's history: send every row (outcomes are still recorded).
+    #[arg(long)]
+    pub fresh: bool,
+    /// Send every row, even those the journal shows unchanged (outcomes are still recorded).
+    #[arg(long)]
+    pub full: bool,
+    /// Take only share I of N of the keys (0 ≤ I < N), each shard with its own --state.
+    #[arg(long, value_name = "I/N", value_parser = Shard::parse)]
+    pub shard: Option<Shard>,
+}
+
+/// The state directory: `--state`, else `.enlist-state` beside the input file.
+fn state_dir(args: &JournalArgs, sheet: &Path) -> PathBuf {
+    match &args.state {
+        Some(d) => d.clone(),
+        None => sheet
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join(".enlist-state"),
+    }
+}
+
+/// Takes the state's lock (a second run gets exit 5 here, before any work) and starts
+/// this run's record. The journal then goes into the sinks, so every outcome is recorded
+/// as it finishes.
+fn open_journal(
+    args: &JournalArgs,
+    sheet: &Path,
+    profile: &Profile,
+    settings: &RunSettings,
+) -> Result<Journal> {
+    let dir = state_dir(args, sheet);
+    let target = target_id(&profile.name, settings.base_url.as_str());
+    let journal = Journal::open(&dir, &target, &settings.input_sha256)?;
+    if journal.is_resume() {
+        tracing::warn!(
+            "the last run on this target did not finish: resuming (rows it finished are not sent again; creates are looked up first)"
+        );
+    }
+    Ok(journal)
+}
+
+/// Between plan and execute (on the reader's thread): drops the rows of other shards and
+/// settles or marks rows from the journal's history.
+fn delta_filter(
+    rows: impl Iterator<Item = PlannedRow> + Send + 'static,
+    args: &JournalArgs,
+    journal: &Journal,
+) -> Result<impl Iterator<Item = PlannedRow> + Send + 'static> {
+    let shard = args.shard;
+    let delta = journal.delta(!(args.full || args.fresh));
+    // --fresh: the history is not consulted at all (a resume still looks creates up).
+    let reader = if delta.wants_history() && !args.fresh {
+        Some(journal.reader()?)
+    } else {
+        None
+    };
+    let mut warned = false;
+    Ok(rows.filter_map(move |mut row| {
+        if let Some(s) = shard {
+            // A row without a key is invalid anyway; one shard reports it, not all N.
+            let mine = if row.key.trim().is_empty() {
+                s.index == 0
+            } else {
+                s.owns(&row.key)
+            };
+            if !mine {
+                return None;
+            }
+        }
+        let applied = match (&reader, row.job.is_some()) {
+            (Some(r), true) => match r.get(&row.key) {
+                Ok(a) => a,
+                Err(e) => {
+                    // Sending is the safe side: the worst case is a request too many.
+                    if !warned {
+                        tracing::warn!("cannot read the journal ({e}): sending rows as new");
+                        warned = true;
+                    }
+                    None
+                }
+            },
+            _ => None,
+        };
+        delta.decide(&mut row, applied.as_ref());
+        Some(row)
+    }))
+}
+
+// ---- end of the journal block ----
 
 fn secs(flag: &str, v: f64) -> Result<Duration> {
     Duration::try_from_secs_f64(v)
@@ -264,6 +368,7 @@ fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
     };
     let settings = settings(&args, &profile)?;
     init_logging(args.log_format, settings.progress == Progress::Bar);
+    let journal = open_journal(&args.journal, &args.input.sheet, &profile, &settings)?;
     let input = Input::open(spec)?;
     for w in input.warnings() {
         tracing::warn!("{w}");
@@ -273,7 +378,9 @@ fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
     }
     let layout = input.layout.clone();
     let rows = input.rows_where(move |raw| only.as_ref().is_none_or(|f| f.keep(&layout, raw)))?;
-    let (sinks, report_path) = report_sinks(&args, &input)?;
+    let rows = delta_filter(rows, &args.journal, &journal)?;
+    let (mut sinks, report_path) = report_sinks(&args, &input)?;
+    sinks.insert(0, Box::new(journal));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -318,6 +425,12 @@ pub fn human_summary(s: &RunSummary) -> String {
         "{} requests ({:.1}/s), {} retries, {} throttled (429)\n",
         s.requests, s.achieved_rate, s.retries, s.throttled_429
     ));
+    if s.unchanged > 0 {
+        t.push_str(&format!(
+            "{} rows unchanged since the last run were not sent (delta sync; --full sends them)\n",
+            s.unchanged
+        ));
+    }
     if s.interrupted {
         t.push_str("interrupted: rows not sent are marked not-attempted; run again to finish\n");
     }

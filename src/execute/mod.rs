@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! rows (blocking thread) ──bounded channel──▶ N workers ──outcomes──▶ collector (progress, sinks)
-//!        └── invalid / skipped / unsent rows ───────────────────────────────▲
+//!        └── invalid / skipped / unsent / settled rows ─────────────────────▲
 //! ```
 //!
 //! - The reader/planner iterator runs on a blocking thread and feeds a bounded channel, so a
@@ -305,6 +305,11 @@ pub async fn run(
     let duration = started.elapsed().as_secs_f64();
     let s = &shared.stats;
     let requests = s.requests.load(Ordering::Relaxed);
+    let unchanged = collected
+        .counts
+        .get(&Status::Unchanged)
+        .copied()
+        .unwrap_or(0);
     let summary = RunSummary {
         counts: collected.counts,
         started_at,
@@ -324,7 +329,7 @@ pub async fn run(
         input_sha256: shared.settings.input_sha256.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         command_line: shared.settings.command_line.clone(),
-        unchanged: 0,
+        unchanged,
         interrupted,
     };
     let mut sink_error = collected.error;
@@ -357,7 +362,13 @@ fn feed(
     stop: &CancellationToken,
 ) {
     for row in rows {
-        let outcome = if row.is_invalid() {
+        let outcome = if let Some(s) = &row.settled {
+            // Decided from the journal (unchanged, or done by the interrupted run). No
+            // fingerprint: the journal already holds this row, nothing new to record.
+            let mut o = Outcome::unsent(&row, s.status, s.message.clone());
+            o.remote_id = s.remote_id.clone();
+            Some(o)
+        } else if row.is_invalid() {
             Some(Outcome::unsent(&row, Status::Invalid, row.error_message()))
         } else if row.action == Action::Skip || row.job.is_none() {
             Some(Outcome::unsent(

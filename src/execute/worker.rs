@@ -159,7 +159,24 @@ async fn process(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx) -> Result<End, 
     };
     match job.action {
         Action::Skip => Ok(End::new(Status::Skipped, "the row asks to be skipped")),
-        Action::Create => create(sh, row, job, cx, false).await,
+        Action::Create => {
+            // A resume: the interrupted run may have created this user without recording
+            // it, so look before sending the create again.
+            if let (true, Some(lk)) = (job.reconcile, &job.lookup) {
+                match lookup(sh, cx, lk).await? {
+                    Found::Yes(id) => {
+                        return Ok(End::new(
+                            Status::Created,
+                            "confirmed by lookup: applied by the interrupted run",
+                        )
+                        .with_id(id_text(&id)))
+                    }
+                    Found::No => {}
+                    Found::Failed(end) => return Ok(end),
+                }
+            }
+            create(sh, row, job, cx, false).await
+        }
         Action::Update => {
             if let Some(lk) = &job.lookup {
                 match lookup(sh, cx, lk).await? {

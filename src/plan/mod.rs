@@ -166,6 +166,9 @@ pub struct Job {
     /// SHA-256 (hex) of what the row asks the target to hold, secrets left out: the delta
     /// sync compares it with what was applied last time.
     pub fingerprint: String,
+    /// Look the user up before any create: set on a resume, because the interrupted run may
+    /// have applied this row without living to record it.
+    pub reconcile: bool,
 }
 
 /// One data row after planning: either a job, a skip, or the reasons it is invalid.
@@ -183,6 +186,17 @@ pub struct PlannedRow {
     pub findings: Vec<Finding>,
     /// `None` when the row is invalid or skipped.
     pub job: Option<Job>,
+    /// Already decided before execution (the journal shows it applied): the executor turns
+    /// it straight into an outcome and sends nothing.
+    pub settled: Option<Settled>,
+}
+
+/// The outcome of a row decided without a request (delta sync, resume).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settled {
+    pub status: crate::outcome::Status,
+    pub message: String,
+    pub remote_id: Option<String>,
 }
 
 impl PlannedRow {
@@ -325,6 +339,7 @@ impl Planner {
                 cells: Vec::new(),
                 findings: vec![Finding::error(None, e.message)],
                 job: None,
+                settled: None,
             },
         }
     }
@@ -449,6 +464,7 @@ impl Planner {
             cells,
             findings,
             job,
+            settled: None,
         }
     }
 
@@ -501,6 +517,7 @@ impl Planner {
             update,
             missing_for_create,
             fingerprint: fingerprint(p, action, values),
+            reconcile: false,
         }
     }
 
