@@ -1,6 +1,7 @@
 //! One file per command (after xsv): each has its clap `Args` and a `run` function.
 
 pub mod check;
+pub mod demo;
 pub mod profiles;
 pub mod run;
 pub mod sandbox;
@@ -20,6 +21,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Template(a) => template::run(a),
         Command::Run(a) => run::run(a),
+        Command::Demo(a) => demo::run(a),
     }
 }
 
