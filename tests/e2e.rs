@@ -387,8 +387,9 @@ async fn fault_run_creates_every_row_exactly_once() {
         "many.csv",
         "many.jsonl",
         &[
+            // A little over the sandbox's 200/s so that some requests meet the 429.
             "--rate",
-            "400",
+            "240",
             "--concurrency",
             "8",
             "--max-attempts",
@@ -433,7 +434,15 @@ async fn fault_run_creates_every_row_exactly_once() {
     let stats = sb.stats();
     sb.shutdown().await;
     // The faults really happened (otherwise this test proves little).
-    eprintln!("{stats}");
+    for knob in ["rate_limited", "resets", "failures"] {
+        assert!(stats[knob].as_u64() > Some(0), "no {knob}: {stats}");
+    }
+    // Resets after the change: the create happened but the client never heard; the retry
+    // must not have created the user a second time (checked above) nor ended failed.
+    assert!(
+        stats["by_path_status"]["POST /scim/v2/Users reset-after"].as_u64() > Some(0),
+        "{stats}"
+    );
 }
 
 #[test]
