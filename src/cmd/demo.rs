@@ -125,9 +125,9 @@ fn write_sheet(dir: &Path, kind: SandboxKind) -> Result<PathBuf> {
 }
 
 /// The outcome report(s) of the demo and the path to tell the user about. Kept in one place
-/// so that the xlsx workbook sink replaces the JSON lines here and nowhere else.
+/// so that the xlsx workbook sink replaces the JSON lines here and nowhere else (it will take
+/// the sheet's headers and secret columns from `input`).
 fn sinks(dir: &Path, input: &Input) -> Result<(Vec<Box<dyn OutcomeSink>>, PathBuf)> {
-    let _ = input; // the workbook sink will need the headers and the secret columns
     let stem = format!("{}.outcome", input.profile().name);
     let path = unique_path(dir, &stem, "jsonl")?;
     let sink = crate::report::jsonl::JsonlSink::create(&path)?;
