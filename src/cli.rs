@@ -40,6 +40,8 @@ pub enum Command {
     Sandbox(crate::cmd::sandbox::SandboxArgs),
     /// Write an input workbook (or CSV) made for a profile, ready to fill in.
     Template(crate::cmd::template::TemplateArgs),
+    /// Run a sample sheet against the embedded sandbox: no setup, no credentials.
+    Demo(crate::cmd::demo::DemoArgs),
 }
 
 /// Which action a row takes when it does not say.

@@ -1,6 +1,7 @@
 //! One file per command (after xsv): each has its clap `Args` and a `run` function.
 
 pub mod check;
+pub mod demo;
 pub mod profiles;
 pub mod run;
 pub mod sandbox;
@@ -21,6 +22,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Template(a) => template::run(a),
         Command::Run(a) => run::run(a),
         Command::Retry(a) => run::retry(a),
+        Command::Demo(a) => demo::run(a),
     }
 }
 
