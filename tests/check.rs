@@ -452,6 +452,10 @@ fn the_clear_marker_blanks_a_field_on_purpose() {
         .find(|r| r["request"] == "update")
         .expect("update");
     assert_eq!(update["body"]["emailAddress"], Value::Null);
+    assert!(
+        update["body"].get("callingLineIdFirstName").is_none(),
+        "defaults are for creates: an update never resets what the target holds: {update:#}"
+    );
 
     wd.write("c2.csv", "userId,serviceProviderId,groupId,firstName,lastName,extension\nx@acme.example,sp,g,<clear>,B,100\n");
     let (code, v) = check_json(&wd, &["c2.csv", "-p", "odin"]);

@@ -182,11 +182,12 @@ async fn a_failed_run_writes_a_workbook_that_retry_takes_back() {
     let (wd, r) = run_blocking(wd, args, "sandbox-token").await;
     r.expect_code(0);
     assert!(r.stdout().contains("rows=3 created=3"), "{}", r.stdout());
-    let names: Vec<String> = up
+    let mut names: Vec<String> = up
         .users()
         .iter()
         .filter_map(|u| u["userName"].as_str().map(str::to_string))
         .collect();
+    names.sort();
     assert_eq!(names, vec!["user0", "user1", "user2"]);
     // An earlier report is never overwritten.
     let args: Vec<String> = [

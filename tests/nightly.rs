@@ -106,7 +106,7 @@ fn counted(stats: &Value, prefix: &str) -> u64 {
 
 /// Data requests (creates and updates) the sandbox counted.
 fn data_requests(stats: &Value) -> u64 {
-    counted(stats, "POST /scim/v2/Users") + counted(stats, "PUT /scim/v2/Users")
+    counted(stats, "POST /scim/v2/Users") + counted(stats, "PATCH /scim/v2/Users")
 }
 
 /// Every stored user's userName, asserting none is there twice.
@@ -146,7 +146,7 @@ async fn nightly_sends_only_changed_rows() {
     let after = sb.stats();
     assert_eq!(data_requests(&after) - data_requests(&before), 3);
     assert_eq!(
-        counted(&after, "PUT /scim/v2/Users") - counted(&before, "PUT /scim/v2/Users"),
+        counted(&after, "PATCH /scim/v2/Users") - counted(&before, "PATCH /scim/v2/Users"),
         3
     );
     // Only the three changed rows were looked up.

@@ -129,9 +129,14 @@ fn write_sheet(dir: &Path, kind: SandboxKind) -> Result<PathBuf> {
 /// the sheet's headers and secret columns from `input`).
 fn sinks(dir: &Path, input: &Input) -> Result<(Vec<Box<dyn OutcomeSink>>, PathBuf)> {
     let stem = format!("{}.outcome", input.profile().name);
+    // The outcome workbook a person opens, and JSON lines beside it for machines.
+    let book = unique_path(dir, &stem, "xlsx")?;
+    let (headers, secret) = crate::report::sink_columns(&input.layout);
+    let xlsx = crate::report::xlsx::XlsxSink::create(&book, headers, secret)?;
     let path = unique_path(dir, &stem, "jsonl")?;
     let sink = crate::report::jsonl::JsonlSink::create(&path)?;
-    Ok((vec![Box::new(sink)], path))
+    eprintln!("outcome workbook: {}", book.display());
+    Ok((vec![Box::new(xlsx), Box::new(sink)], path))
 }
 
 /// Logging to stderr; on a terminal through the indicatif layer so that the progress bar

@@ -362,46 +362,11 @@ impl Planner {
             }
         }
 
-        // Convert every mapped cell, reporting all problems at once.
-        let mut values: Vec<Option<Value>> = vec![None; p.columns.len()];
-        // Columns whose cell was filled but unusable: already reported, not "required" too.
-        let mut broken = vec![false; p.columns.len()];
-        for (ci, col) in p.columns.iter().enumerate() {
-            let Some(si) = layout.sheet_index(ci) else {
-                continue;
-            };
-            let cell = raw.cells.get(si).unwrap_or(&crate::cell::Cell::Empty);
-            let header = layout.header(si);
-            match convert(col, cell, &p.clear_marker, header, &mut findings) {
-                Ok(v) => values[ci] = v,
-                Err(f) => {
-                    broken[ci] = true;
-                    findings.push(f);
-                }
-            }
-        }
-        // Defaults may name other columns, so they are filled after every cell is typed.
-        for (ci, col) in p.columns.iter().enumerate() {
-            if values[ci].is_some() || broken[ci] {
-                continue;
-            }
-            let Some(d) = &col.default else {
-                continue;
-            };
-            let scope = Values {
-                profile: p,
-                values: &values,
-                mask: false,
-                remote_id: false,
-            };
-            if let Some(text) = template::interpolate(d, &scope, &|s| s.to_string()) {
-                let cell = crate::cell::Cell::text(&text);
-                let mut ignore = Vec::new();
-                if let Ok(v) = convert(col, &cell, &p.clear_marker, &col.name, &mut ignore) {
-                    values[ci] = v;
-                }
-            }
-        }
+        let (mut values, broken) = self.convert_row(raw, &mut findings);
+        // What the sheet itself says: an update sends only this, so a default (calling line
+        // id = first name, active = true) never overwrites what the target holds.
+        let given = values.clone();
+        self.apply_defaults(&mut values, &broken);
         let key_idx = p.key_index();
         let key = match &values[key_idx] {
             Some(v) if !v.is_null() => template::value_text(v).into_owned(),
@@ -454,7 +419,7 @@ impl Planner {
         let job = if invalid || action == Action::Skip {
             None
         } else {
-            Some(self.job(action, &values))
+            Some(self.job(action, &values, &given))
         };
         PlannedRow {
             seq,
@@ -468,10 +433,66 @@ impl Planner {
         }
     }
 
-    fn job(&self, action: Action, values: &[Option<Value>]) -> Job {
+    /// Converts every mapped cell, reporting all problems at once. Also returns, per
+    /// column, whether a filled cell was unusable (already reported: not "required" too).
+    fn convert_row(
+        &self,
+        raw: &RawRow,
+        findings: &mut Vec<Finding>,
+    ) -> (Vec<Option<Value>>, Vec<bool>) {
+        let p = &*self.profile;
+        let mut values: Vec<Option<Value>> = vec![None; p.columns.len()];
+        let mut broken = vec![false; p.columns.len()];
+        for (ci, col) in p.columns.iter().enumerate() {
+            let Some(si) = self.layout.sheet_index(ci) else {
+                continue;
+            };
+            let cell = raw.cells.get(si).unwrap_or(&crate::cell::Cell::Empty);
+            match convert(col, cell, &p.clear_marker, self.layout.header(si), findings) {
+                Ok(v) => values[ci] = v,
+                Err(f) => {
+                    broken[ci] = true;
+                    findings.push(f);
+                }
+            }
+        }
+        (values, broken)
+    }
+
+    /// Fills empty columns from their defaults. Defaults may name other columns, so this
+    /// runs after every cell is typed.
+    fn apply_defaults(&self, values: &mut [Option<Value>], broken: &[bool]) {
+        let p = &*self.profile;
+        for (ci, col) in p.columns.iter().enumerate() {
+            if values[ci].is_some() || broken[ci] {
+                continue;
+            }
+            let Some(d) = &col.default else {
+                continue;
+            };
+            let scope = Values {
+                profile: p,
+                values,
+                mask: false,
+                remote_id: false,
+            };
+            let text = template::interpolate(d, &scope, &|s| s.to_string());
+            if let Some(text) = text {
+                let cell = crate::cell::Cell::text(&text);
+                let mut ignore = Vec::new();
+                if let Ok(v) = convert(col, &cell, &p.clear_marker, &col.name, &mut ignore) {
+                    values[ci] = v;
+                }
+            }
+        }
+    }
+
+    /// `values`: with defaults (creates, lookups); `given`: only what the sheet says (updates).
+    fn job(&self, action: Action, values: &[Option<Value>], given: &[Option<Value>]) -> Job {
         let p = &*self.profile;
         let r = &p.requests;
         let render = |spec: &Option<RequestSpec>, remote_id: bool, mask: bool| {
+            let values = if remote_id { given } else { values };
             spec.as_ref().map(|s| {
                 render_request(
                     s,
@@ -524,39 +545,9 @@ impl Planner {
     /// Renders a row's requests again with secrets masked, for display (`--show-requests`).
     pub fn masked_requests(&self, row: &RawRow) -> Vec<(&'static str, Request)> {
         let p = &*self.profile;
-        let mut values: Vec<Option<Value>> = vec![None; p.columns.len()];
-        let mut ignore = Vec::new();
-        for (ci, col) in p.columns.iter().enumerate() {
-            if let Some(si) = self.layout.sheet_index(ci) {
-                let cell = row.cells.get(si).unwrap_or(&crate::cell::Cell::Empty);
-                if let Ok(v) = convert(col, cell, &p.clear_marker, &col.name, &mut ignore) {
-                    values[ci] = v;
-                }
-            }
-        }
-        for (ci, col) in p.columns.iter().enumerate() {
-            if values[ci].is_none() {
-                if let Some(d) = &col.default {
-                    let scope = Values {
-                        profile: p,
-                        values: &values,
-                        mask: false,
-                        remote_id: false,
-                    };
-                    if let Some(t) = template::interpolate(d, &scope, &|s| s.to_string()) {
-                        values[ci] = convert(
-                            col,
-                            &crate::cell::Cell::text(&t),
-                            &p.clear_marker,
-                            &col.name,
-                            &mut ignore,
-                        )
-                        .ok()
-                        .flatten();
-                    }
-                }
-            }
-        }
+        let (mut values, broken) = self.convert_row(row, &mut Vec::new());
+        let given = values.clone();
+        self.apply_defaults(&mut values, &broken);
         let mut out = Vec::new();
         let r = &p.requests;
         for (name, spec, rid) in [
@@ -567,7 +558,7 @@ impl Planner {
             if let Some(s) = spec {
                 let scope = Values {
                     profile: p,
-                    values: &values,
+                    values: if rid { &given } else { &values },
                     mask: true,
                     remote_id: rid,
                 };
