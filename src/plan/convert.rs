@@ -1,5 +1,7 @@
 //! Cell → typed JSON value for one column, with every rule of the column checked.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use crate::cell::Cell;
@@ -17,7 +19,8 @@ pub fn convert(
     warnings: &mut Vec<Finding>,
 ) -> Result<Option<Value>, Finding> {
     let err = |m: String| Finding::error(Some(header), m);
-    let text: String = match cell {
+    // Text cells are borrowed: a String is made once, for the value, not per rule.
+    let text: Cow<'_, str> = match cell {
         Cell::Empty => return Ok(None),
         Cell::Error(e) => {
             return Err(err(format!(
@@ -25,12 +28,13 @@ pub fn convert(
             )))
         }
         Cell::Text(t) if t == clear_marker => return Ok(Some(Value::Null)),
+        Cell::Text(t) => Cow::Borrowed(t.as_str()),
         c if c.is_inexact_integer() => {
             return Err(err(format!(
                 "{c} is too large for Excel to keep every digit; format the column as text and type it again"
             )))
         }
-        c => c.to_string(),
+        c => Cow::Owned(c.to_string()),
     };
     // An outcome workbook fed back shows secrets as the mask: never send the mask itself.
     if col.secret && text.trim() == crate::plan::MASK {
@@ -49,16 +53,17 @@ pub fn convert(
         ));
     }
 
+    // `None` = the text itself as a JSON string, made at the end.
     let value = match col.kind {
-        ColumnType::String => Value::String(text.clone()),
-        ColumnType::Integer => match cell {
+        ColumnType::String => None,
+        ColumnType::Integer => Some(match cell {
             Cell::Int(i) => Value::from(*i),
             _ => match parse_integer(&text) {
                 Some(i) => Value::from(i),
                 None => return Err(err(format!("{text:?} is not a whole number"))),
             },
-        },
-        ColumnType::Number => match cell {
+        }),
+        ColumnType::Number => Some(match cell {
             Cell::Int(i) => Value::from(*i),
             Cell::Float(f) => serde_json::Number::from_f64(*f)
                 .map(Value::Number)
@@ -71,8 +76,8 @@ pub fn convert(
                 Some(n) => Value::Number(n),
                 None => return Err(err(format!("{text:?} is not a number"))),
             },
-        },
-        ColumnType::Boolean => match cell {
+        }),
+        ColumnType::Boolean => Some(match cell {
             Cell::Bool(b) => Value::Bool(*b),
             _ => match text.to_ascii_lowercase().as_str() {
                 "true" | "yes" | "y" | "1" | "on" | "x" | "enabled" | "active" => Value::Bool(true),
@@ -83,16 +88,16 @@ pub fn convert(
                     )))
                 }
             },
-        },
-        ColumnType::List => Value::Array(
+        }),
+        ColumnType::List => Some(Value::Array(
             text.split(col.separator())
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .map(|s| Value::String(s.to_string()))
                 .collect(),
-        ),
+        )),
         ColumnType::Json => match serde_json::from_str::<Value>(&text) {
-            Ok(v) => v,
+            Ok(v) => Some(v),
             Err(e) => return Err(err(format!("is not valid JSON ({e})"))),
         },
     };
@@ -114,16 +119,20 @@ pub fn convert(
             ));
         }
     }
-    let shown = if col.secret {
-        "the value".to_string()
-    } else {
-        format!("{text:?}")
+    // Formatted only when a rule is broken (most cells break none).
+    let shown = || {
+        if col.secret {
+            "the value".to_string()
+        } else {
+            format!("{text:?}")
+        }
     };
     if col.email && !email_address::EmailAddress::is_valid(&text) {
-        broken.push(format!("{shown} is not an email address"));
+        broken.push(format!("{} is not an email address", shown()));
     } else if col.email && !text.rsplit('@').next().unwrap_or("").contains('.') {
         broken.push(format!(
-            "{shown} is not an email address (the domain has no dot)"
+            "{} is not an email address (the domain has no dot)",
+            shown()
         ));
     }
     if let Some(re) = &col.regex {
@@ -132,18 +141,24 @@ pub fn convert(
                 .pattern_hint
                 .clone()
                 .unwrap_or_else(|| format!("match {}", re.as_str()));
-            broken.push(format!("{shown} is not {hint}"));
+            broken.push(format!("{} is not {hint}", shown()));
         }
     }
     let mut value = value;
     if !col.one_of.is_empty() {
         match col.one_of.iter().find(|o| o.eq_ignore_ascii_case(&text)) {
-            Some(canonical) => value = Value::String(canonical.clone()),
-            None => broken.push(format!("{shown} is not one of: {}", col.one_of.join(", "))),
+            Some(canonical) => value = Some(Value::String(canonical.clone())),
+            None => broken.push(format!(
+                "{} is not one of: {}",
+                shown(),
+                col.one_of.join(", ")
+            )),
         }
     }
     if broken.is_empty() {
-        Ok(Some(value))
+        Ok(Some(
+            value.unwrap_or_else(|| Value::String(text.into_owned())),
+        ))
     } else {
         // Secrets never appear in a message: only rules are named.
         Err(err(broken.join("; ")))

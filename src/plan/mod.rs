@@ -620,7 +620,12 @@ fn fingerprint(p: &Profile, action: Action, values: &[Option<Value>]) -> String 
         h.update([1]);
         match v {
             None => h.update(b"-"),
-            Some(v) => h.update(v.to_string().as_bytes()),
+            // Streamed into the hash: the same bytes as `v.to_string()`, without a String
+            // per value per row.
+            // (Writing a `Value` into a hasher cannot fail.)
+            Some(v) => {
+                let _ = serde_json::to_writer(&mut h, v);
+            }
         }
     }
     hex::encode(h.finalize())

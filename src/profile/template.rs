@@ -93,22 +93,26 @@ pub fn placeholders(s: &str) -> Vec<String> {
 /// Interpolates a text (path, query value, default). Returns `None` when every placeholder
 /// in it is empty (and it has at least one). `encode` is applied to each value (URL paths).
 pub fn interpolate(s: &str, scope: &dyn Scope, encode: &dyn Fn(&str) -> String) -> Option<String> {
-    let parts = parse_parts(s);
+    // Runs for every row (paths, queries, headers, defaults): scans the text in place, the
+    // same way as `parse_parts`, without building a list of parts first.
     let mut out = String::with_capacity(s.len() + 16);
     let mut vars = 0;
     let mut filled = 0;
-    for p in &parts {
-        match p {
-            Part::Lit(l) => out.push_str(l),
-            Part::Var(v) => {
-                vars += 1;
-                if let Var::Value(val) = scope.var(v) {
-                    filled += 1;
-                    out.push_str(&encode(&value_text(&val)));
-                }
-            }
+    let mut rest = s;
+    while let Some(start) = rest.find("{{") {
+        let Some(len) = rest[start + 2..].find("}}") else {
+            break;
+        };
+        out.push_str(&rest[..start]);
+        let name = rest[start + 2..start + 2 + len].trim();
+        vars += 1;
+        if let Var::Value(val) = scope.var(name) {
+            filled += 1;
+            out.push_str(&encode(&value_text(&val)));
         }
+        rest = &rest[start + 2 + len + 2..];
     }
+    out.push_str(rest);
     if vars > 0 && filled == 0 {
         None
     } else {
