@@ -139,28 +139,6 @@ fn sinks(dir: &Path, input: &Input) -> Result<(Vec<Box<dyn OutcomeSink>>, PathBu
     Ok((vec![Box::new(xlsx), Box::new(sink)], path))
 }
 
-/// Logging to stderr; on a terminal through the indicatif layer so that the progress bar
-/// shows and log lines appear above it.
-fn init_logging(bar: bool) {
-    use tracing_subscriber::prelude::*;
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    let registry = tracing_subscriber::registry().with(filter);
-    // An error means a subscriber is already set (in-process use): keep that one.
-    if bar {
-        let layer = tracing_indicatif::IndicatifLayer::new();
-        let writer = layer.get_stderr_writer();
-        let _ = registry
-            .with(layer)
-            .with(tracing_subscriber::fmt::layer().with_writer(writer))
-            .try_init();
-    } else {
-        let _ = registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-            .try_init();
-    }
-}
-
 /// Whether the demo behaved as expected: nothing failed, nothing was left unsent, and every
 /// row that was sent was created (the sandbox starts empty, so nothing can already exist).
 fn as_expected(s: &RunSummary) -> bool {
@@ -187,7 +165,7 @@ pub fn run(args: DemoArgs) -> Result<u8> {
     let (sinks, report) = sinks(&args.dir, &input)?;
 
     let bar = std::io::stderr().is_terminal();
-    init_logging(bar);
+    super::run::init_logging(super::run::LogFormat::Text, bar);
     let cfg = sandbox_config(kind);
     let runtime = super::runtime()?;
     let (summary, held) = runtime.block_on(async {

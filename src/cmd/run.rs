@@ -255,7 +255,9 @@ fn command_line() -> String {
     report::mask_command_line(&std::env::args().collect::<Vec<_>>().join(" "))
 }
 
-fn init_logging(format: LogFormat, bar: bool) {
+/// Logging to stderr; on a terminal through the indicatif layer so that log lines appear
+/// above the progress bar.
+pub(crate) fn init_logging(format: LogFormat, bar: bool) {
     use tracing_subscriber::prelude::*;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
