@@ -127,7 +127,10 @@ fn write_sheet(dir: &Path, kind: SandboxKind) -> Result<PathBuf> {
 /// The outcome report(s) of the demo and the path to tell the user about. Kept in one place
 /// so that the xlsx workbook sink replaces the JSON lines here and nowhere else (it will take
 /// the sheet's headers and secret columns from `input`).
-fn sinks(dir: &Path, input: &Input) -> Result<(Vec<Box<dyn OutcomeSink>>, PathBuf)> {
+/// The demo's sinks, the workbook's path and the JSON lines report's path.
+type DemoReports = (Vec<Box<dyn OutcomeSink>>, PathBuf, PathBuf);
+
+fn sinks(dir: &Path, input: &Input) -> Result<DemoReports> {
     let stem = format!("{}.outcome", input.profile().name);
     // The outcome workbook a person opens, and JSON lines beside it for machines.
     let book = unique_path(dir, &stem, "xlsx")?;
@@ -135,8 +138,7 @@ fn sinks(dir: &Path, input: &Input) -> Result<(Vec<Box<dyn OutcomeSink>>, PathBu
     let xlsx = crate::report::xlsx::XlsxSink::create(&book, headers, secret)?;
     let path = unique_path(dir, &stem, "jsonl")?;
     let sink = crate::report::jsonl::JsonlSink::create(&path)?;
-    eprintln!("outcome workbook: {}", book.display());
-    Ok((vec![Box::new(xlsx), Box::new(sink)], path))
+    Ok((vec![Box::new(xlsx), Box::new(sink)], book, path))
 }
 
 /// Whether the demo behaved as expected: nothing failed, nothing was left unsent, and every
@@ -162,7 +164,7 @@ pub fn run(args: DemoArgs) -> Result<u8> {
         profile: profile.clone(),
     })?;
     let rows = input.rows()?;
-    let (sinks, report) = sinks(&args.dir, &input)?;
+    let (sinks, book, report) = sinks(&args.dir, &input)?;
 
     let bar = std::io::stderr().is_terminal();
     super::run::init_logging(super::run::LogFormat::Text, bar);
@@ -212,6 +214,10 @@ pub fn run(args: DemoArgs) -> Result<u8> {
         eprintln!("{invalid} rows were invalid on purpose (see samples/README.md)");
     }
     eprintln!("sandbox now holds {held} users");
+    eprintln!(
+        "outcome workbook: {} (open it in Excel or LibreOffice)",
+        book.display()
+    );
     eprintln!("outcome report: {}", report.display());
     super::out(&format!("{}\n", summary.line()))?;
     Ok(if summary.interrupted {
