@@ -217,3 +217,62 @@ async fn a_failed_run_writes_a_workbook_that_retry_takes_back() {
     assert_eq!(reports, 2, "the second report got a new name");
     up.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_report_marks_what_is_still_to_do() {
+    let wd = Workdir::new("check_report");
+    wd.write(
+        "s.csv",
+        "userName,givenName,familyName,action\nann,Ann,Lee,\nbad name,Bob,Ray,\ncy,Cy,Dee,skip\ndi,Di,Eve,\n",
+    );
+    let r = wd.run(&["check", "s.csv", "-p", "scim", "--report", "s.check.xlsx"]);
+    r.expect_code(1);
+    assert!(
+        r.stdout().contains("check report: s.check.xlsx"),
+        "{}",
+        r.stdout()
+    );
+    let rows = sheet_rows(&wd.path("s.check.xlsx"), "Results");
+    let outcome = col(&rows, "Outcome");
+    let got: Vec<&str> = rows[1..].iter().map(|r| r[outcome].as_str()).collect();
+    assert_eq!(
+        got,
+        ["not-attempted", "invalid", "skipped", "not-attempted"]
+    );
+
+    // Sending it later takes exactly the rows still to do; the invalid one stays invalid.
+    let sb = start(SandboxConfig {
+        kind: SandboxKind::Scim,
+        ..SandboxConfig::default()
+    })
+    .await
+    .expect("sandbox");
+    let base = sb.base_url();
+    let args: Vec<String> = [
+        "retry",
+        "s.check.xlsx",
+        "-p",
+        "scim",
+        "--base-url",
+        &base,
+        "--progress",
+        "never",
+        "--report",
+        "sent.jsonl",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (_wd, r) = run_blocking(wd, args, "sandbox-token").await;
+    r.expect_code(1);
+    assert!(r.stdout().contains("rows=3 created=2"), "{}", r.stdout());
+    assert!(r.stdout().contains("invalid=1"), "{}", r.stdout());
+    let mut names: Vec<String> = sb
+        .users()
+        .iter()
+        .filter_map(|u| u["userName"].as_str().map(str::to_string))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["ann", "di"]);
+    sb.shutdown().await;
+}

@@ -12,8 +12,10 @@ use serde_json::json;
 use crate::cli::{Format, InputArgs};
 use crate::error::{exit, Result};
 use crate::input::Input;
+use crate::outcome::{now_rfc3339, Outcome, RunSummary, Status};
 use crate::plan::{PlannedRow, Request, Severity, MASK};
 use crate::profile::{Action, Auth, Profile};
+use crate::report::{self, ReportFormat};
 
 use super::out;
 
@@ -30,6 +32,11 @@ pub struct CheckArgs {
     /// Base URL to show in rendered requests (default: the profile's environment variable).
     #[arg(long)]
     pub base_url: Option<String>,
+    /// Also write an outcome report (.xlsx, .csv or .jsonl by extension): invalid rows as
+    /// `invalid`, valid rows as `not-attempted` (nothing is sent), so `enlist retry` on it
+    /// later sends exactly the rows that are still to do.
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<std::path::PathBuf>,
 }
 
 /// Counts for the summary.
@@ -72,6 +79,17 @@ pub fn run(args: CheckArgs) -> Result<u8> {
         out(&text)?;
     }
 
+    let mut report = match &args.report {
+        Some(p) => {
+            let path = report::unique_report_path(p);
+            let (headers, secret) = report::sink_columns(&input.layout);
+            let sink = report::open_sink(ReportFormat::from_path(&path), &path, headers, secret)?;
+            Some((sink, path))
+        }
+        None => None,
+    };
+    let started = std::time::Instant::now();
+    let started_at = now_rfc3339();
     let mut tally = Tally::default();
     let mut problems = Vec::new();
     let mut requests = Vec::new();
@@ -82,6 +100,9 @@ pub fn run(args: CheckArgs) -> Result<u8> {
         let raw_copy = if wanted { raw.clone().ok() } else { None };
         let row = planner.plan(raw);
         count(&mut tally, &row);
+        if let Some((sink, _)) = report.as_mut() {
+            sink.record(&check_outcome(&row))?;
+        }
         if let (Some(job), Some(raw)) = (&row.job, raw_copy) {
             for (name, req) in planner.masked_requests(&raw) {
                 let used = match name {
@@ -114,6 +135,30 @@ pub fn run(args: CheckArgs) -> Result<u8> {
         exit::OK
     };
     let valid: u64 = tally.valid.values().sum();
+    if let Some((mut sink, path)) = report {
+        let mut summary = RunSummary {
+            started_at,
+            finished_at: now_rfc3339(),
+            duration_secs: started.elapsed().as_secs_f64(),
+            profile: profile.name.clone(),
+            base_url: report::strip_userinfo(&base),
+            input_file: input.path().display().to_string(),
+            input_sha256: crate::execute::file_sha256(input.path())?,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            command_line: report::mask_command_line(
+                &std::env::args().collect::<Vec<_>>().join(" "),
+            ),
+            ..RunSummary::default()
+        };
+        summary.counts.insert(Status::Invalid, tally.invalid);
+        summary.counts.insert(Status::Skipped, tally.skipped);
+        summary.counts.insert(Status::NotAttempted, valid);
+        summary.counts.retain(|_, n| *n > 0);
+        sink.finish(&summary)?;
+        if !json {
+            out(&format!("check report: {}\n", path.display()))?;
+        }
+    }
     if json {
         let doc = json!({
             "file": input.path().display().to_string(),
@@ -181,6 +226,28 @@ pub fn run(args: CheckArgs) -> Result<u8> {
         out(&t)?;
     }
     Ok(code)
+}
+
+/// A row's line in a check report: nothing was sent, so valid rows are `not-attempted`.
+fn check_outcome(row: &PlannedRow) -> Outcome {
+    if row.is_invalid() {
+        Outcome::unsent(row, Status::Invalid, row.error_message())
+    } else if row.action == Action::Skip {
+        Outcome::unsent(
+            row,
+            Status::Skipped,
+            "skipped: the row asks to be skipped".into(),
+        )
+    } else {
+        Outcome::unsent(
+            row,
+            Status::NotAttempted,
+            format!(
+                "valid: would {} (checked only, nothing sent)",
+                row.action.as_str()
+            ),
+        )
+    }
 }
 
 fn count(t: &mut Tally, row: &PlannedRow) {
