@@ -276,3 +276,31 @@ async fn a_check_report_marks_what_is_still_to_do() {
     assert_eq!(names, ["ann", "di"]);
     sb.shutdown().await;
 }
+
+#[test]
+fn credentials_in_the_base_url_are_refused_without_echoing_them() {
+    let wd = Workdir::new("url_credentials");
+    wd.write("s.csv", "userName,givenName,familyName\nann,Ann,Lee\n");
+    let r = wd
+        .command(&[
+            "run",
+            "s.csv",
+            "-p",
+            "scim",
+            "--base-url",
+            "http://ops:Hunter2-pw@127.0.0.1:9/scim/v2",
+            "--progress",
+            "never",
+        ])
+        .env("ENLIST_SCIM_TOKEN", "t")
+        .output()
+        .expect("run");
+    let r = Run { output: r };
+    r.expect_code(2);
+    assert!(
+        r.stderr().contains("must not carry credentials"),
+        "{}",
+        r.stderr()
+    );
+    assert!(!r.stderr().contains("Hunter2-pw") && !r.stdout().contains("Hunter2-pw"));
+}

@@ -145,9 +145,7 @@ pub fn run(args: CheckArgs) -> Result<u8> {
             input_file: input.path().display().to_string(),
             input_sha256: crate::execute::file_sha256(input.path())?,
             version: env!("CARGO_PKG_VERSION").to_string(),
-            command_line: report::mask_command_line(
-                &std::env::args().collect::<Vec<_>>().join(" "),
-            ),
+            command_line: super::command_line(),
             ..RunSummary::default()
         };
         summary.counts.insert(Status::Invalid, tally.invalid);

@@ -196,7 +196,7 @@ pub fn run(args: DemoArgs) -> Result<u8> {
             };
             s.input_file = sheet.display().to_string();
             s.input_sha256 = execute::file_sha256(&sheet)?;
-            s.command_line = std::env::args().collect::<Vec<_>>().join(" ");
+            s.command_line = super::command_line();
             let stop = async {
                 let _ = tokio::signal::ctrl_c().await;
             };

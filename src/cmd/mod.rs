@@ -42,3 +42,8 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()?)
 }
+
+/// The command line for summaries and reports, with secret-looking option values masked.
+pub(crate) fn command_line() -> String {
+    crate::report::mask_command_line(&std::env::args().collect::<Vec<_>>().join(" "))
+}

@@ -244,15 +244,9 @@ pub fn settings(args: &RunArgs, profile: &crate::profile::Profile) -> Result<Run
     };
     s.input_file = args.input.sheet.display().to_string();
     s.input_sha256 = execute::file_sha256(&args.input.sheet)?;
-    s.command_line = command_line();
+    s.command_line = super::command_line();
     s.validate()?;
     Ok(s)
-}
-
-/// The command line for the summary. Secrets never appear on it (they come from the
-/// environment or a file), but values after `--secret-file` are paths, fine to show.
-fn command_line() -> String {
-    report::mask_command_line(&std::env::args().collect::<Vec<_>>().join(" "))
 }
 
 /// Logging to stderr; on a terminal through the indicatif layer so that log lines appear
