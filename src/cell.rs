@@ -66,6 +66,18 @@ impl Cell {
     }
 }
 
+impl Cell {
+    /// The text a person would see, as an owned string: [`Display`](fmt::Display) without
+    /// the formatting machinery for text (read for every cell of every row).
+    pub fn to_text(&self) -> String {
+        match self {
+            Cell::Empty => String::new(),
+            Cell::Text(s) | Cell::Date(s) | Cell::Error(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
 impl fmt::Display for Cell {
     /// The text a person would see in the cell (numbers without a spurious `.0`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

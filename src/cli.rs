@@ -119,8 +119,12 @@ impl InputArgs {
                 encoding,
                 sheet: self.sheet_name.clone(),
                 header_row: self.header_row,
+                only_columns: None,
             },
-            plan: PlanOptions { mode },
+            plan: PlanOptions {
+                mode,
+                fingerprint: true,
+            },
             profile,
         })
     }

@@ -9,11 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::Result;
+use rayon::prelude::*;
+
 use crate::plan::{
-    find_duplicates, is_header, Duplicates, Layout, PlanOptions, PlannedRow, Planner,
+    find_duplicates, is_header, repeated_keys, Duplicates, Layout, PlanOptions, PlannedRow, Planner,
 };
 use crate::profile::Profile;
-use crate::source::{self, RawRow, SourceOptions};
+use crate::source::{self, RawRow, RowError, RowResult, SourceOptions};
 
 /// What to read and how to plan it.
 #[derive(Debug, Clone)]
@@ -49,14 +51,28 @@ impl Input {
         let mut spec = spec;
         spec.source.delimiter = spec.source.delimiter.or(sheet.delimiter);
         spec.source.encoding = spec.source.encoding.or(sheet.encoding);
-        let duplicates = find_duplicates(sheet.rows, &layout, &profile);
-        Ok(Input {
+        let mut input = Input {
             spec,
             sheet_name,
             header_row,
             layout,
-            duplicates,
-        })
+            duplicates: Duplicates::new(),
+        };
+        let rows = match sheet.delimiter {
+            // A CSV is read again for the key column alone: nothing else is decoded.
+            Some(_) => {
+                drop(sheet.rows);
+                input.key_rows()?
+            }
+            None => sheet.rows,
+        };
+        let repeated = repeated_keys(rows, &input.layout, &profile);
+        // Only a sheet with repeated keys is read once more, for their row numbers.
+        if !repeated.is_empty() {
+            let rows = input.key_rows()?;
+            input.duplicates = find_duplicates(rows, &input.layout, &profile, &repeated);
+        }
+        Ok(input)
     }
 
     pub fn path(&self) -> &Path {
@@ -102,6 +118,17 @@ impl Input {
         source::open(&self.spec.path, &opts, &never)
     }
 
+    /// The data rows with only the key column read.
+    fn key_rows(&self) -> Result<Box<dyn Iterator<Item = RowResult> + Send>> {
+        let key = self.layout.sheet_index(self.spec.profile.key_index());
+        let mut opts = self.spec.source.clone();
+        opts.header_row = Some(self.header_row);
+        opts.sheet = opts.sheet.or_else(|| self.sheet_name.clone());
+        opts.only_columns = Some(key.into_iter().collect());
+        let never = |_: &[String]| false;
+        Ok(source::open(&self.spec.path, &opts, &never)?.rows)
+    }
+
     /// Every data row, planned, in file order.
     pub fn rows(&self) -> Result<impl Iterator<Item = PlannedRow> + Send + 'static> {
         self.rows_where(|_| true)
@@ -109,15 +136,79 @@ impl Input {
 
     /// The data rows `keep` accepts (rows the reader could not read are always kept, so
     /// they are reported), planned, in file order.
+    ///
+    /// A reader thread parses the sheet into batches while the batches are planned on
+    /// every core; rows come out in file order. At most [`BATCHES_IN_FLIGHT`] batches are
+    /// held, so memory does not grow with the sheet.
     pub fn rows_where(
         &self,
         keep: impl Fn(&RawRow) -> bool + Send + 'static,
     ) -> Result<impl Iterator<Item = PlannedRow> + Send + 'static> {
         let sheet = self.raw_rows()?;
-        let mut planner = self.planner();
-        Ok(sheet
-            .rows
-            .filter(move |r| r.as_ref().map(&keep).unwrap_or(true))
-            .map(move |r| planner.plan(r)))
+        let planner = self.planner();
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<RowResult>>(BATCHES_IN_FLIGHT);
+        std::thread::Builder::new()
+            .name("enlist-reader".into())
+            .spawn(move || read_batches(sheet.rows, keep, &tx))
+            .map_err(|e| anyhow::anyhow!("cannot start the reader thread: {e}"))?;
+        let mut next_seq = 0u64;
+        Ok(rx.into_iter().flat_map(move |batch| {
+            let base = next_seq;
+            next_seq += batch.len() as u64;
+            let planned: Vec<PlannedRow> = batch
+                .into_par_iter()
+                .enumerate()
+                .map(|(i, r)| planner.plan_at(base + i as u64, r))
+                .collect();
+            planned
+        }))
+    }
+}
+
+/// Rows per batch handed from the reader thread to the planners.
+const BATCH_ROWS: usize = 512;
+/// Batches read ahead of the planners.
+pub const BATCHES_IN_FLIGHT: usize = 4;
+
+/// The reader thread: sends the rows `keep` accepts in batches. Should reading panic (it
+/// must not, on any input), the panic becomes a row error, so the run is not taken for
+/// complete: the rows after it are reported missing, never silently dropped.
+fn read_batches(
+    rows: Box<dyn Iterator<Item = RowResult> + Send>,
+    keep: impl Fn(&RawRow) -> bool,
+    tx: &std::sync::mpsc::SyncSender<Vec<RowResult>>,
+) {
+    let mut last = 0u64;
+    let mut batch = Vec::with_capacity(BATCH_ROWS);
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for r in rows {
+            last = match &r {
+                Ok(r) => r.number,
+                Err(e) => e.number,
+            };
+            if !r.as_ref().map(&keep).unwrap_or(true) {
+                continue;
+            }
+            batch.push(r);
+            if batch.len() == BATCH_ROWS {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
+                if tx.send(full).is_err() {
+                    return false; // the consumer stopped: nothing more is wanted
+                }
+            }
+        }
+        true
+    }));
+    if read.is_err() {
+        batch.push(Err(RowError {
+            number: last + 1,
+            message: format!(
+                "enlist failed while reading the rows after row {last}; no row from here on was \
+                 processed. Please report this with the file's layout"
+            ),
+        }));
+    }
+    if !batch.is_empty() {
+        let _ = tx.send(batch);
     }
 }

@@ -100,7 +100,10 @@ fn rows(p: &Arc<Profile>, mode: Action, users: &[(&str, &str)]) -> Vec<PlannedRo
     let mut planner = Planner::new(
         p.clone(),
         layout,
-        PlanOptions { mode: Some(mode) },
+        PlanOptions {
+            mode: Some(mode),
+            fingerprint: true,
+        },
         Default::default(),
     );
     users

@@ -482,12 +482,13 @@ fn read_plainly(path: &Path) -> (Vec<String>, Vec<enlist::source::RawRow>) {
 
 /// What `check` would print and count, computed by the planner on [`read_plainly`]'s rows.
 fn plan_plainly(name: &str, path: &Path) -> (Vec<(u64, String, bool)>, String) {
-    use enlist::plan::{find_duplicates, Layout, PlanOptions, Planner, Severity};
+    use enlist::plan::{find_duplicates, repeated_keys, Layout, PlanOptions, Planner, Severity};
     use enlist::profile::Action;
     let p = std::sync::Arc::new(profile(name));
     let (headers, rows) = read_plainly(path);
     let layout = Layout::new(&p, &headers, path).expect("layout");
-    let dups = find_duplicates(rows.iter().cloned().map(Ok), &layout, &p);
+    let repeated = repeated_keys(rows.iter().cloned().map(Ok), &layout, &p);
+    let dups = find_duplicates(rows.iter().cloned().map(Ok), &layout, &p, &repeated);
     let mut planner = Planner::new(p.clone(), layout, PlanOptions::default(), dups);
     let mut found = Vec::new();
     let (mut valid, mut skipped, mut invalid, mut warnings) = (0, 0, 0, 0);

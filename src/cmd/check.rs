@@ -50,7 +50,9 @@ struct Tally {
 }
 
 pub fn run(args: CheckArgs) -> Result<u8> {
-    let spec = args.input.spec()?;
+    let mut spec = args.input.spec()?;
+    // Nothing is applied, so there is nothing for the journal to compare.
+    spec.plan.fingerprint = false;
     let profile = spec.profile.clone();
     let input = Input::open(spec)?;
     let base = args
@@ -93,27 +95,24 @@ pub fn run(args: CheckArgs) -> Result<u8> {
     let mut tally = Tally::default();
     let mut problems = Vec::new();
     let mut requests = Vec::new();
-    let sheet = input.raw_rows()?;
-    let mut planner = input.planner();
-    for raw in sheet.rows {
-        let wanted = requests.len() < args.show_requests;
-        let raw_copy = if wanted { raw.clone().ok() } else { None };
-        let row = planner.plan(raw);
+    // Which requests each of the first valid rows sends, to show them afterwards.
+    let mut shown: Vec<(u64, [bool; 3])> = Vec::new();
+    for row in input.rows()? {
         count(&mut tally, &row);
         if let Some((sink, _)) = report.as_mut() {
             sink.record(&check_outcome(&row))?;
         }
-        if let (Some(job), Some(raw)) = (&row.job, raw_copy) {
-            for (name, req) in planner.masked_requests(&raw) {
-                let used = match name {
-                    "lookup" => job.lookup.is_some(),
-                    "create" => job.create.is_some(),
-                    _ => job.update.is_some(),
-                };
-                if used {
-                    requests.push((row.row, name, display_request(&profile, &base, &req)));
-                }
-            }
+        if let Some(job) = row
+            .job
+            .as_ref()
+            .filter(|_| shown.len() < args.show_requests)
+        {
+            let used = [
+                job.lookup.is_some(),
+                job.create.is_some(),
+                job.update.is_some(),
+            ];
+            shown.push((row.row, used));
         }
         for f in &row.findings {
             if json {
@@ -125,6 +124,31 @@ pub fn run(args: CheckArgs) -> Result<u8> {
                     ""
                 };
                 out(&format!("{prefix}{}\n", f.describe(row.row)))?;
+            }
+        }
+    }
+
+    if !shown.is_empty() {
+        // Rendered again with secrets masked: the rows are read once more, up to the last
+        // one shown.
+        let last = shown.last().map_or(0, |(row, _)| *row);
+        let planner = input.planner();
+        let mut wanted = shown.iter().peekable();
+        for raw in input.raw_rows()?.rows.flatten() {
+            if raw.number > last {
+                break;
+            }
+            let Some((_, used)) = wanted.next_if(|(row, _)| *row == raw.number) else {
+                continue;
+            };
+            for (name, req) in planner.masked_requests(&raw) {
+                let i = ["lookup", "create", "update"]
+                    .iter()
+                    .position(|n| *n == name)
+                    .unwrap_or(2);
+                if used[i] && requests.len() < args.show_requests * 3 {
+                    requests.push((raw.number, name, display_request(&profile, &base, &req)));
+                }
             }
         }
     }
@@ -292,6 +316,6 @@ fn display_request(profile: &Profile, base: &str, r: &Request) -> serde_json::Va
         "method": r.method.as_str(),
         "url": r.display_url(base),
         "headers": headers,
-        "body": r.body,
+        "body": r.body_json(),
     })
 }

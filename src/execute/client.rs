@@ -150,11 +150,9 @@ impl Http {
             rb = rb.query(&req.query);
         }
         if let Some(body) = &req.body {
-            let bytes = serde_json::to_vec(body)
-                .map_err(|e| SendError::NotSent(format!("cannot encode the body: {e}")))?;
             rb = rb
                 .header(CONTENT_TYPE, self.content_type.clone())
-                .body(bytes);
+                .body(body.clone());
         }
         for (k, v) in &req.headers {
             rb = rb.header(k.as_str(), v.as_str());

@@ -34,7 +34,7 @@ pub fn convert(
                 "{c} is too large for Excel to keep every digit; format the column as text and type it again"
             )))
         }
-        c => Cow::Owned(c.to_string()),
+        c => Cow::Owned(c.to_text()),
     };
     // An outcome workbook fed back shows secrets as the mask: never send the mask itself.
     if col.secret && text.trim() == crate::plan::MASK {

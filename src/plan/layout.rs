@@ -185,19 +185,32 @@ impl Layout {
         Self::text_at(raw, self.source_row_col)?.parse().ok()
     }
 
-    /// The key cell's text, trimmed, if filled (for the duplicate pass).
-    pub fn key_text_for(&self, raw: &RawRow, key_ci: usize) -> Option<String> {
-        Self::text_at(raw, self.by_profile[key_ci])
+    /// The [`key_hash`](super::key_hash) of the row's key cell, if filled (for the
+    /// duplicate pass; text cells are hashed without a copy).
+    pub fn key_hash_for(&self, raw: &RawRow, key_ci: usize) -> Option<u64> {
+        match raw.cells.get(self.by_profile[key_ci]?)? {
+            Cell::Empty => None,
+            Cell::Text(t) => Some(super::key_hash(t)),
+            c => Some(super::key_hash(&c.to_text())),
+        }
     }
 
-    /// The row's cells as a person sees them, one per header, secrets masked.
-    pub fn display_cells(&self, _profile: &Profile, raw: &RawRow) -> Vec<String> {
-        (0..self.headers.len())
-            .map(|si| match raw.cells.get(si) {
-                None | Some(Cell::Empty) => String::new(),
-                Some(_) if self.is_secret(si) => MASK.to_string(),
-                Some(c) => c.to_string(),
+    /// The row's cells as a person sees them, one per header, secrets masked. Takes the
+    /// row: text cells become the strings without a copy.
+    pub fn into_display_cells(&self, raw: RawRow) -> Vec<String> {
+        let mut cells: Vec<String> = raw
+            .cells
+            .into_iter()
+            .take(self.headers.len())
+            .enumerate()
+            .map(|(si, c)| match c {
+                Cell::Empty => String::new(),
+                _ if self.is_secret(si) => MASK.to_string(),
+                Cell::Text(t) => t,
+                c => c.to_text(),
             })
-            .collect()
+            .collect();
+        cells.resize(self.headers.len(), String::new());
+        cells
     }
 }

@@ -10,8 +10,8 @@ mod convert;
 mod layout;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -83,7 +83,8 @@ pub struct Request {
     /// Query pairs, not yet encoded.
     pub query: Vec<(String, String)>,
     pub headers: Vec<(String, String)>,
-    pub body: Option<Value>,
+    /// The JSON body, already serialised (rendered once, sent as is on every attempt).
+    pub body: Option<bytes::Bytes>,
 }
 
 impl Request {
@@ -97,9 +98,18 @@ impl Request {
             *v = v.replace(REMOTE_ID, &text);
         }
         if let Some(b) = r.body.as_mut() {
-            replace_remote_id(b, id);
+            if let Some(replaced) = replace_remote_id(b, id) {
+                *b = replaced.into();
+            }
         }
         r
+    }
+
+    /// The body as a JSON value (for display).
+    pub fn body_json(&self) -> Option<Value> {
+        self.body
+            .as_ref()
+            .and_then(|b| serde_json::from_slice(b).ok())
     }
 
     pub fn needs_remote_id(&self) -> bool {
@@ -122,22 +132,34 @@ impl Request {
     }
 }
 
-fn replace_remote_id(v: &mut Value, id: &Value) {
-    match v {
-        Value::String(s) if s == REMOTE_ID => *v = id.clone(),
-        Value::Array(a) => a.iter_mut().for_each(|x| replace_remote_id(x, id)),
-        Value::Object(o) => o.values_mut().for_each(|x| replace_remote_id(x, id)),
-        _ => {}
+/// The remote id placeholder as a whole JSON string in a rendered body: a body leaf that was
+/// exactly `{{remote_id}}` takes the id's typed value (a number stays a number).
+const REMOTE_ID_JSON: &[u8] = b"\"{{remote_id}}\"";
+
+/// The body with every whole-string `"{{remote_id}}"` replaced by `id` as JSON; `None` when
+/// the body has none.
+fn replace_remote_id(body: &[u8], id: &Value) -> Option<Vec<u8>> {
+    let first = find(body, REMOTE_ID_JSON)?;
+    let id_json = serde_json::to_vec(id).unwrap_or_else(|_| b"null".to_vec());
+    let mut out = Vec::with_capacity(body.len() + id_json.len());
+    let mut rest = body;
+    let mut at = Some(first);
+    while let Some(i) = at {
+        out.extend_from_slice(&rest[..i]);
+        out.extend_from_slice(&id_json);
+        rest = &rest[i + REMOTE_ID_JSON.len()..];
+        at = find(rest, REMOTE_ID_JSON);
     }
+    out.extend_from_slice(rest);
+    Some(out)
 }
 
-fn body_has_remote_id(v: &Value) -> bool {
-    match v {
-        Value::String(s) => s == REMOTE_ID,
-        Value::Array(a) => a.iter().any(body_has_remote_id),
-        Value::Object(o) => o.values().any(body_has_remote_id),
-        _ => false,
-    }
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn body_has_remote_id(body: &bytes::Bytes) -> bool {
+    find(body, REMOTE_ID_JSON).is_some()
 }
 
 /// Percent-encodes one path segment (user ids hold `@`, `+`, spaces, `/`).
@@ -223,38 +245,86 @@ impl PlannedRow {
 pub struct PlanOptions {
     /// `--mode`: the action for rows without an `action` cell.
     pub mode: Option<Action>,
+    /// Compute each job's [`Job::fingerprint`] (a run with a journal needs it; `check` not).
+    pub fingerprint: bool,
 }
 
 /// Keys that occur on more than one row, with all their row numbers.
 pub type Duplicates = HashMap<u64, Vec<u64>>;
 
+/// A set of [`key_hash`]es. The keys are hashes already, so they are used as they are.
+pub type KeyHashes = HashSet<u64, BuildHasherDefault<Prehashed>>;
+
+/// A hasher for keys that are hashes already.
+#[derive(Default)]
+pub struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed with this; kept total for any other use.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// A stable 64-bit hash of a normalised key (case and surrounding space ignored).
 pub fn key_hash(key: &str) -> u64 {
+    let key = key.trim();
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    key.trim().to_lowercase().hash(&mut h);
+    // Most keys are lower-case already: lower-casing them would only copy them.
+    if key.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+        key.hash(&mut h);
+    } else {
+        key.to_lowercase().hash(&mut h);
+    }
     h.finish()
 }
 
-/// First pass over a sheet: finds keys that occur on more than one row. Holds one small
-/// entry per row (a 64-bit hash and a row number), then keeps only the duplicates.
+/// First pass over a sheet: the hashes of keys that occur on more than one row. Holds one
+/// 64-bit hash per distinct key (about 18 MB for a million rows), nothing else.
+pub fn repeated_keys(
+    rows: impl Iterator<Item = RowResult>,
+    layout: &Layout,
+    profile: &Profile,
+) -> KeyHashes {
+    let key_ci = profile.key_index();
+    let mut seen = KeyHashes::default();
+    let mut repeated = KeyHashes::default();
+    for r in rows.flatten() {
+        if let Some(h) = layout.key_hash_for(&r, key_ci) {
+            if !seen.insert(h) {
+                repeated.insert(h);
+            }
+        }
+    }
+    repeated
+}
+
+/// Second look, only when [`repeated_keys`] found some: the row numbers of every repeated
+/// key.
 pub fn find_duplicates(
     rows: impl Iterator<Item = RowResult>,
     layout: &Layout,
     profile: &Profile,
+    repeated: &KeyHashes,
 ) -> Duplicates {
     let key_ci = profile.key_index();
-    let mut first: HashMap<u64, u64> = HashMap::new();
     let mut dups: Duplicates = HashMap::new();
+    if repeated.is_empty() {
+        return dups;
+    }
     for r in rows.flatten() {
-        let Some(key) = layout.key_text_for(&r, key_ci) else {
-            continue;
-        };
-        let h = key_hash(&key);
-        match first.get(&h) {
-            None => {
-                first.insert(h, r.number);
+        if let Some(h) = layout.key_hash_for(&r, key_ci) {
+            if repeated.contains(&h) {
+                dups.entry(h).or_default().push(r.number);
             }
-            Some(&row) => dups.entry(h).or_insert_with(|| vec![row]).push(r.number),
         }
     }
     dups
@@ -267,29 +337,26 @@ pub struct Planner {
     opts: PlanOptions,
     dups: Duplicates,
     next_seq: u64,
+    /// [`Profile::supports`] for each action, asked once rather than per row.
+    supports: Vec<std::result::Result<(), String>>,
 }
 
 /// The typed values of one row, by profile column; `None` = empty, `Some(Null)` = clear.
 struct Values<'a> {
     profile: &'a Profile,
     values: &'a [Option<Value>],
+    /// Columns filled from a default, not by the sheet: an update leaves them out.
+    hide: Option<&'a [bool]>,
     mask: bool,
     /// What `{{remote_id}}` renders as in this request.
     remote_id: bool,
 }
 
-impl Scope for Values<'_> {
-    fn var(&self, name: &str) -> Var<'_> {
-        if name == "remote_id" {
-            return if self.remote_id {
-                Var::Value(Cow::Owned(Value::String(REMOTE_ID.into())))
-            } else {
-                Var::Empty
-            };
-        }
-        let Some(i) = self.profile.column_index(name) else {
+impl Values<'_> {
+    fn column(&self, i: usize) -> Var<'_> {
+        if self.hide.is_some_and(|h| h[i]) {
             return Var::Empty;
-        };
+        }
         match &self.values[i] {
             None => Var::Empty,
             Some(Value::Null) => Var::Clear,
@@ -301,6 +368,29 @@ impl Scope for Values<'_> {
     }
 }
 
+impl Scope for Values<'_> {
+    fn var(&self, name: &str) -> Var<'_> {
+        if name == "remote_id" {
+            return if self.remote_id {
+                Var::Value(Cow::Owned(Value::String(REMOTE_ID.into())))
+            } else {
+                Var::Empty
+            };
+        }
+        match self.profile.column_index(name) {
+            Some(i) => self.column(i),
+            None => Var::Empty,
+        }
+    }
+
+    fn var_of(&self, name: &template::Name) -> Var<'_> {
+        match name.slot {
+            Some(i) if i < self.values.len() => self.column(i),
+            _ => self.var(&name.text),
+        }
+    }
+}
+
 impl Planner {
     pub fn new(
         profile: Arc<Profile>,
@@ -308,12 +398,14 @@ impl Planner {
         opts: PlanOptions,
         dups: Duplicates,
     ) -> Planner {
+        let supports = Action::ALL.iter().map(|a| profile.supports(*a)).collect();
         Planner {
             profile,
             layout,
             opts,
             dups,
             next_seq: 0,
+            supports,
         }
     }
 
@@ -329,8 +421,14 @@ impl Planner {
     pub fn plan(&mut self, raw: RowResult) -> PlannedRow {
         let seq = self.next_seq;
         self.next_seq += 1;
+        self.plan_at(seq, raw)
+    }
+
+    /// Plans the `seq`th data row (0-based). Needs no `&mut`: rows are planned on several
+    /// threads at once.
+    pub fn plan_at(&self, seq: u64, raw: RowResult) -> PlannedRow {
         match raw {
-            Ok(r) => self.plan_row(seq, &r),
+            Ok(r) => self.plan_row(seq, r),
             Err(e) => PlannedRow {
                 seq,
                 row: e.number,
@@ -344,15 +442,14 @@ impl Planner {
         }
     }
 
-    fn plan_row(&self, seq: u64, raw: &RawRow) -> PlannedRow {
+    fn plan_row(&self, seq: u64, raw: RawRow) -> PlannedRow {
         let p = &*self.profile;
         let layout = &self.layout;
         let mut findings = Vec::new();
-        let cells = layout.display_cells(p, raw);
 
         // The action: the row's own cell, else --mode, else the profile's default.
         let mut action = self.opts.mode.unwrap_or_else(|| p.default_action());
-        if let Some(text) = layout.action_text(raw) {
+        if let Some(text) = layout.action_text(&raw) {
             match Action::parse(&text) {
                 Some(a) => action = a,
                 None => findings.push(Finding::error(
@@ -362,11 +459,11 @@ impl Planner {
             }
         }
 
-        let (mut values, broken) = self.convert_row(raw, &mut findings);
-        // What the sheet itself says: an update sends only this, so a default (calling line
-        // id = first name, active = true) never overwrites what the target holds.
-        let given = values.clone();
-        self.apply_defaults(&mut values, &broken);
+        let (mut values, broken) = self.convert_row(&raw, &mut findings);
+        // Which values came from defaults: an update sends only what the sheet itself says,
+        // so a default (calling line id = first name, active = true) never overwrites what
+        // the target holds.
+        let defaulted = self.apply_defaults(&mut values, &broken);
         let key_idx = p.key_index();
         let key = match &values[key_idx] {
             Some(v) if !v.is_null() => template::value_text(v).into_owned(),
@@ -394,10 +491,10 @@ impl Planner {
                     ));
                 }
             }
-            if let Err(why) = p.supports(action) {
-                findings.push(Finding::error(None, why));
+            if let Err(why) = &self.supports[action as usize] {
+                findings.push(Finding::error(None, why.clone()));
             }
-            if !key.is_empty() {
+            if !key.is_empty() && !self.dups.is_empty() {
                 if let Some(rows) = self.dups.get(&key_hash(&key)) {
                     let others: Vec<String> = rows
                         .iter()
@@ -419,14 +516,14 @@ impl Planner {
         let job = if invalid || action == Action::Skip {
             None
         } else {
-            Some(self.job(action, &values, &given))
+            Some(self.job(action, &values, &defaulted))
         };
         PlannedRow {
             seq,
             row: raw.number,
             key,
             action,
-            cells,
+            cells: layout.into_display_cells(raw),
             findings,
             job,
             settled: None,
@@ -460,9 +557,10 @@ impl Planner {
     }
 
     /// Fills empty columns from their defaults. Defaults may name other columns, so this
-    /// runs after every cell is typed.
-    fn apply_defaults(&self, values: &mut [Option<Value>], broken: &[bool]) {
+    /// runs after every cell is typed. Returns which columns were filled so.
+    fn apply_defaults(&self, values: &mut [Option<Value>], broken: &[bool]) -> Vec<bool> {
         let p = &*self.profile;
+        let mut defaulted = vec![false; values.len()];
         for (ci, col) in p.columns.iter().enumerate() {
             if values[ci].is_some() || broken[ci] {
                 continue;
@@ -473,6 +571,7 @@ impl Planner {
             let scope = Values {
                 profile: p,
                 values,
+                hide: None,
                 mask: false,
                 remote_id: false,
             };
@@ -481,24 +580,26 @@ impl Planner {
                 let cell = crate::cell::Cell::text(&text);
                 let mut ignore = Vec::new();
                 if let Ok(v) = convert(col, &cell, &p.clear_marker, &col.name, &mut ignore) {
+                    defaulted[ci] = v.is_some();
                     values[ci] = v;
                 }
             }
         }
+        defaulted
     }
 
-    /// `values`: with defaults (creates, lookups); `given`: only what the sheet says (updates).
-    fn job(&self, action: Action, values: &[Option<Value>], given: &[Option<Value>]) -> Job {
+    /// `values` with defaults (creates, lookups); an update leaves out the `defaulted` ones.
+    fn job(&self, action: Action, values: &[Option<Value>], defaulted: &[bool]) -> Job {
         let p = &*self.profile;
         let r = &p.requests;
         let render = |spec: &Option<RequestSpec>, remote_id: bool, mask: bool| {
-            let values = if remote_id { given } else { values };
             spec.as_ref().map(|s| {
                 render_request(
                     s,
                     &Values {
                         profile: p,
                         values,
+                        hide: remote_id.then_some(defaulted),
                         mask,
                         remote_id,
                     },
@@ -537,7 +638,11 @@ impl Planner {
             create,
             update,
             missing_for_create,
-            fingerprint: fingerprint(p, action, values),
+            fingerprint: if self.opts.fingerprint {
+                fingerprint(p, action, values)
+            } else {
+                String::new()
+            },
             reconcile: false,
         }
     }
@@ -546,8 +651,7 @@ impl Planner {
     pub fn masked_requests(&self, row: &RawRow) -> Vec<(&'static str, Request)> {
         let p = &*self.profile;
         let (mut values, broken) = self.convert_row(row, &mut Vec::new());
-        let given = values.clone();
-        self.apply_defaults(&mut values, &broken);
+        let defaulted = self.apply_defaults(&mut values, &broken);
         let mut out = Vec::new();
         let r = &p.requests;
         for (name, spec, rid) in [
@@ -558,7 +662,8 @@ impl Planner {
             if let Some(s) = spec {
                 let scope = Values {
                     profile: p,
-                    values: if rid { &given } else { &values },
+                    values: &values,
+                    hide: rid.then_some(&defaulted[..]),
                     mask: true,
                     remote_id: rid,
                 };
@@ -594,7 +699,10 @@ pub fn render_request(spec: &RequestSpec, scope: &dyn Scope) -> Request {
             template::interpolate(v, scope, &|s| s.to_string()).map(|v| (k.clone(), v))
         })
         .collect();
-    let body = spec.template.as_ref().map(|t| t.render(scope));
+    let body = spec
+        .template
+        .as_ref()
+        .map(|t| bytes::Bytes::from(t.render(scope)));
     Request {
         method: reqwest::Method::from_bytes(spec.method.as_bytes())
             .unwrap_or(reqwest::Method::POST),

@@ -92,6 +92,9 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in declaration order (`ALL[a as usize] == a`).
+    pub const ALL: [Action; 4] = [Action::Create, Action::Update, Action::Upsert, Action::Skip];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Create => "create",
@@ -544,7 +547,8 @@ impl Profile {
                 }
             };
             if let Some(b) = body {
-                let t = Template::compile(&b);
+                let mut t = Template::compile(&b);
+                t.resolve(&|name| known.iter().position(|c| c == name));
                 check_names(&format!("requests.{which} body"), t.names())?;
                 spec.template = Some(t);
             }

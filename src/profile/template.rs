@@ -29,25 +29,55 @@ pub enum Var<'a> {
 /// Where placeholders get their values.
 pub trait Scope {
     fn var(&self, name: &str) -> Var<'_>;
+
+    /// The same for a compiled placeholder; a scope that numbers its values uses the slot
+    /// [`Template::resolve`] gave it instead of looking the name up.
+    fn var_of(&self, name: &Name) -> Var<'_> {
+        self.var(&name.text)
+    }
+}
+
+/// A placeholder of a compiled template: its name and, once resolved, the slot (column
+/// index) it names.
+#[derive(Debug, Clone)]
+pub struct Name {
+    pub text: String,
+    pub slot: Option<usize>,
+}
+
+impl Name {
+    fn new(text: &str) -> Name {
+        Name {
+            text: text.to_string(),
+            slot: None,
+        }
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Name) -> bool {
+        self.text == other.text
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 enum Part {
     Lit(String),
-    Var(String),
+    Var(Name),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 enum Node {
-    /// No placeholder anywhere below.
-    Literal(Value),
+    /// No placeholder anywhere below: the JSON text, serialised once.
+    Literal(Vec<u8>),
     /// A string that is exactly one placeholder.
-    Exact(String),
+    Exact(Name),
     /// Text with placeholders.
     Mixed(Vec<Part>),
     Object {
-        fields: Vec<(String, Node)>,
-        present: Vec<String>,
+        /// Each field's key as JSON with its colon (`"city":`), serialised once.
+        fields: Vec<(Vec<u8>, Node)>,
+        present: Vec<Name>,
     },
     Array(Vec<Node>),
 }
@@ -62,15 +92,15 @@ pub struct Template {
 fn parse_parts(s: &str) -> Vec<Part> {
     let mut parts = Vec::new();
     let mut rest = s;
-    while let Some(start) = rest.find("{{") {
-        let Some(len) = rest[start + 2..].find("}}") else {
+    while let Some(start) = find_pair(rest, b'{') {
+        let Some(len) = find_pair(&rest[start + 2..], b'}') else {
             break;
         };
         if start > 0 {
             parts.push(Part::Lit(rest[..start].to_string()));
         }
         let name = rest[start + 2..start + 2 + len].trim();
-        parts.push(Part::Var(name.to_string()));
+        parts.push(Part::Var(Name::new(name)));
         rest = &rest[start + 2 + len + 2..];
     }
     if !rest.is_empty() {
@@ -79,12 +109,27 @@ fn parse_parts(s: &str) -> Vec<Part> {
     parts
 }
 
+/// Where `cc` (two of `c`) first occurs. Paths and defaults are interpolated for every row;
+/// `str::find` with a two-byte pattern sets up a substring searcher each time.
+fn find_pair(s: &str, c: u8) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(c, &b[from..]) {
+        let at = from + i;
+        if b.get(at + 1) == Some(&c) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
 /// The placeholder names in a text, in order.
 pub fn placeholders(s: &str) -> Vec<String> {
     parse_parts(s)
         .into_iter()
         .filter_map(|p| match p {
-            Part::Var(v) => Some(v),
+            Part::Var(v) => Some(v.text),
             Part::Lit(_) => None,
         })
         .collect()
@@ -99,8 +144,8 @@ pub fn interpolate(s: &str, scope: &dyn Scope, encode: &dyn Fn(&str) -> String) 
     let mut vars = 0;
     let mut filled = 0;
     let mut rest = s;
-    while let Some(start) = rest.find("{{") {
-        let Some(len) = rest[start + 2..].find("}}") else {
+    while let Some(start) = find_pair(rest, b'{') {
+        let Some(len) = find_pair(&rest[start + 2..], b'}') else {
             break;
         };
         out.push_str(&rest[..start]);
@@ -140,17 +185,23 @@ fn has_vars(n: &Node) -> bool {
     !matches!(n, Node::Literal(_))
 }
 
+fn literal(v: &Value) -> Node {
+    let mut out = Vec::new();
+    write_json(&mut out, v);
+    Node::Literal(out)
+}
+
 fn compile(v: &Value) -> Node {
     match v {
         Value::String(s) => {
             if !s.contains("{{") {
-                return Node::Literal(v.clone());
+                return literal(v);
             }
             let parts = parse_parts(s);
             match parts.as_slice() {
                 [Part::Var(name)] => Node::Exact(name.clone()),
                 _ if parts.iter().any(|p| matches!(p, Part::Var(_))) => Node::Mixed(parts),
-                _ => Node::Literal(v.clone()),
+                _ => literal(v),
             }
         }
         Value::Object(map) => {
@@ -159,18 +210,21 @@ fn compile(v: &Value) -> Node {
             for (k, child) in map {
                 if k == "$present" {
                     match child {
-                        Value::String(s) => present.push(s.clone()),
+                        Value::String(s) => present.push(Name::new(s)),
                         Value::Array(a) => {
-                            present.extend(a.iter().filter_map(|x| x.as_str().map(str::to_string)))
+                            present.extend(a.iter().filter_map(|x| x.as_str().map(Name::new)))
                         }
                         _ => {}
                     }
                     continue;
                 }
-                fields.push((k.clone(), compile(child)));
+                let mut key = Vec::with_capacity(k.len() + 3);
+                write_json(&mut key, k);
+                key.push(b':');
+                fields.push((key, compile(child)));
             }
             if present.is_empty() && fields.iter().all(|(_, n)| !has_vars(n)) {
-                Node::Literal(v.clone())
+                literal(v)
             } else {
                 Node::Object { fields, present }
             }
@@ -178,81 +232,152 @@ fn compile(v: &Value) -> Node {
         Value::Array(items) => {
             let nodes: Vec<Node> = items.iter().map(compile).collect();
             if nodes.iter().all(|n| !has_vars(n)) {
-                Node::Literal(v.clone())
+                literal(v)
             } else {
                 Node::Array(nodes)
             }
         }
-        other => Node::Literal(other.clone()),
+        other => literal(other),
     }
 }
 
-fn render(n: &Node, scope: &dyn Scope) -> Option<Value> {
+/// Writes `n` as JSON to `out`; returns false (and writes nothing) when the node is left
+/// out. Rendering goes straight to bytes: no tree of values is built per row, and a field
+/// that turns out empty is cut off the buffer again.
+fn render(n: &Node, scope: &dyn Scope, out: &mut Vec<u8>) -> bool {
     match n {
-        Node::Literal(v) => Some(v.clone()),
-        Node::Exact(name) => match scope.var(name) {
-            Var::Empty => None,
-            Var::Clear => Some(Value::Null),
-            Var::Value(v) => Some(v.into_owned()),
+        Node::Literal(json) => {
+            out.extend_from_slice(json);
+            true
+        }
+        Node::Exact(name) => match scope.var_of(name) {
+            Var::Empty => false,
+            Var::Clear => {
+                out.extend_from_slice(b"null");
+                true
+            }
+            Var::Value(v) => {
+                write_value(out, &v);
+                true
+            }
         },
         Node::Mixed(parts) => {
-            let mut out = String::new();
+            let mut text = String::new();
             let mut filled = false;
             for p in parts {
                 match p {
-                    Part::Lit(l) => out.push_str(l),
+                    Part::Lit(l) => text.push_str(l),
                     Part::Var(name) => {
-                        if let Var::Value(v) = scope.var(name) {
+                        if let Var::Value(v) = scope.var_of(name) {
                             filled = true;
-                            out.push_str(&value_text(&v));
+                            text.push_str(&value_text(&v));
                         }
                     }
                 }
             }
-            filled.then(|| Value::String(out.trim().to_string()))
+            if filled {
+                write_str(out, text.trim());
+            }
+            filled
         }
         Node::Object { fields, present } => {
             if present
                 .iter()
-                .any(|p| !matches!(scope.var(p), Var::Value(_)))
+                .any(|p| !matches!(scope.var_of(p), Var::Value(_)))
             {
-                return None;
+                return false;
             }
-            let mut map = Map::with_capacity(fields.len());
+            let start = out.len();
+            out.push(b'{');
+            let mut first = true;
             let mut from_sheet = false;
             for (k, child) in fields {
-                if let Some(v) = render(child, scope) {
+                let mark = out.len();
+                if !first {
+                    out.push(b',');
+                }
+                out.extend_from_slice(k);
+                if render(child, scope, out) {
+                    first = false;
                     from_sheet |= has_vars(child);
-                    map.insert(k.clone(), v);
+                } else {
+                    out.truncate(mark);
                 }
             }
+            out.push(b'}');
             // An object whose every sheet-fed field was left out is itself left out.
-            (from_sheet || !present.is_empty()).then_some(Value::Object(map))
+            let keep = from_sheet || !present.is_empty();
+            if !keep {
+                out.truncate(start);
+            }
+            keep
         }
         Node::Array(items) => {
-            let mut out = Vec::with_capacity(items.len());
+            let start = out.len();
+            out.push(b'[');
+            let mut first = true;
             let mut from_sheet = false;
             for child in items {
-                if let Some(v) = render(child, scope) {
+                let mark = out.len();
+                if !first {
+                    out.push(b',');
+                }
+                if render(child, scope, out) {
+                    first = false;
                     from_sheet |= has_vars(child);
-                    out.push(v);
+                } else {
+                    out.truncate(mark);
                 }
             }
-            from_sheet.then_some(Value::Array(out))
+            out.push(b']');
+            if !from_sheet {
+                out.truncate(start);
+            }
+            from_sheet
         }
+    }
+}
+
+/// Serialises into a byte buffer; writing JSON into a `Vec` cannot fail.
+fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    let _ = serde_json::to_writer(out, v);
+}
+
+/// Writes a value; strings that need no escaping (almost every cell) are copied as they are.
+fn write_value(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::String(s) => write_str(out, s),
+        other => write_json(out, other),
+    }
+}
+
+/// Writes a JSON string. JSON must escape only `"`, `\` and control characters; text
+/// without them is copied between quotes, anything else goes through serde_json.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    // Folded without an early exit, so the compiler checks many bytes at a time.
+    let plain = !s.bytes().fold(false, |bad, b| {
+        bad | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if plain {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        write_json(out, s);
     }
 }
 
 fn collect_names(n: &Node, out: &mut Vec<String>) {
     match n {
         Node::Literal(_) => {}
-        Node::Exact(name) => out.push(name.clone()),
+        Node::Exact(name) => out.push(name.text.clone()),
         Node::Mixed(parts) => out.extend(parts.iter().filter_map(|p| match p {
-            Part::Var(v) => Some(v.clone()),
+            Part::Var(v) => Some(v.text.clone()),
             Part::Lit(_) => None,
         })),
         Node::Object { fields, present } => {
-            out.extend(present.iter().cloned());
+            out.extend(present.iter().map(|p| p.text.clone()));
             for (_, c) in fields {
                 collect_names(c, out);
             }
@@ -261,14 +386,61 @@ fn collect_names(n: &Node, out: &mut Vec<String>) {
     }
 }
 
+fn uses(n: &Node, name: &str) -> bool {
+    match n {
+        Node::Literal(_) => false,
+        Node::Exact(v) => v.text == name,
+        Node::Mixed(parts) => parts
+            .iter()
+            .any(|p| matches!(p, Part::Var(v) if v.text == name)),
+        Node::Object { fields, present } => {
+            present.iter().any(|p| p.text == name) || fields.iter().any(|(_, c)| uses(c, name))
+        }
+        Node::Array(items) => items.iter().any(|c| uses(c, name)),
+    }
+}
+
+fn resolve(n: &mut Node, slot: &dyn Fn(&str) -> Option<usize>) {
+    let set = |name: &mut Name| name.slot = slot(&name.text);
+    match n {
+        Node::Literal(_) => {}
+        Node::Exact(name) => set(name),
+        Node::Mixed(parts) => parts.iter_mut().for_each(|p| {
+            if let Part::Var(v) = p {
+                set(v)
+            }
+        }),
+        Node::Object { fields, present } => {
+            present.iter_mut().for_each(set);
+            fields.iter_mut().for_each(|(_, c)| resolve(c, slot));
+        }
+        Node::Array(items) => items.iter_mut().for_each(|c| resolve(c, slot)),
+    }
+}
+
 impl Template {
     pub fn compile(v: &Value) -> Template {
         Template { root: compile(v) }
     }
 
-    /// Renders the body for one row. An entirely empty result is an empty object.
-    pub fn render(&self, scope: &dyn Scope) -> Value {
-        render(&self.root, scope).unwrap_or_else(|| Value::Object(Map::new()))
+    /// Gives every placeholder the slot `slot` names for it (a profile's column index), so
+    /// rendering a row finds values by position.
+    pub fn resolve(&mut self, slot: &dyn Fn(&str) -> Option<usize>) {
+        resolve(&mut self.root, slot)
+    }
+
+    /// Renders the body for one row as JSON bytes. An entirely empty result is `{}`.
+    pub fn render(&self, scope: &dyn Scope) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        if !render(&self.root, scope, &mut out) {
+            out.extend_from_slice(b"{}");
+        }
+        out
+    }
+
+    /// Renders the body for one row as a JSON value (for display and tests).
+    pub fn render_value(&self, scope: &dyn Scope) -> Value {
+        serde_json::from_slice(&self.render(scope)).unwrap_or_else(|_| Value::Object(Map::new()))
     }
 
     /// Every placeholder name used.
@@ -278,8 +450,9 @@ impl Template {
         v
     }
 
+    /// Whether a placeholder is used (asked per row: walks the tree without allocating).
     pub fn uses(&self, name: &str) -> bool {
-        self.names().iter().any(|n| n == name)
+        uses(&self.root, name)
     }
 }
 
@@ -322,13 +495,38 @@ mod tests {
         ]
         .into_iter()
         .collect());
-        let out = t.render(&m);
+        let out = t.render_value(&m);
         assert_eq!(
             out,
             json!({"userId": "a@b", "ext": 1234, "aliases": ["x", "y"], "display": "Sean O\"Neil",
                    "dept": null, "fixed": {"a": 1}})
         );
-        assert!(serde_json::to_string(&out).unwrap().contains(r#"O\"Neil"#));
+        let bytes = String::from_utf8(t.render(&m)).unwrap();
+        assert!(bytes.contains(r#"O\"Neil"#), "{bytes}");
+        // Field order is the template's, and a left-out field leaves no stray comma.
+        assert!(
+            bytes.starts_with(r#"{"userId":"a@b","ext":1234,"aliases":["x","y"]"#),
+            "{bytes}"
+        );
+    }
+
+    #[test]
+    fn strings_are_escaped_only_where_json_needs_it() {
+        let t = Template::compile(&json!({"a": "{{a}}", "b": "x {{a}}"}));
+        let m = M([("a", Some(json!("tab\there \\ \"q\" é/")))]
+            .into_iter()
+            .collect());
+        let bytes = t.render(&m);
+        let back: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            back,
+            json!({"a": "tab\there \\ \"q\" é/", "b": "x tab\there \\ \"q\" é/"})
+        );
+        let plain = M([("a", Some(json!("Zoë O'Brien")))].into_iter().collect());
+        assert_eq!(
+            String::from_utf8(t.render(&plain)).unwrap(),
+            r#"{"a":"Zoë O'Brien","b":"x Zoë O'Brien"}"#
+        );
     }
 
     #[test]

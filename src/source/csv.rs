@@ -67,10 +67,15 @@ pub(super) fn open(
         done: false,
         last_line: 0,
         encoding_name: encoding.name(),
+        keep: None,
     };
     let located = locate_header(&mut src, opts.header_row, probe, "the file")
         .map_err(|e| Error::input(path, e.message))?;
     src.width = located.headers.len();
+    src.keep = opts
+        .only_columns
+        .as_ref()
+        .map(|cols| (0..src.width).map(|i| cols.contains(&i)).collect());
     let width = located.headers.len();
     Ok(Sheet {
         path: path.to_path_buf(),
@@ -253,6 +258,8 @@ struct CsvRows {
     done: bool,
     last_line: u64,
     encoding_name: &'static str,
+    /// [`SourceOptions::only_columns`] by column, once the header is known.
+    keep: Option<Vec<bool>>,
 }
 
 impl RowSource for CsvRows {
@@ -268,7 +275,11 @@ impl RowSource for CsvRows {
                 };
                 self.last_line = number;
                 let mut cells = Vec::with_capacity(self.record.len().min(self.width));
-                for field in self.record.iter().take(self.width) {
+                for (i, field) in self.record.iter().take(self.width).enumerate() {
+                    if self.keep.as_ref().is_some_and(|k| !k[i]) {
+                        cells.push(Cell::Empty);
+                        continue;
+                    }
                     match std::str::from_utf8(field) {
                         Ok(s) => cells.push(Cell::text(s)),
                         Err(_) => {
@@ -351,11 +362,8 @@ impl<R: Read> Read for LineCounter<R> {
         let n = self.inner.read(buf)?;
         let base = self.offset;
         self.terminators.extend(
-            buf[..n]
-                .iter()
-                .enumerate()
-                .filter(|(_, &b)| b == b'\n' || b == b'\r')
-                .map(|(i, &b)| (base + i as u64, b == b'\n')),
+            memchr::memchr2_iter(b'\n', b'\r', &buf[..n])
+                .map(|i| (base + i as u64, buf[i] == b'\n')),
         );
         self.offset += n as u64;
         Ok(n)
