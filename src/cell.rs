@@ -11,7 +11,7 @@ use std::fmt;
 pub const MAX_EXACT_INT: f64 = 9_007_199_254_740_992.0;
 
 /// One cell as the reader normalised it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Cell {
     /// Nothing in the cell (or only whitespace).
     Empty,

@@ -15,6 +15,7 @@ use crate::plan::{
     find_duplicates, is_header, repeated_keys, Duplicates, Layout, PlanOptions, PlannedRow, Planner,
 };
 use crate::profile::Profile;
+use crate::source::spool::{Spool, SpoolWriter};
 use crate::source::{self, RawRow, RowError, RowResult, SourceOptions};
 
 /// What to read and how to plan it.
@@ -35,6 +36,9 @@ pub struct Input {
     pub header_row: u64,
     pub layout: Layout,
     duplicates: Duplicates,
+    /// A workbook's rows as the first pass decoded them (None for CSV, or when no
+    /// temporary file could be written: the workbook is then parsed again).
+    spool: Option<Spool>,
 }
 
 impl Input {
@@ -57,16 +61,36 @@ impl Input {
             header_row,
             layout,
             duplicates: Duplicates::new(),
+            spool: None,
         };
-        let rows = match sheet.delimiter {
+        let repeated = match sheet.delimiter {
             // A CSV is read again for the key column alone: nothing else is decoded.
             Some(_) => {
                 drop(sheet.rows);
-                input.key_rows()?
+                repeated_keys(input.key_rows()?, &input.layout, &profile)
             }
-            None => sheet.rows,
+            // A workbook is decoded once: its rows go to a spool as they pass.
+            None => {
+                let mut spool = SpoolWriter::create()
+                    .map_err(|e| tracing::warn!("no spool, the workbook is read twice: {e}"))
+                    .ok();
+                let rows = sheet.rows.inspect(|r| {
+                    if let Some(w) = spool.as_mut() {
+                        if let Err(e) = w.push(r) {
+                            tracing::warn!("spool abandoned, the workbook is read twice: {e}");
+                            spool = None;
+                        }
+                    }
+                });
+                let repeated = repeated_keys(rows, &input.layout, &profile);
+                input.spool = spool.and_then(|w| {
+                    w.finish()
+                        .map_err(|e| tracing::warn!("spool abandoned: {e}"))
+                        .ok()
+                });
+                repeated
+            }
         };
-        let repeated = repeated_keys(rows, &input.layout, &profile);
         // Only a sheet with repeated keys is read once more, for their row numbers.
         if !repeated.is_empty() {
             let rows = input.key_rows()?;
@@ -107,8 +131,22 @@ impl Input {
         )
     }
 
+    /// The data rows again, in file order (from the spool when there is one).
+    pub fn raw_rows(&self) -> Result<Box<dyn Iterator<Item = RowResult> + Send>> {
+        if let Some(spool) = &self.spool {
+            let rows = spool.rows().map_err(|e| {
+                crate::error::Error::input(
+                    self.path(),
+                    format!("cannot read enlist's temporary copy of the rows ({e}); run again"),
+                )
+            })?;
+            return Ok(Box::new(rows));
+        }
+        Ok(self.reopen()?.rows)
+    }
+
     /// Reads the sheet again, positioned after the same header row.
-    pub fn raw_rows(&self) -> Result<source::Sheet> {
+    fn reopen(&self) -> Result<source::Sheet> {
         let mut opts = self.spec.source.clone();
         opts.header_row = Some(self.header_row);
         if opts.sheet.is_none() {
@@ -120,6 +158,9 @@ impl Input {
 
     /// The data rows with only the key column read.
     fn key_rows(&self) -> Result<Box<dyn Iterator<Item = RowResult> + Send>> {
+        if self.spool.is_some() {
+            return self.raw_rows();
+        }
         let key = self.layout.sheet_index(self.spec.profile.key_index());
         let mut opts = self.spec.source.clone();
         opts.header_row = Some(self.header_row);
@@ -144,12 +185,12 @@ impl Input {
         &self,
         keep: impl Fn(&RawRow) -> bool + Send + 'static,
     ) -> Result<impl Iterator<Item = PlannedRow> + Send + 'static> {
-        let sheet = self.raw_rows()?;
+        let rows = self.raw_rows()?;
         let planner = self.planner();
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<RowResult>>(BATCHES_IN_FLIGHT);
         std::thread::Builder::new()
             .name("enlist-reader".into())
-            .spawn(move || read_batches(sheet.rows, keep, &tx))
+            .spawn(move || read_batches(rows, keep, &tx))
             .map_err(|e| anyhow::anyhow!("cannot start the reader thread: {e}"))?;
         let mut next_seq = 0u64;
         Ok(rx.into_iter().flat_map(move |batch| {

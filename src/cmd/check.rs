@@ -134,7 +134,7 @@ pub fn run(args: CheckArgs) -> Result<u8> {
         let last = shown.last().map_or(0, |(row, _)| *row);
         let planner = input.planner();
         let mut wanted = shown.iter().peekable();
-        for raw in input.raw_rows()?.rows.flatten() {
+        for raw in input.raw_rows()?.flatten() {
             if raw.number > last {
                 break;
             }

@@ -347,6 +347,8 @@ struct Values<'a> {
     values: &'a [Option<Value>],
     /// Columns filled from a default, not by the sheet: an update leaves them out.
     hide: Option<&'a [bool]>,
+    /// The filled values serialised once, for the bodies (None: serialise as needed).
+    json: Option<&'a RowJson>,
     mask: bool,
     /// What `{{remote_id}}` renders as in this request.
     remote_id: bool,
@@ -388,6 +390,44 @@ impl Scope for Values<'_> {
             Some(i) if i < self.values.len() => self.column(i),
             _ => self.var(&name.text),
         }
+    }
+
+    fn json_of(&self, name: &template::Name) -> Option<&[u8]> {
+        let i = name.slot?;
+        if self.hide.is_some_and(|h| h[i]) || (self.mask && self.profile.columns[i].secret) {
+            return None;
+        }
+        self.json?.get(i)
+    }
+}
+
+/// A row's filled values as JSON, serialised once and copied into every body.
+struct RowJson {
+    buf: Vec<u8>,
+    /// Per column: where its JSON is in `buf` (empty = not filled, or cleared).
+    spans: Vec<(u32, u32)>,
+}
+
+impl RowJson {
+    fn new(values: &[Option<Value>]) -> RowJson {
+        let mut buf = Vec::with_capacity(32 * values.len());
+        let spans = values
+            .iter()
+            .map(|v| match v {
+                Some(v) if !v.is_null() => {
+                    let start = buf.len() as u32;
+                    template::write_value(&mut buf, v);
+                    (start, buf.len() as u32)
+                }
+                _ => (0, 0),
+            })
+            .collect();
+        RowJson { buf, spans }
+    }
+
+    fn get(&self, i: usize) -> Option<&[u8]> {
+        let &(a, b) = self.spans.get(i)?;
+        (b > a).then(|| &self.buf[a as usize..b as usize])
     }
 }
 
@@ -571,6 +611,7 @@ impl Planner {
             let scope = Values {
                 profile: p,
                 values,
+                json: None,
                 hide: None,
                 mask: false,
                 remote_id: false,
@@ -592,6 +633,7 @@ impl Planner {
     fn job(&self, action: Action, values: &[Option<Value>], defaulted: &[bool]) -> Job {
         let p = &*self.profile;
         let r = &p.requests;
+        let json = RowJson::new(values);
         let render = |spec: &Option<RequestSpec>, remote_id: bool, mask: bool| {
             spec.as_ref().map(|s| {
                 render_request(
@@ -599,6 +641,7 @@ impl Planner {
                     &Values {
                         profile: p,
                         values,
+                        json: Some(&json),
                         hide: remote_id.then_some(defaulted),
                         mask,
                         remote_id,
@@ -663,6 +706,7 @@ impl Planner {
                 let scope = Values {
                     profile: p,
                     values: &values,
+                    json: None,
                     hide: rid.then_some(&defaulted[..]),
                     mask: true,
                     remote_id: rid,

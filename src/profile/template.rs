@@ -35,6 +35,13 @@ pub trait Scope {
     fn var_of(&self, name: &Name) -> Var<'_> {
         self.var(&name.text)
     }
+
+    /// A filled value already serialised as JSON, when the scope keeps it so (a row's
+    /// values are serialised once, then copied into every body that uses them). `None`
+    /// means: ask [`Scope::var_of`].
+    fn json_of(&self, _name: &Name) -> Option<&[u8]> {
+        None
+    }
 }
 
 /// A placeholder of a compiled template: its name and, once resolved, the slot (column
@@ -250,16 +257,12 @@ fn render(n: &Node, scope: &dyn Scope, out: &mut Vec<u8>) -> bool {
             out.extend_from_slice(json);
             true
         }
-        Node::Exact(name) => match scope.var_of(name) {
-            Var::Empty => false,
-            Var::Clear => {
-                out.extend_from_slice(b"null");
+        Node::Exact(name) => match scope.json_of(name) {
+            Some(json) => {
+                out.extend_from_slice(json);
                 true
             }
-            Var::Value(v) => {
-                write_value(out, &v);
-                true
-            }
+            None => render_var(scope.var_of(name), out),
         },
         Node::Mixed(parts) => {
             let mut text = String::new();
@@ -338,13 +341,27 @@ fn render(n: &Node, scope: &dyn Scope, out: &mut Vec<u8>) -> bool {
     }
 }
 
+fn render_var(var: Var<'_>, out: &mut Vec<u8>) -> bool {
+    match var {
+        Var::Empty => false,
+        Var::Clear => {
+            out.extend_from_slice(b"null");
+            true
+        }
+        Var::Value(v) => {
+            write_value(out, &v);
+            true
+        }
+    }
+}
+
 /// Serialises into a byte buffer; writing JSON into a `Vec` cannot fail.
 fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
     let _ = serde_json::to_writer(out, v);
 }
 
 /// Writes a value; strings that need no escaping (almost every cell) are copied as they are.
-fn write_value(out: &mut Vec<u8>, v: &Value) {
+pub fn write_value(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::String(s) => write_str(out, s),
         other => write_json(out, other),

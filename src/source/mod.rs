@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 
 mod csv;
 mod excel;
+pub mod spool;
 
 /// How the caller wants the file read. Everything is optional: the reader detects.
 #[derive(Debug, Clone, Default)]
@@ -45,7 +46,7 @@ impl<F: Fn(&[String]) -> bool> HeaderProbe for F {
 }
 
 /// One data row, below the header.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RawRow {
     /// The spreadsheet row number (1-based, as Excel and LibreOffice number rows;
     /// for CSV, the physical line where the record starts).
@@ -58,7 +59,7 @@ pub struct RawRow {
 pub type RowResult = std::result::Result<RawRow, RowError>;
 
 /// A row the reader could not turn into cells; the row number lets the plan report it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RowError {
     pub number: u64,
     pub message: String,
