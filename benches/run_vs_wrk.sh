@@ -64,7 +64,7 @@ for i in $(seq 1 "$runs"); do
   rc=0
   /usr/bin/time -v "$target/release/enlist" run "$csv" --profile users-api \
     --base-url "http://127.0.0.1:$port" --rate 1000000 --concurrency "$conc" \
-    --progress never --report "$dir/report.jsonl" >"$dir/enlist.out" 2>"$dir/enlist.err" || rc=$?
+    --full --progress never --report "$dir/report.jsonl" >"$dir/enlist.out" 2>"$dir/enlist.err" || rc=$?
   created=$(grep -c '"status":"created"' "$dir/report.jsonl" || true)
   if [ "$rc" != 0 ] || [ "$created" != "$rows" ]; then
     echo "enlist run $i: exit $rc, $created of $rows created" >&2; tail -20 "$dir/enlist.err" >&2; exit 1

@@ -31,11 +31,15 @@ pub struct Collected {
     pub error: Option<Error>,
 }
 
-/// Receives outcomes until every sender is gone.
-pub async fn collect(
+/// Receives outcomes until every sender is gone. Runs on a thread of its own (not a
+/// runtime worker): the journal's commits wait for the disk, and the report is written as
+/// outcomes arrive, so neither may hold up the tasks that send requests. `runtime` serves
+/// the progress timer.
+pub fn collect(
     mut rx: mpsc::Receiver<Outcome>,
     mut sinks: Vec<Box<dyn OutcomeSink>>,
     progress: Progress,
+    runtime: tokio::runtime::Handle,
 ) -> Collected {
     let mut counts: BTreeMap<Status, u64> = BTreeMap::new();
     let mut error: Option<Error> = None;
@@ -55,48 +59,76 @@ pub async fn collect(
         Progress::Lines(d) => d,
         _ => Duration::from_secs(3600),
     };
-    let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+    let mut next_line = Instant::now() + every;
+    let mut batch = Vec::with_capacity(BATCH);
     loop {
-        let o = tokio::select! {
-            o = rx.recv() => o,
-            _ = tick.tick() => {
-                if matches!(progress, Progress::Lines(_)) {
+        let received = if matches!(progress, Progress::Lines(_)) {
+            let wait = tokio::time::timeout_at(next_line, rx.recv_many(&mut batch, BATCH));
+            match runtime.block_on(wait) {
+                Ok(n) => n,
+                Err(_) => {
                     eprintln!("{}", progress_line(&counts, started.elapsed()));
+                    next_line += every;
+                    continue;
                 }
-                continue;
             }
+        } else {
+            runtime.block_on(rx.recv_many(&mut batch, BATCH))
         };
-        let Some(o) = o else {
-            break;
-        };
-        *counts.entry(o.status).or_default() += 1;
-        if matches!(o.status, Status::Failed) {
-            tracing::warn!(row = o.row, key = %o.key, "failed: {}", o.message);
+        if received == 0 {
+            break; // every sender is gone
         }
-        for (i, sink) in sinks.iter_mut().enumerate() {
-            if broken[i] {
-                continue;
-            }
-            if let Err(e) = sink.record(&o) {
-                tracing::error!("cannot record outcomes: {e}");
-                broken[i] = true;
-                error.get_or_insert(e);
+        for o in batch.drain(..) {
+            record(&o, &mut counts, &mut sinks, &mut broken, &mut error);
+            if progress == Progress::Bar {
+                use tracing_indicatif::span_ext::IndicatifSpanExt;
+                span.pb_inc(1);
+                let bad = counts.get(&Status::Failed).copied().unwrap_or(0)
+                    + counts.get(&Status::Invalid).copied().unwrap_or(0);
+                if bad > 0 {
+                    span.pb_set_message(&format!("{bad} failed/invalid"));
+                }
             }
         }
-        if progress == Progress::Bar {
-            use tracing_indicatif::span_ext::IndicatifSpanExt;
-            span.pb_inc(1);
-            let bad = counts.get(&Status::Failed).copied().unwrap_or(0)
-                + counts.get(&Status::Invalid).copied().unwrap_or(0);
-            if bad > 0 {
-                span.pb_set_message(&format!("{bad} failed/invalid"));
-            }
+        // A short pause when the channel ran dry lets outcomes gather: the senders wake
+        // this thread (a system call on their side) once per batch, not once per row.
+        if received < BATCH {
+            std::thread::sleep(GATHER);
         }
     }
     Collected {
         counts,
         sinks,
         error,
+    }
+}
+
+/// Outcomes taken off the channel at once.
+const BATCH: usize = 256;
+/// How long the collector lets outcomes gather after it ran out of them.
+const GATHER: Duration = Duration::from_millis(1);
+
+/// Counts one outcome and hands it to every sink that still works.
+fn record(
+    o: &Outcome,
+    counts: &mut BTreeMap<Status, u64>,
+    sinks: &mut [Box<dyn OutcomeSink>],
+    broken: &mut [bool],
+    error: &mut Option<Error>,
+) {
+    *counts.entry(o.status).or_default() += 1;
+    if matches!(o.status, Status::Failed) {
+        tracing::warn!(row = o.row, key = %o.key, "failed: {}", o.message);
+    }
+    for (i, sink) in sinks.iter_mut().enumerate() {
+        if broken[i] {
+            continue;
+        }
+        if let Err(e) = sink.record(o) {
+            tracing::error!("cannot record outcomes: {e}");
+            broken[i] = true;
+            error.get_or_insert(e);
+        }
     }
 }
 

@@ -239,14 +239,17 @@ impl OutcomeSink for Journal {
     fn record(&mut self, o: &Outcome) -> Result<()> {
         let applied = matches!(o.status, Status::Created | Status::Updated | Status::Exists);
         if let (true, Some(fp)) = (applied, &o.fingerprint) {
+            // Prepared once per connection (parsing the statement cost more than running it).
             self.conn
-                .execute(
+                .prepare_cached(
                     "INSERT INTO applied (target, key, fingerprint, remote_id, status, run_id, at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                      ON CONFLICT (target, key) DO UPDATE SET fingerprint = excluded.fingerprint,
                        remote_id = COALESCE(excluded.remote_id, applied.remote_id),
                        status = excluded.status, run_id = excluded.run_id, at = excluded.at",
-                    params![
+                )
+                .and_then(|mut st| {
+                    st.execute(params![
                         self.target,
                         journal_key(&o.key),
                         fp,
@@ -254,8 +257,8 @@ impl OutcomeSink for Journal {
                         o.status.as_str(),
                         self.run_id,
                         o.finished_at
-                    ],
-                )
+                    ])
+                })
                 .map_err(sql_err(&self.path))?;
             self.pending += 1;
         }

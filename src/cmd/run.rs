@@ -377,7 +377,7 @@ fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
     let rows = delta_filter(rows, &args.journal, &journal)?;
     let (mut sinks, report_path) = report_sinks(&args, &input)?;
     sinks.insert(0, Box::new(journal));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::CannotStart(format!("cannot start the async runtime: {e}")))?;

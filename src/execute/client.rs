@@ -96,6 +96,9 @@ pub struct Http {
     client: reqwest::Client,
     /// The base URL without a trailing slash; request paths start with `/`.
     base: String,
+    /// The same, parsed once: each request's URL is this with its path set, so the host
+    /// is not parsed again for every request.
+    base_url: url::Url,
     content_type: HeaderValue,
 }
 
@@ -129,8 +132,23 @@ impl Http {
         Ok(Http {
             client,
             base: base.as_str().trim_end_matches('/').to_string(),
+            base_url: base.clone(),
             content_type,
         })
+    }
+
+    /// The URL a request goes to (query added by the caller).
+    fn request_url(&self, path: &str) -> std::result::Result<url::Url, SendError> {
+        if path.contains(['?', '#']) {
+            // A profile path with its own query: parsed whole, as written.
+            return url::Url::parse(&format!("{}{path}", self.base))
+                .map_err(|e| SendError::NotSent(format!("the request URL is not valid: {e}")));
+        }
+        let mut url = self.base_url.clone();
+        let full = format!("{}{path}", self.base_url.path().trim_end_matches('/'));
+        url.set_path(&full);
+        url.set_query(None);
+        Ok(url)
     }
 
     /// The full URL of a request, for messages (no secrets: they travel in headers).
@@ -144,8 +162,8 @@ impl Http {
         req: &Request,
         auth: Option<&(HeaderName, HeaderValue)>,
     ) -> std::result::Result<Resp, SendError> {
-        let url = format!("{}{}", self.base, req.path);
-        let mut rb = self.client.request(req.method.clone(), &url);
+        let url = self.request_url(&req.path)?;
+        let mut rb = self.client.request(req.method.clone(), url);
         if !req.query.is_empty() {
             rb = rb.query(&req.query);
         }
@@ -160,9 +178,9 @@ impl Http {
         if let Some((name, value)) = auth {
             rb = rb.header(name.clone(), value.clone());
         }
-        let resp = rb.send().await.map_err(classify)?;
+        let mut resp = rb.send().await.map_err(classify)?;
         let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
+        let headers = std::mem::take(resp.headers_mut());
         let body = resp.bytes().await.map_err(|e| {
             SendError::Uncertain(format!(
                 "the response ({status}) was cut short: {}",

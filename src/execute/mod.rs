@@ -4,7 +4,8 @@
 //! harder than `--rate`):
 //!
 //! ```text
-//! rows (blocking thread) ──bounded channel──▶ N workers ──outcomes──▶ collector (progress, sinks)
+//! rows (blocking thread) ──bounded channel──▶ N workers ──outcomes──▶ collector (own thread:
+//!                                                                      progress, sinks)
 //!        └── invalid / skipped / unsent / settled rows ─────────────────────▲
 //! ```
 //!
@@ -244,12 +245,15 @@ pub async fn run(
 
     let (job_tx, job_rx) = mpsc::channel::<PlannedRow>(2 * concurrency + 64);
     let (out_tx, out_rx) = mpsc::channel::<Outcome>(1024);
-    let collector = tokio::spawn(collect::collect(out_rx, sinks, progress));
+    let runtime = tokio::runtime::Handle::current();
+    let collector =
+        tokio::task::spawn_blocking(move || collect::collect(out_rx, sinks, progress, runtime));
 
     let reader = {
         let out = out_tx.clone();
         let stop = shared.stop.clone();
-        tokio::task::spawn_blocking(move || feed(rows, &job_tx, &out, &stop))
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || feed(rows, &job_tx, &out, &stop, &runtime))
     };
 
     // The workers take turns on the one receiver: the mutex guards only the receiver and
@@ -355,12 +359,17 @@ pub async fn run(
 /// The reader side (a blocking thread): routes every row exactly once: invalid and skipped
 /// rows straight to the collector, valid ones to the workers, and after a stop every row
 /// left to the collector as not attempted (reading on is cheap; no request is sent).
+///
+/// Room in the job channel is reserved [`FEED_BATCH`] rows at a time: waiting for one free
+/// slot per row would wake this thread (a system call on the workers' side) for every row.
 fn feed(
     rows: impl Iterator<Item = PlannedRow>,
     jobs: &mpsc::Sender<PlannedRow>,
     out: &mpsc::Sender<Outcome>,
     stop: &CancellationToken,
+    runtime: &tokio::runtime::Handle,
 ) {
+    let mut room: Option<mpsc::PermitIterator<'_, PlannedRow>> = None;
     for row in rows {
         let outcome = if let Some(s) = &row.settled {
             // Decided from the journal (unchanged, or done by the interrupted run). No
@@ -377,11 +386,23 @@ fn feed(
                 "the row asks to be skipped".into(),
             ))
         } else if stop.is_cancelled() {
+            room = None; // hand back the reserved slots: the channel is being drained
             Some(not_attempted(&row, NOT_SENT))
         } else {
-            match jobs.blocking_send(row) {
-                Ok(()) => None,
-                Err(mpsc::error::SendError(row)) => Some(not_attempted(&row, NOT_SENT)),
+            let permit = match room.as_mut().and_then(Iterator::next) {
+                Some(p) => Some(p),
+                None => {
+                    room = runtime.block_on(jobs.reserve_many(FEED_BATCH)).ok();
+                    room.as_mut().and_then(Iterator::next)
+                }
+            };
+            match permit {
+                Some(p) => {
+                    p.send(row);
+                    None
+                }
+                // The channel was closed: the run stopped.
+                None => Some(not_attempted(&row, NOT_SENT)),
             }
         };
         if let Some(o) = outcome {
@@ -391,6 +412,9 @@ fn feed(
         }
     }
 }
+
+/// Job slots the reader reserves at once.
+const FEED_BATCH: usize = 32;
 
 fn not_attempted(row: &PlannedRow, message: &str) -> Outcome {
     Outcome::unsent(row, Status::NotAttempted, message.to_string())

@@ -52,7 +52,7 @@ pub(super) async fn work(
                  whether the target applied it is unknown; check this user",
             ),
         };
-        if out.send(cx.outcome(&row, end)).await.is_err() {
+        if out.send(cx.outcome(row, end)).await.is_err() {
             break;
         }
     }
@@ -107,12 +107,13 @@ impl RowCtx {
         }
     }
 
-    fn outcome(&self, row: &PlannedRow, end: End) -> Outcome {
+    /// The row's outcome; takes the row, so its cells and key move rather than copy.
+    fn outcome(&self, row: PlannedRow, end: End) -> Outcome {
         let applied = matches!(end.status, Status::Created | Status::Updated);
         Outcome {
             seq: row.seq,
             row: row.row,
-            key: row.key.clone(),
+            key: row.key,
             status: end.status,
             action: row.action,
             http_status: self.http_status,
@@ -121,9 +122,9 @@ impl RowCtx {
             message: end.message,
             remote_id: end.remote_id.or_else(|| self.lookup_id.clone()),
             finished_at: now_rfc3339(),
-            cells: row.cells.clone(),
+            cells: row.cells,
             fingerprint: if applied {
-                row.job.as_ref().map(|j| j.fingerprint.clone())
+                row.job.map(|j| j.fingerprint)
             } else {
                 None
             },
