@@ -48,6 +48,10 @@ pub struct RunArgs {
     /// Requests per second, all requests together (default: the profile's).
     #[arg(long, value_name = "R")]
     pub rate: Option<f64>,
+    /// Threads sending requests, each with its own connections (default: the machine's
+    /// cores; one is plenty for any rate a real target allows).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
     /// Requests that may start back to back after an idle spell.
     #[arg(long, value_name = "B", default_value_t = 1)]
     pub burst: u32,
@@ -223,6 +227,9 @@ pub fn settings(args: &RunArgs, profile: &crate::profile::Profile) -> Result<Run
     }
     if let Some(r) = args.rate {
         s.rate = r;
+    }
+    if let Some(t) = args.threads {
+        s.threads = usize::from(t);
     }
     s.burst = args.burst;
     s.max_attempts = args.max_attempts;

@@ -67,6 +67,9 @@ pub struct RunSettings {
     pub ca_pem: Option<Vec<u8>>,
     pub secrets: Secrets,
     pub progress: Progress,
+    /// Runtime threads that send requests (each with its own connections); at most
+    /// `concurrency`. Default: the machine's cores.
+    pub threads: usize,
     /// Filled into the summary.
     pub input_file: String,
     pub input_sha256: String,
@@ -112,6 +115,7 @@ impl RunSettings {
             ca_pem: None,
             secrets,
             progress: Progress::Off,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             input_file: String::new(),
             input_sha256: String::new(),
             command_line: String::new(),
@@ -165,23 +169,42 @@ impl Stats {
 }
 
 /// What every worker shares (behind one `Arc`).
+///
+/// Each runtime thread of a run has its own `Shared` (its own HTTP client and connection
+/// pool, so a request and its connection stay on one thread); everything else in it is
+/// the run's one copy.
 struct Shared {
     profile: Arc<Profile>,
     settings: RunSettings,
     http: client::Http,
-    gate: limiter::Gate,
-    auth: auth::Authenticator,
-    stats: Stats,
+    gate: Arc<limiter::Gate>,
+    auth: Arc<auth::Authenticator>,
+    stats: Arc<Stats>,
     /// Cancelled to stop dispatching: on shutdown, or when the run cannot go on. Workers
     /// check it before taking a row; the reader checks it before queueing one.
     stop: CancellationToken,
     /// Cancelled when the drain deadline passes: rows still in flight are abandoned.
     abort: CancellationToken,
     /// Why the run could not go on (a re-login that failed); the first reason wins.
-    fatal: std::sync::Mutex<Option<Error>>,
+    fatal: Arc<std::sync::Mutex<Option<Error>>>,
 }
 
 impl Shared {
+    /// The same run with another HTTP client (for another runtime thread).
+    fn with_http(&self, http: client::Http) -> Shared {
+        Shared {
+            profile: self.profile.clone(),
+            settings: self.settings.clone(),
+            http,
+            gate: self.gate.clone(),
+            auth: self.auth.clone(),
+            stats: self.stats.clone(),
+            stop: self.stop.clone(),
+            abort: self.abort.clone(),
+            fatal: self.fatal.clone(),
+        }
+    }
+
     fn fail(&self, e: Error) {
         let mut f = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
         if f.is_none() {
@@ -211,16 +234,13 @@ pub async fn run(
     settings.validate()?;
     let started = tokio::time::Instant::now();
     let started_at = now_rfc3339();
-    let http = client::Http::new(
-        &settings.base_url,
-        &profile.content_type,
-        &client::ClientOptions {
-            concurrency: settings.concurrency,
-            timeout: settings.timeout,
-            connect_timeout: settings.connect_timeout,
-            ca_pem: settings.ca_pem.clone(),
-        },
-    )?;
+    let client_opts = client::ClientOptions {
+        concurrency: settings.concurrency,
+        timeout: settings.timeout,
+        connect_timeout: settings.connect_timeout,
+        ca_pem: settings.ca_pem.clone(),
+    };
+    let http = client::Http::new(&settings.base_url, &profile.content_type, &client_opts)?;
     let gate = limiter::Gate::new(settings.rate, settings.burst);
     let auth = auth::Authenticator::new(&profile, &settings.secrets)?;
     let stats = Stats::default();
@@ -231,16 +251,17 @@ pub async fn run(
     let concurrency = settings.concurrency;
     let drain = settings.drain_timeout;
     let progress = settings.progress.clone();
+    let threads = settings.threads.clamp(1, concurrency);
     let shared = Arc::new(Shared {
         profile: profile.clone(),
         settings,
         http,
-        gate,
-        auth,
-        stats,
+        gate: Arc::new(gate),
+        auth: Arc::new(auth),
+        stats: Arc::new(stats),
         stop: CancellationToken::new(),
         abort: CancellationToken::new(),
-        fatal: std::sync::Mutex::new(None),
+        fatal: Arc::new(std::sync::Mutex::new(None)),
     });
 
     let (job_tx, job_rx) = mpsc::channel::<PlannedRow>(2 * concurrency + 64);
@@ -259,15 +280,69 @@ pub async fn run(
     // The workers take turns on the one receiver: the mutex guards only the receiver and
     // is held while a worker waits for its next row, never while a row is worked on.
     let job_rx = Arc::new(tokio::sync::Mutex::new(job_rx));
+    // The workers are spread over `threads` runtime threads: this one, and each further
+    // one a single-threaded runtime with its own HTTP client. A request, its connection and
+    // its worker stay on one thread, with no hand-offs between threads per request.
     let mut workers = JoinSet::new();
-    for _ in 0..concurrency {
-        workers.spawn(worker::work(shared.clone(), job_rx.clone(), out_tx.clone()));
+    let mut others = Vec::new();
+    for t in 0..threads {
+        let n = concurrency / threads + usize::from(t < concurrency % threads);
+        if t == 0 {
+            for _ in 0..n {
+                workers.spawn(worker::work(shared.clone(), job_rx.clone(), out_tx.clone()));
+            }
+            continue;
+        }
+        let http = client::Http::new(
+            &shared.settings.base_url,
+            &profile.content_type,
+            &client_opts,
+        )?;
+        let sh = Arc::new(shared.with_http(http));
+        let (jobs, out) = (job_rx.clone(), out_tx.clone());
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(format!("enlist-http-{t}"))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        // Its rows go to the other threads' workers.
+                        tracing::warn!("cannot start runtime thread {t}: {e}");
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let mut set = JoinSet::new();
+                    for _ in 0..n {
+                        set.spawn(worker::work(sh.clone(), jobs.clone(), out.clone()));
+                    }
+                    while let Some(r) = set.join_next().await {
+                        if let Err(e) = r {
+                            tracing::error!("a worker failed: {e}");
+                        }
+                    }
+                });
+                let _ = done_tx.send(());
+            });
+        match thread {
+            Ok(_) => others.push(done_rx),
+            Err(e) => tracing::warn!("cannot start runtime thread {t}: {e}"),
+        }
     }
     let all_done = async move {
         while let Some(r) = workers.join_next().await {
             if let Err(e) = r {
                 tracing::error!("a worker failed: {e}");
             }
+        }
+        for done in others {
+            // An error means the thread ended without saying so (it panicked): its rows
+            // in flight are lost to it, and the channel drain below still covers the rest.
+            let _ = done.await;
         }
     };
     tokio::pin!(all_done);
