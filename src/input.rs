@@ -185,6 +185,17 @@ impl Input {
         &self,
         keep: impl Fn(&RawRow) -> bool + Send + 'static,
     ) -> Result<impl Iterator<Item = PlannedRow> + Send + 'static> {
+        self.planned_map(keep, |row| row)
+    }
+
+    /// [`Input::rows_where`], with `f` applied to each planned row on the thread that
+    /// planned it: a caller that needs only part of a row (`check`) drops the rest there,
+    /// on the thread that allocated it, instead of moving it across.
+    pub fn planned_map<T: Send + 'static>(
+        &self,
+        keep: impl Fn(&RawRow) -> bool + Send + 'static,
+        f: impl Fn(PlannedRow) -> T + Send + Sync + 'static,
+    ) -> Result<impl Iterator<Item = T> + Send + 'static> {
         let rows = self.raw_rows()?;
         let planner = self.planner();
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<RowResult>>(BATCHES_IN_FLIGHT);
@@ -196,10 +207,10 @@ impl Input {
         Ok(rx.into_iter().flat_map(move |batch| {
             let base = next_seq;
             next_seq += batch.len() as u64;
-            let planned: Vec<PlannedRow> = batch
+            let planned: Vec<T> = batch
                 .into_par_iter()
                 .enumerate()
-                .map(|(i, r)| planner.plan_at(base + i as u64, r))
+                .map(|(i, r)| f(planner.plan_at(base + i as u64, r)))
                 .collect();
             planned
         }))

@@ -11,6 +11,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = enlist::cli::Cli::parse();
+    // Rows are planned on rayon's threads; named, they can be told apart in a profiler.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("enlist-plan-{i}"))
+        .build_global();
     match enlist::cmd::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

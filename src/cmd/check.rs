@@ -97,21 +97,28 @@ pub fn run(args: CheckArgs) -> Result<u8> {
     let mut requests = Vec::new();
     // Which requests each of the first valid rows sends, to show them afterwards.
     let mut shown: Vec<(u64, [bool; 3])> = Vec::new();
-    for row in input.rows()? {
+    // Each row is planned in full (bodies rendered); what the summary and the report do not
+    // need is dropped on the planning thread.
+    let keep_cells = report.is_some();
+    let rows = input.planned_map(
+        |_| true,
+        move |mut row| {
+            let used = row
+                .job
+                .take()
+                .map(|j| [j.lookup.is_some(), j.create.is_some(), j.update.is_some()]);
+            if !keep_cells {
+                row.cells = Vec::new();
+            }
+            (row, used)
+        },
+    )?;
+    for (row, used) in rows {
         count(&mut tally, &row);
         if let Some((sink, _)) = report.as_mut() {
             sink.record(&check_outcome(&row))?;
         }
-        if let Some(job) = row
-            .job
-            .as_ref()
-            .filter(|_| shown.len() < args.show_requests)
-        {
-            let used = [
-                job.lookup.is_some(),
-                job.create.is_some(),
-                job.update.is_some(),
-            ];
+        if let Some(used) = used.filter(|_| shown.len() < args.show_requests) {
             shown.push((row.row, used));
         }
         for f in &row.findings {
