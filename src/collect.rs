@@ -35,10 +35,12 @@ pub struct Collected {
 /// runtime worker): the journal's commits wait for the disk, and the report is written as
 /// outcomes arrive, so neither may hold up the tasks that send requests. `runtime` serves
 /// the progress timer.
+/// `total`: the rows the run will account for, when known (a bar with an ETA then).
 pub fn collect(
     mut rx: mpsc::Receiver<Outcome>,
     mut sinks: Vec<Box<dyn OutcomeSink>>,
     progress: Progress,
+    total: Option<u64>,
     runtime: tokio::runtime::Handle,
 ) -> Collected {
     let mut counts: BTreeMap<Status, u64> = BTreeMap::new();
@@ -48,10 +50,16 @@ pub fn collect(
     let span = tracing::info_span!("run");
     if progress == Progress::Bar {
         use tracing_indicatif::span_ext::IndicatifSpanExt;
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{spinner} {pos} rows done  {per_sec}  {elapsed_precise}  {msg}",
-        ) {
-            span.pb_set_style(&style);
+        let template = if total.is_some() {
+            "{spinner} [{wide_bar}] {pos}/{len} rows  {per_sec}  ETA {eta}  {msg}"
+        } else {
+            "{spinner} {pos} rows done  {per_sec}  {elapsed_precise}  {msg}"
+        };
+        if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+            span.pb_set_style(&style.progress_chars("=> "));
+        }
+        if let Some(n) = total {
+            span.pb_set_length(n);
         }
         span.pb_start();
     }
@@ -67,7 +75,7 @@ pub fn collect(
             match runtime.block_on(wait) {
                 Ok(n) => n,
                 Err(_) => {
-                    eprintln!("{}", progress_line(&counts, started.elapsed()));
+                    eprintln!("{}", progress_line(&counts, total, started.elapsed()));
                     next_line += every;
                     continue;
                 }
@@ -132,8 +140,8 @@ fn record(
     }
 }
 
-/// `progress: 1200 rows (created 1100, failed 3) 38.5 rows/s, 31s`.
-pub fn progress_line(counts: &BTreeMap<Status, u64>, elapsed: Duration) -> String {
+/// `progress: 1200 of 5000 rows (created 1100, failed 3) 38.5 rows/s, 31s, about 99s left`.
+pub fn progress_line(counts: &BTreeMap<Status, u64>, of: Option<u64>, elapsed: Duration) -> String {
     let total: u64 = counts.values().sum();
     let parts: Vec<String> = counts
         .iter()
@@ -142,9 +150,38 @@ pub fn progress_line(counts: &BTreeMap<Status, u64>, elapsed: Duration) -> Strin
         .collect();
     let secs = elapsed.as_secs_f64();
     let rate = if secs > 0.0 { total as f64 / secs } else { 0.0 };
+    let (of, left) = match of {
+        Some(n) => {
+            let rest = n.saturating_sub(total);
+            let left = if rate > 0.0 {
+                format!(", about {:.0}s left", rest as f64 / rate)
+            } else {
+                String::new()
+            };
+            (format!(" of {n}"), left)
+        }
+        None => (String::new(), String::new()),
+    };
     format!(
-        "progress: {total} rows ({}) {rate:.1} rows/s, {:.0}s",
+        "progress: {total}{of} rows ({}) {rate:.1} rows/s, {secs:.0}s{left}",
         parts.join(", "),
-        secs
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_progress_line_says_how_far_and_how_long_is_left() {
+        let counts = BTreeMap::from([(Status::Created, 90), (Status::Failed, 10)]);
+        assert_eq!(
+            progress_line(&counts, Some(400), Duration::from_secs(10)),
+            "progress: 100 of 400 rows (created 90, failed 10) 10.0 rows/s, 10s, about 30s left"
+        );
+        assert_eq!(
+            progress_line(&counts, None, Duration::from_secs(10)),
+            "progress: 100 rows (created 90, failed 10) 10.0 rows/s, 10s"
+        );
+    }
 }

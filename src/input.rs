@@ -36,6 +36,8 @@ pub struct Input {
     pub header_row: u64,
     pub layout: Layout,
     duplicates: Duplicates,
+    /// Data rows in the sheet (readable or not), counted by the first pass.
+    pub rows_total: u64,
     /// A workbook's rows as the first pass decoded them (None for CSV, or when no
     /// temporary file could be written: the workbook is then parsed again).
     spool: Option<Spool>,
@@ -61,9 +63,10 @@ impl Input {
             header_row,
             layout,
             duplicates: Duplicates::new(),
+            rows_total: 0,
             spool: None,
         };
-        let repeated = match sheet.delimiter {
+        let (repeated, rows_total) = match sheet.delimiter {
             // A CSV is read again for the key column alone: nothing else is decoded.
             Some(_) => {
                 drop(sheet.rows);
@@ -91,6 +94,7 @@ impl Input {
                 repeated
             }
         };
+        input.rows_total = rows_total;
         // Only a sheet with repeated keys is read once more, for their row numbers.
         if !repeated.is_empty() {
             let rows = input.key_rows()?;
@@ -262,5 +266,44 @@ fn read_batches(
     }
     if !batch.is_empty() {
         let _ = tx.send(batch);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(name: &str, text: &str) -> Input {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        let input = Input::open(InputSpec {
+            path: path.clone(),
+            source: SourceOptions::default(),
+            plan: PlanOptions::default(),
+            profile: Arc::new(Profile::load("users-api").expect("profile")),
+        })
+        .expect("open");
+        // The rows are read again below: keep the file.
+        std::mem::forget(dir);
+        input
+    }
+
+    #[test]
+    fn the_first_pass_counts_every_row_the_plan_will_see() {
+        // A blank key, a row with only a name, an entirely blank row (not a row), a repeat.
+        let input = open(
+            "users.csv",
+            "email,password,name\na@x.io,Secret-1,A\n,Secret-2,no key\n,,only name\n,,\nA@x.io,Secret-3,again\n",
+        );
+        let planned: Vec<PlannedRow> = input.rows().expect("rows").collect();
+        assert_eq!(input.rows_total, planned.len() as u64);
+        assert_eq!(input.rows_total, 4);
+        let dup: Vec<u64> = planned
+            .iter()
+            .filter(|r| r.error_message().contains("more than once"))
+            .map(|r| r.row)
+            .collect();
+        assert_eq!(dup, vec![2, 6]);
     }
 }

@@ -877,6 +877,49 @@ async fn run_binary_creates_users_from_csv() {
     assert_eq!(srv.users.lock().unwrap().len(), 2);
 }
 
+/// Without a terminal, progress comes as lines that say how far the run is and how long
+/// is left (cron logs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_lines_give_the_total_and_the_time_left() {
+    let (srv, url) = server().await;
+    let wd = Workdir::new("run_progress");
+    let mut csv = String::from("userId,name\n");
+    for i in 0..8 {
+        csv.push_str(&format!("u{i}@x.io,User {i}\n"));
+    }
+    binary_setup(&wd, &csv);
+    let r = tokio::task::spawn_blocking(move || {
+        wd.run(&[
+            "run",
+            "users.csv",
+            "--profile",
+            "./test.toml",
+            "--secret-file",
+            "secrets.env",
+            "--base-url",
+            &url,
+            "--rate",
+            "10",
+            "--progress",
+            "auto",
+            "--progress-interval",
+            "0.2",
+        ])
+    })
+    .await
+    .unwrap();
+    r.expect_code(0);
+    let stderr = r.stderr();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("progress: "))
+        .collect();
+    assert!(!lines.is_empty(), "{stderr}");
+    assert!(lines.iter().all(|l| l.contains(" of 8 rows")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("s left")), "{lines:?}");
+    assert_eq!(srv.users.lock().unwrap().len(), 8);
+}
+
 /// Needs the CSV reader.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_binary_exits_4_when_login_fails() {

@@ -487,7 +487,7 @@ fn plan_plainly(name: &str, path: &Path) -> (Vec<(u64, String, bool)>, String) {
     let p = std::sync::Arc::new(profile(name));
     let (headers, rows) = read_plainly(path);
     let layout = Layout::new(&p, &headers, path).expect("layout");
-    let repeated = repeated_keys(rows.iter().cloned().map(Ok), &layout, &p);
+    let (repeated, _) = repeated_keys(rows.iter().cloned().map(Ok), &layout, &p);
     let dups = find_duplicates(rows.iter().cloned().map(Ok), &layout, &p, &repeated);
     let mut planner = Planner::new(p.clone(), layout, PlanOptions::default(), dups);
     let mut found = Vec::new();

@@ -194,6 +194,7 @@ pub fn run(args: DemoArgs) -> Result<u8> {
             } else {
                 Progress::Lines(Duration::from_secs(1))
             };
+            s.total_rows = Some(input.rows_total);
             s.input_file = sheet.display().to_string();
             s.input_sha256 = execute::file_sha256(&sheet)?;
             s.command_line = super::command_line();

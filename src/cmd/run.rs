@@ -369,7 +369,7 @@ fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
         (None, true) => Some(OnlyFilter::retry()),
         (None, false) => None,
     };
-    let settings = settings(&args, &profile)?;
+    let mut settings = settings(&args, &profile)?;
     init_logging(args.log_format, settings.progress == Progress::Bar);
     let journal = open_journal(&args.journal, &args.input.sheet, &profile, &settings)?;
     let input = Input::open(spec)?;
@@ -379,11 +379,15 @@ fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
     if let Some(f) = &only {
         f.check_layout(&input.layout, input.path())?;
     }
+    // Every row of the sheet gets an outcome; with a filter, how many pass is not known.
+    settings.total_rows = only.is_none().then_some(input.rows_total);
     let layout = input.layout.clone();
     let rows = input.rows_where(move |raw| only.as_ref().is_none_or(|f| f.keep(&layout, raw)))?;
     let rows = delta_filter(rows, &args.journal, &journal)?;
     let (mut sinks, report_path) = report_sinks(&args, &input)?;
     sinks.insert(0, Box::new(journal));
+    // This thread drives one share of the requests; `--threads` adds more runtime threads
+    // (see `execute::run`). Planning, the journal and the reports have threads of their own.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

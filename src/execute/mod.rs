@@ -67,6 +67,8 @@ pub struct RunSettings {
     pub ca_pem: Option<Vec<u8>>,
     pub secrets: Secrets,
     pub progress: Progress,
+    /// Rows the run will account for, when known: the bar shows a total and an ETA.
+    pub total_rows: Option<u64>,
     /// Runtime threads that send requests (each with its own connections); at most
     /// `concurrency`. Default: the machine's cores.
     pub threads: usize,
@@ -115,6 +117,7 @@ impl RunSettings {
             ca_pem: None,
             secrets,
             progress: Progress::Off,
+            total_rows: None,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             input_file: String::new(),
             input_sha256: String::new(),
@@ -251,6 +254,7 @@ pub async fn run(
     let concurrency = settings.concurrency;
     let drain = settings.drain_timeout;
     let progress = settings.progress.clone();
+    let total_rows = settings.total_rows;
     let threads = settings.threads.clamp(1, concurrency);
     let shared = Arc::new(Shared {
         profile: profile.clone(),
@@ -267,8 +271,9 @@ pub async fn run(
     let (job_tx, job_rx) = mpsc::channel::<PlannedRow>(2 * concurrency + 64);
     let (out_tx, out_rx) = mpsc::channel::<Outcome>(1024);
     let runtime = tokio::runtime::Handle::current();
-    let collector =
-        tokio::task::spawn_blocking(move || collect::collect(out_rx, sinks, progress, runtime));
+    let collector = tokio::task::spawn_blocking(move || {
+        collect::collect(out_rx, sinks, progress, total_rows, runtime)
+    });
 
     let reader = {
         let out = out_tx.clone();

@@ -287,24 +287,26 @@ pub fn key_hash(key: &str) -> u64 {
     h.finish()
 }
 
-/// First pass over a sheet: the hashes of keys that occur on more than one row. Holds one
-/// 64-bit hash per distinct key (about 18 MB for a million rows), nothing else.
+/// First pass over a sheet: the hashes of keys that occur on more than one row, and the
+/// number of data rows (readable or not). Holds one 64-bit hash per distinct key (about
+/// 18 MB for a million rows), nothing else.
 pub fn repeated_keys(
     rows: impl Iterator<Item = RowResult>,
     layout: &Layout,
     profile: &Profile,
-) -> KeyHashes {
+) -> (KeyHashes, u64) {
     let key_ci = profile.key_index();
     let mut seen = KeyHashes::default();
     let mut repeated = KeyHashes::default();
-    for r in rows.flatten() {
+    let mut total = 0u64;
+    for r in rows.inspect(|_| total += 1).flatten() {
         if let Some(h) = layout.key_hash_for(&r, key_ci) {
             if !seen.insert(h) {
                 repeated.insert(h);
             }
         }
     }
-    repeated
+    (repeated, total)
 }
 
 /// Second look, only when [`repeated_keys`] found some: the row numbers of every repeated

@@ -274,15 +274,13 @@ impl RowSource for CsvRows {
                     None => self.last_line + 1,
                 };
                 self.last_line = number;
-                // With `only_columns`, cells past the last wanted one are not even made.
-                let width = match &self.keep {
-                    Some(k) => k.iter().rposition(|&w| w).map_or(0, |i| i + 1),
-                    None => self.width,
-                };
-                let mut cells = Vec::with_capacity(self.record.len().min(width));
-                for (i, field) in self.record.iter().take(width).enumerate() {
+                let mut cells = Vec::with_capacity(self.record.len().min(self.width));
+                for (i, field) in self.record.iter().take(self.width).enumerate() {
                     if self.keep.as_ref().is_some_and(|k| !k[i]) {
-                        cells.push(Cell::Empty);
+                        // Not decoded: only whether it is filled (so an otherwise empty
+                        // row is still skipped, and a row with a blank key still counts).
+                        let filled = field.iter().any(|b| !b.is_ascii_whitespace());
+                        cells.push(if filled { super::UNREAD } else { Cell::Empty });
                         continue;
                     }
                     match std::str::from_utf8(field) {

@@ -27,11 +27,14 @@ pub struct SourceOptions {
     pub sheet: Option<String>,
     /// 1-based spreadsheet row number of the header row; found automatically when `None`.
     pub header_row: Option<u64>,
-    /// Read only these columns (0-based); the others come back empty. For a pass that
-    /// needs one column, such as the duplicate-key pass: CSV then decodes nothing else.
-    /// (Excel sheets ignore it.)
+    /// Read only these columns (0-based); the others are not decoded and come back as
+    /// [`Cell::Empty`] when blank and [`UNREAD`] when filled. For a pass that needs one
+    /// column, such as the duplicate-key pass. (Excel sheets ignore it.)
     pub only_columns: Option<Vec<usize>>,
 }
+
+/// A filled cell that [`SourceOptions::only_columns`] left undecoded.
+pub const UNREAD: Cell = Cell::Bool(true);
 
 /// Tells the reader whether a row looks like the header row the caller expects.
 pub trait HeaderProbe {
