@@ -326,14 +326,74 @@ async fn update(
     }
 }
 
+/// `PUT /users` naming the user in the body (as Odin does): no remote id needed.
+async fn update_by_user_id(State(s): S, h: HeaderMap, Json(b): Json<Value>) -> Response {
+    let uid = b["userId"].as_str().unwrap_or("").to_string();
+    let _g = match enter(&s, &h, format!("PUT {uid}")).await {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let mut users = s.users.lock().unwrap();
+    match users.get_mut(&uid) {
+        Some(u) => {
+            u.1 = b["name"].as_str().unwrap_or("").to_string();
+            Json(json!({"id": u.0})).into_response()
+        }
+        None => err(StatusCode::NOT_FOUND, "no such user"),
+    }
+}
+
+fn app(s: &Arc<Srv>) -> Router {
+    Router::new()
+        .route("/auth/token", post(login).put(refresh))
+        .route("/users", get(lookup).post(create).put(update_by_user_id))
+        .route("/users/{id}", put(update))
+        .with_state(s.clone())
+}
+
+/// The fake target over HTTPS with a certificate for localhost and 127.0.0.1 that no
+/// public CA signed; returns its state, base URL and the certificate (PEM).
+async fn tls_server() -> (Arc<Srv>, String, String) {
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("certificate");
+    let pem = key.cert.pem();
+    let der =
+        rustls::pki_types::PrivateKeyDer::try_from(key.key_pair.serialize_der()).expect("key");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocols")
+    .with_no_client_auth()
+    .with_single_cert(vec![key.cert.der().clone()], der)
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let s = Arc::new(Srv::default());
+    let app = app(&s);
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://127.0.0.1:{}", l.local_addr().unwrap().port());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                // A client that does not trust the certificate hangs up here.
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (s, url, pem)
+}
+
 /// Starts the fake target; returns its state and base URL.
 async fn server() -> (Arc<Srv>, String) {
     let s = Arc::new(Srv::default());
-    let app = Router::new()
-        .route("/auth/token", post(login).put(refresh))
-        .route("/users", get(lookup).post(create))
-        .route("/users/{id}", put(update))
-        .with_state(s.clone());
+    let app = app(&s);
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
     tokio::spawn(async move {
@@ -757,6 +817,45 @@ async fn run_without_lookup_reads_a_conflict_after_an_ambiguous_create_as_create
     assert_eq!(srv.users.lock().unwrap().len(), 1);
 }
 
+/// An upsert with no lookup: create, and on a conflict update the user by its key (the
+/// profile's update names the user in the body, as Odin's does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_upsert_without_lookup_updates_on_conflict() {
+    let (srv, url) = server().await;
+    let text = profile_text(false);
+    let cut = text.find("[requests.lookup]").unwrap();
+    let end = text[cut..].find("[[columns]]").unwrap();
+    let text = format!("{}{}", &text[..cut], &text[cut + end..])
+        .replace("path = \"/users/{{remote_id}}\"", "path = \"/users\"");
+    let p = Arc::new(Profile::parse(&text, "test", &|f: &str| Err(f.to_string())).unwrap());
+    srv.users
+        .lock()
+        .unwrap()
+        .insert("old@x.io".into(), ("r-old".into(), "Old".into()));
+    let rows = rows(
+        &p,
+        Action::Upsert,
+        &[("old@x.io", "Renamed"), ("new@x.io", "New")],
+    );
+    let mut s = settings(&p, &url);
+    s.concurrency = 1;
+    let (r, out) = go(&p, s, rows, never()).await;
+    r.unwrap();
+    assert_eq!(out[0].status, Status::Updated, "{:?}", out[0]);
+    assert_eq!(out[1].status, Status::Created, "{:?}", out[1]);
+    let what: Vec<String> = srv
+        .arrivals
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|a| a.1.clone())
+        .collect();
+    assert_eq!(what, ["POST old@x.io", "PUT old@x.io", "POST new@x.io"]);
+    let users = srv.users.lock().unwrap();
+    assert_eq!(users["old@x.io"].1, "Renamed");
+    assert_eq!(users.len(), 2, "no second user");
+}
+
 /// Not a benchmark (debug build, shared machine): a smoke figure for the report, and a
 /// check that nothing serialises the workers when the rate is not the limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -799,6 +898,49 @@ fn binary_setup(wd: &Workdir, csv: &str) {
         "secrets.env",
         "ENLIST_TEST_USERNAME=admin\nENLIST_TEST_PASSWORD=S3cr3t-value\n",
     );
+}
+
+/// TLS is verified: a target whose certificate no known CA signed is refused (before any
+/// row), and `--ca-file` with its CA makes the same run succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_binary_trusts_a_private_ca_only_with_ca_file() {
+    let (srv, url, pem) = tls_server().await;
+    let wd = Workdir::new("run_ca_file");
+    binary_setup(&wd, "userId,name\na@x.io,A\nb@x.io,B\n");
+    wd.write("ca.pem", pem);
+    let wd = Arc::new(wd);
+    let run = |extra: &'static [&'static str]| {
+        let (wd, url) = (wd.clone(), url.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut args = vec![
+                "run",
+                "users.csv",
+                "--profile",
+                "./test.toml",
+                "--secret-file",
+                "secrets.env",
+                "--base-url",
+                &url,
+                "--progress",
+                "never",
+                "--fresh",
+            ];
+            args.extend_from_slice(extra);
+            wd.run(&args)
+        })
+    };
+    let refused = run(&[]).await.unwrap();
+    refused.expect_code(4);
+    assert!(
+        refused.stderr().contains("certificate") && refused.stderr().contains("--ca-file"),
+        "{}",
+        refused.stderr()
+    );
+    assert!(srv.users.lock().unwrap().is_empty());
+
+    let trusted = run(&["--ca-file", "ca.pem"]).await.unwrap();
+    trusted.expect_code(0);
+    assert_eq!(srv.users.lock().unwrap().len(), 2);
 }
 
 #[test]

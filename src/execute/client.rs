@@ -198,7 +198,12 @@ impl Http {
 /// Sorts a reqwest error into "never sent" and "may have been applied".
 fn classify(e: reqwest::Error) -> SendError {
     let text = describe(&e);
-    if e.is_connect() {
+    if e.is_connect() && text.contains("certificate") {
+        SendError::NotSent(format!(
+            "cannot connect: {text} (the target's TLS certificate is not trusted; if it comes \
+             from your organisation's own CA, pass that CA with --ca-file)"
+        ))
+    } else if e.is_connect() {
         SendError::NotSent(format!("cannot connect: {text}"))
     } else if e.is_builder() {
         SendError::NotSent(format!("cannot build the request: {text}"))
