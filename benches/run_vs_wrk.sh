@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Unthrottled `enlist run` vs `wrk` against the same fast local endpoint, same concurrency,
-# in the same run (issue 3: goal enlist >= 70 % of wrk's request rate; CPU time per row).
+# Unthrottled `enlist run` vs `wrk` (and `oha`, when installed) against the same fast local
+# endpoint, same concurrency, in the same run (issue 3: goal enlist >= 70 % of the raw HTTP
+# tool's request rate; CPU time per row).
 #
 #   benches/run_vs_wrk.sh [ROWS] [CONCURRENCY] [RUNS]      (defaults 100000 16 3)
 #
@@ -8,7 +9,9 @@
 # on 127.0.0.1 only). enlist sends ROWS users-api rows with --rate 1000000 (no throttling),
 # wrk sends the same request (same body shape, headers and Basic auth) for WRK_SECS seconds
 # with 2 threads. Each tool runs RUNS times, alternating; the medians are compared.
-# Needs wrk (apt-get install -y wrk). Set CARGO_TARGET_DIR to reuse a build.
+# Needs wrk (apt-get install -y wrk); oha (cargo install oha) is used too when on PATH: it
+# is built on hyper like enlist's client, wrk is hand-tuned C. Set CARGO_TARGET_DIR to reuse
+# a build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rows=${1:-100000}
@@ -58,7 +61,8 @@ echo "rows: $rows  concurrency: $conc  runs: $runs  wrk: -t2 -c$conc -d${wrk_sec
 echo "cpus: $(nproc)  load before: $(uptime)"
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-: >"$dir/enlist.rates"; : >"$dir/enlist.cpu"; : >"$dir/wrk.rates"
+: >"$dir/enlist.rates"; : >"$dir/enlist.cpu"; : >"$dir/wrk.rates"; : >"$dir/oha.rates"
+have_oha=$(command -v oha >/dev/null && echo yes || echo no)
 for i in $(seq 1 "$runs"); do
   rm -f "$dir/report.jsonl"
   rc=0
@@ -83,9 +87,24 @@ for i in $(seq 1 "$runs"); do
   if grep -q "Non-2xx" "$dir/wrk.out"; then echo "wrk saw non-2xx answers" >&2; cat "$dir/wrk.out" >&2; exit 1; fi
   echo "wrk run $i: $wrate requests/s"
   echo "$wrate" >>"$dir/wrk.rates"
+
+  if [ "$have_oha" = yes ]; then
+    oha -z "${wrk_secs}s" -c "$conc" --no-tui -m POST -H "Content-Type: application/json" \
+      -H "Authorization: Basic $auth" -H "User-Agent: enlist/bench" \
+      -d '{"email":"user1@acme.example","password":"Welcome-1","name":"User Number 1"}' \
+      "http://127.0.0.1:$port/users/user" >"$dir/oha.out"
+    orate=$(awk '/Requests\/sec:/ { printf "%.0f", $2 }' "$dir/oha.out")
+    echo "oha run $i: $orate requests/s"
+    echo "$orate" >>"$dir/oha.rates"
+  fi
 done
 er=$(median <"$dir/enlist.rates"); ec=$(median <"$dir/enlist.cpu"); wr=$(median <"$dir/wrk.rates")
 echo "load after: $(uptime)"
 echo "median enlist: $er rows/s, $ec CPU us/row"
 echo "median wrk:    $wr requests/s"
 awk -v e="$er" -v w="$wr" 'BEGIN { printf "ratio enlist/wrk: %.0f %% (goal >= 70 %%)\n", 100 * e / w }'
+if [ "$have_oha" = yes ]; then
+  orr=$(median <"$dir/oha.rates")
+  echo "median oha:    $orr requests/s"
+  awk -v e="$er" -v o="$orr" 'BEGIN { printf "ratio enlist/oha: %.0f %% (goal >= 70 %%)\n", 100 * e / o }'
+fi
