@@ -1,15 +1,19 @@
 //! Source and plan put together: an input file read for one profile.
 //!
-//! Opening an [`Input`] reads the sheet once to map its headers and to find duplicate keys
-//! (a key on two rows makes both invalid, so it must be known before the first row is sent);
-//! [`Input::rows`] reads it again and yields planned rows one at a time, so memory does not
-//! grow with the sheet.
+//! Opening an [`Input`] reads the sheet once to map its headers, count its rows and find
+//! duplicate keys (a key on two rows makes both invalid, so it must be known before the first
+//! row is sent). A CSV is read for that with only its key column decoded; a workbook is
+//! decoded in full once and its rows spooled to a temporary file ([`crate::source::spool`]).
+//! [`Input::rows`] then reads the rows again (from the CSV, or from the spool) on a reader
+//! thread, plans them on every core, and yields them in file order, a few batches at a time,
+//! so memory does not grow with the sheet.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::error::Result;
 use rayon::prelude::*;
+
+use crate::error::Result;
 
 use crate::plan::{
     find_duplicates, is_header, repeated_keys, Duplicates, Layout, PlanOptions, PlannedRow, Planner,

@@ -12,7 +12,9 @@
 //! - The reader/planner iterator runs on a blocking thread and feeds a bounded channel, so a
 //!   sheet of a million rows is read only as fast as the workers take jobs.
 //! - `--concurrency` workers take jobs; every request they send (lookups, logins, refreshes
-//!   and every retry included) first passes the one [`limiter::Gate`].
+//!   and every retry included) first passes the one [`limiter::Gate`]. The workers are spread
+//!   over `--threads` single-threaded runtimes, each with its own connections, so a request
+//!   never hands off between threads.
 //! - Workers never print: they send [`Outcome`]s to the one collector ([`crate::collect`]).
 //! - Stopping: the `shutdown` future passed to [`run`] (Ctrl-C in the binary, anything in
 //!   tests) stops dispatching; requests in flight get `drain_timeout` to finish; every row
