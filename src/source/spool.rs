@@ -42,13 +42,13 @@ impl SpoolWriter {
         Ok(())
     }
 
-    /// Flushes the rows to disk; the spool can then be read.
-    pub fn finish(self) -> std::io::Result<Spool> {
+    /// Writes out what is buffered; the spool can then be read. (No fsync: the spool only
+    /// has to outlive this process, not a crash.)
+    pub fn finish(mut self) -> std::io::Result<Spool> {
+        self.out.flush()?;
         let rows = self.rows;
         let file = self.out.into_inner().map_err(|e| e.into_error())?;
-        file.as_file().sync_data().ok();
-        let (mut f, path) = file.into_parts();
-        f.flush()?;
+        let (_, path) = file.into_parts();
         Ok(Spool { path, rows })
     }
 }
