@@ -270,6 +270,12 @@ impl OutcomeSink for Journal {
         Ok(())
     }
 
+    fn abandon(&mut self) {
+        if let Err(e) = self.forget_unstarted() {
+            tracing::warn!("cannot record that the run did not start: {e}");
+        }
+    }
+
     fn finish(&mut self, summary: &RunSummary) -> Result<()> {
         // An interrupted run stays "unfinished" so that the next run resumes it.
         if !summary.interrupted {
@@ -277,6 +283,23 @@ impl OutcomeSink for Journal {
                 .execute(
                     "UPDATE runs SET finished_at = ?1 WHERE id = ?2",
                     params![now_rfc3339(), self.run_id],
+                )
+                .map_err(sql_err(&self.path))?;
+        }
+        self.commit()
+    }
+}
+
+impl Journal {
+    /// The run never started: it sent nothing, so it is recorded as finished and the next
+    /// run is not taken for a resume. A resume that could not start stays unfinished: the
+    /// run it resumes may still have applied rows it did not record.
+    fn forget_unstarted(&mut self) -> Result<()> {
+        if self.resumes.is_none() {
+            self.conn
+                .execute(
+                    "UPDATE runs SET finished_at = ?1 WHERE id = ?2",
+                    params![format!("not started {}", now_rfc3339()), self.run_id],
                 )
                 .map_err(sql_err(&self.path))?;
         }
@@ -604,6 +627,27 @@ mod tests {
         let d = j.delta(true);
         assert_eq!(d.resumes_after, Some(finished));
         assert_eq!(d.run_id, finished + 3);
+    }
+
+    #[test]
+    fn a_run_that_could_not_start_is_not_resumed() {
+        let dir = tempfile::tempdir().unwrap();
+        // A login that failed: nothing sent.
+        let mut j = Journal::open(dir.path(), "t", "sha").unwrap();
+        j.abandon();
+        drop(j);
+        let j = Journal::open(dir.path(), "t", "sha").unwrap();
+        assert!(
+            !j.is_resume(),
+            "no lookups before creates after a run that sent nothing"
+        );
+        drop(j); // dies: the next run is a resume
+        let mut j = Journal::open(dir.path(), "t", "sha").unwrap();
+        assert!(j.is_resume());
+        // A resume that cannot start keeps the chain: the died run may have applied rows.
+        j.abandon();
+        drop(j);
+        assert!(Journal::open(dir.path(), "t", "sha").unwrap().is_resume());
     }
 
     #[test]

@@ -190,4 +190,7 @@ pub trait OutcomeSink: Send {
     fn record(&mut self, outcome: &Outcome) -> crate::error::Result<()>;
     /// Called once, after the last outcome.
     fn finish(&mut self, summary: &RunSummary) -> crate::error::Result<()>;
+    /// Called instead of [`OutcomeSink::finish`] when the run could not start (no row was
+    /// sent): a login that failed, a bad CA file.
+    fn abandon(&mut self) {}
 }

@@ -1069,20 +1069,26 @@ async fn run_binary_exits_4_when_login_fails() {
     srv.login_fails.store(true, Ordering::SeqCst);
     let wd = Workdir::new("run_login");
     binary_setup(&wd, "userId,name\na@x.io,A\n");
-    let r = tokio::task::spawn_blocking(move || {
-        wd.run(&[
-            "run",
-            "users.csv",
-            "--profile",
-            "./test.toml",
-            "--secret-file",
-            "secrets.env",
-            "--base-url",
-            &url,
-        ])
-    })
-    .await
-    .unwrap();
+    let wd = Arc::new(wd);
+    let run = || {
+        let (wd, url) = (wd.clone(), url.clone());
+        tokio::task::spawn_blocking(move || {
+            wd.run(&[
+                "run",
+                "users.csv",
+                "--profile",
+                "./test.toml",
+                "--secret-file",
+                "secrets.env",
+                "--base-url",
+                &url,
+                // Creates: only a resume would look the user up first.
+                "--mode",
+                "create",
+            ])
+        })
+    };
+    let r = run().await.unwrap();
     r.expect_code(4);
     assert!(
         r.stderr().contains("401 Invalid credentials"),
@@ -1090,4 +1096,18 @@ async fn run_binary_exits_4_when_login_fails() {
         r.stderr()
     );
     assert!(srv.arrivals.lock().unwrap().is_empty());
+
+    // Fixed credentials: the run that never started is not resumed (no lookup first).
+    srv.login_fails.store(false, Ordering::SeqCst);
+    let r = run().await.unwrap();
+    r.expect_code(0);
+    assert!(!r.stderr().contains("resuming"), "{}", r.stderr());
+    let what: Vec<String> = srv
+        .arrivals
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|a| a.1.clone())
+        .collect();
+    assert_eq!(what, ["POST a@x.io"]);
 }

@@ -371,20 +371,33 @@ fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
     };
     let mut settings = settings(&args, &profile)?;
     init_logging(args.log_format, settings.progress == Progress::Bar);
-    let journal = open_journal(&args.journal, &args.input.sheet, &profile, &settings)?;
-    let input = Input::open(spec)?;
-    for w in input.warnings() {
-        tracing::warn!("{w}");
-    }
-    if let Some(f) = &only {
-        f.check_layout(&input.layout, input.path())?;
-    }
-    // Every row of the sheet gets an outcome; with a filter, how many pass is not known.
-    settings.total_rows = only.is_none().then_some(input.rows_total);
-    let layout = input.layout.clone();
-    let rows = input.rows_where(move |raw| only.as_ref().is_none_or(|f| f.keep(&layout, raw)))?;
-    let rows = delta_filter(rows, &args.journal, &journal)?;
-    let (mut sinks, report_path) = report_sinks(&args, &input)?;
+    let mut journal = open_journal(&args.journal, &args.input.sheet, &profile, &settings)?;
+    let prepared = (|| {
+        let input = Input::open(spec)?;
+        for w in input.warnings() {
+            tracing::warn!("{w}");
+        }
+        if let Some(f) = &only {
+            f.check_layout(&input.layout, input.path())?;
+        }
+        // Every row of the sheet gets an outcome; with a filter, how many pass is unknown.
+        let total = only.is_none().then_some(input.rows_total);
+        let layout = input.layout.clone();
+        let rows =
+            input.rows_where(move |raw| only.as_ref().is_none_or(|f| f.keep(&layout, raw)))?;
+        let rows = delta_filter(rows, &args.journal, &journal)?;
+        let (sinks, report_path) = report_sinks(&args, &input)?;
+        Ok::<_, Error>((total, rows, sinks, report_path))
+    })();
+    let (total, rows, mut sinks, report_path) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            // Refused before anything was sent: the next run is not a resume of this one.
+            journal.abandon();
+            return Err(e);
+        }
+    };
+    settings.total_rows = total;
     sinks.insert(0, Box::new(journal));
     // This thread drives one share of the requests; `--threads` adds more runtime threads
     // (see `execute::run`). Planning, the journal and the reports have threads of their own.

@@ -233,10 +233,9 @@ pub async fn run(
     profile: Arc<Profile>,
     settings: RunSettings,
     rows: impl Iterator<Item = PlannedRow> + Send + 'static,
-    sinks: Vec<Box<dyn OutcomeSink>>,
+    mut sinks: Vec<Box<dyn OutcomeSink>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<RunSummary> {
-    settings.validate()?;
     let started = tokio::time::Instant::now();
     let started_at = now_rfc3339();
     let client_opts = client::ClientOptions {
@@ -245,13 +244,27 @@ pub async fn run(
         connect_timeout: settings.connect_timeout,
         ca_pem: settings.ca_pem.clone(),
     };
-    let http = client::Http::new(&settings.base_url, &profile.content_type, &client_opts)?;
-    let gate = limiter::Gate::new(settings.rate, settings.burst);
-    let auth = auth::Authenticator::new(&profile, &settings.secrets)?;
-    let stats = Stats::default();
-    // Log in before reading a single row: bad credentials stop the run here, once.
-    auth.start(&http, &gate, &stats, settings.max_attempts.min(3))
-        .await?;
+    let ready = async {
+        settings.validate()?;
+        let http = client::Http::new(&settings.base_url, &profile.content_type, &client_opts)?;
+        let gate = limiter::Gate::new(settings.rate, settings.burst);
+        let auth = auth::Authenticator::new(&profile, &settings.secrets)?;
+        let stats = Stats::default();
+        // Log in before reading a single row: bad credentials stop the run here, once.
+        auth.start(&http, &gate, &stats, settings.max_attempts.min(3))
+            .await?;
+        Ok((http, gate, auth, stats))
+    };
+    let (http, gate, auth, stats) = match ready.await {
+        Ok(ready) => ready,
+        Err(e) => {
+            // Not one row was sent: the sinks (the journal) may forget this run.
+            for sink in sinks.iter_mut() {
+                sink.abandon();
+            }
+            return Err(e);
+        }
+    };
 
     let concurrency = settings.concurrency;
     let drain = settings.drain_timeout;
