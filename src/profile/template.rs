@@ -13,6 +13,9 @@
 //! - the profile's clear marker (`<clear>`) sends `null`, blanking a field on purpose.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use memchr::memmem;
 
 use serde_json::{Map, Value};
 
@@ -116,19 +119,13 @@ fn parse_parts(s: &str) -> Vec<Part> {
     parts
 }
 
-/// Where `cc` (two of `c`) first occurs. Paths and defaults are interpolated for every row;
-/// `str::find` with a two-byte pattern sets up a substring searcher each time.
+/// Where the first `{{` (or `}}`) is. Paths and defaults are interpolated for every row, so
+/// the searchers are built once, not per call as `str::find` would.
 fn find_pair(s: &str, c: u8) -> Option<usize> {
-    let b = s.as_bytes();
-    let mut from = 0;
-    while let Some(i) = memchr::memchr(c, &b[from..]) {
-        let at = from + i;
-        if b.get(at + 1) == Some(&c) {
-            return Some(at);
-        }
-        from = at + 1;
-    }
-    None
+    static OPEN: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new("{{"));
+    static CLOSE: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new("}}"));
+    let finder = if c == b'{' { &OPEN } else { &CLOSE };
+    finder.find(s.as_bytes())
 }
 
 /// The placeholder names in a text, in order.
@@ -291,23 +288,8 @@ fn render(n: &Node, scope: &dyn Scope, out: &mut Vec<u8>) -> bool {
                 return false;
             }
             let start = out.len();
-            out.push(b'{');
-            let mut first = true;
-            let mut from_sheet = false;
-            for (k, child) in fields {
-                let mark = out.len();
-                if !first {
-                    out.push(b',');
-                }
-                out.extend_from_slice(k);
-                if render(child, scope, out) {
-                    first = false;
-                    from_sheet |= has_vars(child);
-                } else {
-                    out.truncate(mark);
-                }
-            }
-            out.push(b'}');
+            let fields = fields.iter().map(|(k, child)| (&k[..], child));
+            let from_sheet = render_members(fields, [b'{', b'}'], scope, out);
             // An object whose every sheet-fed field was left out is itself left out.
             let keep = from_sheet || !present.is_empty();
             if !keep {
@@ -317,28 +299,43 @@ fn render(n: &Node, scope: &dyn Scope, out: &mut Vec<u8>) -> bool {
         }
         Node::Array(items) => {
             let start = out.len();
-            out.push(b'[');
-            let mut first = true;
-            let mut from_sheet = false;
-            for child in items {
-                let mark = out.len();
-                if !first {
-                    out.push(b',');
-                }
-                if render(child, scope, out) {
-                    first = false;
-                    from_sheet |= has_vars(child);
-                } else {
-                    out.truncate(mark);
-                }
-            }
-            out.push(b']');
+            let items = items.iter().map(|child| (&[][..], child));
+            let from_sheet = render_members(items, [b'[', b']'], scope, out);
             if !from_sheet {
                 out.truncate(start);
             }
             from_sheet
         }
     }
+}
+
+/// Writes an object's fields (each with its `"key":` prefix) or an array's items (empty
+/// prefix) between `brackets`, leaving out those that render to nothing, commas and keys
+/// included. Returns whether any member kept came from the sheet.
+fn render_members<'a>(
+    members: impl Iterator<Item = (&'a [u8], &'a Node)>,
+    brackets: [u8; 2],
+    scope: &dyn Scope,
+    out: &mut Vec<u8>,
+) -> bool {
+    out.push(brackets[0]);
+    let mut first = true;
+    let mut from_sheet = false;
+    for (prefix, child) in members {
+        let mark = out.len();
+        if !first {
+            out.push(b',');
+        }
+        out.extend_from_slice(prefix);
+        if render(child, scope, out) {
+            first = false;
+            from_sheet |= has_vars(child);
+        } else {
+            out.truncate(mark);
+        }
+    }
+    out.push(brackets[1]);
+    from_sheet
 }
 
 fn render_var(var: Var<'_>, out: &mut Vec<u8>) -> bool {
