@@ -10,8 +10,8 @@ mod convert;
 mod layout;
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -115,7 +115,7 @@ impl Request {
     pub fn needs_remote_id(&self) -> bool {
         self.path.contains(REMOTE_ID)
             || self.query.iter().any(|(_, v)| v.contains(REMOTE_ID))
-            || self.body.as_ref().is_some_and(body_has_remote_id)
+            || self.body.as_deref().is_some_and(body_has_remote_id)
     }
 
     /// The full URL for display (`base` may be an unresolved `$ENV` name).
@@ -139,27 +139,22 @@ const REMOTE_ID_JSON: &[u8] = b"\"{{remote_id}}\"";
 /// The body with every whole-string `"{{remote_id}}"` replaced by `id` as JSON; `None` when
 /// the body has none.
 fn replace_remote_id(body: &[u8], id: &Value) -> Option<Vec<u8>> {
-    let first = find(body, REMOTE_ID_JSON)?;
-    let id_json = serde_json::to_vec(id).unwrap_or_else(|_| b"null".to_vec());
-    let mut out = Vec::with_capacity(body.len() + id_json.len());
-    let mut rest = body;
-    let mut at = Some(first);
-    while let Some(i) = at {
-        out.extend_from_slice(&rest[..i]);
-        out.extend_from_slice(&id_json);
-        rest = &rest[i + REMOTE_ID_JSON.len()..];
-        at = find(rest, REMOTE_ID_JSON);
-    }
-    out.extend_from_slice(rest);
-    Some(out)
+    body_has_remote_id(body).then(|| {
+        let id_json = serde_json::to_vec(id).unwrap_or_else(|_| b"null".to_vec());
+        let mut out = Vec::with_capacity(body.len() + id_json.len());
+        let mut last = 0;
+        for at in memchr::memmem::find_iter(body, REMOTE_ID_JSON) {
+            out.extend_from_slice(&body[last..at]);
+            out.extend_from_slice(&id_json);
+            last = at + REMOTE_ID_JSON.len();
+        }
+        out.extend_from_slice(&body[last..]);
+        out
+    })
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-fn body_has_remote_id(body: &bytes::Bytes) -> bool {
-    find(body, REMOTE_ID_JSON).is_some()
+fn body_has_remote_id(body: &[u8]) -> bool {
+    memchr::memmem::find(body, REMOTE_ID_JSON).is_some()
 }
 
 /// Percent-encodes one path segment (user ids hold `@`, `+`, spaces, `/`).
@@ -252,27 +247,9 @@ pub struct PlanOptions {
 /// Keys that occur on more than one row, with all their row numbers.
 pub type Duplicates = HashMap<u64, Vec<u64>>;
 
-/// A set of [`key_hash`]es. The keys are hashes already, so they are used as they are.
-pub type KeyHashes = HashSet<u64, BuildHasherDefault<Prehashed>>;
-
-/// A hasher for keys that are hashes already.
-#[derive(Default)]
-pub struct Prehashed(u64);
-
-impl Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only u64 keys are hashed with this; kept total for any other use.
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
+/// A set of [`key_hash`]es (foldhash: the keys are hashes already, SipHash again would
+/// only cost time on every row of the duplicate pass).
+pub type KeyHashes = foldhash::HashSet<u64>;
 
 /// A stable 64-bit hash of a normalised key (case and surrounding space ignored).
 pub fn key_hash(key: &str) -> u64 {
@@ -396,10 +373,11 @@ impl Scope for Values<'_> {
 
     fn json_of(&self, name: &template::Name) -> Option<&[u8]> {
         let i = name.slot?;
-        if self.hide.is_some_and(|h| h[i]) || (self.mask && self.profile.columns[i].secret) {
-            return None;
+        // Only the row's own value was serialised: not a hidden one, not the mask.
+        match self.column(i) {
+            Var::Value(Cow::Borrowed(_)) => self.json?.get(i),
+            _ => None,
         }
-        self.json?.get(i)
     }
 }
 
