@@ -14,7 +14,6 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use crate::error::Result;
-
 use crate::plan::{
     find_duplicates, is_header, repeated_keys, Duplicates, Layout, PlanOptions, PlannedRow, Planner,
 };
@@ -150,18 +149,21 @@ impl Input {
             })?;
             return Ok(Box::new(rows));
         }
-        Ok(self.reopen()?.rows)
+        self.reopen(None)
     }
 
-    /// Reads the sheet again, positioned after the same header row.
-    fn reopen(&self) -> Result<source::Sheet> {
+    /// Reads the sheet again, positioned after the same header row (see
+    /// [`SourceOptions::only_columns`]).
+    fn reopen(
+        &self,
+        only_columns: Option<Vec<usize>>,
+    ) -> Result<Box<dyn Iterator<Item = RowResult> + Send>> {
         let mut opts = self.spec.source.clone();
         opts.header_row = Some(self.header_row);
-        if opts.sheet.is_none() {
-            opts.sheet = self.sheet_name.clone();
-        }
+        opts.sheet = opts.sheet.or_else(|| self.sheet_name.clone());
+        opts.only_columns = only_columns;
         let never = |_: &[String]| false;
-        source::open(&self.spec.path, &opts, &never)
+        Ok(source::open(&self.spec.path, &opts, &never)?.rows)
     }
 
     /// The data rows with only the key column read.
@@ -170,12 +172,7 @@ impl Input {
             return self.raw_rows();
         }
         let key = self.layout.sheet_index(self.spec.profile.key_index());
-        let mut opts = self.spec.source.clone();
-        opts.header_row = Some(self.header_row);
-        opts.sheet = opts.sheet.or_else(|| self.sheet_name.clone());
-        opts.only_columns = Some(key.into_iter().collect());
-        let never = |_: &[String]| false;
-        Ok(source::open(&self.spec.path, &opts, &never)?.rows)
+        self.reopen(Some(key.into_iter().collect()))
     }
 
     /// Every data row, planned, in file order.
