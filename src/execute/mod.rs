@@ -246,16 +246,21 @@ pub async fn run(
     };
     let ready = async {
         settings.validate()?;
-        let http = client::Http::new(&settings.base_url, &profile.content_type, &client_opts)?;
+        // One client per runtime thread, all built before anything starts.
+        let threads = settings.threads.clamp(1, settings.concurrency);
+        let mut clients = (0..threads)
+            .map(|_| client::Http::new(&settings.base_url, &profile.content_type, &client_opts))
+            .collect::<Result<Vec<_>>>()?;
+        let http = clients.remove(0);
         let gate = limiter::Gate::new(settings.rate, settings.burst);
         let auth = auth::Authenticator::new(&profile, &settings.secrets)?;
         let stats = Stats::default();
         // Log in before reading a single row: bad credentials stop the run here, once.
         auth.start(&http, &gate, &stats, settings.max_attempts.min(3))
             .await?;
-        Ok((http, gate, auth, stats))
+        Ok((http, clients, gate, auth, stats))
     };
-    let (http, gate, auth, stats) = match ready.await {
+    let (http, clients, gate, auth, stats) = match ready.await {
         Ok(ready) => ready,
         Err(e) => {
             // Not one row was sent: the sinks (the journal) may forget this run.
@@ -270,7 +275,7 @@ pub async fn run(
     let drain = settings.drain_timeout;
     let progress = settings.progress.clone();
     let total_rows = settings.total_rows;
-    let threads = settings.threads.clamp(1, concurrency);
+    let threads = clients.len() + 1;
     let shared = Arc::new(Shared {
         profile: profile.clone(),
         settings,
@@ -303,23 +308,14 @@ pub async fn run(
     // The workers are spread over `threads` runtime threads: this one, and each further
     // one a single-threaded runtime with its own HTTP client. A request, its connection and
     // its worker stay on one thread, with no hand-offs between threads per request.
+    let share = |t: usize| concurrency / threads + usize::from(t < concurrency % threads);
     let mut workers = JoinSet::new();
+    spawn_workers(&mut workers, share(0), &shared, &job_rx, &out_tx);
     let mut others = Vec::new();
-    for t in 0..threads {
-        let n = concurrency / threads + usize::from(t < concurrency % threads);
-        if t == 0 {
-            for _ in 0..n {
-                workers.spawn(worker::work(shared.clone(), job_rx.clone(), out_tx.clone()));
-            }
-            continue;
-        }
-        let http = client::Http::new(
-            &shared.settings.base_url,
-            &profile.content_type,
-            &client_opts,
-        )?;
+    for (t, http) in (1..threads).zip(clients) {
         let sh = Arc::new(shared.with_http(http));
         let (jobs, out) = (job_rx.clone(), out_tx.clone());
+        let n = share(t);
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name(format!("enlist-http-{t}"))
@@ -337,14 +333,8 @@ pub async fn run(
                 };
                 rt.block_on(async move {
                     let mut set = JoinSet::new();
-                    for _ in 0..n {
-                        set.spawn(worker::work(sh.clone(), jobs.clone(), out.clone()));
-                    }
-                    while let Some(r) = set.join_next().await {
-                        if let Err(e) = r {
-                            tracing::error!("a worker failed: {e}");
-                        }
-                    }
+                    spawn_workers(&mut set, n, &sh, &jobs, &out);
+                    join_workers(set).await;
                 });
                 let _ = done_tx.send(());
             });
@@ -354,11 +344,7 @@ pub async fn run(
         }
     }
     let all_done = async move {
-        while let Some(r) = workers.join_next().await {
-            if let Err(e) = r {
-                tracing::error!("a worker failed: {e}");
-            }
-        }
+        join_workers(workers).await;
         for done in others {
             // An error means the thread ended without saying so (it panicked): its rows
             // in flight are lost to it, and the channel drain below still covers the rest.
@@ -504,6 +490,28 @@ fn feed(
             if out.blocking_send(o).is_err() {
                 return;
             }
+        }
+    }
+}
+
+/// Starts `n` workers on the current runtime.
+fn spawn_workers(
+    set: &mut JoinSet<()>,
+    n: usize,
+    shared: &Arc<Shared>,
+    jobs: &Arc<tokio::sync::Mutex<mpsc::Receiver<PlannedRow>>>,
+    out: &mpsc::Sender<Outcome>,
+) {
+    for _ in 0..n {
+        set.spawn(worker::work(shared.clone(), jobs.clone(), out.clone()));
+    }
+}
+
+/// Waits for every worker of a set; a worker that panicked is logged.
+async fn join_workers(mut set: JoinSet<()>) {
+    while let Some(r) = set.join_next().await {
+        if let Err(e) = r {
+            tracing::error!("a worker failed: {e}");
         }
     }
 }
