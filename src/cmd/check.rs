@@ -153,7 +153,7 @@ pub fn run(args: CheckArgs) -> Result<u8> {
                     .iter()
                     .position(|n| *n == name)
                     .unwrap_or(2);
-                if used[i] && requests.len() < args.show_requests * 3 {
+                if used[i] {
                     requests.push((raw.number, name, display_request(&profile, &base, &req)));
                 }
             }
