@@ -11,7 +11,6 @@ mod layout;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -251,39 +250,68 @@ pub type Duplicates = HashMap<u64, Vec<u64>>;
 /// only cost time on every row of the duplicate pass).
 pub type KeyHashes = foldhash::HashSet<u64>;
 
-/// A stable 64-bit hash of a normalised key (case and surrounding space ignored).
+/// A 64-bit hash of a normalised key (case and surrounding space ignored). The same key
+/// gives the same hash within a run (fixed seed); it is never stored.
 pub fn key_hash(key: &str) -> u64 {
+    use std::hash::BuildHasher;
+    let state = foldhash::fast::FixedState::with_seed(0x656e_6c69_7374);
     let key = key.trim();
-    let mut h = std::collections::hash_map::DefaultHasher::new();
     // Most keys are lower-case already: lower-casing them would only copy them.
     if key.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
-        key.hash(&mut h);
+        state.hash_one(key)
     } else {
-        key.to_lowercase().hash(&mut h);
+        state.hash_one(key.to_lowercase())
     }
-    h.finish()
 }
 
 /// First pass over a sheet: the hashes of keys that occur on more than one row, and the
 /// number of data rows (readable or not). Holds one 64-bit hash per distinct key (about
 /// 18 MB for a million rows), nothing else.
+///
+/// Nothing can be planned before this pass ends, so it is split over two threads: one
+/// reads the rows and hashes their keys, this one keeps the sets.
 pub fn repeated_keys(
-    rows: impl Iterator<Item = RowResult>,
+    rows: impl Iterator<Item = RowResult> + Send,
     layout: &Layout,
     profile: &Profile,
 ) -> (KeyHashes, u64) {
+    const BATCH: usize = 4096;
     let key_ci = profile.key_index();
-    let mut seen = KeyHashes::default();
-    let mut repeated = KeyHashes::default();
-    let mut total = 0u64;
-    for r in rows.inspect(|_| total += 1).flatten() {
-        if let Some(h) = layout.key_hash_for(&r, key_ci) {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u64>>(4);
+    std::thread::scope(|s| {
+        let reader = s.spawn(move || {
+            let mut total = 0u64;
+            let mut batch = Vec::with_capacity(BATCH);
+            for r in rows {
+                total += 1;
+                let Some(h) = r.ok().and_then(|r| layout.key_hash_for(&r, key_ci)) else {
+                    continue;
+                };
+                batch.push(h);
+                if batch.len() == BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    if tx.send(full).is_err() {
+                        break;
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                let _ = tx.send(batch);
+            }
+            total
+        });
+        let mut seen = KeyHashes::default();
+        let mut repeated = KeyHashes::default();
+        for h in rx.into_iter().flatten() {
             if !seen.insert(h) {
                 repeated.insert(h);
             }
         }
-    }
-    (repeated, total)
+        let total = reader
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (repeated, total)
+    })
 }
 
 /// Second look, only when [`repeated_keys`] found some: the row numbers of every repeated
