@@ -156,14 +156,16 @@ fn body_has_remote_id(body: &[u8]) -> bool {
     memchr::memmem::find(body, REMOTE_ID_JSON).is_some()
 }
 
-/// Percent-encodes one path segment (user ids hold `@`, `+`, spaces, `/`).
+/// What a path segment keeps as is: user ids hold `@`, `+`, spaces, `/`.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'@');
+
+/// Percent-encodes one path segment.
 pub fn encode_path_segment(s: &str) -> String {
-    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~')
-        .remove(b'@');
     percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
 }
 
@@ -400,12 +402,14 @@ impl Scope for Values<'_> {
     }
 
     fn json_of(&self, name: &template::Name) -> Option<&[u8]> {
-        let i = name.slot?;
-        // Only the row's own value was serialised: not a hidden one, not the mask.
-        match self.column(i) {
-            Var::Value(Cow::Borrowed(_)) => self.json?.get(i),
-            _ => None,
+        // Asked for every field of every body: decided without building a `Var`. Only the
+        // row's own values were serialised: not a hidden one, not the mask (`None` sends
+        // those to `var_of`, as it does an empty or cleared value).
+        let (i, json) = (name.slot?, self.json?);
+        if self.hide.is_some_and(|h| h[i]) || (self.mask && self.profile.columns[i].secret) {
+            return None;
         }
+        json.get(i)
     }
 }
 
@@ -624,7 +628,10 @@ impl Planner {
                 mask: false,
                 remote_id: false,
             };
-            let text = template::interpolate(d, &scope, &|s| s.to_string());
+            let text = match &col.default_text {
+                Some(t) => t.fill(&scope, &|s, out| out.push_str(s)),
+                None => template::interpolate(d, &scope, &|s| s.to_string()),
+            };
             if let Some(text) = text {
                 let cell = crate::cell::Cell::text(&text);
                 let mut ignore = Vec::new();
@@ -728,39 +735,54 @@ impl Planner {
 
 /// Renders one request of the profile for one row.
 pub fn render_request(spec: &RequestSpec, scope: &dyn Scope) -> Request {
-    let encode = |s: &str| {
-        if s == REMOTE_ID {
-            s.to_string()
-        } else {
-            encode_path_segment(s)
+    // Parsed once when the profile loaded; parsed here only for a spec built otherwise.
+    let fallback;
+    let c = match &spec.compiled {
+        Some(c) => c,
+        None => {
+            let text = |s: &str| template::Text::compile(s);
+            let pairs = |m: &std::collections::BTreeMap<String, String>| {
+                m.iter().map(|(k, v)| (k.clone(), text(v))).collect()
+            };
+            fallback = crate::profile::CompiledRequest {
+                method: reqwest::Method::from_bytes(spec.method.as_bytes())
+                    .unwrap_or(reqwest::Method::POST),
+                path: text(&spec.path),
+                query: pairs(&spec.query),
+                headers: pairs(&spec.headers),
+            };
+            &fallback
         }
     };
-    let path =
-        template::interpolate(&spec.path, scope, &encode).unwrap_or_else(|| spec.path.clone());
-    let query = spec
-        .query
-        .iter()
-        .filter_map(|(k, v)| {
-            template::interpolate(v, scope, &|s| s.to_string()).map(|v| (k.clone(), v))
-        })
-        .collect();
-    let headers = spec
-        .headers
-        .iter()
-        .filter_map(|(k, v)| {
-            template::interpolate(v, scope, &|s| s.to_string()).map(|v| (k.clone(), v))
-        })
-        .collect();
+    let segment = |s: &str, out: &mut String| {
+        if s == REMOTE_ID {
+            out.push_str(s)
+        } else {
+            out.extend(percent_encoding::utf8_percent_encode(s, SEGMENT))
+        }
+    };
+    let as_is = |s: &str, out: &mut String| out.push_str(s);
+    let path = match c.path.as_static() {
+        Some(p) => p.to_string(),
+        None => c
+            .path
+            .fill(scope, &segment)
+            .unwrap_or_else(|| spec.path.clone()),
+    };
+    let pairs = |list: &[(String, template::Text)]| {
+        list.iter()
+            .filter_map(|(k, v)| v.fill(scope, &as_is).map(|v| (k.clone(), v)))
+            .collect()
+    };
     let body = spec
         .template
         .as_ref()
         .map(|t| bytes::Bytes::from(t.render(scope)));
     Request {
-        method: reqwest::Method::from_bytes(spec.method.as_bytes())
-            .unwrap_or(reqwest::Method::POST),
+        method: c.method.clone(),
         path,
-        query,
-        headers,
+        query: pairs(&c.query),
+        headers: pairs(&c.headers),
         body,
     }
 }

@@ -193,6 +193,9 @@ pub struct Column {
     /// Compiled `pattern`.
     #[serde(skip)]
     pub regex: Option<Regex>,
+    /// Compiled `default`.
+    #[serde(skip)]
+    pub default_text: Option<template::Text>,
 }
 
 impl Column {
@@ -332,6 +335,18 @@ pub struct RequestSpec {
     /// The compiled body template.
     #[serde(skip)]
     pub template: Option<Template>,
+    /// Method, path, query and headers parsed once (set when the profile loads).
+    #[serde(skip)]
+    pub compiled: Option<CompiledRequest>,
+}
+
+/// The parts of a [`RequestSpec`] every row fills in, parsed once.
+#[derive(Debug, Clone)]
+pub struct CompiledRequest {
+    pub method: reqwest::Method,
+    pub path: template::Text,
+    pub query: Vec<(String, template::Text)>,
+    pub headers: Vec<(String, template::Text)>,
 }
 
 impl RequestSpec {
@@ -522,18 +537,34 @@ impl Profile {
             }
             Ok(())
         };
-        for c in &p.columns {
+        let slot = |name: &str| known.iter().position(|c| c == name);
+        let text = |s: &str| {
+            let mut t = template::Text::compile(s);
+            t.resolve(&slot);
+            t
+        };
+        for c in &mut p.columns {
             if let Some(d) = &c.default {
                 check_names(
                     &format!("column {} default", c.name),
                     template::placeholders(d),
                 )?;
+                c.default_text = Some(text(d));
             }
         }
         let compile = |which: &str, spec: &mut RequestSpec| -> Result<()> {
             spec.method = spec.method.to_ascii_uppercase();
-            reqwest::Method::from_bytes(spec.method.as_bytes())
+            let method = reqwest::Method::from_bytes(spec.method.as_bytes())
                 .map_err(|_| err(format!("requests.{which}: unknown method {}", spec.method)))?;
+            let pairs = |m: &BTreeMap<String, String>| {
+                m.iter().map(|(k, v)| (k.clone(), text(v))).collect()
+            };
+            spec.compiled = Some(CompiledRequest {
+                method,
+                path: text(&spec.path),
+                query: pairs(&spec.query),
+                headers: pairs(&spec.headers),
+            });
             let body = match &spec.body {
                 None => None,
                 Some(BodySpec::Inline(v)) => Some(v.clone()),
@@ -548,7 +579,7 @@ impl Profile {
             };
             if let Some(b) = body {
                 let mut t = Template::compile(&b);
-                t.resolve(&|name| known.iter().position(|c| c == name));
+                t.resolve(&slot);
                 check_names(&format!("requests.{which} body"), t.names())?;
                 spec.template = Some(t);
             }

@@ -169,6 +169,60 @@ pub fn interpolate(s: &str, scope: &dyn Scope, encode: &dyn Fn(&str) -> String) 
     }
 }
 
+/// Text with `{{name}}` placeholders (a path, a query or header value, a column's
+/// default), parsed once when the profile loads: rows only fill it in.
+#[derive(Debug, Clone, Default)]
+pub struct Text {
+    parts: Vec<Part>,
+}
+
+impl Text {
+    pub fn compile(s: &str) -> Text {
+        Text {
+            parts: parse_parts(s),
+        }
+    }
+
+    /// Gives every placeholder the slot `slot` names for it (see [`Template::resolve`]).
+    pub fn resolve(&mut self, slot: &dyn Fn(&str) -> Option<usize>) {
+        for p in &mut self.parts {
+            if let Part::Var(name) = p {
+                name.slot = slot(&name.text);
+            }
+        }
+    }
+
+    /// The text when it holds no placeholder.
+    pub fn as_static(&self) -> Option<&str> {
+        match &self.parts[..] {
+            [] => Some(""),
+            [Part::Lit(l)] => Some(l),
+            _ => None,
+        }
+    }
+
+    /// The same as [`interpolate`] on the source text: each value's text goes through
+    /// `encode` (which appends it); `None` when every placeholder is empty.
+    pub fn fill(&self, scope: &dyn Scope, encode: &dyn Fn(&str, &mut String)) -> Option<String> {
+        let mut out = String::with_capacity(32);
+        let mut vars = 0;
+        let mut filled = 0;
+        for p in &self.parts {
+            match p {
+                Part::Lit(l) => out.push_str(l),
+                Part::Var(name) => {
+                    vars += 1;
+                    if let Var::Value(v) = scope.var_of(name) {
+                        filled += 1;
+                        encode(&value_text(&v), &mut out);
+                    }
+                }
+            }
+        }
+        (vars == 0 || filled > 0).then_some(out)
+    }
+}
+
 /// The text of a value as it appears inside interpolated text.
 pub fn value_text(v: &Value) -> Cow<'_, str> {
     match v {

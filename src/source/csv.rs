@@ -274,6 +274,9 @@ impl RowSource for CsvRows {
                     None => self.last_line + 1,
                 };
                 self.last_line = number;
+                if self.keep.is_none() {
+                    return Some(self.decode_all(number));
+                }
                 let mut cells = Vec::with_capacity(self.record.len().min(self.width));
                 for (i, field) in self.record.iter().take(self.width).enumerate() {
                     if self.keep.as_ref().is_some_and(|k| !k[i]) {
@@ -285,17 +288,7 @@ impl RowSource for CsvRows {
                     }
                     match std::str::from_utf8(field) {
                         Ok(s) => cells.push(Cell::text(s)),
-                        Err(_) => {
-                            return Some(Err(RowError {
-                                number,
-                                message: format!(
-                                    "row {number} is not valid {} text: save the file as \
-                                     \"CSV UTF-8\", or tell enlist its encoding (for example \
-                                     windows-1252)",
-                                    self.encoding_name
-                                ),
-                            }))
-                        }
+                        Err(_) => return Some(Err(self.not_utf8(number))),
                     }
                 }
                 Some(Ok(RawRow { number, cells }))
@@ -315,6 +308,37 @@ impl RowSource for CsvRows {
                     ),
                 }))
             }
+        }
+    }
+}
+
+impl CsvRows {
+    /// Every cell of the record just read. The record is checked for UTF-8 once, whole,
+    /// rather than field by field (cells are short: per-field checks cost more than the
+    /// bytes).
+    fn decode_all(&mut self, number: u64) -> RowResult {
+        let record = std::mem::take(&mut self.record);
+        match csv::StringRecord::from_byte_record(record) {
+            Ok(text) => {
+                let cells = text.iter().take(self.width).map(Cell::text).collect();
+                self.record = text.into_byte_record();
+                Ok(RawRow { number, cells })
+            }
+            Err(e) => {
+                self.record = e.into_byte_record();
+                Err(self.not_utf8(number))
+            }
+        }
+    }
+
+    fn not_utf8(&self, number: u64) -> RowError {
+        RowError {
+            number,
+            message: format!(
+                "row {number} is not valid {} text: save the file as \"CSV UTF-8\", or tell \
+                 enlist its encoding (for example windows-1252)",
+                self.encoding_name
+            ),
         }
     }
 }
