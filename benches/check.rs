@@ -45,7 +45,11 @@ fn check(path: &Path, profile: &Arc<Profile>) -> u64 {
     let input = Input::open(InputSpec {
         path: path.to_path_buf(),
         source: SourceOptions::default(),
-        plan: PlanOptions::default(),
+        // As `enlist check` plans without a report: no fingerprints, no display cells.
+        plan: PlanOptions {
+            without_cells: true,
+            ..PlanOptions::default()
+        },
         profile: profile.clone(),
     })
     .expect("open");

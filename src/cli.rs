@@ -124,6 +124,7 @@ impl InputArgs {
             plan: PlanOptions {
                 mode,
                 fingerprint: true,
+                without_cells: false,
             },
             profile,
         })

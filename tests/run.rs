@@ -103,6 +103,7 @@ fn rows(p: &Arc<Profile>, mode: Action, users: &[(&str, &str)]) -> Vec<PlannedRo
         PlanOptions {
             mode: Some(mode),
             fingerprint: true,
+            without_cells: false,
         },
         Default::default(),
     );

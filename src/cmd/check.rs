@@ -53,6 +53,8 @@ pub fn run(args: CheckArgs) -> Result<u8> {
     let mut spec = args.input.spec()?;
     // Nothing is applied, so there is nothing for the journal to compare.
     spec.plan.fingerprint = false;
+    // Cells are shown only in a report.
+    spec.plan.without_cells = args.report.is_none();
     let profile = spec.profile.clone();
     let input = Input::open(spec)?;
     let base = args
@@ -97,9 +99,8 @@ pub fn run(args: CheckArgs) -> Result<u8> {
     let mut requests = Vec::new();
     // Which requests each of the first valid rows sends, to show them afterwards.
     let mut shown: Vec<(u64, [bool; 3])> = Vec::new();
-    // Each row is planned in full (bodies rendered); what the summary and the report do not
-    // need is dropped on the planning thread.
-    let keep_cells = report.is_some();
+    // Each row is planned in full (bodies rendered); the requests are dropped on the
+    // planning thread, which made them.
     let rows = input.planned_map(
         |_| true,
         move |mut row| {
@@ -107,9 +108,6 @@ pub fn run(args: CheckArgs) -> Result<u8> {
                 .job
                 .take()
                 .map(|j| [j.lookup.is_some(), j.create.is_some(), j.update.is_some()]);
-            if !keep_cells {
-                row.cells = Vec::new();
-            }
             (row, used)
         },
     )?;

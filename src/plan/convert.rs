@@ -11,16 +11,26 @@ use crate::profile::{Column, ColumnType};
 /// Converts one cell for `col`. `Ok(None)` = empty, `Ok(Some(Null))` = the clear marker.
 /// Warnings (a number in a text column) are pushed to `warnings`; the first error is returned
 /// with every rule the value breaks.
+///
+/// A cell given owned (`Cow::Owned`) gives its text to the value instead of a copy.
 pub fn convert(
     col: &Column,
-    cell: &Cell,
+    cell: Cow<'_, Cell>,
     clear_marker: &str,
     header: &str,
     warnings: &mut Vec<Finding>,
 ) -> Result<Option<Value>, Finding> {
     let err = |m: String| Finding::error(Some(header), m);
-    // Text cells are borrowed: a String is made once, for the value, not per rule.
-    let text: Cow<'_, str> = match cell {
+    // A text cell given owned hands its String over: it becomes the value as it is. (What
+    // is left of the cell is an empty text: not numeric, so no rule below looks at it.)
+    let (given, cell) = match cell {
+        Cow::Owned(Cell::Text(t)) => (Some(t), Cow::Owned(Cell::Text(String::new()))),
+        c => (None, c),
+    };
+    // Text cells are borrowed otherwise: a String is made once, for the value, not per rule.
+    let text: Cow<'_, str> = match &*cell {
+        _ if given.as_deref() == Some(clear_marker) => return Ok(Some(Value::Null)),
+        _ if given.is_some() => Cow::Owned(given.unwrap_or_default()),
         Cell::Empty => return Ok(None),
         Cell::Error(e) => {
             return Err(err(format!(
@@ -56,14 +66,14 @@ pub fn convert(
     // `None` = the text itself as a JSON string, made at the end.
     let value = match col.kind {
         ColumnType::String => None,
-        ColumnType::Integer => Some(match cell {
+        ColumnType::Integer => Some(match &*cell {
             Cell::Int(i) => Value::from(*i),
             _ => match parse_integer(&text) {
                 Some(i) => Value::from(i),
                 None => return Err(err(format!("{text:?} is not a whole number"))),
             },
         }),
-        ColumnType::Number => Some(match cell {
+        ColumnType::Number => Some(match &*cell {
             Cell::Int(i) => Value::from(*i),
             Cell::Float(f) => serde_json::Number::from_f64(*f)
                 .map(Value::Number)
@@ -77,7 +87,7 @@ pub fn convert(
                 None => return Err(err(format!("{text:?} is not a number"))),
             },
         }),
-        ColumnType::Boolean => Some(match cell {
+        ColumnType::Boolean => Some(match &*cell {
             Cell::Bool(b) => Value::Bool(*b),
             _ => match text.to_ascii_lowercase().as_str() {
                 "true" | "yes" | "y" | "1" | "on" | "x" | "enabled" | "active" => Value::Bool(true),

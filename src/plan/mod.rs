@@ -243,6 +243,9 @@ pub struct PlanOptions {
     pub mode: Option<Action>,
     /// Compute each job's [`Job::fingerprint`] (a run with a journal needs it; `check` not).
     pub fingerprint: bool,
+    /// Leave [`PlannedRow::cells`] empty (`check` without a report shows no cells): the
+    /// cells' text then becomes the values without a copy.
+    pub without_cells: bool,
 }
 
 /// Keys that occur on more than one row, with all their row numbers.
@@ -494,7 +497,7 @@ impl Planner {
         }
     }
 
-    fn plan_row(&self, seq: u64, raw: RawRow) -> PlannedRow {
+    fn plan_row(&self, seq: u64, mut raw: RawRow) -> PlannedRow {
         let p = &*self.profile;
         let layout = &self.layout;
         let mut findings = Vec::new();
@@ -511,7 +514,8 @@ impl Planner {
             }
         }
 
-        let (mut values, broken) = self.convert_row(&raw, &mut findings);
+        let take = self.opts.without_cells;
+        let (mut values, broken) = self.convert_row(&mut raw, take, &mut findings);
         // Which values came from defaults: an update sends only what the sheet itself says,
         // so a default (calling line id = first name, active = true) never overwrites what
         // the target holds.
@@ -575,7 +579,11 @@ impl Planner {
             row: raw.number,
             key,
             action,
-            cells: layout.into_display_cells(raw),
+            cells: if take {
+                Vec::new()
+            } else {
+                layout.into_display_cells(raw)
+            },
             findings,
             job,
             settled: None,
@@ -584,9 +592,11 @@ impl Planner {
 
     /// Converts every mapped cell, reporting all problems at once. Also returns, per
     /// column, whether a filled cell was unusable (already reported: not "required" too).
+    /// `take`: the cells are not needed afterwards; their text moves into the values.
     fn convert_row(
         &self,
-        raw: &RawRow,
+        raw: &mut RawRow,
+        take: bool,
         findings: &mut Vec<Finding>,
     ) -> (Vec<Option<Value>>, Vec<bool>) {
         let p = &*self.profile;
@@ -596,7 +606,11 @@ impl Planner {
             let Some(si) = self.layout.sheet_index(ci) else {
                 continue;
             };
-            let cell = raw.cells.get(si).unwrap_or(&crate::cell::Cell::Empty);
+            let cell = match raw.cells.get_mut(si) {
+                Some(c) if take => Cow::Owned(std::mem::replace(c, crate::cell::Cell::Empty)),
+                Some(c) => Cow::Borrowed(&*c),
+                None => Cow::Owned(crate::cell::Cell::Empty),
+            };
             match convert(col, cell, &p.clear_marker, self.layout.header(si), findings) {
                 Ok(v) => values[ci] = v,
                 Err(f) => {
@@ -635,7 +649,13 @@ impl Planner {
             if let Some(text) = text {
                 let cell = crate::cell::Cell::text(&text);
                 let mut ignore = Vec::new();
-                if let Ok(v) = convert(col, &cell, &p.clear_marker, &col.name, &mut ignore) {
+                if let Ok(v) = convert(
+                    col,
+                    Cow::Owned(cell),
+                    &p.clear_marker,
+                    &col.name,
+                    &mut ignore,
+                ) {
                     defaulted[ci] = v.is_some();
                     values[ci] = v;
                 }
@@ -708,7 +728,7 @@ impl Planner {
     /// Renders a row's requests again with secrets masked, for display (`--show-requests`).
     pub fn masked_requests(&self, row: &RawRow) -> Vec<(&'static str, Request)> {
         let p = &*self.profile;
-        let (mut values, broken) = self.convert_row(row, &mut Vec::new());
+        let (mut values, broken) = self.convert_row(&mut row.clone(), false, &mut Vec::new());
         let defaulted = self.apply_defaults(&mut values, &broken);
         let mut out = Vec::new();
         let r = &p.requests;
