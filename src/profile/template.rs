@@ -96,6 +96,24 @@ enum Node {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
     root: Node,
+    /// Room for a typical body, so that rendering one does not grow its buffer.
+    capacity: usize,
+}
+
+/// The bytes a node renders to when every value is about 24 bytes long.
+fn size_hint(n: &Node) -> usize {
+    match n {
+        Node::Literal(json) => json.len(),
+        Node::Exact(_) => 24,
+        Node::Mixed(parts) => parts.len() * 24,
+        Node::Object { fields, .. } => {
+            2 + fields
+                .iter()
+                .map(|(k, c)| k.len() + size_hint(c))
+                .sum::<usize>()
+        }
+        Node::Array(items) => 2 + items.iter().map(|c| 1 + size_hint(c)).sum::<usize>(),
+    }
 }
 
 /// Splits text into literal parts and placeholders. `{{ name }}` (spaces allowed).
@@ -276,7 +294,9 @@ fn compile(v: &Value) -> Node {
                     }
                     continue;
                 }
-                let mut key = Vec::with_capacity(k.len() + 3);
+                // With the comma that separates it from a field before (see render_members).
+                let mut key = Vec::with_capacity(k.len() + 4);
+                key.push(b',');
                 write_json(&mut key, k);
                 key.push(b':');
                 fields.push((key, compile(child)));
@@ -353,7 +373,7 @@ fn render(n: &Node, scope: &dyn Scope, out: &mut Vec<u8>) -> bool {
         }
         Node::Array(items) => {
             let start = out.len();
-            let items = items.iter().map(|child| (&[][..], child));
+            let items = items.iter().map(|child| (&b","[..], child));
             let from_sheet = render_members(items, [b'[', b']'], scope, out);
             if !from_sheet {
                 out.truncate(start);
@@ -376,10 +396,31 @@ fn render_members<'a>(
     let mut first = true;
     let mut from_sheet = false;
     for (prefix, child) in members {
-        let mark = out.len();
-        if !first {
-            out.push(b',');
+        // Each prefix starts with the comma that separates a member from the one before.
+        let prefix = if first { &prefix[1..] } else { prefix };
+        if let Node::Exact(name) = child {
+            // Most members: one placeholder. Decided before anything is written, so an
+            // empty one costs no write and no truncate.
+            let json = scope.json_of(name);
+            let var = match json {
+                Some(_) => Var::Empty,
+                None => scope.var_of(name),
+            };
+            if json.is_none() && matches!(var, Var::Empty) {
+                continue;
+            }
+            out.extend_from_slice(prefix);
+            match json {
+                Some(json) => out.extend_from_slice(json),
+                None => {
+                    render_var(var, out);
+                }
+            }
+            first = false;
+            from_sheet = true;
+            continue;
         }
+        let mark = out.len();
         out.extend_from_slice(prefix);
         if render(child, scope, out) {
             first = false;
@@ -488,7 +529,11 @@ fn resolve(n: &mut Node, slot: &dyn Fn(&str) -> Option<usize>) {
 
 impl Template {
     pub fn compile(v: &Value) -> Template {
-        Template { root: compile(v) }
+        let root = compile(v);
+        Template {
+            capacity: size_hint(&root),
+            root,
+        }
     }
 
     /// Gives every placeholder the slot `slot` names for it (a profile's column index), so
@@ -499,7 +544,7 @@ impl Template {
 
     /// Renders the body for one row as JSON bytes. An entirely empty result is `{}`.
     pub fn render(&self, scope: &dyn Scope) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256);
+        let mut out = Vec::with_capacity(self.capacity);
         if !render(&self.root, scope, &mut out) {
             out.extend_from_slice(b"{}");
         }
