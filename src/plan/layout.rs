@@ -145,10 +145,10 @@ impl Layout {
     }
 
     /// The name to use for profile column `ci` in messages: the sheet's header if present.
-    pub fn label(&self, ci: usize, profile: &Profile) -> String {
+    pub fn label<'a>(&'a self, ci: usize, profile: &'a Profile) -> &'a str {
         match self.by_profile[ci] {
-            Some(si) => self.headers[si].clone(),
-            None => profile.columns[ci].name.clone(),
+            Some(si) => &self.headers[si],
+            None => &profile.columns[ci].name,
         }
     }
 

@@ -539,10 +539,10 @@ impl Planner {
                     "is required"
                 };
                 if col.required || ci == key_idx {
-                    findings.push(Finding::error(Some(&label), format!("{what}: fill it in")));
+                    findings.push(Finding::error(Some(label), format!("{what}: fill it in")));
                 } else if col.required_on_create && action == Action::Create {
                     findings.push(Finding::error(
-                        Some(&label),
+                        Some(label),
                         format!("{what} to create a user: fill it in"),
                     ));
                 }
@@ -558,7 +558,7 @@ impl Planner {
                         .map(|r| r.to_string())
                         .collect();
                     findings.push(Finding::error(
-                        Some(&layout.label(key_idx, p)),
+                        Some(layout.label(key_idx, p)),
                         format!(
                             "{key:?} appears more than once in the sheet (also on row {}); keep one row per user",
                             others.join(", ")
