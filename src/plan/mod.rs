@@ -281,12 +281,21 @@ pub fn repeated_keys(
     profile: &Profile,
 ) -> (KeyHashes, u64) {
     const BATCH: usize = 4096;
+    const IN_FLIGHT: usize = 4;
     let key_ci = profile.key_index();
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u64>>(4);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u64>>(IN_FLIGHT);
+    // Emptied batches go back to the reader: a batch freed on another thread than the one
+    // that allocated it is not reused soon, and new ones would pile up (+10 MB on 1M rows).
+    let (back_tx, back_rx) = std::sync::mpsc::sync_channel::<Vec<u64>>(IN_FLIGHT + 2);
     std::thread::scope(|s| {
         let reader = s.spawn(move || {
+            let fresh = || {
+                back_rx
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(BATCH))
+            };
             let mut total = 0u64;
-            let mut batch = Vec::with_capacity(BATCH);
+            let mut batch = fresh();
             for r in rows {
                 total += 1;
                 let Some(h) = r.ok().and_then(|r| layout.key_hash_for(&r, key_ci)) else {
@@ -294,7 +303,7 @@ pub fn repeated_keys(
                 };
                 batch.push(h);
                 if batch.len() == BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    let full = std::mem::replace(&mut batch, fresh());
                     if tx.send(full).is_err() {
                         break;
                     }
@@ -307,10 +316,14 @@ pub fn repeated_keys(
         });
         let mut seen = KeyHashes::default();
         let mut repeated = KeyHashes::default();
-        for h in rx.into_iter().flatten() {
-            if !seen.insert(h) {
-                repeated.insert(h);
+        for mut batch in rx {
+            for &h in &batch {
+                if !seen.insert(h) {
+                    repeated.insert(h);
+                }
             }
+            batch.clear();
+            let _ = back_tx.try_send(batch);
         }
         let total = reader
             .join()
