@@ -164,7 +164,8 @@ async fn process(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx) -> Result<End, 
             // A resume: the interrupted run may have created this user without recording
             // it, so look before sending the create again.
             if let (true, Some(lk)) = (job.reconcile, &job.lookup) {
-                match lookup(sh, cx, lk).await? {
+                // Boxed (only on a resume): see `create`.
+                match Box::pin(lookup(sh, cx, lk)).await? {
                     Found::Yes(id) => {
                         return Ok(End::new(
                             Status::Created,
@@ -352,7 +353,10 @@ async fn create(
                 )));
             }
             if let Some(lk) = &job.lookup {
-                match lookup(sh, cx, lk).await? {
+                // The rare paths of a create (this lookup, the update after a conflict) are
+                // boxed: inline, their state would sit in every row's future, which is
+                // built and moved for every row.
+                match Box::pin(lookup(sh, cx, lk)).await? {
                     Found::Yes(id) => {
                         return Ok(End::new(
                             Status::Created,
@@ -397,7 +401,7 @@ async fn create(
             }
             let can_update = job.update.as_ref().is_some_and(|u| !u.needs_remote_id());
             if then_update && can_update {
-                return update(sh, row, job, cx, None).await;
+                return Box::pin(update(sh, row, job, cx, None)).await;
             }
             let server = sh
                 .profile
