@@ -216,7 +216,9 @@ impl Authenticator {
             }),
             Authenticator::Token(t) => {
                 if let Some(g) = t.due_for_refresh().await {
-                    t.renew(http, gate, stats, Some(g), 3).await?;
+                    // Boxed: a renewal (a whole login request) is rare, and inline its state
+                    // would make every request's future, and every row's, larger to move.
+                    Box::pin(t.renew(http, gate, stats, Some(g), 3)).await?;
                 }
                 let s = t.state.read().await;
                 match &*s {
@@ -242,7 +244,8 @@ impl Authenticator {
         match self {
             Authenticator::Static(_) => Ok(false),
             Authenticator::Token(t) => {
-                t.relogin(http, gate, stats, generation).await?;
+                // Boxed for the same reason as the renewal in `credential`.
+                Box::pin(t.relogin(http, gate, stats, generation)).await?;
                 Ok(true)
             }
         }

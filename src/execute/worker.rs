@@ -164,7 +164,8 @@ async fn process(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx) -> Result<End, 
             // A resume: the interrupted run may have created this user without recording
             // it, so look before sending the create again.
             if let (true, Some(lk)) = (job.reconcile, &job.lookup) {
-                match lookup(sh, cx, lk).await? {
+                // Boxed (only on a resume): see `create`.
+                match Box::pin(lookup(sh, cx, lk)).await? {
                     Found::Yes(id) => {
                         return Ok(End::new(
                             Status::Created,
@@ -219,14 +220,23 @@ fn not_found(row: &PlannedRow) -> End {
     End::failed(format!("not found: no user with key {}", row.key))
 }
 
-/// The text of a remote id found at `pointer` in `v`.
-fn id_at(v: &Value, pointer: Option<&str>) -> Option<Value> {
-    let found = v.pointer(pointer?)?;
+/// A remote id as found; null and "" mean none.
+fn usable_id(found: Value) -> Option<Value> {
     match found {
         Value::Null => None,
         Value::String(s) if s.is_empty() => None,
-        other => Some(other.clone()),
+        other => Some(other),
     }
+}
+
+/// The remote id found at `pointer` in `v`.
+fn id_at(v: &Value, pointer: Option<&str>) -> Option<Value> {
+    v.pointer(pointer?).cloned().and_then(usable_id)
+}
+
+/// The remote id found at `pointer` in a response's JSON body.
+fn resp_id(resp: &Resp, pointer: Option<&str>) -> Option<Value> {
+    resp.json_at(pointer?).and_then(usable_id)
 }
 
 fn id_text(v: &Option<Value>) -> Option<String> {
@@ -254,12 +264,11 @@ async fn lookup(sh: &Shared, cx: &mut RowCtx, req: &Request) -> Result<Found, Er
         }
     };
     if spec.is_success(resp.status) {
-        let body = resp.json().unwrap_or(Value::Null);
-        let item = match &spec.list {
-            Some(lp) => match body.pointer(lp) {
+        let id = match &spec.list {
+            Some(lp) => match resp.json_at(lp) {
                 Some(Value::Array(items)) => match items.first() {
                     None => return Ok(Found::No),
-                    Some(first) => first.clone(),
+                    Some(first) => id_at(first, spec.remote_id.as_deref()),
                 },
                 _ => {
                     return Ok(Found::Failed(End::failed(format!(
@@ -268,9 +277,8 @@ async fn lookup(sh: &Shared, cx: &mut RowCtx, req: &Request) -> Result<Found, Er
                     ))))
                 }
             },
-            None => body,
+            None => resp_id(&resp, spec.remote_id.as_deref()),
         };
-        let id = id_at(&item, spec.remote_id.as_deref());
         cx.lookup_id = id_text(&id);
         Ok(Found::Yes(id))
     } else if spec.not_found.contains(&resp.status) {
@@ -313,9 +321,7 @@ async fn update(
     };
     let resp = sent!(call(sh, cx, &req, true).await);
     if spec.is_success(resp.status) {
-        let rid = resp
-            .json()
-            .and_then(|v| id_at(&v, spec.remote_id.as_deref()));
+        let rid = resp_id(&resp, spec.remote_id.as_deref());
         Ok(End::new(Status::Updated, "updated").with_id(id_text(&rid).or(id_text(&id))))
     } else if spec.not_found.contains(&resp.status) {
         Ok(not_found(row))
@@ -352,7 +358,10 @@ async fn create(
                 )));
             }
             if let Some(lk) = &job.lookup {
-                match lookup(sh, cx, lk).await? {
+                // The rare paths of a create (this lookup, the update after a conflict) are
+                // boxed: inline, their state would sit in every row's future, which is
+                // built and moved for every row.
+                match Box::pin(lookup(sh, cx, lk)).await? {
                     Found::Yes(id) => {
                         return Ok(End::new(
                             Status::Created,
@@ -378,9 +387,7 @@ async fn create(
             Err(CallErr::Fatal(e)) => return Err(e),
         };
         if spec.is_success(resp.status) {
-            let rid = resp
-                .json()
-                .and_then(|v| id_at(&v, spec.remote_id.as_deref()));
+            let rid = resp_id(&resp, spec.remote_id.as_deref());
             let msg = if uncertain.is_some() {
                 "created (on a retry after an uncertain attempt)"
             } else {
@@ -397,7 +404,7 @@ async fn create(
             }
             let can_update = job.update.as_ref().is_some_and(|u| !u.needs_remote_id());
             if then_update && can_update {
-                return update(sh, row, job, cx, None).await;
+                return Box::pin(update(sh, row, job, cx, None)).await;
             }
             let server = sh
                 .profile
