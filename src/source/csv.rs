@@ -54,20 +54,16 @@ pub(super) fn open(
             encoding.new_decoder_without_bom_handling(),
         ))
     };
-    let reader = ::csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .delimiter(delimiter)
-        .buffer_capacity(64 * 1024)
-        .from_reader(LineCounter::new(input));
     let mut src = CsvRows {
-        reader,
+        reader: csv_reader(input, delimiter, 1),
         record: ::csv::ByteRecord::new(),
         width: MAX_COLUMNS,
         done: false,
         last_line: 0,
         encoding_name: encoding.name(),
         keep: None,
+        delimiter,
+        lines: None,
     };
     let located = locate_header(&mut src, opts.header_row, probe, "the file")
         .map_err(|e| Error::input(path, e.message))?;
@@ -76,6 +72,15 @@ pub(super) fn open(
         .only_columns
         .as_ref()
         .map(|cols| (0..src.width).map(|i| cols.contains(&i)).collect());
+    if src.keep.is_some() && encoding == UTF_8 {
+        // A one-column pass over UTF-8 goes on from here line by line (see PlainLines);
+        // the file is opened again at the byte after the rows read so far.
+        let at = src.reader.position().byte();
+        let line = src.reader.get_ref().line_of(at);
+        src.lines = File::open(path)
+            .and_then(|f| PlainLines::new(f, bom_len as u64 + at, line))
+            .ok();
+    }
     let width = located.headers.len();
     Ok(Sheet {
         path: path.to_path_buf(),
@@ -260,12 +265,38 @@ struct CsvRows {
     encoding_name: &'static str,
     /// [`SourceOptions::only_columns`] by column, once the header is known.
     keep: Option<Vec<bool>>,
+    delimiter: u8,
+    /// Set while rows are read as plain lines rather than by `reader`.
+    lines: Option<PlainLines>,
+}
+
+/// The CSV reader every pass uses: same settings, so every pass sees the same records.
+fn csv_reader(
+    input: Box<dyn Read + Send>,
+    delimiter: u8,
+    first_line: u64,
+) -> ::csv::Reader<LineCounter<Box<dyn Read + Send>>> {
+    ::csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter)
+        .buffer_capacity(64 * 1024)
+        .from_reader(LineCounter::starting_at(input, first_line))
 }
 
 impl RowSource for CsvRows {
     fn next_row(&mut self) -> Option<RowResult> {
         if self.done {
             return None;
+        }
+        if self.lines.is_some() {
+            if let Some(r) = self.next_plain() {
+                return Some(r);
+            }
+            if self.done {
+                return None;
+            }
+            // Handed back to the parser: it reads on from the line that needed it.
         }
         match self.reader.read_byte_record(&mut self.record) {
             Ok(true) => {
@@ -277,21 +308,13 @@ impl RowSource for CsvRows {
                 if self.keep.is_none() {
                     return Some(self.decode_all(number));
                 }
-                let mut cells = Vec::with_capacity(self.record.len().min(self.width));
-                for (i, field) in self.record.iter().take(self.width).enumerate() {
-                    if self.keep.as_ref().is_some_and(|k| !k[i]) {
-                        // Not decoded: only whether it is filled (so an otherwise empty
-                        // row is still skipped, and a row with a blank key still counts).
-                        let filled = field.iter().any(|b| !b.is_ascii_whitespace());
-                        cells.push(if filled { super::UNREAD } else { Cell::Empty });
-                        continue;
-                    }
-                    match std::str::from_utf8(field) {
-                        Ok(s) => cells.push(Cell::text(s)),
-                        Err(_) => return Some(Err(self.not_utf8(number))),
-                    }
-                }
-                Some(Ok(RawRow { number, cells }))
+                let keep = self.keep.as_deref().unwrap_or(&[]);
+                let cells = kept_cells(self.record.iter(), keep, self.width);
+                Some(
+                    cells
+                        .map(|cells| RawRow { number, cells })
+                        .map_err(|()| self.not_utf8(number)),
+                )
             }
             Ok(false) => {
                 self.done = true;
@@ -343,6 +366,176 @@ impl CsvRows {
     }
 }
 
+impl CsvRows {
+    /// The next row read as a plain line; `None` at the end (`done` set) or when the
+    /// line needs the CSV parser (then `reader` starts at that line).
+    fn next_plain(&mut self) -> Option<RowResult> {
+        let lines = self.lines.as_mut()?;
+        loop {
+            let (number, offset, range) = match lines.next() {
+                Ok(Next::Line(number, offset, range)) => (number, offset, range),
+                Ok(Next::Long(number, offset)) => return self.hand_over(number, offset),
+                Ok(Next::End) => {
+                    self.done = true;
+                    self.lines = None;
+                    return None;
+                }
+                Err(e) => {
+                    self.done = true;
+                    let number = lines.line;
+                    self.lines = None;
+                    return Some(Err(unreadable(number, &e)));
+                }
+            };
+            let line = &lines.buf[range];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if memchr::memchr2(b'"', b'\r', line).is_some() {
+                // Quotes (a field may hold the delimiter or a line break) or a bare CR:
+                // the parser decides where this record ends.
+                return self.hand_over(number, offset);
+            }
+            if line.is_empty() {
+                continue; // as the parser: an empty line is no record
+            }
+            self.last_line = number;
+            let fields = line.split(|&b| b == self.delimiter);
+            let keep = self.keep.as_deref().unwrap_or(&[]);
+            return Some(match kept_cells(fields, keep, self.width) {
+                Ok(cells) => Ok(RawRow { number, cells }),
+                Err(()) => Err(self.not_utf8(number)),
+            });
+        }
+    }
+}
+
+impl CsvRows {
+    /// The parser reads on from line `number`, at file offset `offset`.
+    fn hand_over(&mut self, number: u64, offset: u64) -> Option<RowResult> {
+        let lines = self.lines.take()?;
+        match lines.into_file(offset) {
+            Ok(file) => {
+                self.reader = csv_reader(Box::new(file), self.delimiter, number);
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(unreadable(number, &e)))
+            }
+        }
+    }
+}
+
+fn unreadable(number: u64, e: &std::io::Error) -> RowError {
+    RowError {
+        number,
+        message: format!(
+            "the file cannot be read from row {number} on ({e}): check that the file is \
+             complete and export it again"
+        ),
+    }
+}
+
+/// The cells of a row read for [`SourceOptions::only_columns`]: the kept columns decoded,
+/// the others only looked at for whether they are filled (so an otherwise empty row is
+/// still skipped, and a row with a blank key still counts). `Err` when a kept cell is not
+/// UTF-8.
+fn kept_cells<'a>(
+    fields: impl Iterator<Item = &'a [u8]>,
+    keep: &[bool],
+    width: usize,
+) -> std::result::Result<Vec<Cell>, ()> {
+    let mut cells = Vec::with_capacity(width.min(16));
+    for (i, field) in fields.take(width).enumerate() {
+        if !keep.get(i).copied().unwrap_or(false) {
+            let filled = field.iter().any(|b| !b.is_ascii_whitespace());
+            cells.push(if filled { super::UNREAD } else { Cell::Empty });
+            continue;
+        }
+        cells.push(Cell::text(std::str::from_utf8(field).map_err(|_| ())?));
+    }
+    Ok(cells)
+}
+
+/// The rest of a UTF-8 CSV file as lines, for a pass that needs one column (the
+/// duplicate-key pass reads every row before anything can be planned). A line without a
+/// double quote and without a carriage return inside is exactly one record, and its
+/// fields are the bytes between delimiters: no parser is needed to find them. The first
+/// line that is not that simple goes back to the CSV parser, with the rest of the file.
+enum Next {
+    /// Number, file offset, place in the buffer.
+    Line(u64, u64, std::ops::Range<usize>),
+    /// A line longer than the buffer, at this number and offset.
+    Long(u64, u64),
+    End,
+}
+
+struct PlainLines {
+    file: File,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+    /// File offset of `buf[start]`.
+    offset: u64,
+    /// Line number of `buf[start]`.
+    line: u64,
+}
+
+impl PlainLines {
+    fn new(mut file: File, offset: u64, line: u64) -> std::io::Result<PlainLines> {
+        file.seek(SeekFrom::Start(offset))?;
+        Ok(PlainLines {
+            file,
+            buf: vec![0; 256 * 1024],
+            start: 0,
+            end: 0,
+            eof: false,
+            offset,
+            line,
+        })
+    }
+
+    /// The next line: its number, the file offset it starts at, and where it is in
+    /// `buf` (without its `\n`). A line that does not fit the buffer comes back as
+    /// `Long`, unread: the parser takes it (the buffer never grows).
+    fn next(&mut self) -> std::io::Result<Next> {
+        loop {
+            let found = memchr::memchr(b'\n', &self.buf[self.start..self.end]);
+            if found.is_some() || (self.eof && self.start < self.end) {
+                let len = found.unwrap_or(self.end - self.start);
+                let line = Next::Line(self.line, self.offset, self.start..self.start + len);
+                let used = (len + usize::from(found.is_some())).min(self.end - self.start);
+                self.start += used;
+                self.offset += used as u64;
+                self.line += 1;
+                return Ok(line);
+            }
+            if self.eof {
+                return Ok(Next::End);
+            }
+            if self.start == 0 && self.end == self.buf.len() {
+                return Ok(Next::Long(self.line, self.offset));
+            }
+            // Keep the unfinished line at the front and read more.
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            match self.file.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The file, positioned at `offset`, for the parser to go on with.
+    fn into_file(mut self, offset: u64) -> std::io::Result<File> {
+        self.file.seek(SeekFrom::Start(offset))?;
+        Ok(self.file)
+    }
+}
+
 /// Counts the lines of the stream the CSV reader consumes, so that a record's byte
 /// offset maps to the physical line it starts on. (The csv crate's own line numbers do
 /// not count blank lines, and a record's start offset may point at the previous record's
@@ -356,13 +549,26 @@ pub(crate) struct LineCounter<R> {
 }
 
 impl<R: Read> LineCounter<R> {
-    fn new(inner: R) -> Self {
+    /// Counts from `line`, the number of the line the stream starts in.
+    fn starting_at(inner: R, line: u64) -> Self {
         LineCounter {
             inner,
             offset: 0,
             terminators: std::collections::VecDeque::new(),
-            line: 1,
+            line,
         }
+    }
+
+    /// The line the byte at `offset` is on (a `\n` ends its line), without passing
+    /// anything; `offset` must not be before the last offset given to [`Self::line_at`].
+    fn line_of(&self, offset: u64) -> u64 {
+        let newlines = self
+            .terminators
+            .iter()
+            .take_while(|(at, _)| *at < offset)
+            .filter(|(_, newline)| *newline)
+            .count();
+        self.line + newlines as u64
     }
 
     /// The 1-based line of the first byte at or after `offset` that is not a line
@@ -721,5 +927,81 @@ mod tests {
         assert_eq!(again.headers, sheet.headers);
         let rows2: Vec<RawRow> = again.rows.map(|r| r.unwrap()).collect();
         assert_eq!(rows2, rows);
+    }
+}
+
+#[cfg(test)]
+mod key_pass_tests {
+    use super::super::test_util::*;
+    use super::*;
+
+    /// (row number, key) of every row a pass reading only column 0 sees, or the error's
+    /// row number with no key.
+    fn key_pass(path: &Path, header_row: u64) -> Vec<(u64, Option<String>)> {
+        let opts = SourceOptions {
+            header_row: Some(header_row),
+            only_columns: Some(vec![0]),
+            ..SourceOptions::default()
+        };
+        let never = |_: &[String]| false;
+        super::super::open(path, &opts, &never)
+            .expect("open")
+            .rows
+            .map(|r| match r {
+                Ok(row) => (row.number, row.cells.first().map(Cell::to_text)),
+                Err(e) => (e.number, None),
+            })
+            .collect()
+    }
+
+    /// The same rows, read by the CSV parser with every column decoded.
+    fn full_pass(path: &Path) -> Vec<(u64, Option<String>)> {
+        let (_, rows) = open_ok(path, &SourceOptions::default());
+        rows.into_iter()
+            .map(|r| (r.number, r.cells.first().map(Cell::to_text)))
+            .collect()
+    }
+
+    #[test]
+    fn the_key_pass_reads_plain_lines_as_the_parser_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "y".repeat(300 * 1024); // longer than the line buffer
+        let cases: Vec<(&str, String)> = vec![
+            ("lf", "email,name\na@x.io,A\nb@x.io,B\n\nc@x.io,C".into()),
+            (
+                "crlf",
+                "email,name\r\na@x.io,A\r\n\r\n  ,only name\r\nb@x.io,B\r\n".into(),
+            ),
+            (
+                "quotes later",
+                "email,name\na@x.io,A\n\"b@x.io\",\"two\nlines\"\nc@x.io,C\nd@x.io,\"D, d\"\n"
+                    .into(),
+            ),
+            (
+                "bare cr",
+                "email,name\na@x.io,A\rb@x.io,B\nc@x.io,C\n".into(),
+            ),
+            (
+                "bom",
+                "\u{feff}email,name\na@x.io,A\n,,\n   \nb@x.io,B\n".into(),
+            ),
+            (
+                "title rows",
+                "Users to create\n\nemail,name\na@x.io,A\nb@x.io,B\n".into(),
+            ),
+            (
+                "long line",
+                format!("email,name\na@x.io,{long}\nb@x.io,B\n"),
+            ),
+            (
+                "first data row quoted",
+                "email,name\n\"a@x.io\",A\nb@x.io,B\n".into(),
+            ),
+        ];
+        for (what, body) in cases {
+            let p = write(&dir, "k.csv", body.as_bytes());
+            let header_row = if what == "title rows" { 3 } else { 1 };
+            assert_eq!(key_pass(&p, header_row), full_pass(&p), "{what}");
+        }
     }
 }
