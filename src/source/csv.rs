@@ -398,9 +398,8 @@ impl CsvRows {
                 continue; // as the parser: an empty line is no record
             }
             self.last_line = number;
-            let fields = line.split(|&b| b == self.delimiter);
             let keep = self.keep.as_deref().unwrap_or(&[]);
-            return Some(match kept_cells(fields, keep, self.width) {
+            return Some(match plain_cells(line, self.delimiter, keep, self.width) {
                 Ok(cells) => Ok(RawRow { number, cells }),
                 Err(()) => Err(self.not_utf8(number)),
             });
@@ -452,6 +451,34 @@ fn kept_cells<'a>(
             continue;
         }
         cells.push(Cell::text(std::str::from_utf8(field).map_err(|_| ())?));
+    }
+    Ok(cells)
+}
+
+/// [`kept_cells`] for a plain line (see [`PlainLines`]), shorter: each kept cell at its
+/// index, and of the others only the first filled one, as UNREAD at its index (enough to
+/// tell a blank row). Fields are found with memchr.
+fn plain_cells(
+    line: &[u8],
+    delimiter: u8,
+    keep: &[bool],
+    width: usize,
+) -> std::result::Result<Vec<Cell>, ()> {
+    let mut cells = Vec::new();
+    let mut unread = false;
+    let mut start = 0;
+    let ends = memchr::memchr_iter(delimiter, line).chain(std::iter::once(line.len()));
+    for (i, end) in ends.take(width).enumerate() {
+        let field = &line[start..end];
+        start = end + 1;
+        if keep.get(i).copied().unwrap_or(false) {
+            cells.resize(i, Cell::Empty);
+            cells.push(Cell::text(std::str::from_utf8(field).map_err(|_| ())?));
+        } else if !unread && field.iter().any(|b| !b.is_ascii_whitespace()) {
+            unread = true;
+            cells.resize(i, Cell::Empty);
+            cells.push(super::UNREAD);
+        }
     }
     Ok(cells)
 }
