@@ -72,9 +72,9 @@ pub(super) fn open(
         .only_columns
         .as_ref()
         .map(|cols| (0..src.width).map(|i| cols.contains(&i)).collect());
-    if src.keep.is_some() && encoding == UTF_8 {
-        // A one-column pass over UTF-8 goes on from here line by line (see PlainLines);
-        // the file is opened again at the byte after the rows read so far.
+    if encoding == UTF_8 && delimiter.is_ascii() && !matches!(delimiter, b'"' | b'\r' | b'\n') {
+        // UTF-8 goes on from here line by line (see PlainLines); the file is opened again
+        // at the byte after the rows read so far.
         let at = src.reader.position().byte();
         let line = src.reader.get_ref().line_of(at);
         src.lines = File::open(path)
@@ -398,8 +398,24 @@ impl CsvRows {
                 continue; // as the parser: an empty line is no record
             }
             self.last_line = number;
-            let keep = self.keep.as_deref().unwrap_or(&[]);
-            return Some(match plain_cells(line, self.delimiter, keep, self.width) {
+            let cells = match self.keep.as_deref() {
+                Some(keep) => plain_cells(line, self.delimiter, keep, self.width),
+                // Every cell: the line is checked for UTF-8 once, then split at the
+                // (ASCII) delimiter, as the parser's record would be.
+                None => std::str::from_utf8(line).map_err(|_| ()).map(|text| {
+                    let mut start = 0;
+                    let ends = memchr::memchr_iter(self.delimiter, line).chain([line.len()]);
+                    ends.take(self.width)
+                        .map(|end| {
+                            // At an ASCII delimiter: a character boundary.
+                            let field = &text[start..end];
+                            start = end + 1;
+                            Cell::text(field)
+                        })
+                        .collect()
+                }),
+            };
+            return Some(match cells {
                 Ok(cells) => Ok(RawRow { number, cells }),
                 Err(()) => Err(self.not_utf8(number)),
             });
@@ -483,11 +499,7 @@ fn plain_cells(
     Ok(cells)
 }
 
-/// The rest of a UTF-8 CSV file as lines, for a pass that needs one column (the
-/// duplicate-key pass reads every row before anything can be planned). A line without a
-/// double quote and without a carriage return inside is exactly one record, and its
-/// fields are the bytes between delimiters: no parser is needed to find them. The first
-/// line that is not that simple goes back to the CSV parser, with the rest of the file.
+/// What [`PlainLines::next`] found.
 enum Next {
     /// Number, file offset, place in the buffer.
     Line(u64, u64, std::ops::Range<usize>),
@@ -496,6 +508,12 @@ enum Next {
     End,
 }
 
+/// The data rows of a UTF-8 CSV file as lines. A line without a double quote and without a
+/// carriage return inside is exactly one record, and its fields are the text between
+/// delimiters: no parser is needed to find them (the parser costs more than all the rest of
+/// reading a row, and the duplicate-key pass, which reads every row before anything can be
+/// planned, is mostly reading). The first line that is not that simple goes back to the
+/// CSV parser, with the rest of the file.
 struct PlainLines {
     file: File,
     buf: Vec<u8>,
@@ -981,16 +999,32 @@ mod key_pass_tests {
             .collect()
     }
 
-    /// The same rows, read by the CSV parser with every column decoded.
-    fn full_pass(path: &Path) -> Vec<(u64, Option<String>)> {
-        let (_, rows) = open_ok(path, &SourceOptions::default());
+    /// Every row with every cell, as `opts` reads them.
+    fn all_cells(path: &Path, opts: &SourceOptions) -> Vec<(u64, Vec<String>)> {
+        let (_, rows) = open_ok(path, opts);
         rows.into_iter()
-            .map(|r| (r.number, r.cells.first().map(Cell::to_text)))
+            .map(|r| (r.number, r.cells.iter().map(Cell::to_text).collect()))
+            .collect()
+    }
+
+    /// The same rows, read by the CSV parser alone: the test files are ASCII, so read as
+    /// windows-1252 they give the same text, through the decoder, never as plain lines.
+    fn parser_only() -> SourceOptions {
+        SourceOptions {
+            encoding: Some(encoding_rs::WINDOWS_1252),
+            ..SourceOptions::default()
+        }
+    }
+
+    fn full_pass(path: &Path) -> Vec<(u64, Option<String>)> {
+        all_cells(path, &parser_only())
+            .into_iter()
+            .map(|(n, cells)| (n, cells.first().cloned()))
             .collect()
     }
 
     #[test]
-    fn the_key_pass_reads_plain_lines_as_the_parser_reads_them() {
+    fn plain_lines_read_as_the_parser_reads_them() {
         let dir = tempfile::tempdir().unwrap();
         let long = "y".repeat(300 * 1024); // longer than the line buffer
         let cases: Vec<(&str, String)> = vec![
@@ -1024,11 +1058,18 @@ mod key_pass_tests {
                 "first data row quoted",
                 "email,name\n\"a@x.io\",A\nb@x.io,B\n".into(),
             ),
+            (
+                "ragged",
+                "email,name,phone\na@x.io\nb@x.io,B,+44 1,extra\n c@x.io , C \n,,\n".into(),
+            ),
         ];
         for (what, body) in cases {
             let p = write(&dir, "k.csv", body.as_bytes());
             let header_row = if what == "title rows" { 3 } else { 1 };
             assert_eq!(key_pass(&p, header_row), full_pass(&p), "{what}");
+            // Every cell, as the planning pass reads them.
+            let plain = all_cells(&p, &SourceOptions::default());
+            assert_eq!(plain, all_cells(&p, &parser_only()), "{what}: all cells");
         }
     }
 }
