@@ -164,6 +164,18 @@ struct Srv {
     unauthorized: AtomicU32,
 }
 
+impl Srv {
+    /// "METHOD path" of every user request, in order of arrival.
+    fn arrived(&self) -> Vec<String> {
+        self.arrivals
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|a| a.1.clone())
+            .collect()
+    }
+}
+
 type S = State<Arc<Srv>>;
 
 fn err(status: StatusCode, details: &str) -> Response {
@@ -582,45 +594,39 @@ async fn run_confirms_an_ambiguous_create_by_lookup() {
     );
     assert_eq!(out[0].remote_id.as_deref(), Some("r0"));
     assert_eq!(srv.users.lock().unwrap().len(), 1);
-    let what: Vec<String> = srv
-        .arrivals
+    let what = srv.arrived();
+    assert_eq!(what, ["POST a@x.io", "GET a@x.io"]);
+}
+
+/// Upserts `old@x.io` (already on the server) and `new@x.io`, one at a time.
+async fn upsert_old_and_new(srv: &Srv, p: &Arc<Profile>, url: &str) -> Vec<Outcome> {
+    srv.users
         .lock()
         .unwrap()
-        .iter()
-        .map(|a| a.1.clone())
-        .collect();
-    assert_eq!(what, ["POST a@x.io", "GET a@x.io"]);
+        .insert("old@x.io".into(), ("r-old".into(), "Old".into()));
+    let rows = rows(
+        p,
+        Action::Upsert,
+        &[("old@x.io", "Renamed"), ("new@x.io", "New")],
+    );
+    let mut s = settings(p, url);
+    s.concurrency = 1;
+    let (r, out) = go(p, s, rows, never()).await;
+    r.unwrap();
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_upserts_both_ways() {
     let (srv, url) = server().await;
     let p = profile(false);
-    srv.users
-        .lock()
-        .unwrap()
-        .insert("old@x.io".into(), ("r-old".into(), "Old".into()));
     srv.next_id.store(1, Ordering::SeqCst);
-    let rows = rows(
-        &p,
-        Action::Upsert,
-        &[("old@x.io", "Renamed"), ("new@x.io", "New")],
-    );
-    let mut s = settings(&p, &url);
-    s.concurrency = 1;
-    let (r, out) = go(&p, s, rows, never()).await;
-    r.unwrap();
+    let out = upsert_old_and_new(&srv, &p, &url).await;
     assert_eq!(out[0].status, Status::Updated, "{:?}", out[0]);
     assert_eq!(out[0].remote_id.as_deref(), Some("r-old"));
     assert_eq!(out[0].attempts, 2);
     assert_eq!(out[1].status, Status::Created, "{:?}", out[1]);
-    let what: Vec<String> = srv
-        .arrivals
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|a| a.1.clone())
-        .collect();
+    let what = srv.arrived();
     assert_eq!(
         what,
         ["GET old@x.io", "PUT r-old", "GET new@x.io", "POST new@x.io"]
@@ -829,28 +835,10 @@ async fn run_upsert_without_lookup_updates_on_conflict() {
     let text = format!("{}{}", &text[..cut], &text[cut + end..])
         .replace("path = \"/users/{{remote_id}}\"", "path = \"/users\"");
     let p = Arc::new(Profile::parse(&text, "test", &|f: &str| Err(f.to_string())).unwrap());
-    srv.users
-        .lock()
-        .unwrap()
-        .insert("old@x.io".into(), ("r-old".into(), "Old".into()));
-    let rows = rows(
-        &p,
-        Action::Upsert,
-        &[("old@x.io", "Renamed"), ("new@x.io", "New")],
-    );
-    let mut s = settings(&p, &url);
-    s.concurrency = 1;
-    let (r, out) = go(&p, s, rows, never()).await;
-    r.unwrap();
+    let out = upsert_old_and_new(&srv, &p, &url).await;
     assert_eq!(out[0].status, Status::Updated, "{:?}", out[0]);
     assert_eq!(out[1].status, Status::Created, "{:?}", out[1]);
-    let what: Vec<String> = srv
-        .arrivals
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|a| a.1.clone())
-        .collect();
+    let what = srv.arrived();
     assert_eq!(what, ["POST old@x.io", "PUT old@x.io", "POST new@x.io"]);
     let users = srv.users.lock().unwrap();
     assert_eq!(users["old@x.io"].1, "Renamed");
@@ -1103,12 +1091,6 @@ async fn run_binary_exits_4_when_login_fails() {
     let r = run().await.unwrap();
     r.expect_code(0);
     assert!(!r.stderr().contains("resuming"), "{}", r.stderr());
-    let what: Vec<String> = srv
-        .arrivals
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|a| a.1.clone())
-        .collect();
+    let what = srv.arrived();
     assert_eq!(what, ["POST a@x.io"]);
 }
