@@ -399,19 +399,16 @@ impl CsvRows {
             }
             self.last_line = number;
             let cells = match self.keep.as_deref() {
-                Some(keep) => plain_cells(line, self.delimiter, keep, self.width),
+                Some(keep) => {
+                    let fields = field_ranges(line, self.delimiter).map(|r| &line[r]);
+                    kept_cells(fields, keep, self.width)
+                }
                 // Every cell: the line is checked for UTF-8 once, then split at the
-                // (ASCII) delimiter, as the parser's record would be.
+                // (ASCII, so character-boundary) delimiter, as the parser's record would be.
                 None => std::str::from_utf8(line).map_err(|_| ()).map(|text| {
-                    let mut start = 0;
-                    let ends = memchr::memchr_iter(self.delimiter, line).chain([line.len()]);
-                    ends.take(self.width)
-                        .map(|end| {
-                            // At an ASCII delimiter: a character boundary.
-                            let field = &text[start..end];
-                            start = end + 1;
-                            Cell::text(field)
-                        })
+                    field_ranges(line, self.delimiter)
+                        .take(self.width)
+                        .map(|r| Cell::text(&text[r]))
                         .collect()
                 }),
             };
@@ -450,43 +447,17 @@ fn unreadable(number: u64, e: &std::io::Error) -> RowError {
     }
 }
 
-/// The cells of a row read for [`SourceOptions::only_columns`]: the kept columns decoded,
-/// the others only looked at for whether they are filled (so an otherwise empty row is
-/// still skipped, and a row with a blank key still counts). `Err` when a kept cell is not
-/// UTF-8.
+/// The cells of a row read for [`SourceOptions::only_columns`]: each kept cell decoded at
+/// its index; of the others only the first filled one, as UNREAD at its index (enough to
+/// tell a blank row from one with a blank key). `Err` when a kept cell is not UTF-8.
 fn kept_cells<'a>(
     fields: impl Iterator<Item = &'a [u8]>,
     keep: &[bool],
     width: usize,
 ) -> std::result::Result<Vec<Cell>, ()> {
-    let mut cells = Vec::with_capacity(width.min(16));
-    for (i, field) in fields.take(width).enumerate() {
-        if !keep.get(i).copied().unwrap_or(false) {
-            let filled = field.iter().any(|b| !b.is_ascii_whitespace());
-            cells.push(if filled { super::UNREAD } else { Cell::Empty });
-            continue;
-        }
-        cells.push(Cell::text(std::str::from_utf8(field).map_err(|_| ())?));
-    }
-    Ok(cells)
-}
-
-/// [`kept_cells`] for a plain line (see [`PlainLines`]), shorter: each kept cell at its
-/// index, and of the others only the first filled one, as UNREAD at its index (enough to
-/// tell a blank row). Fields are found with memchr.
-fn plain_cells(
-    line: &[u8],
-    delimiter: u8,
-    keep: &[bool],
-    width: usize,
-) -> std::result::Result<Vec<Cell>, ()> {
     let mut cells = Vec::new();
     let mut unread = false;
-    let mut start = 0;
-    let ends = memchr::memchr_iter(delimiter, line).chain(std::iter::once(line.len()));
-    for (i, end) in ends.take(width).enumerate() {
-        let field = &line[start..end];
-        start = end + 1;
+    for (i, field) in fields.take(width).enumerate() {
         if keep.get(i).copied().unwrap_or(false) {
             cells.resize(i, Cell::Empty);
             cells.push(Cell::text(std::str::from_utf8(field).map_err(|_| ())?));
@@ -497,6 +468,19 @@ fn plain_cells(
         }
     }
     Ok(cells)
+}
+
+/// Where the fields of a plain line (see [`PlainLines`]) are: between delimiters, found
+/// with memchr.
+fn field_ranges(line: &[u8], delimiter: u8) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    let mut start = 0;
+    memchr::memchr_iter(delimiter, line)
+        .chain([line.len()])
+        .map(move |end| {
+            let field = start..end;
+            start = end + 1;
+            field
+        })
 }
 
 /// What [`PlainLines::next`] found.

@@ -27,9 +27,10 @@ pub struct SourceOptions {
     pub sheet: Option<String>,
     /// 1-based spreadsheet row number of the header row; found automatically when `None`.
     pub header_row: Option<u64>,
-    /// Read only these columns (0-based); the others are not decoded and come back as
-    /// [`Cell::Empty`] when blank and [`UNREAD`] when filled. For a pass that needs one
-    /// column, such as the duplicate-key pass. (Excel sheets ignore it.)
+    /// Read only these columns (0-based), each at its own index; the others are not
+    /// decoded: the first of them that is filled comes back as [`UNREAD`] at its index, the
+    /// rest are left out (enough to tell a blank row). For a pass that needs one column,
+    /// such as the duplicate-key pass. (Excel sheets ignore it.)
     pub only_columns: Option<Vec<usize>>,
 }
 
