@@ -773,17 +773,9 @@ pub fn render_request(spec: &RequestSpec, scope: &dyn Scope) -> Request {
     let c = match &spec.compiled {
         Some(c) => c,
         None => {
-            let text = |s: &str| template::Text::compile(s);
-            let pairs = |m: &std::collections::BTreeMap<String, String>| {
-                m.iter().map(|(k, v)| (k.clone(), text(v))).collect()
-            };
-            fallback = crate::profile::CompiledRequest {
-                method: reqwest::Method::from_bytes(spec.method.as_bytes())
-                    .unwrap_or(reqwest::Method::POST),
-                path: text(&spec.path),
-                query: pairs(&spec.query),
-                headers: pairs(&spec.headers),
-            };
+            let method = reqwest::Method::from_bytes(spec.method.as_bytes())
+                .unwrap_or(reqwest::Method::POST);
+            fallback = spec.compile_parts(method, &|_| None);
             &fallback
         }
     };

@@ -350,6 +350,24 @@ pub struct CompiledRequest {
 }
 
 impl RequestSpec {
+    /// Method, path, query and headers parsed for rows to fill; `slot` numbers the
+    /// placeholders that name columns.
+    pub fn compile_parts(
+        &self,
+        method: reqwest::Method,
+        slot: &dyn Fn(&str) -> Option<usize>,
+    ) -> CompiledRequest {
+        let text = |s: &str| template::Text::with_slots(s, slot);
+        let pairs =
+            |m: &BTreeMap<String, String>| m.iter().map(|(k, v)| (k.clone(), text(v))).collect();
+        CompiledRequest {
+            method,
+            path: text(&self.path),
+            query: pairs(&self.query),
+            headers: pairs(&self.headers),
+        }
+    }
+
     pub fn is_success(&self, status: u16) -> bool {
         if self.success.is_empty() {
             (200..300).contains(&status)
@@ -538,33 +556,20 @@ impl Profile {
             Ok(())
         };
         let slot = |name: &str| known.iter().position(|c| c == name);
-        let text = |s: &str| {
-            let mut t = template::Text::compile(s);
-            t.resolve(&slot);
-            t
-        };
         for c in &mut p.columns {
             if let Some(d) = &c.default {
                 check_names(
                     &format!("column {} default", c.name),
                     template::placeholders(d),
                 )?;
-                c.default_text = Some(text(d));
+                c.default_text = Some(template::Text::with_slots(d, &slot));
             }
         }
         let compile = |which: &str, spec: &mut RequestSpec| -> Result<()> {
             spec.method = spec.method.to_ascii_uppercase();
             let method = reqwest::Method::from_bytes(spec.method.as_bytes())
                 .map_err(|_| err(format!("requests.{which}: unknown method {}", spec.method)))?;
-            let pairs = |m: &BTreeMap<String, String>| {
-                m.iter().map(|(k, v)| (k.clone(), text(v))).collect()
-            };
-            spec.compiled = Some(CompiledRequest {
-                method,
-                path: text(&spec.path),
-                query: pairs(&spec.query),
-                headers: pairs(&spec.headers),
-            });
+            spec.compiled = Some(spec.compile_parts(method, &slot));
             let body = match &spec.body {
                 None => None,
                 Some(BodySpec::Inline(v)) => Some(v.clone()),

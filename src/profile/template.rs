@@ -157,34 +157,11 @@ pub fn placeholders(s: &str) -> Vec<String> {
         .collect()
 }
 
-/// Interpolates a text (path, query value, default). Returns `None` when every placeholder
-/// in it is empty (and it has at least one). `encode` is applied to each value (URL paths).
+/// Interpolates a text once (see [`Text::fill`]; what rows fill is compiled once into a
+/// [`Text`]). Returns `None` when every placeholder in it is empty (and it has at least
+/// one). `encode` is applied to each value (URL paths).
 pub fn interpolate(s: &str, scope: &dyn Scope, encode: &dyn Fn(&str) -> String) -> Option<String> {
-    // Runs for every row (paths, queries, headers, defaults): scans the text in place, the
-    // same way as `parse_parts`, without building a list of parts first.
-    let mut out = String::with_capacity(s.len() + 16);
-    let mut vars = 0;
-    let mut filled = 0;
-    let mut rest = s;
-    while let Some(start) = find_pair(rest, b'{') {
-        let Some(len) = find_pair(&rest[start + 2..], b'}') else {
-            break;
-        };
-        out.push_str(&rest[..start]);
-        let name = rest[start + 2..start + 2 + len].trim();
-        vars += 1;
-        if let Var::Value(val) = scope.var(name) {
-            filled += 1;
-            out.push_str(&encode(&value_text(&val)));
-        }
-        rest = &rest[start + 2 + len + 2..];
-    }
-    out.push_str(rest);
-    if vars > 0 && filled == 0 {
-        None
-    } else {
-        Some(out)
-    }
+    Text::compile(s).fill(scope, &|v, out| out.push_str(&encode(v)))
 }
 
 /// Text with `{{name}}` placeholders (a path, a query or header value, a column's
@@ -199,6 +176,13 @@ impl Text {
         Text {
             parts: parse_parts(s),
         }
+    }
+
+    /// [`Text::compile`], then [`Text::resolve`].
+    pub fn with_slots(s: &str, slot: &dyn Fn(&str) -> Option<usize>) -> Text {
+        let mut t = Text::compile(s);
+        t.resolve(slot);
+        t
     }
 
     /// Gives every placeholder the slot `slot` names for it (see [`Template::resolve`]).
