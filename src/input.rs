@@ -5,8 +5,9 @@
 //! row is sent). A CSV is read for that with only its key column decoded; a workbook is
 //! decoded in full once and its rows spooled to a temporary file ([`crate::source::spool`]).
 //! [`Input::rows`] then reads the rows again (from the CSV, or from the spool) on a reader
-//! thread, plans them on every core, and yields them in file order, a few batches at a time,
-//! so memory does not grow with the sheet.
+//! thread and yields them planned, in file order, a few batches at a time, so memory does
+//! not grow with the sheet. A run plans on the reader thread (its requests set the pace);
+//! `check`, where planning is the whole job, plans on every core ([`Input::planned_map`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -181,21 +182,36 @@ impl Input {
     }
 
     /// The data rows `keep` accepts (rows the reader could not read are always kept, so
-    /// they are reported), planned, in file order.
+    /// they are reported), planned on the reader thread, in file order.
     ///
-    /// A reader thread parses the sheet into batches while the batches are planned on
-    /// every core; rows come out in file order. At most [`BATCHES_IN_FLIGHT`] batches are
-    /// held, so memory does not grow with the sheet.
+    /// This is the pace a run needs: the requests, not the planning, set its speed, and a
+    /// run's cores are taken by the requests, the collector and often the target itself.
+    /// Planning each row on the reader thread that parsed it costs one thread, with no
+    /// pool of planners waking (and spinning) for every batch. At most
+    /// [`BATCHES_IN_FLIGHT`] batches are held, so memory does not grow with the sheet.
     pub fn rows_where(
         &self,
         keep: impl Fn(&RawRow) -> bool + Send + 'static,
     ) -> Result<impl Iterator<Item = PlannedRow> + Send + 'static> {
-        self.planned_map(keep, |row| row)
+        let rows = self.raw_rows()?;
+        let planner = self.planner();
+        let mut seq = 0u64;
+        let plan = move |r: RowResult| {
+            seq += 1;
+            planner.plan_at(seq - 1, r)
+        };
+        let rx = spawn_reader(move |tx| read_batches(rows, keep, plan, tx))?;
+        Ok(rx.into_iter().flatten())
     }
 
-    /// [`Input::rows_where`], with `f` applied to each planned row on the thread that
-    /// planned it: a caller that needs only part of a row (`check`) drops the rest there,
-    /// on the thread that allocated it, instead of moving it across.
+    /// Every row `keep` accepts, planned as fast as the machine allows (`check`: planning
+    /// is the whole job), with `f` applied to each planned row on the thread that planned
+    /// it: a caller that needs only part of a row drops the rest there, on the thread that
+    /// allocated it, instead of moving it across.
+    ///
+    /// A reader thread parses the sheet into batches while the batches are planned on
+    /// every core; rows come out in file order. At most [`BATCHES_IN_FLIGHT`] batches are
+    /// held, so memory does not grow with the sheet.
     pub fn planned_map<T: Send + 'static>(
         &self,
         keep: impl Fn(&RawRow) -> bool + Send + 'static,
@@ -203,11 +219,7 @@ impl Input {
     ) -> Result<impl Iterator<Item = T> + Send + 'static> {
         let rows = self.raw_rows()?;
         let planner = self.planner();
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<RowResult>>(BATCHES_IN_FLIGHT);
-        std::thread::Builder::new()
-            .name("enlist-reader".into())
-            .spawn(move || read_batches(rows, keep, &tx))
-            .map_err(|e| anyhow::anyhow!("cannot start the reader thread: {e}"))?;
+        let rx = spawn_reader(move |tx| read_batches(rows, keep, |r| r, tx))?;
         let mut next_seq = 0u64;
         Ok(rx.into_iter().flat_map(move |batch| {
             let base = next_seq;
@@ -222,18 +234,32 @@ impl Input {
     }
 }
 
+/// Starts the reader thread; its batches arrive on the returned channel.
+fn spawn_reader<T: Send + 'static>(
+    read: impl FnOnce(&std::sync::mpsc::SyncSender<Vec<T>>) + Send + 'static,
+) -> Result<std::sync::mpsc::Receiver<Vec<T>>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<T>>(BATCHES_IN_FLIGHT);
+    std::thread::Builder::new()
+        .name("enlist-reader".into())
+        .spawn(move || read(&tx))
+        .map_err(|e| anyhow::anyhow!("cannot start the reader thread: {e}"))?;
+    Ok(rx)
+}
+
 /// Rows per batch handed from the reader thread to the planners.
 const BATCH_ROWS: usize = 512;
 /// Batches read ahead of the planners.
 pub const BATCHES_IN_FLIGHT: usize = 4;
 
-/// The reader thread: sends the rows `keep` accepts in batches. Should reading panic (it
-/// must not, on any input), the panic becomes a row error, so the run is not taken for
-/// complete: the rows after it are reported missing, never silently dropped.
-fn read_batches(
+/// The reader thread: sends the rows `keep` accepts in batches, each row passed through
+/// `each` (the identity, or the planner). Should reading panic (it must not, on any
+/// input), the panic becomes a row error, so the run is not taken for complete: the rows
+/// after it are reported missing, never silently dropped.
+fn read_batches<T>(
     rows: Box<dyn Iterator<Item = RowResult> + Send>,
     keep: impl Fn(&RawRow) -> bool,
-    tx: &std::sync::mpsc::SyncSender<Vec<RowResult>>,
+    mut each: impl FnMut(RowResult) -> T,
+    tx: &std::sync::mpsc::SyncSender<Vec<T>>,
 ) {
     let mut last = 0u64;
     let mut batch = Vec::with_capacity(BATCH_ROWS);
@@ -246,7 +272,7 @@ fn read_batches(
             if !r.as_ref().map(&keep).unwrap_or(true) {
                 continue;
             }
-            batch.push(r);
+            batch.push(each(r));
             if batch.len() == BATCH_ROWS {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
                 if tx.send(full).is_err() {
@@ -257,13 +283,13 @@ fn read_batches(
         true
     }));
     if read.is_err() {
-        batch.push(Err(RowError {
+        batch.push(each(Err(RowError {
             number: last + 1,
             message: format!(
                 "enlist failed while reading the rows after row {last}; no row from here on was \
                  processed. Please report this with the file's layout"
             ),
-        }));
+        })));
     }
     if !batch.is_empty() {
         let _ = tx.send(batch);
