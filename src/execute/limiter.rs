@@ -7,9 +7,11 @@
 //! between request starts that disappears once the target has been quiet for a while.
 
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
@@ -21,6 +23,10 @@ const MAX_PAUSE: Duration = Duration::from_secs(300);
 /// receiving the same burst of 429s do not divide it by sixteen.
 const CUT_INTERVAL: Duration = Duration::from_secs(1);
 
+/// A wait for a governor cell shorter than this is spent yielding to the other tasks of
+/// the thread instead of sleeping (see [`Gate::cell`]).
+const SHORT_WAIT: Duration = Duration::from_micros(50);
+
 /// Shared by all workers (behind an `Arc`).
 pub struct Gate {
     /// Every request of the run waits here: `--rate` requests per second, `--burst` at once.
@@ -29,6 +35,9 @@ pub struct Gate {
     full_rate: f64,
     /// Guards the adaptive state; held only for a few instructions, never across an await.
     state: Mutex<Adaptive>,
+    /// Set by the first 429 (and never cleared): until then the adaptive state is known to
+    /// be idle, and a request passes the gate without taking the lock.
+    adaptive: AtomicBool,
 }
 
 /// What the target told us about its limits.
@@ -64,6 +73,7 @@ impl Gate {
                 successes: 0,
                 last_cut: None,
             }),
+            adaptive: AtomicBool::new(false),
         }
     }
 
@@ -76,30 +86,62 @@ impl Gate {
     /// respected, and a governor cell free.
     pub async fn acquire(&self) {
         loop {
-            let paused = self.lock().paused_until.filter(|t| *t > Instant::now());
-            if let Some(t) = paused {
-                tokio::time::sleep_until(t).await;
-                continue;
+            if self.adaptive.load(Ordering::Acquire) {
+                self.adapt().await;
             }
-            let slot = {
-                let mut s = self.lock();
-                match s.slowed {
-                    Some(r) => {
-                        let start = s.next_slot.max(Instant::now());
-                        s.next_slot = start + Duration::from_secs_f64(1.0 / r);
-                        Some(start)
-                    }
-                    None => None,
-                }
-            };
-            if let Some(t) = slot {
-                tokio::time::sleep_until(t).await;
-            }
-            self.limiter.until_ready().await;
+            self.cell().await;
             // A 429 may have arrived while we waited: check again, so nothing is sent
             // inside a pause the server ordered.
-            let paused = self.lock().paused_until.is_some_and(|t| t > Instant::now());
-            if !paused {
+            if !self.adaptive.load(Ordering::Acquire) || !self.paused() {
+                return;
+            }
+        }
+    }
+
+    fn paused(&self) -> bool {
+        self.lock().paused_until.is_some_and(|t| t > Instant::now())
+    }
+
+    /// After a 429: waits out the server's pause and the slowed-down spacing.
+    async fn adapt(&self) {
+        loop {
+            let paused = self.lock().paused_until.filter(|t| *t > Instant::now());
+            match paused {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => break,
+            }
+        }
+        let slot = {
+            let mut s = self.lock();
+            match s.slowed {
+                Some(r) => {
+                    let start = s.next_slot.max(Instant::now());
+                    s.next_slot = start + Duration::from_secs_f64(1.0 / r);
+                    Some(start)
+                }
+                None => None,
+            }
+        };
+        if let Some(t) = slot {
+            tokio::time::sleep_until(t).await;
+        }
+    }
+
+    /// Takes a governor cell (`--rate`, `--burst`). governor's own wait sleeps on the
+    /// futures-timer thread, precise to microseconds but a round trip to another thread
+    /// each time. When the run is not throttled, the wait is mostly a microsecond or two
+    /// (two workers met at the same instant): such a short wait is spent letting the
+    /// thread's other tasks run, and checking again.
+    async fn cell(&self) {
+        loop {
+            let wait = match self.limiter.check() {
+                Ok(()) => return,
+                Err(not_until) => not_until.wait_time_from(self.limiter.clock().now()),
+            };
+            if wait < SHORT_WAIT {
+                tokio::task::yield_now().await;
+            } else {
+                self.limiter.until_ready().await;
                 return;
             }
         }
@@ -110,12 +152,14 @@ impl Gate {
         let until = Instant::now() + d.min(MAX_PAUSE);
         let mut s = self.lock();
         s.paused_until = Some(s.paused_until.map_or(until, |t| t.max(until)));
+        self.adaptive.store(true, Ordering::Release);
     }
 
     /// A 429 arrived: halve the rate (at most once per [`CUT_INTERVAL`]).
     pub fn throttled(&self) {
         let now = Instant::now();
         let mut s = self.lock();
+        self.adaptive.store(true, Ordering::Release);
         if s.last_cut
             .is_some_and(|t| now.duration_since(t) < CUT_INTERVAL)
         {
@@ -131,6 +175,9 @@ impl Gate {
     /// A request got a non-429 answer: after about two seconds' worth of successes at the
     /// lowered rate, raise it by half again, up to `--rate`.
     pub fn success(&self) {
+        if !self.adaptive.load(Ordering::Acquire) {
+            return;
+        }
         let mut s = self.lock();
         let Some(r) = s.slowed else {
             return;
