@@ -112,9 +112,9 @@ pub fn collect(
 }
 
 /// Outcomes taken off the channel at once.
-const BATCH: usize = 256;
+const BATCH: usize = 1024;
 /// How long the collector lets outcomes gather after it ran out of them.
-const GATHER: Duration = Duration::from_millis(1);
+const GATHER: Duration = Duration::from_millis(10);
 
 /// Counts one outcome and hands it to every sink that still works.
 fn record(

@@ -32,7 +32,7 @@ use crate::plan::{PlannedRow, Settled};
 use crate::profile::Action;
 
 /// Outcomes per transaction.
-pub const BATCH: usize = 200;
+pub const BATCH: usize = 2000;
 /// Longest time an outcome waits for its batch to be committed.
 pub const BATCH_INTERVAL: Duration = Duration::from_millis(250);
 

@@ -185,11 +185,16 @@ struct Shared {
     gate: Arc<limiter::Gate>,
     auth: Arc<auth::Authenticator>,
     stats: Arc<Stats>,
-    /// Cancelled to stop dispatching: on shutdown, or when the run cannot go on. Workers
-    /// check it before taking a row; the reader checks it before queueing one.
+    /// Cancelled to stop dispatching: on shutdown, or when the run cannot go on. The
+    /// reader checks it before queueing a row.
     stop: CancellationToken,
     /// Cancelled when the drain deadline passes: rows still in flight are abandoned.
     abort: CancellationToken,
+    /// This runtime thread's children of `stop` and `abort`, which its workers wait on.
+    /// Every worker waits on both for every row; a token's waiters sit behind a lock, and
+    /// with one pair per thread that lock is never fought over by two threads.
+    stopped: CancellationToken,
+    aborted: CancellationToken,
     /// Why the run could not go on (a re-login that failed); the first reason wins.
     fatal: Arc<std::sync::Mutex<Option<Error>>>,
 }
@@ -206,6 +211,8 @@ impl Shared {
             stats: self.stats.clone(),
             stop: self.stop.clone(),
             abort: self.abort.clone(),
+            stopped: self.stop.child_token(),
+            aborted: self.abort.child_token(),
             fatal: self.fatal.clone(),
         }
     }
@@ -276,6 +283,7 @@ pub async fn run(
     let progress = settings.progress.clone();
     let total_rows = settings.total_rows;
     let threads = clients.len() + 1;
+    let (stop, abort) = (CancellationToken::new(), CancellationToken::new());
     let shared = Arc::new(Shared {
         profile: profile.clone(),
         settings,
@@ -283,13 +291,25 @@ pub async fn run(
         gate: Arc::new(gate),
         auth: Arc::new(auth),
         stats: Arc::new(stats),
-        stop: CancellationToken::new(),
-        abort: CancellationToken::new(),
+        stopped: stop.child_token(),
+        aborted: abort.child_token(),
+        stop,
+        abort,
         fatal: Arc::new(std::sync::Mutex::new(None)),
     });
 
-    let (job_tx, job_rx) = mpsc::channel::<PlannedRow>(2 * concurrency + 64);
-    let (out_tx, out_rx) = mpsc::channel::<Outcome>(1024);
+    // One job channel per runtime thread. A thread's workers take turns on its receiver:
+    // the mutex guards only the receiver, is held while a worker waits for its next row
+    // (never while a row is worked on), and is only ever wanted by workers of that one
+    // thread. The reader hands the rows out a batch at a time, to whichever thread has room.
+    let room = (2 * concurrency / threads + 64).max(2 * FEED_BATCH);
+    let (job_txs, job_rxs): (Vec<_>, Vec<_>) = (0..threads)
+        .map(|_| {
+            let (tx, rx) = mpsc::channel::<PlannedRow>(room);
+            (tx, Arc::new(tokio::sync::Mutex::new(rx)))
+        })
+        .unzip();
+    let (out_tx, out_rx) = mpsc::channel::<Outcome>(OUTCOMES_IN_FLIGHT);
     let runtime = tokio::runtime::Handle::current();
     let collector = tokio::task::spawn_blocking(move || {
         collect::collect(out_rx, sinks, progress, total_rows, runtime)
@@ -299,22 +319,19 @@ pub async fn run(
         let out = out_tx.clone();
         let stop = shared.stop.clone();
         let runtime = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || feed(rows, &job_tx, &out, &stop, &runtime))
+        tokio::task::spawn_blocking(move || feed(rows, &job_txs, &out, &stop, &runtime))
     };
 
-    // The workers take turns on the one receiver: the mutex guards only the receiver and
-    // is held while a worker waits for its next row, never while a row is worked on.
-    let job_rx = Arc::new(tokio::sync::Mutex::new(job_rx));
     // The workers are spread over `threads` runtime threads: this one, and each further
     // one a single-threaded runtime with its own HTTP client. A request, its connection and
     // its worker stay on one thread, with no hand-offs between threads per request.
     let share = |t: usize| concurrency / threads + usize::from(t < concurrency % threads);
     let mut workers = JoinSet::new();
-    spawn_workers(&mut workers, share(0), &shared, &job_rx, &out_tx);
+    spawn_workers(&mut workers, share(0), &shared, &job_rxs[0], &out_tx);
     let mut others = Vec::new();
     for (t, http) in (1..threads).zip(clients) {
         let sh = Arc::new(shared.with_http(http));
-        let (jobs, out) = (job_rx.clone(), out_tx.clone());
+        let (jobs, out) = (job_rxs[t].clone(), out_tx.clone());
         let n = share(t);
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -326,8 +343,9 @@ pub async fn run(
                 {
                     Ok(rt) => rt,
                     Err(e) => {
-                        // Its rows go to the other threads' workers.
+                        // As below: what this thread holds is recorded as not attempted.
                         tracing::warn!("cannot start runtime thread {t}: {e}");
+                        jobs.blocking_lock().close();
                         return;
                     }
                 };
@@ -340,7 +358,12 @@ pub async fn run(
             });
         match thread {
             Ok(_) => others.push(done_rx),
-            Err(e) => tracing::warn!("cannot start runtime thread {t}: {e}"),
+            Err(e) => {
+                // Nobody takes this thread's rows: the reader gives it no more, and what
+                // it holds already is recorded as not attempted below.
+                tracing::warn!("cannot start runtime thread {t}: {e}");
+                job_rxs[t].lock().await.close();
+            }
         }
     }
     let all_done = async move {
@@ -370,10 +393,10 @@ pub async fn run(
         }
     }
 
-    // Rows queued but never taken: not attempted. Closing the channel also wakes a reader
-    // blocked on a full channel, which then records its remaining rows itself.
-    {
-        let mut rx = job_rx.lock().await;
+    // Rows queued but never taken: not attempted. Closing the channels also wakes a
+    // reader blocked on full channels, which then records its remaining rows itself.
+    for rx in &job_rxs {
+        let mut rx = rx.lock().await;
         rx.close();
         while let Some(row) = rx.recv().await {
             let _ = out_tx.send(not_attempted(&row, NOT_SENT)).await;
@@ -441,16 +464,18 @@ pub async fn run(
 /// rows straight to the collector, valid ones to the workers, and after a stop every row
 /// left to the collector as not attempted (reading on is cheap; no request is sent).
 ///
-/// Room in the job channel is reserved [`FEED_BATCH`] rows at a time: waiting for one free
-/// slot per row would wake this thread (a system call on the workers' side) for every row.
+/// Room in the job channels is reserved several rows at a time (see [`reserve`]): waiting
+/// for one free slot per row would wake this thread (a system call on the workers' side)
+/// for every row.
 fn feed(
     rows: impl Iterator<Item = PlannedRow>,
-    jobs: &mpsc::Sender<PlannedRow>,
+    jobs: &[mpsc::Sender<PlannedRow>],
     out: &mpsc::Sender<Outcome>,
     stop: &CancellationToken,
     runtime: &tokio::runtime::Handle,
 ) {
     let mut room: Option<mpsc::PermitIterator<'_, PlannedRow>> = None;
+    let mut turn = 0usize;
     for row in rows {
         let outcome = if let Some(s) = &row.settled {
             // Decided from the journal (unchanged, or done by the interrupted run). No
@@ -467,13 +492,13 @@ fn feed(
                 "the row asks to be skipped".into(),
             ))
         } else if stop.is_cancelled() {
-            room = None; // hand back the reserved slots: the channel is being drained
+            room = None; // hand back the reserved slots: the channels are being drained
             Some(not_attempted(&row, NOT_SENT))
         } else {
             let permit = match room.as_mut().and_then(Iterator::next) {
                 Some(p) => Some(p),
                 None => {
-                    room = runtime.block_on(jobs.reserve_many(FEED_BATCH)).ok();
+                    room = reserve(jobs, &mut turn, runtime);
                     room.as_mut().and_then(Iterator::next)
                 }
             };
@@ -482,7 +507,7 @@ fn feed(
                     p.send(row);
                     None
                 }
-                // The channel was closed: the run stopped.
+                // Every channel was closed: the run stopped.
                 None => Some(not_attempted(&row, NOT_SENT)),
             }
         };
@@ -492,6 +517,39 @@ fn feed(
             }
         }
     }
+}
+
+/// Room for the next rows. First [`FEED_CHUNK`] slots in the first channel, taken in
+/// turn, that has them now: the threads get rows alike, and a small sheet is spread over
+/// every thread's workers. When every channel is full, [`FEED_BATCH`] slots in whichever
+/// has them first: a thread that works faster gets more rows, and this thread sleeps
+/// once per batch, not once per row. `None`: every channel is closed.
+fn reserve<'a>(
+    jobs: &'a [mpsc::Sender<PlannedRow>],
+    turn: &mut usize,
+    runtime: &tokio::runtime::Handle,
+) -> Option<mpsc::PermitIterator<'a, PlannedRow>> {
+    for i in 0..jobs.len() {
+        let k = (*turn + i) % jobs.len();
+        if let Ok(p) = jobs[k].try_reserve_many(FEED_CHUNK) {
+            *turn = k + 1;
+            return Some(p);
+        }
+    }
+    let mut waits: Vec<_> = jobs
+        .iter()
+        .filter(|j| !j.is_closed())
+        .map(|j| Box::pin(j.reserve_many(FEED_BATCH)))
+        .collect();
+    runtime.block_on(async move {
+        while !waits.is_empty() {
+            match futures::future::select_all(waits).await {
+                (Ok(p), _, _) => return Some(p),
+                (Err(_), _, rest) => waits = rest, // that channel closed: the others may not be
+            }
+        }
+        None
+    })
 }
 
 /// Starts `n` workers on the current runtime.
@@ -516,8 +574,13 @@ async fn join_workers(mut set: JoinSet<()>) {
     }
 }
 
-/// Job slots the reader reserves at once.
-const FEED_BATCH: usize = 32;
+/// Job slots the reader reserves at once while the channels have room, and once they are
+/// full (see [`reserve`]).
+const FEED_CHUNK: usize = 8;
+const FEED_BATCH: usize = 256;
+/// Outcomes that may wait for the collector (it takes them in batches, see
+/// [`crate::collect`]); a worker only waits for room beyond that.
+const OUTCOMES_IN_FLIGHT: usize = 4096;
 
 fn not_attempted(row: &PlannedRow, message: &str) -> Outcome {
     Outcome::unsent(row, Status::NotAttempted, message.to_string())

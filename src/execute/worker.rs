@@ -27,7 +27,7 @@ pub(super) async fn work(
     loop {
         let row = tokio::select! {
             biased;
-            _ = sh.stop.cancelled() => None,
+            _ = sh.stopped.cancelled() => None,
             r = async { jobs.lock().await.recv().await } => r,
         };
         let Some(row) = row else {
@@ -36,7 +36,7 @@ pub(super) async fn work(
         let mut cx = RowCtx::new(&sh);
         let result = tokio::select! {
             r = process(&sh, &row, &mut cx) => Some(r),
-            _ = sh.abort.cancelled() => None,
+            _ = sh.aborted.cancelled() => None,
         };
         let end = match result {
             Some(Ok(end)) => end,
