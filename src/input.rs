@@ -4,10 +4,11 @@
 //! duplicate keys (a key on two rows makes both invalid, so it must be known before the first
 //! row is sent). A CSV is read for that with only its key column decoded; a workbook is
 //! decoded in full once and its rows spooled to a temporary file ([`crate::source::spool`]).
-//! [`Input::rows`] then reads the rows again (from the CSV, or from the spool) on a reader
-//! thread and yields them planned, in file order, a few batches at a time, so memory does
-//! not grow with the sheet. A run plans on the reader thread (its requests set the pace);
-//! `check`, where planning is the whole job, plans on every core ([`Input::planned_map`]).
+//! [`Input::rows`] then reads the rows again (from the CSV, or from the spool) and yields
+//! them planned, in file order, so memory does not grow with the sheet. A run reads and
+//! plans each row on the thread that takes it (its requests set the pace); `check`, where
+//! planning is the whole job, reads on a thread of its own and plans on every core
+//! ([`Input::planned_map`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -182,26 +183,25 @@ impl Input {
     }
 
     /// The data rows `keep` accepts (rows the reader could not read are always kept, so
-    /// they are reported), planned on the reader thread, in file order.
+    /// they are reported), read and planned one at a time by the thread that takes them.
     ///
     /// This is the pace a run needs: the requests, not the planning, set its speed, and a
     /// run's cores are taken by the requests, the collector and often the target itself.
-    /// Planning each row on the reader thread that parsed it costs one thread, with no
-    /// pool of planners waking (and spinning) for every batch. At most
-    /// [`BATCHES_IN_FLIGHT`] batches are held, so memory does not grow with the sheet.
+    /// No pool of planners wakes (and spins) for every batch, and no row is handed from
+    /// thread to thread before it is routed. Nothing is read ahead, so memory does not
+    /// grow with the sheet.
     pub fn rows_where(
         &self,
         keep: impl Fn(&RawRow) -> bool + Send + 'static,
     ) -> Result<impl Iterator<Item = PlannedRow> + Send + 'static> {
-        let rows = self.raw_rows()?;
-        let planner = self.planner();
-        let mut seq = 0u64;
-        let plan = move |r: RowResult| {
-            seq += 1;
-            planner.plan_at(seq - 1, r)
-        };
-        let rx = spawn_reader(move |tx| read_batches(rows, keep, plan, tx))?;
-        Ok(rx.into_iter().flatten())
+        Ok(PlanEach {
+            rows: self.raw_rows()?,
+            keep,
+            planner: self.planner(),
+            seq: 0,
+            last: 0,
+            done: false,
+        })
     }
 
     /// Every row `keep` accepts, planned as fast as the machine allows (`check`: planning
@@ -219,7 +219,11 @@ impl Input {
     ) -> Result<impl Iterator<Item = T> + Send + 'static> {
         let rows = self.raw_rows()?;
         let planner = self.planner();
-        let rx = spawn_reader(move |tx| read_batches(rows, keep, |r| r, tx))?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<RowResult>>(BATCHES_IN_FLIGHT);
+        std::thread::Builder::new()
+            .name("enlist-reader".into())
+            .spawn(move || read_batches(rows, keep, &tx))
+            .map_err(|e| anyhow::anyhow!("cannot start the reader thread: {e}"))?;
         let mut next_seq = 0u64;
         Ok(rx.into_iter().flat_map(move |batch| {
             let base = next_seq;
@@ -234,16 +238,68 @@ impl Input {
     }
 }
 
-/// Starts the reader thread; its batches arrive on the returned channel.
-fn spawn_reader<T: Send + 'static>(
-    read: impl FnOnce(&std::sync::mpsc::SyncSender<Vec<T>>) + Send + 'static,
-) -> Result<std::sync::mpsc::Receiver<Vec<T>>> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<T>>(BATCHES_IN_FLIGHT);
-    std::thread::Builder::new()
-        .name("enlist-reader".into())
-        .spawn(move || read(&tx))
-        .map_err(|e| anyhow::anyhow!("cannot start the reader thread: {e}"))?;
-    Ok(rx)
+/// [`Input::rows_where`]'s rows: read, filtered and planned in `next`. Should reading or
+/// planning panic (it must not, on any input), the panic becomes a last row error, so the
+/// run is not taken for complete: the rows after it are reported missing, never silently
+/// dropped.
+struct PlanEach<K> {
+    rows: Box<dyn Iterator<Item = RowResult> + Send>,
+    keep: K,
+    planner: Planner,
+    /// Rows planned so far (the next row's `seq`).
+    seq: u64,
+    /// The sheet row last read.
+    last: u64,
+    done: bool,
+}
+
+impl<K: Fn(&RawRow) -> bool> Iterator for PlanEach<K> {
+    type Item = PlannedRow;
+
+    fn next(&mut self) -> Option<PlannedRow> {
+        if self.done {
+            return None;
+        }
+        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loop {
+            let r = self.rows.next()?;
+            self.last = row_number(&r);
+            if r.as_ref().map(&self.keep).unwrap_or(true) {
+                return Some(self.planner.plan_at(self.seq, r));
+            }
+        }));
+        match step {
+            Ok(Some(row)) => {
+                self.seq += 1;
+                Some(row)
+            }
+            Ok(None) => None,
+            Err(_) => {
+                self.done = true;
+                Some(
+                    self.planner
+                        .plan_at(self.seq, Err(reader_failed(self.last))),
+                )
+            }
+        }
+    }
+}
+
+fn row_number(r: &RowResult) -> u64 {
+    match r {
+        Ok(r) => r.number,
+        Err(e) => e.number,
+    }
+}
+
+/// The row error that stands for every row after `last` when reading them panicked.
+fn reader_failed(last: u64) -> RowError {
+    RowError {
+        number: last + 1,
+        message: format!(
+            "enlist failed while reading the rows after row {last}; no row from here on was \
+             processed. Please report this with the file's layout"
+        ),
+    }
 }
 
 /// Rows per batch handed from the reader thread to the planners.
@@ -251,28 +307,22 @@ const BATCH_ROWS: usize = 512;
 /// Batches read ahead of the planners.
 pub const BATCHES_IN_FLIGHT: usize = 4;
 
-/// The reader thread: sends the rows `keep` accepts in batches, each row passed through
-/// `each` (the identity, or the planner). Should reading panic (it must not, on any
-/// input), the panic becomes a row error, so the run is not taken for complete: the rows
-/// after it are reported missing, never silently dropped.
-fn read_batches<T>(
+/// The reader thread of [`Input::planned_map`]: sends the rows `keep` accepts in batches.
+/// A panic while reading becomes a row error, as in [`PlanEach`].
+fn read_batches(
     rows: Box<dyn Iterator<Item = RowResult> + Send>,
     keep: impl Fn(&RawRow) -> bool,
-    mut each: impl FnMut(RowResult) -> T,
-    tx: &std::sync::mpsc::SyncSender<Vec<T>>,
+    tx: &std::sync::mpsc::SyncSender<Vec<RowResult>>,
 ) {
     let mut last = 0u64;
     let mut batch = Vec::with_capacity(BATCH_ROWS);
     let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         for r in rows {
-            last = match &r {
-                Ok(r) => r.number,
-                Err(e) => e.number,
-            };
+            last = row_number(&r);
             if !r.as_ref().map(&keep).unwrap_or(true) {
                 continue;
             }
-            batch.push(each(r));
+            batch.push(r);
             if batch.len() == BATCH_ROWS {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
                 if tx.send(full).is_err() {
@@ -283,13 +333,7 @@ fn read_batches<T>(
         true
     }));
     if read.is_err() {
-        batch.push(each(Err(RowError {
-            number: last + 1,
-            message: format!(
-                "enlist failed while reading the rows after row {last}; no row from here on was \
-                 processed. Please report this with the file's layout"
-            ),
-        })));
+        batch.push(Err(reader_failed(last)));
     }
     if !batch.is_empty() {
         let _ = tx.send(batch);
@@ -332,5 +376,32 @@ mod tests {
             .map(|r| r.row)
             .collect();
         assert_eq!(dup, vec![2, 6]);
+    }
+
+    #[test]
+    fn a_panic_while_reading_becomes_a_last_row_error() {
+        let input = open(
+            "users.csv",
+            "email,password,name\na@x.io,Secret-1,A\nb@x.io,Secret-2,B\n",
+        );
+        let rows = input
+            .raw_rows()
+            .expect("rows")
+            .chain(std::iter::from_fn(|| panic!("a reader bug")));
+        let planned: Vec<PlannedRow> = PlanEach {
+            rows: Box::new(rows),
+            keep: |_: &RawRow| true,
+            planner: input.planner(),
+            seq: 0,
+            last: 0,
+            done: false,
+        }
+        .collect();
+        let seen: Vec<(u64, u64, bool)> = planned
+            .iter()
+            .map(|r| (r.seq, r.row, r.is_invalid()))
+            .collect();
+        assert_eq!(seen, vec![(0, 2, false), (1, 3, false), (2, 4, true)]);
+        assert!(planned[2].error_message().contains("after row 3"));
     }
 }
