@@ -86,18 +86,17 @@ pub fn collect(
         if received == 0 {
             break; // every sender is gone
         }
-        for o in batch.drain(..) {
-            record(&o, &mut counts, &mut sinks, &mut broken, &mut error);
-            if progress == Progress::Bar {
-                use tracing_indicatif::span_ext::IndicatifSpanExt;
-                span.pb_inc(1);
-                let bad = counts.get(&Status::Failed).copied().unwrap_or(0)
-                    + counts.get(&Status::Invalid).copied().unwrap_or(0);
-                if bad > 0 {
-                    span.pb_set_message(&format!("{bad} failed/invalid"));
-                }
+        record(&batch, &mut counts, &mut sinks, &mut broken, &mut error);
+        if progress == Progress::Bar {
+            use tracing_indicatif::span_ext::IndicatifSpanExt;
+            span.pb_inc(batch.len() as u64);
+            let bad = counts.get(&Status::Failed).copied().unwrap_or(0)
+                + counts.get(&Status::Invalid).copied().unwrap_or(0);
+            if bad > 0 {
+                span.pb_set_message(&format!("{bad} failed/invalid"));
             }
         }
+        batch.clear();
         // A short pause when the channel ran dry lets outcomes gather: the senders wake
         // this thread (a system call on their side) once per batch, not once per row.
         if received < BATCH {
@@ -116,23 +115,25 @@ const BATCH: usize = 1024;
 /// How long the collector lets outcomes gather after it ran out of them.
 const GATHER: Duration = Duration::from_millis(10);
 
-/// Counts one outcome and hands it to every sink that still works.
+/// Counts a batch of outcomes and hands it to every sink that still works.
 fn record(
-    o: &Outcome,
+    batch: &[Outcome],
     counts: &mut BTreeMap<Status, u64>,
     sinks: &mut [Box<dyn OutcomeSink>],
     broken: &mut [bool],
     error: &mut Option<Error>,
 ) {
-    *counts.entry(o.status).or_default() += 1;
-    if matches!(o.status, Status::Failed) {
-        tracing::warn!(row = o.row, key = %o.key, "failed: {}", o.message);
+    for o in batch {
+        *counts.entry(o.status).or_default() += 1;
+        if matches!(o.status, Status::Failed) {
+            tracing::warn!(row = o.row, key = %o.key, "failed: {}", o.message);
+        }
     }
     for (i, sink) in sinks.iter_mut().enumerate() {
         if broken[i] {
             continue;
         }
-        if let Err(e) = sink.record(o) {
+        if let Err(e) = sink.record_all(batch) {
             tracing::error!("cannot record outcomes: {e}");
             broken[i] = true;
             error.get_or_insert(e);

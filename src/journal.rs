@@ -234,13 +234,18 @@ impl Journal {
 }
 
 impl OutcomeSink for Journal {
-    /// Records a row that reached the target. Failed rows are not recorded: the next run
-    /// sends them again. Unchanged rows are already recorded.
     fn record(&mut self, o: &Outcome) -> Result<()> {
-        let applied = matches!(o.status, Status::Created | Status::Updated | Status::Exists);
-        if let (true, Some(fp)) = (applied, &o.fingerprint) {
-            // Prepared once per connection (parsing the statement cost more than running it).
-            self.conn
+        self.record_all(std::slice::from_ref(o))
+    }
+
+    /// Records the rows that reached the target. Failed rows are not recorded: the next
+    /// run sends them again. Unchanged rows are already recorded.
+    fn record_all(&mut self, outcomes: &[Outcome]) -> Result<()> {
+        {
+            // Found in the statement cache once per batch: finding it hashes the whole SQL
+            // text, which cost more than a row's insert.
+            let mut st = self
+                .conn
                 .prepare_cached(
                     "INSERT INTO applied (target, key, fingerprint, remote_id, status, run_id, at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -248,7 +253,11 @@ impl OutcomeSink for Journal {
                        remote_id = COALESCE(excluded.remote_id, applied.remote_id),
                        status = excluded.status, run_id = excluded.run_id, at = excluded.at",
                 )
-                .and_then(|mut st| {
+                .map_err(sql_err(&self.path))?;
+            for o in outcomes {
+                let applied =
+                    matches!(o.status, Status::Created | Status::Updated | Status::Exists);
+                if let (true, Some(fp)) = (applied, &o.fingerprint) {
                     st.execute(params![
                         self.target,
                         journal_key(&o.key),
@@ -258,9 +267,10 @@ impl OutcomeSink for Journal {
                         self.run_id,
                         o.finished_at
                     ])
-                })
-                .map_err(sql_err(&self.path))?;
-            self.pending += 1;
+                    .map_err(sql_err(&self.path))?;
+                    self.pending += 1;
+                }
+            }
         }
         if self.pending >= BATCH
             || (self.pending > 0 && self.last_commit.elapsed() >= BATCH_INTERVAL)

@@ -188,6 +188,12 @@ impl RunSummary {
 /// The collector owns every sink; outcomes arrive in completion order, not input order.
 pub trait OutcomeSink: Send {
     fn record(&mut self, outcome: &Outcome) -> crate::error::Result<()>;
+    /// Records outcomes in the order given. The collector hands them over as they
+    /// arrive, a batch at a time; a sink that pays a fixed price per call (the journal
+    /// finds its prepared statement) pays it once per batch.
+    fn record_all(&mut self, outcomes: &[Outcome]) -> crate::error::Result<()> {
+        outcomes.iter().try_for_each(|o| self.record(o))
+    }
     /// Called once, after the last outcome.
     fn finish(&mut self, summary: &RunSummary) -> crate::error::Result<()>;
     /// Called instead of [`OutcomeSink::finish`] when the run could not start (no row was
