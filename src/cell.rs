@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use compact_str::CompactString;
+
 /// Largest integer an IEEE double holds exactly (2^53). Excel stores every number
 /// as a double, so an integral number beyond this has already lost digits.
 pub const MAX_EXACT_INT: f64 = 9_007_199_254_740_992.0;
@@ -15,8 +17,10 @@ pub const MAX_EXACT_INT: f64 = 9_007_199_254_740_992.0;
 pub enum Cell {
     /// Nothing in the cell (or only whitespace).
     Empty,
-    /// Text, trimmed. Leading `+` and `0` are kept as typed.
-    Text(String),
+    /// Text, trimmed. Leading `+` and `0` are kept as typed. Text of up to 24 bytes (most
+    /// cells) is held inline: the reader makes no allocation for it, so a row handed to
+    /// another thread to be planned leaves no memory behind to be freed across threads.
+    Text(CompactString),
     /// A numeric cell holding an integral value that fits exactly (`1234`, never `1234.0`).
     Int(i64),
     /// A numeric cell with a fraction, or an integral value too large to be exact
@@ -37,7 +41,7 @@ impl Cell {
         if t.is_empty() {
             Cell::Empty
         } else {
-            Cell::Text(t.to_string())
+            Cell::Text(CompactString::from(t))
         }
     }
 
@@ -72,7 +76,8 @@ impl Cell {
     pub fn to_text(&self) -> String {
         match self {
             Cell::Empty => String::new(),
-            Cell::Text(s) | Cell::Date(s) | Cell::Error(s) => s.clone(),
+            Cell::Text(s) => s.to_string(),
+            Cell::Date(s) | Cell::Error(s) => s.clone(),
             other => other.to_string(),
         }
     }
@@ -83,7 +88,8 @@ impl fmt::Display for Cell {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Cell::Empty => Ok(()),
-            Cell::Text(s) | Cell::Date(s) | Cell::Error(s) => f.write_str(s),
+            Cell::Text(s) => f.write_str(s),
+            Cell::Date(s) | Cell::Error(s) => f.write_str(s),
             Cell::Int(i) => write!(f, "{i}"),
             Cell::Float(x) => {
                 if x.fract() == 0.0 && x.abs() < 1e21 {
