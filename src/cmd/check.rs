@@ -13,7 +13,7 @@ use crate::cli::{Format, InputArgs};
 use crate::error::{exit, Result};
 use crate::input::Input;
 use crate::outcome::{now_rfc3339, Outcome, RunSummary, Status};
-use crate::plan::{PlannedRow, Request, Severity, MASK};
+use crate::plan::{Finding, PlannedRow, Request, Severity, MASK};
 use crate::profile::{Action, Auth, Profile};
 use crate::report::{self, ReportFormat};
 
@@ -99,24 +99,17 @@ pub fn run(args: CheckArgs) -> Result<u8> {
     let mut requests = Vec::new();
     // Which requests each of the first valid rows sends, to show them afterwards.
     let mut shown: Vec<(u64, [bool; 3])> = Vec::new();
-    // Each row is planned in full (bodies rendered); the requests are dropped on the
-    // planning thread, which made them.
-    let rows = input.planned_map(
-        |_| true,
-        move |mut row| {
-            let used = row
-                .job
-                .take()
-                .map(|j| [j.lookup.is_some(), j.create.is_some(), j.update.is_some()]);
-            (row, used)
-        },
-    )?;
-    for (row, used) in rows {
+    // Each row is planned in full (bodies rendered); only what check needs of it comes
+    // back here, the rest (its requests, its key) is dropped on the planning thread that
+    // made it.
+    let with_report = report.is_some();
+    let rows = input.planned_map(|_| true, move |row| Checked::of(row, with_report))?;
+    for row in rows {
         count(&mut tally, &row);
-        if let Some((sink, _)) = report.as_mut() {
-            sink.record(&check_outcome(&row))?;
+        if let (Some((sink, _)), Some(o)) = (report.as_mut(), &row.outcome) {
+            sink.record(o)?;
         }
-        if let Some(used) = used.filter(|_| shown.len() < args.show_requests) {
+        if let Some(used) = row.used.filter(|_| shown.len() < args.show_requests) {
             shown.push((row.row, used));
         }
         for f in &row.findings {
@@ -277,14 +270,43 @@ fn check_outcome(row: &PlannedRow) -> Outcome {
     }
 }
 
-fn count(t: &mut Tally, row: &PlannedRow) {
+/// What check keeps of a planned row.
+struct Checked {
+    row: u64,
+    action: Action,
+    invalid: bool,
+    findings: Vec<Finding>,
+    /// Which of lookup, create, update the row would send (None: it sends nothing).
+    used: Option<[bool; 3]>,
+    /// The row's line in the report, when there is one.
+    outcome: Option<Box<Outcome>>,
+}
+
+impl Checked {
+    fn of(mut row: PlannedRow, with_report: bool) -> Checked {
+        let used = row
+            .job
+            .take()
+            .map(|j| [j.lookup.is_some(), j.create.is_some(), j.update.is_some()]);
+        Checked {
+            row: row.row,
+            action: row.action,
+            invalid: row.is_invalid(),
+            outcome: with_report.then(|| Box::new(check_outcome(&row))),
+            findings: std::mem::take(&mut row.findings),
+            used,
+        }
+    }
+}
+
+fn count(t: &mut Tally, row: &Checked) {
     t.rows += 1;
     t.warnings += row
         .findings
         .iter()
         .filter(|f| f.severity == Severity::Warning)
         .count() as u64;
-    if row.is_invalid() {
+    if row.invalid {
         t.invalid += 1;
     } else if row.action == Action::Skip {
         t.skipped += 1;
