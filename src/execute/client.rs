@@ -262,7 +262,12 @@ impl Http {
             .timeout(opts.timeout)
             .connect_timeout(opts.connect_timeout)
             .user_agent(concat!("enlist/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none());
+            .redirect(reqwest::redirect::Policy::none())
+            // No retries inside reqwest (by default it resends a request an HTTP/2 server
+            // refused): every request on the wire goes through the run's gate and is
+            // counted in the row's attempts, and enlist alone decides what is sent again.
+            // (The default also copied every request's headers in case it had to resend.)
+            .retry(reqwest::retry::never().max_retries_per_request(0));
         if let Some(pem) = &opts.ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
                 Error::CannotStart(format!("--ca-file holds no usable PEM certificate: {e}"))
