@@ -11,7 +11,8 @@
 //!
 //! # What is stored
 //! - `applied(target, key)`: per user, the fingerprint of the content last applied successfully
-//!   (delta sync), the remote id and the outcome of the run that applied it.
+//!   (delta sync), the remote id and the outcome of the run that applied it; `targets` gives
+//!   each target (profile and base URL) its number.
 //! - `runs`: one line per run with its input hash; a run without `finished_at` died or was
 //!   interrupted, so the next run *resumes*: rows it had not recorded may have reached the
 //!   target, and are looked up before any create is sent again.
@@ -36,11 +37,20 @@ pub const BATCH: usize = 2000;
 /// Longest time an outcome waits for its batch to be committed.
 pub const BATCH_INTERVAL: Duration = Duration::from_millis(250);
 
+/// The layout of the state database (`PRAGMA user_version`). 0 is the first layout, which
+/// named the target in every `applied` row and kept fingerprints as hex text; it is
+/// migrated on open ([`migrate`]).
+const SCHEMA_VERSION: i64 = 1;
+
 const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS targets (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE
+);
 CREATE TABLE IF NOT EXISTS applied (
-    target      TEXT NOT NULL,
+    target      INTEGER NOT NULL,
     key         TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
+    fingerprint BLOB NOT NULL,
     remote_id   TEXT,
     status      TEXT NOT NULL,
     run_id      INTEGER NOT NULL,
@@ -56,6 +66,62 @@ CREATE TABLE IF NOT EXISTS runs (
     pid         INTEGER NOT NULL
 );
 ";
+
+/// Brings a state database to [`SCHEMA_VERSION`], in one transaction: a state written by
+/// an earlier enlist keeps its whole history. Each `applied` row is about half its old
+/// size (an integer for the target, 32 bytes for the fingerprint), which makes the row a
+/// run records cheaper and a million-user state smaller.
+fn migrate(conn: &mut Connection, db: &Path) -> Result<()> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(sql_err(db))?;
+    if version > SCHEMA_VERSION {
+        return Err(Error::input(
+            db,
+            format!(
+                "the state was written by a newer enlist (layout {version}; this one knows up \
+                 to {SCHEMA_VERSION}): run that version, or use another --state"
+            ),
+        ));
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn.transaction().map_err(sql_err(db))?;
+    let old_applied: bool = tx
+        .query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('applied') WHERE name = 'target' AND type = 'TEXT'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sql_err(db))?;
+    if old_applied {
+        tx.execute_batch("ALTER TABLE applied RENAME TO applied_v0;")
+            .map_err(sql_err(db))?;
+    }
+    tx.execute_batch(SCHEMA).map_err(sql_err(db))?;
+    if old_applied {
+        tx.execute_batch(
+            "INSERT OR IGNORE INTO targets (name) SELECT DISTINCT target FROM applied_v0;
+             INSERT INTO applied (target, key, fingerprint, remote_id, status, run_id, at)
+               SELECT t.id, a.key, unhex(a.fingerprint), a.remote_id, a.status, a.run_id, a.at
+               FROM applied_v0 a JOIN targets t ON t.name = a.target
+               WHERE unhex(a.fingerprint) IS NOT NULL;
+             DROP TABLE applied_v0;",
+        )
+        .map_err(sql_err(db))?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(sql_err(db))?;
+    tx.commit().map_err(sql_err(db))
+}
+
+/// The fingerprint as stored: the 32 bytes its hex stands for.
+fn fingerprint_bytes(fp: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(fp, &mut out).ok()?;
+    Some(out)
+}
 
 /// Identifies a target: the same sheet may feed two systems, each with its own history.
 pub fn target_id(profile: &str, base_url: &str) -> String {
@@ -81,7 +147,8 @@ pub struct Applied {
 /// The state of one run: the write side (an [`OutcomeSink`]) and the lock.
 pub struct Journal {
     conn: Connection,
-    target: String,
+    /// The target's row in `targets`.
+    target_id: i64,
     run_id: i64,
     /// The run this one resumes (the last run on this target that never finished).
     resumes: Option<i64>,
@@ -97,7 +164,7 @@ pub struct Journal {
 /// A read-only view used by the planner thread to decide what is unchanged.
 pub struct JournalReader {
     conn: Connection,
-    target: String,
+    target_id: i64,
 }
 
 fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
@@ -145,8 +212,20 @@ impl Journal {
         );
 
         let db = dir.join("enlist.sqlite");
-        let conn = open_conn(&db)?;
-        conn.execute_batch(SCHEMA).map_err(sql_err(&db))?;
+        let mut conn = open_conn(&db)?;
+        migrate(&mut conn, &db)?;
+        conn.execute(
+            "INSERT OR IGNORE INTO targets (name) VALUES (?1)",
+            params![target],
+        )
+        .map_err(sql_err(&db))?;
+        let target_id: i64 = conn
+            .query_row(
+                "SELECT id FROM targets WHERE name = ?1",
+                params![target],
+                |r| r.get(0),
+            )
+            .map_err(sql_err(&db))?;
         let resumes: Option<i64> = conn
             .query_row(
                 "SELECT id FROM runs WHERE target = ?1 AND finished_at IS NULL ORDER BY id DESC LIMIT 1",
@@ -185,7 +264,7 @@ impl Journal {
         conn.execute_batch("BEGIN").map_err(sql_err(&db))?;
         Ok(Journal {
             conn,
-            target: target.to_string(),
+            target_id,
             run_id,
             resumes,
             resumes_after,
@@ -219,7 +298,7 @@ impl Journal {
     pub fn reader(&self) -> Result<JournalReader> {
         Ok(JournalReader {
             conn: open_conn(&self.path)?,
-            target: self.target.clone(),
+            target_id: self.target_id,
         })
     }
 
@@ -258,10 +337,19 @@ impl OutcomeSink for Journal {
                 let applied =
                     matches!(o.status, Status::Created | Status::Updated | Status::Exists);
                 if let (true, Some(fp)) = (applied, &o.fingerprint) {
+                    // A fingerprint is always SHA-256 hex (see the planner); anything else
+                    // would be a bug, and is not recorded: the row is sent again next time.
+                    let Some(fp) = fingerprint_bytes(fp) else {
+                        tracing::warn!(
+                            row = o.row,
+                            "not journaled: the fingerprint is not SHA-256 hex"
+                        );
+                        continue;
+                    };
                     st.execute(params![
-                        self.target,
+                        self.target_id,
                         journal_key(&o.key),
-                        fp,
+                        &fp[..],
                         o.remote_id,
                         o.status.as_str(),
                         self.run_id,
@@ -332,10 +420,11 @@ impl JournalReader {
                 "SELECT fingerprint, remote_id, status, run_id, at FROM applied WHERE target = ?1 AND key = ?2",
             )
             .map_err(|e| Error::Other(e.into()))?;
-        stmt.query_row(params![self.target, journal_key(key)], |r| {
+        stmt.query_row(params![self.target_id, journal_key(key)], |r| {
             let status: String = r.get(2)?;
+            let fingerprint: Vec<u8> = r.get(0)?;
             Ok(Applied {
-                fingerprint: r.get(0)?,
+                fingerprint: hex::encode(fingerprint),
                 remote_id: r.get(1)?,
                 status: Status::parse(&status).unwrap_or(Status::Updated),
                 run_id: r.get(3)?,
@@ -457,6 +546,10 @@ mod tests {
     use super::*;
     use crate::profile::Action;
 
+    /// Fingerprints as the planner makes them (SHA-256 hex).
+    const F1: &str = "f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1";
+    const F2: &str = "f2f2f2f2f2f2f2f2f2f2f2f2f2f2f2f2f2f2f2f2f2f2f2f2f2f2f2f2f2f2f2f2";
+
     fn outcome(key: &str, status: Status, fp: &str) -> Outcome {
         Outcome {
             seq: 0,
@@ -480,15 +573,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(dir.path(), "t", "sha").unwrap();
         assert!(!j.is_resume());
-        j.record(&outcome("Ann@X", Status::Created, "f1")).unwrap();
-        j.record(&outcome("bob", Status::Failed, "f2")).unwrap();
+        j.record(&outcome("Ann@X", Status::Created, F1)).unwrap();
+        j.record(&outcome("bob", Status::Failed, F2)).unwrap();
         match Journal::open(dir.path(), "t", "sha") {
             Err(Error::Locked(m)) => assert!(m.contains("another enlist run"), "{m}"),
             other => panic!("expected a lock error, got {:?}", other.map(|_| ())),
         }
         j.commit().unwrap();
         let r = j.reader().unwrap();
-        assert_eq!(r.get("ann@x").unwrap().unwrap().fingerprint, "f1");
+        assert_eq!(r.get("ann@x").unwrap().unwrap().fingerprint, F1);
         assert!(
             r.get("bob").unwrap().is_none(),
             "failed rows are sent again next time"
@@ -665,9 +758,9 @@ mod tests {
         // A process killed mid-batch: its open transaction is rolled back on the next open.
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(dir.path(), "t", "sha").unwrap();
-        j.record(&outcome("a@x", Status::Created, "f1")).unwrap();
+        j.record(&outcome("a@x", Status::Created, F1)).unwrap();
         j.commit().unwrap();
-        j.record(&outcome("b@x", Status::Created, "f2")).unwrap();
+        j.record(&outcome("b@x", Status::Created, F2)).unwrap();
         // Leak the connection mid-transaction, as a killed process would leave it.
         std::mem::forget(j);
         let db = open_conn(&dir.path().join("enlist.sqlite")).unwrap();
@@ -675,6 +768,50 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM applied", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 1, "only the committed batch is visible");
+    }
+
+    #[test]
+    fn a_state_of_the_first_layout_keeps_its_history() {
+        // The layout before targets had ids: the target's text in every row, hex text.
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("enlist.sqlite");
+        let old = Connection::open(&db).unwrap();
+        old.execute_batch(&format!(
+            "CREATE TABLE applied (target TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL,
+               remote_id TEXT, status TEXT NOT NULL, run_id INTEGER NOT NULL, at TEXT NOT NULL,
+               PRIMARY KEY (target, key)) WITHOUT ROWID;
+             CREATE TABLE runs (id INTEGER PRIMARY KEY, target TEXT NOT NULL, input_sha TEXT NOT NULL,
+               started_at TEXT NOT NULL, finished_at TEXT, pid INTEGER NOT NULL);
+             INSERT INTO runs VALUES (1, 't', 'sha', '2026-01-01T00:00:00Z', '2026-01-01T00:01:00Z', 1);
+             INSERT INTO applied VALUES ('t', 'ann@x', '{F1}', 'r7', 'created', 1, '2026-01-01T00:00:30Z');
+             INSERT INTO applied VALUES ('other', 'ann@x', '{F2}', NULL, 'updated', 1, '2026-01-01T00:00:40Z');"
+        ))
+        .unwrap();
+        drop(old);
+
+        let j = Journal::open(dir.path(), "t", "sha").unwrap();
+        assert!(!j.is_resume(), "the finished run is still finished");
+        let a = j.reader().unwrap().get("ann@x").unwrap().expect("kept");
+        assert_eq!(
+            (a.fingerprint.as_str(), a.remote_id.as_deref()),
+            (F1, Some("r7"))
+        );
+        assert_eq!((a.status, a.run_id), (Status::Created, 1));
+        drop(j);
+        let j = Journal::open(dir.path(), "other", "sha").unwrap();
+        let a = j.reader().unwrap().get("ann@x").unwrap().expect("kept");
+        assert_eq!((a.fingerprint.as_str(), a.status), (F2, Status::Updated));
+        drop(j);
+
+        // A layout from a newer enlist is refused, not misread.
+        let conn = Connection::open(&db).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        let e = Journal::open(dir.path(), "t", "sha")
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("newer enlist"), "{e}");
     }
 
     #[test]
