@@ -8,7 +8,10 @@
 # The endpoint is examples/fast_target.rs (POST /users/user -> fixed 200 JSON, no auth check,
 # on 127.0.0.1 only). enlist sends ROWS users-api rows with --rate 1000000 (no throttling),
 # wrk sends the same request (same body shape, headers and Basic auth) for WRK_SECS seconds
-# with 2 threads. Each tool runs RUNS times, alternating; the medians are compared.
+# with 2 threads. Each tool runs RUNS times, alternating; the medians are compared, and so
+# is each run of enlist with the wrk and oha runs right after it (this machine's speed
+# drifts from minute to minute: a ratio of neighbouring runs is steadier than a ratio of
+# medians taken minutes apart).
 # Needs wrk (apt-get install -y wrk); oha (cargo install oha) is used too when on PATH: it
 # is built on hyper like enlist's client, wrk is hand-tuned C. Set CARGO_TARGET_DIR to reuse
 # a build.
@@ -62,6 +65,7 @@ echo "cpus: $(nproc)  load before: $(uptime)"
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 : >"$dir/enlist.rates"; : >"$dir/enlist.cpu"; : >"$dir/wrk.rates"; : >"$dir/oha.rates"
+: >"$dir/wrk.ratios"; : >"$dir/oha.ratios"
 have_oha=$(command -v oha >/dev/null && echo yes || echo no)
 for i in $(seq 1 "$runs"); do
   rm -f "$dir/report.jsonl"
@@ -87,6 +91,7 @@ for i in $(seq 1 "$runs"); do
   if grep -q "Non-2xx" "$dir/wrk.out"; then echo "wrk saw non-2xx answers" >&2; cat "$dir/wrk.out" >&2; exit 1; fi
   echo "wrk run $i: $wrate requests/s"
   echo "$wrate" >>"$dir/wrk.rates"
+  awk -v e="$rate" -v w="$wrate" 'BEGIN { printf "%.1f\n", 100 * e / w }' >>"$dir/wrk.ratios"
 
   if [ "$have_oha" = yes ]; then
     oha -z "${wrk_secs}s" -c "$conc" --no-tui -m POST -H "Content-Type: application/json" \
@@ -96,6 +101,7 @@ for i in $(seq 1 "$runs"); do
     orate=$(awk '/Requests\/sec:/ { printf "%.0f", $2 }' "$dir/oha.out")
     echo "oha run $i: $orate requests/s"
     echo "$orate" >>"$dir/oha.rates"
+    awk -v e="$rate" -v o="$orate" 'BEGIN { printf "%.1f\n", 100 * e / o }' >>"$dir/oha.ratios"
   fi
 done
 er=$(median <"$dir/enlist.rates"); ec=$(median <"$dir/enlist.cpu"); wr=$(median <"$dir/wrk.rates")
@@ -103,8 +109,10 @@ echo "load after: $(uptime)"
 echo "median enlist: $er rows/s, $ec CPU us/row"
 echo "median wrk:    $wr requests/s"
 awk -v e="$er" -v w="$wr" 'BEGIN { printf "ratio enlist/wrk: %.0f %% (goal >= 70 %%)\n", 100 * e / w }'
+echo "enlist/wrk, run by run: $(tr '\n' ' ' <"$dir/wrk.ratios")(median $(median <"$dir/wrk.ratios") %)"
 if [ "$have_oha" = yes ]; then
   orr=$(median <"$dir/oha.rates")
   echo "median oha:    $orr requests/s"
   awk -v e="$er" -v o="$orr" 'BEGIN { printf "ratio enlist/oha: %.0f %% (goal >= 70 %%)\n", 100 * e / o }'
+  echo "enlist/oha, run by run: $(tr '\n' ' ' <"$dir/oha.ratios")(median $(median <"$dir/oha.ratios") %)"
 fi
