@@ -4,21 +4,25 @@
 //! harder than `--rate`):
 //!
 //! ```text
-//! rows (blocking thread) ──bounded channel──▶ N workers ──outcomes──▶ collector (own thread:
-//!                                                                      progress, sinks)
-//!        └── invalid / skipped / unsent / settled rows ─────────────────────▲
+//! rows (read and planned  ──one bounded channel──▶ workers of     ──outcomes──▶ collector
+//!  on a blocking thread)    per runtime thread     that thread                  (own thread:
+//!        │                                                                      progress,
+//!        └── invalid / skipped / unsent / settled rows ─────────────────────▲   sinks)
 //! ```
 //!
-//! - The reader/planner iterator runs on a blocking thread and feeds a bounded channel, so a
-//!   sheet of a million rows is read only as fast as the workers take jobs.
+//! - The rows are read and planned on a blocking thread that routes each as it comes, into
+//!   bounded channels, so a sheet of a million rows is read only as fast as the workers
+//!   take jobs.
 //! - `--concurrency` workers take jobs; every request they send (lookups, logins, refreshes
 //!   and every retry included) first passes the one [`limiter::Gate`]. The workers are spread
-//!   over `--threads` single-threaded runtimes, each with its own connections, so a request
-//!   never hands off between threads.
+//!   over `--threads` single-threaded runtimes, each with its own connections and its own job
+//!   channel, so neither a request nor the taking of a row hands off between threads. The
+//!   reader fills the channels in turn while they have room and, once all are full, gives
+//!   the next batch to whichever thread frees room first.
 //! - Workers never print: they send [`Outcome`]s to the one collector ([`crate::collect`]).
 //! - Stopping: the `shutdown` future passed to [`run`] (Ctrl-C in the binary, anything in
 //!   tests) stops dispatching; requests in flight get `drain_timeout` to finish; every row
-//!   not sent (still in the channel or not yet read) is recorded as `not-attempted`.
+//!   not sent (still in a channel or not yet read) is recorded as `not-attempted`.
 
 pub mod auth;
 pub mod client;

@@ -23,7 +23,7 @@ impl CsvSink {
     /// Creates the file and writes the header row at once.
     pub fn create(path: &Path, headers: Vec<String>, secret_columns: Vec<bool>) -> Result<CsvSink> {
         let f = File::create(path).map_err(|e| report_error(path, e))?;
-        let mut out = csv::Writer::from_writer(BufWriter::new(f));
+        let mut out = csv::Writer::from_writer(BufWriter::with_capacity(super::STREAM_BUFFER, f));
         let columns = Columns::new(headers, secret_columns);
         out.write_record(columns.header_row())
             .map_err(|e| report_error(path, e))?;
@@ -52,6 +52,14 @@ impl OutcomeSink for CsvSink {
         self.out
             .write_record(&cells)
             .map_err(|e| report_error(&self.path, e))
+    }
+
+    fn record_all(&mut self, outcomes: &[Outcome]) -> Result<()> {
+        outcomes.iter().try_for_each(|o| self.record(o))?;
+        if outcomes.len() < super::FLUSH_BELOW {
+            self.out.flush().map_err(|e| report_error(&self.path, e))?;
+        }
+        Ok(())
     }
 
     fn finish(&mut self, _summary: &RunSummary) -> Result<()> {

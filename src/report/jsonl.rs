@@ -19,7 +19,7 @@ impl JsonlSink {
             .map_err(|e| Error::input(path, format!("cannot create the report: {e}")))?;
         Ok(JsonlSink {
             path: path.to_path_buf(),
-            out: BufWriter::new(f),
+            out: BufWriter::with_capacity(super::STREAM_BUFFER, f),
         })
     }
 }
@@ -28,6 +28,16 @@ impl OutcomeSink for JsonlSink {
     fn record(&mut self, o: &Outcome) -> Result<()> {
         serde_json::to_writer(&mut self.out, o).map_err(anyhow::Error::from)?;
         self.out.write_all(b"\n")?;
+        Ok(())
+    }
+
+    fn record_all(&mut self, outcomes: &[Outcome]) -> Result<()> {
+        outcomes.iter().try_for_each(|o| self.record(o))?;
+        if outcomes.len() < super::FLUSH_BELOW {
+            self.out
+                .flush()
+                .map_err(|e| Error::input(&self.path, format!("cannot write the report: {e}")))?;
+        }
         Ok(())
     }
 

@@ -31,6 +31,15 @@ pub const REPORT_COLUMNS: [&str; 9] = [
     "Source row",
 ];
 
+/// Buffer of the reports written as rows finish (CSV, JSON lines): a write to the file per
+/// 256 KiB, not per 8 KiB, when rows finish by the thousand.
+pub(crate) const STREAM_BUFFER: usize = 256 * 1024;
+
+/// A batch of fewer outcomes than this means rows are finishing slowly: the streamed
+/// reports write it out at once, so that a script tailing the file sees every row soon
+/// after it finished rather than when a buffer fills.
+pub(crate) const FLUSH_BELOW: usize = 64;
+
 /// `--report-format`: which kind of report a path gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReportFormat {
