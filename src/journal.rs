@@ -131,7 +131,13 @@ pub fn target_id(profile: &str, base_url: &str) -> String {
 /// The normalised key under which a user is journaled (case and outer spaces ignored,
 /// as the duplicate check does).
 pub fn journal_key(key: &str) -> String {
-    key.trim().to_lowercase()
+    let key = key.trim();
+    // Most keys are ASCII (user ids, emails): lower-cased byte by byte, not `char` by `char`.
+    if key.is_ascii() {
+        key.to_ascii_lowercase()
+    } else {
+        key.to_lowercase()
+    }
 }
 
 /// What the journal knows about one key.
@@ -424,7 +430,7 @@ impl JournalReader {
             let status: String = r.get(2)?;
             let fingerprint: Vec<u8> = r.get(0)?;
             Ok(Applied {
-                fingerprint: hex::encode(fingerprint),
+                fingerprint: crate::plan::hex_text(&fingerprint),
                 remote_id: r.get(1)?,
                 status: Status::parse(&status).unwrap_or(Status::Updated),
                 run_id: r.get(3)?,
@@ -812,6 +818,16 @@ mod tests {
             .err()
             .expect("refused");
         assert!(e.to_string().contains("newer enlist"), "{e}");
+    }
+
+    #[test]
+    fn keys_and_fingerprints_read_as_before() {
+        for key in ["ann@x", " Ann@X ", "ÄNN@Straße.de", "", "ǅ"] {
+            assert_eq!(journal_key(key), key.trim().to_lowercase(), "{key:?}");
+        }
+        for bytes in [&b""[..], b"\x00\x0f\xf0\xff", &[0xab; 32]] {
+            assert_eq!(crate::plan::hex_text(bytes), hex::encode(bytes));
+        }
     }
 
     #[test]

@@ -605,5 +605,5 @@ pub fn file_sha256(path: &std::path::Path) -> Result<String> {
         }
         h.update(&buf[..n]);
     }
-    Ok(hex::encode(h.finalize()))
+    Ok(crate::plan::hex_text(&h.finalize()))
 }

@@ -835,5 +835,14 @@ fn fingerprint(p: &Profile, action: Action, values: &[Option<Value>]) -> String 
             }
         }
     }
-    hex::encode(h.finalize())
+    hex_text(&h.finalize())
+}
+
+/// Bytes (a SHA-256 digest, say) as lower-case hex. `hex::encode` builds its String a
+/// `char` at a time, which cost more than hashing the row; this fills one buffer.
+pub fn hex_text(bytes: &[u8]) -> String {
+    let mut out = vec![0u8; 2 * bytes.len()];
+    // The buffer is exactly twice the input: encoding cannot fail, and hex is ASCII.
+    let _ = hex::encode_to_slice(bytes, &mut out);
+    String::from_utf8(out).unwrap_or_default()
 }
