@@ -264,6 +264,8 @@ pub fn key_hash(key: &str) -> u64 {
     // Most keys are lower-case already: lower-casing them would only copy them.
     if key.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
         state.hash_one(key)
+    } else if key.is_ascii() {
+        state.hash_one(key.to_ascii_lowercase())
     } else {
         state.hash_one(key.to_lowercase())
     }
