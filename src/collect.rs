@@ -43,6 +43,8 @@ pub fn collect(
     total: Option<u64>,
     runtime: tokio::runtime::Handle,
 ) -> Collected {
+    // The progress timer is the runtime's: its context is entered on this plain thread.
+    let _context = runtime.enter();
     let mut counts: BTreeMap<Status, u64> = BTreeMap::new();
     let mut error: Option<Error> = None;
     let mut broken = vec![false; sinks.len()];
