@@ -131,13 +131,7 @@ pub fn target_id(profile: &str, base_url: &str) -> String {
 /// The normalised key under which a user is journaled (case and outer spaces ignored,
 /// as the duplicate check does).
 pub fn journal_key(key: &str) -> String {
-    let key = key.trim();
-    // Most keys are ASCII (user ids, emails): lower-cased byte by byte, not `char` by `char`.
-    if key.is_ascii() {
-        key.to_ascii_lowercase()
-    } else {
-        key.to_lowercase()
-    }
+    crate::plan::normal_key(key).into_owned()
 }
 
 /// What the journal knows about one key.

@@ -255,20 +255,26 @@ pub type Duplicates = HashMap<u64, Vec<u64>>;
 /// only cost time on every row of the duplicate pass).
 pub type KeyHashes = foldhash::HashSet<u64>;
 
-/// A 64-bit hash of a normalised key (case and surrounding space ignored). The same key
-/// gives the same hash within a run (fixed seed); it is never stored.
+/// A key as the duplicate check and the journal compare it: outer spaces and case
+/// ignored. Most keys are lower-case ASCII already and come back borrowed; other ASCII is
+/// lower-cased byte by byte, not `char` by `char`.
+pub fn normal_key(key: &str) -> Cow<'_, str> {
+    let key = key.trim();
+    if key.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+        Cow::Borrowed(key)
+    } else if key.is_ascii() {
+        Cow::Owned(key.to_ascii_lowercase())
+    } else {
+        Cow::Owned(key.to_lowercase())
+    }
+}
+
+/// A 64-bit hash of a [`normal_key`]. The same key gives the same hash within a run
+/// (fixed seed); it is never stored.
 pub fn key_hash(key: &str) -> u64 {
     use std::hash::BuildHasher;
     let state = foldhash::fast::FixedState::with_seed(0x656e_6c69_7374);
-    let key = key.trim();
-    // Most keys are lower-case already: lower-casing them would only copy them.
-    if key.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
-        state.hash_one(key)
-    } else if key.is_ascii() {
-        state.hash_one(key.to_ascii_lowercase())
-    } else {
-        state.hash_one(key.to_lowercase())
-    }
+    state.hash_one(&*normal_key(key))
 }
 
 /// First pass over a sheet: the hashes of keys that occur on more than one row, and the
