@@ -5,12 +5,12 @@
 //!
 //! ```text
 //! rows (read and planned  ──one bounded channel──▶ workers of     ──outcomes──▶ collector
-//!  on a blocking thread)    per runtime thread     that thread                  (own thread:
+//!  on the reader thread)    per runtime thread     that thread                  (own thread:
 //!        │                                                                      progress,
 //!        └── invalid / skipped / unsent / settled rows ─────────────────────▲   sinks)
 //! ```
 //!
-//! - The rows are read and planned on a blocking thread that routes each as it comes, into
+//! - The rows are read and planned on the reader thread, which routes each as it comes into
 //!   bounded channels, so a sheet of a million rows is read only as fast as the workers
 //!   take jobs.
 //! - `--concurrency` workers take jobs; every request they send (lookups, logins, refreshes
@@ -475,7 +475,7 @@ pub async fn run(
     Ok(summary)
 }
 
-/// The reader side (a blocking thread): routes every row exactly once: invalid and skipped
+/// The reader thread: routes every row exactly once: invalid and skipped
 /// rows straight to the collector, valid ones to the workers, and after a stop every row
 /// left to the collector as not attempted (reading on is cheap; no request is sent).
 ///
@@ -575,7 +575,7 @@ fn reserve<'a>(
 /// can always catch up while the request threads wait for answers; when they compete for
 /// the cores, as on a small machine that also runs the target or other work, the request
 /// threads should win, so that the target is kept busy. On two cores shared with a local
-/// target this raised the rate of an unthrottled run by about 8 %.
+/// target this raised the rate of an unthrottled run by 5-8 %.
 fn background<A: Send + 'static, T: Send + 'static>(
     name: &str,
     work: impl FnOnce(A) -> T + Send + 'static,
