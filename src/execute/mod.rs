@@ -491,7 +491,11 @@ fn feed(
 ) {
     let mut room: Option<mpsc::PermitIterator<'_, PlannedRow>> = None;
     let mut turn = 0usize;
+    let mut warned = 0u64;
     for row in rows {
+        if !row.is_invalid() && row.settled.is_none() {
+            warned += show_warnings(&row, warned);
+        }
         let outcome = if let Some(s) = &row.settled {
             // Decided from the journal (unchanged, or done by the interrupted run). No
             // fingerprint: the journal already holds this row, nothing new to record.
@@ -532,6 +536,34 @@ fn feed(
             }
         }
     }
+    if warned > SHOWN_WARNINGS {
+        tracing::warn!(
+            "and {} more rows with warnings; `enlist check` on the sheet lists them all",
+            warned - SHOWN_WARNINGS
+        );
+    }
+}
+
+/// Rows whose warnings are printed; later ones are only counted.
+const SHOWN_WARNINGS: u64 = 20;
+
+/// Logs the warnings of a row that will be sent (the first [`SHOWN_WARNINGS`] rows with
+/// any); returns 1 when the row had one.
+fn show_warnings(row: &PlannedRow, warned_before: u64) -> u64 {
+    let mut warnings = row
+        .findings
+        .iter()
+        .filter(|f| f.severity == crate::plan::Severity::Warning)
+        .peekable();
+    if warnings.peek().is_none() {
+        return 0;
+    }
+    if warned_before < SHOWN_WARNINGS {
+        for f in warnings {
+            tracing::warn!("{}", f.describe(row.row));
+        }
+    }
+    1
 }
 
 /// Room for the next rows. First [`FEED_CHUNK`] slots in the first channel, taken in

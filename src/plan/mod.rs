@@ -8,6 +8,7 @@
 
 mod convert;
 mod layout;
+pub mod text;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -251,12 +252,46 @@ pub struct PlanOptions {
 /// Keys that occur on more than one row, with all their row numbers.
 pub type Duplicates = HashMap<u64, Vec<u64>>;
 
+/// A converted text value as it may be sent: the key in its one form and free of invisible
+/// characters (a warning when its letters mix look-alike scripts); no text with a
+/// character that reorders the display.
+fn checked_text(
+    v: Option<Value>,
+    col: &crate::profile::Column,
+    is_key: bool,
+    header: &str,
+    findings: &mut Vec<Finding>,
+) -> Result<Option<Value>, Finding> {
+    let Some(Value::String(s)) = v else {
+        return Ok(v);
+    };
+    if !is_key {
+        return match text::check_text(&s, col.secret) {
+            Ok(()) => Ok(Some(Value::String(s))),
+            Err(why) => Err(Finding::error(Some(header), why)),
+        };
+    }
+    let s = match text::key_form(&s) {
+        Cow::Borrowed(b) if b.len() == s.len() => s,
+        other => other.into_owned(),
+    };
+    match text::check_key(&s) {
+        Ok(warning) => {
+            if let Some(w) = warning {
+                findings.push(Finding::warning(Some(header), format!("{s:?} {w}")));
+            }
+            Ok(Some(Value::String(s)))
+        }
+        Err(why) => Err(Finding::error(Some(header), why)),
+    }
+}
+
 /// A set of [`key_hash`]es (foldhash: the keys are hashes already, SipHash again would
 /// only cost time on every row of the duplicate pass).
 pub type KeyHashes = foldhash::HashSet<u64>;
 
 /// A key as the duplicate check and the journal compare it: outer spaces and case
-/// ignored. Most keys are lower-case ASCII already and come back borrowed; other ASCII is
+/// ignored, in one Unicode form ([`text::key_form`]). Most keys are lower-case ASCII already and come back borrowed; other ASCII is
 /// lower-cased byte by byte, not `char` by `char`.
 pub fn normal_key(key: &str) -> Cow<'_, str> {
     let key = key.trim();
@@ -265,7 +300,7 @@ pub fn normal_key(key: &str) -> Cow<'_, str> {
     } else if key.is_ascii() {
         Cow::Owned(key.to_ascii_lowercase())
     } else {
-        Cow::Owned(key.to_lowercase())
+        Cow::Owned(text::key_form(key).to_lowercase())
     }
 }
 
@@ -623,6 +658,7 @@ impl Planner {
         let p = &*self.profile;
         let mut values: Vec<Option<Value>> = vec![None; p.columns.len()];
         let mut broken = vec![false; p.columns.len()];
+        let key_idx = p.key_index();
         for (ci, col) in p.columns.iter().enumerate() {
             let Some(si) = self.layout.sheet_index(ci) else {
                 continue;
@@ -632,7 +668,10 @@ impl Planner {
                 Some(c) => Cow::Borrowed(&*c),
                 None => Cow::Owned(crate::cell::Cell::Empty),
             };
-            match convert(col, cell, &p.clear_marker, self.layout.header(si), findings) {
+            let header = self.layout.header(si);
+            match convert(col, cell, &p.clear_marker, header, findings)
+                .and_then(|v| checked_text(v, col, ci == key_idx, header, findings))
+            {
                 Ok(v) => values[ci] = v,
                 Err(f) => {
                     broken[ci] = true;

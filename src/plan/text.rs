@@ -1,0 +1,221 @@
+//! Characters a person cannot see: what a key may hold, and what no cell may send unannounced.
+//!
+//! Two accounts for one person begin with a key that looks the same and is not: a zero-width
+//! space pasted from a web page, a soft hyphen from a word processor, a decomposed `é` from a
+//! Mac, a Cyrillic `о` among Latin letters. Keys are put in one form (Unicode NFC, outer
+//! white space of any kind trimmed) before the duplicate check and before they are sent; a key
+//! that still holds an invisible character is refused with the character named, since no
+//! rule could say which of the two spellings the person meant. Characters that change how
+//! text is displayed (bidirectional overrides and isolates) are refused in every column.
+
+use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
+use unicode_script::{Script, UnicodeScript};
+
+/// Invisible or layout-changing characters, with the names a person can search for.
+const NAMED: &[(char, &str)] = &[
+    ('\u{00A0}', "NO-BREAK SPACE"),
+    ('\u{00AD}', "SOFT HYPHEN"),
+    ('\u{034F}', "COMBINING GRAPHEME JOINER"),
+    ('\u{061C}', "ARABIC LETTER MARK"),
+    ('\u{115F}', "HANGUL CHOSEONG FILLER"),
+    ('\u{1160}', "HANGUL JUNGSEONG FILLER"),
+    ('\u{180E}', "MONGOLIAN VOWEL SEPARATOR"),
+    ('\u{2007}', "FIGURE SPACE"),
+    ('\u{200B}', "ZERO WIDTH SPACE"),
+    ('\u{200C}', "ZERO WIDTH NON-JOINER"),
+    ('\u{200D}', "ZERO WIDTH JOINER"),
+    ('\u{200E}', "LEFT-TO-RIGHT MARK"),
+    ('\u{200F}', "RIGHT-TO-LEFT MARK"),
+    ('\u{202A}', "LEFT-TO-RIGHT EMBEDDING"),
+    ('\u{202B}', "RIGHT-TO-LEFT EMBEDDING"),
+    ('\u{202C}', "POP DIRECTIONAL FORMATTING"),
+    ('\u{202D}', "LEFT-TO-RIGHT OVERRIDE"),
+    ('\u{202E}', "RIGHT-TO-LEFT OVERRIDE"),
+    ('\u{202F}', "NARROW NO-BREAK SPACE"),
+    ('\u{2060}', "WORD JOINER"),
+    ('\u{2061}', "FUNCTION APPLICATION"),
+    ('\u{2062}', "INVISIBLE TIMES"),
+    ('\u{2063}', "INVISIBLE SEPARATOR"),
+    ('\u{2064}', "INVISIBLE PLUS"),
+    ('\u{2066}', "LEFT-TO-RIGHT ISOLATE"),
+    ('\u{2067}', "RIGHT-TO-LEFT ISOLATE"),
+    ('\u{2068}', "FIRST STRONG ISOLATE"),
+    ('\u{2069}', "POP DIRECTIONAL ISOLATE"),
+    ('\u{3164}', "HANGUL FILLER"),
+    ('\u{FEFF}', "ZERO WIDTH NO-BREAK SPACE (BOM)"),
+    ('\u{FFA0}', "HALFWIDTH HANGUL FILLER"),
+];
+
+/// Characters that reorder how the text around them is displayed.
+fn reorders(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Not seen, or seen as a plain space, yet not a plain space: format characters, control
+/// characters and the space separators other than U+0020.
+fn invisible(c: char) -> bool {
+    c.is_control()
+        || NAMED.binary_search_by_key(&c, |&(n, _)| n).is_ok()
+        || matches!(c,
+            '\u{2000}'..='\u{200A}'
+            | '\u{205F}'
+            | '\u{3000}'
+            | '\u{206A}'..='\u{206F}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E007F}')
+}
+
+/// `U+200B ZERO WIDTH SPACE`.
+fn name(c: char) -> String {
+    match NAMED.binary_search_by_key(&c, |&(n, _)| n) {
+        Ok(i) => format!("U+{:04X} {}", c as u32, NAMED[i].1),
+        Err(_) if c.is_control() => format!("U+{:04X} (a control character)", c as u32),
+        Err(_) => format!("U+{:04X} (an invisible character)", c as u32),
+    }
+}
+
+/// Where `c` is in `text`, in words: `after "smi"`.
+fn place(text: &str, at: usize) -> String {
+    let before: String = text[..at]
+        .chars()
+        .rev()
+        .take(12)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    if before.is_empty() {
+        "at the start".to_string()
+    } else {
+        format!("after {before:?}")
+    }
+}
+
+/// The one form a key is compared and sent in: trimmed (white space of any kind) and NFC.
+/// Borrowed when it is already so (every ASCII key).
+pub fn key_form(key: &str) -> std::borrow::Cow<'_, str> {
+    let t = key.trim();
+    if t.is_ascii() || is_nfc_quick(t.chars()) == IsNormalized::Yes {
+        std::borrow::Cow::Borrowed(t)
+    } else {
+        std::borrow::Cow::Owned(t.nfc().collect())
+    }
+}
+
+/// Checks a key (already in [`key_form`]). `Err`: why it is refused. `Ok(Some)`: a warning.
+pub fn check_key(key: &str) -> Result<Option<String>, String> {
+    if key.is_ascii() && !key.bytes().any(|b| b.is_ascii_control()) {
+        return Ok(None);
+    }
+    if let Some((at, c)) = key.char_indices().find(|&(_, c)| invisible(c)) {
+        return Err(format!(
+            "contains {} {}, which cannot be seen: retype the value without it \
+             (a key that looks the same as another must be the same)",
+            name(c),
+            place(key, at)
+        ));
+    }
+    Ok(mixed_scripts(key))
+}
+
+/// Checks any other text cell: `Err` for a character that reorders the display. `secret`:
+/// the message names the character but shows none of the text.
+pub fn check_text(text: &str, secret: bool) -> Result<(), String> {
+    if text.is_ascii() {
+        return Ok(());
+    }
+    match text.char_indices().find(|&(_, c)| reorders(c)) {
+        Some((at, c)) => Err(format!(
+            "contains {}{}, which changes how the text is displayed: remove it",
+            name(c),
+            if secret {
+                String::new()
+            } else {
+                format!(" {}", place(text, at))
+            }
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A warning when the letters of `key` come from scripts that share look-alike letters
+/// (Latin, Greek, Cyrillic), mixed: `pаul` with a Cyrillic `а` is another account than `paul`.
+fn mixed_scripts(key: &str) -> Option<String> {
+    let mut first: Option<(Script, char)> = None;
+    for c in key.chars().filter(|c| c.is_alphabetic()) {
+        let s = c.script();
+        if !matches!(s, Script::Latin | Script::Greek | Script::Cyrillic) {
+            continue;
+        }
+        match first {
+            None => first = Some((s, c)),
+            Some((f, fc)) if f != s => {
+                return Some(format!(
+                    "mixes {} and {} letters ({fc:?} is {}, {c:?} is {}): letters that look \
+                     alike are different characters; check that the key was typed, not pasted",
+                    f.full_name(),
+                    s.full_name(),
+                    f.full_name(),
+                    s.full_name()
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_named_table_is_sorted_for_its_binary_search() {
+        assert!(NAMED.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn keys_that_look_alike_are_one_form_or_refused() {
+        // Decomposed é (e + U+0301) and composed é are one key.
+        assert_eq!(key_form("jose\u{301}@x.org"), "jos\u{e9}@x.org");
+        assert_eq!(key_form("\u{a0} smith \u{3000}"), "smith");
+        assert!(matches!(key_form("smith"), std::borrow::Cow::Borrowed(_)));
+        for (key, char_name) in [
+            ("smi\u{200B}th", "U+200B ZERO WIDTH SPACE after \"smi\""),
+            (
+                "\u{FEFF}smith",
+                "U+FEFF ZERO WIDTH NO-BREAK SPACE (BOM) at the start",
+            ),
+            ("smi\u{AD}th", "U+00AD SOFT HYPHEN"),
+            ("john\u{A0}smith", "U+00A0 NO-BREAK SPACE"),
+            ("ann\u{202E}moc.evil", "U+202E RIGHT-TO-LEFT OVERRIDE"),
+            ("a\tb", "U+0009 (a control character)"),
+        ] {
+            let e = check_key(key).expect_err(key);
+            assert!(e.contains(char_name), "{key:?}: {e}");
+        }
+        assert_eq!(check_key("smith@example.com"), Ok(None));
+        assert_eq!(check_key("jos\u{e9}"), Ok(None));
+        assert_eq!(check_key("\u{41b}\u{435}\u{43d}\u{430}"), Ok(None)); // Лена
+        let w = check_key("p\u{430}ul").expect("a warning, not a refusal");
+        assert!(w.expect("warning").contains("Latin and Cyrillic"));
+    }
+
+    #[test]
+    fn no_cell_sends_a_display_override() {
+        assert!(check_text("\u{5e9}\u{5dc}\u{5d5}\u{5dd}", false).is_ok()); // Hebrew as typed
+        assert!(check_text("Zo\u{eb}", false).is_ok());
+        let e = check_text("invoice\u{202E}fdp.exe", false).unwrap_err();
+        assert!(
+            e.contains("RIGHT-TO-LEFT OVERRIDE after \"invoice\""),
+            "{e}"
+        );
+        let e = check_text("pass\u{202E}word", true).unwrap_err();
+        assert!(
+            e.contains("RIGHT-TO-LEFT OVERRIDE,") && !e.contains("pass"),
+            "{e}"
+        );
+    }
+}
