@@ -460,9 +460,13 @@ async fn call(
                 if resp.status == 429 {
                     sh.stats.throttle();
                     sh.gate.throttled();
-                    wait = retry::server_wait(&resp.headers, SystemTime::now());
-                    if let Some(d) = wait {
+                    if let Some(asked) = retry::server_wait(&resp.headers, SystemTime::now()) {
+                        let left = cx.deadline.saturating_duration_since(Instant::now());
+                        let s = &sh.settings;
+                        let d = retry::server_pause(asked, s.max_pause, left, s.max_row_time)
+                            .map_err(CallErr::GaveUp)?;
                         sh.gate.pause_for(d);
+                        wait = Some(d);
                     }
                 }
                 if !sh.profile.is_retryable(resp.status) {

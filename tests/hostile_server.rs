@@ -1,0 +1,237 @@
+//! Hostile servers: waits no one can honour, answers that echo secrets or never end,
+//! certificates of their own, redirects. Each test starts a small server of its own on
+//! 127.0.0.1 and runs the real binary against it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+
+use crate::workdir::{Run, Workdir};
+
+/// What the server received: method, path and query, headers, body.
+#[allow(dead_code)] // each test reads what it needs
+#[derive(Clone, Debug)]
+pub struct Req {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Req {
+    /// A field of the JSON body, as text.
+    fn field(&self, name: &str) -> String {
+        serde_json::from_slice::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v.get(name).and_then(|f| f.as_str()).map(str::to_string))
+            .unwrap_or_default()
+    }
+}
+
+type Handler = Arc<dyn Fn(&Req) -> Response + Send + Sync>;
+
+/// Serves `handler` on 127.0.0.1 (plain HTTP) on a thread of its own; returns the base URL.
+fn serve(handler: impl Fn(&Req) -> Response + Send + Sync + 'static) -> String {
+    let handler: Handler = Arc::new(handler);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            tx.send(format!("http://{}", l.local_addr().expect("addr")))
+                .expect("url");
+            let _ = axum::serve(l, app(handler)).await;
+        });
+    });
+    rx.recv().expect("server url")
+}
+
+fn app(handler: Handler) -> axum::Router {
+    axum::Router::new().fallback(
+        move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let handler = handler.clone();
+            async move {
+                handler(&Req {
+                    method,
+                    uri,
+                    headers,
+                    body,
+                })
+            }
+        },
+    )
+}
+
+fn json(status: u16, v: serde_json::Value) -> Response {
+    (
+        StatusCode::from_u16(status).expect("status"),
+        [("content-type", "application/json")],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+/// A create-only profile without auth (`AUTH` replaced by the caller's auth section).
+const PROFILE: &str = r#"
+name = "hostile"
+base_url_env = "ENLIST_HOSTILE_URL"
+key = "userId"
+rate = 1000.0
+concurrency = 4
+AUTH
+[responses]
+error_message = ["/details"]
+
+[requests.create]
+method = "POST"
+path = "/users"
+body = { userId = "{{userId}}", name = "{{name}}", password = "{{password}}" }
+conflict = [409]
+remote_id = "/id"
+
+[requests.lookup]
+method = "GET"
+path = "/users"
+query = { userId = "{{userId}}" }
+not_found = [404]
+remote_id = "/id"
+
+[[columns]]
+name = "userId"
+
+[[columns]]
+name = "name"
+
+[[columns]]
+name = "password"
+secret = true
+required = false
+"#;
+
+const NO_AUTH: &str = "[auth]\ntype = \"none\"\n";
+
+/// Runs `enlist run users.csv` against `url` (create mode, CSV report `out.csv`) with
+/// `extra` arguments.
+fn run(wd: &Workdir, url: &str, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "run",
+        "users.csv",
+        "--profile",
+        "./hostile.toml",
+        "--base-url",
+        url,
+        "--mode",
+        "create",
+        "--progress",
+        "never",
+        "--fresh",
+        "--report",
+        "out.csv",
+        "--max-attempts",
+        "3",
+    ];
+    args.extend_from_slice(extra);
+    wd.run(&args)
+}
+
+/// The CSV report's rows as (userId, Outcome, Message).
+fn outcomes(wd: &Workdir, name: &str) -> Vec<(String, String, String)> {
+    let mut r = csv::Reader::from_path(wd.path(name)).expect("report");
+    let headers = r.headers().expect("headers").clone();
+    let col = |n: &str| headers.iter().position(|h| h == n).expect(n);
+    let (k, o, m) = (col("userId"), col("Outcome"), col("Message"));
+    r.records()
+        .map(|rec| {
+            let rec = rec.expect("record");
+            (rec[k].to_string(), rec[o].to_string(), rec[m].to_string())
+        })
+        .collect()
+}
+
+// ---- 1. server-given waits ----
+
+/// 429s with waits no one can honour (huge, infinite, years away) and with nonsense
+/// (negative, NaN, a date long past): no worker panics, every row gets exactly one
+/// outcome; a wait beyond --max-row-time fails its row in the server's words, the others
+/// are retried and created.
+#[test]
+fn hostile_waits_give_every_row_one_outcome() {
+    let kinds: [(&str, &str, &str); 7] = [
+        ("huge", "retry-after", "99999999999999999999"),
+        ("inf", "retry-after", "inf"),
+        ("reset", "x-ratelimit-reset", "1e300"),
+        ("future", "retry-after", "Fri, 31 Dec 9999 23:59:59 GMT"),
+        ("neg", "retry-after", "-5"),
+        ("nan", "retry-after", "NaN"),
+        ("past", "retry-after", "Thu, 01 Jan 1970 00:00:00 GMT"),
+    ];
+    let seen: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let url = {
+        let seen = seen.clone();
+        serve(move |r| {
+            let user = r.field("userId");
+            let n = {
+                let mut s = seen.lock().unwrap();
+                let n = s.entry(user.clone()).or_default();
+                *n += 1;
+                *n
+            };
+            let kind = user.split('-').next().unwrap_or("");
+            let (_, header, value) = kinds.iter().find(|k| k.0 == kind).expect("kind");
+            // The unusable waits never end; the nonsense ones once.
+            let forever = matches!(kind, "huge" | "inf" | "reset" | "future");
+            if forever || n == 1 {
+                let mut resp = json(429, serde_json::json!({"details": "slow down"}));
+                resp.headers_mut()
+                    .insert(*header, value.parse().expect("header value"));
+                resp
+            } else {
+                json(201, serde_json::json!({"id": user}))
+            }
+        })
+    };
+    let wd = Workdir::new("hostile_waits");
+    wd.write("hostile.toml", PROFILE.replace("AUTH", NO_AUTH));
+    let mut csv = String::from("userId,name,password\n");
+    let mut users = Vec::new();
+    for i in 0..42 {
+        let user = format!("{}-{i}", kinds[i % kinds.len()].0);
+        csv.push_str(&format!("{user},User {i},\n"));
+        users.push(user);
+    }
+    wd.write("users.csv", csv);
+    let r = run(&wd, &url, &["--max-row-time", "60"]);
+    r.expect_code(1);
+    assert!(!r.stderr().contains("panicked"), "{}", r.stderr());
+    let got = outcomes(&wd, "out.csv");
+    assert_eq!(got.len(), users.len(), "{got:#?}");
+    let by_user: HashMap<_, _> = got.iter().map(|(u, o, m)| (u.clone(), (o, m))).collect();
+    assert_eq!(by_user.len(), users.len(), "a row reported twice: {got:#?}");
+    for user in &users {
+        let (outcome, message) = by_user.get(user).expect(user);
+        match user.split('-').next().unwrap_or("") {
+            "huge" | "inf" | "reset" | "future" => {
+                assert_eq!(outcome.as_str(), "failed", "{user}: {message}");
+                assert!(
+                    message.starts_with("the server asked to wait ")
+                        && message.contains(" days (")
+                        && message.contains("more than --max-row-time 60s"),
+                    "{user}: {message}"
+                );
+            }
+            _ => assert_eq!(outcome.as_str(), "created", "{user}: {message}"),
+        }
+    }
+    // The unusable waits were not retried: one request each.
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.get("huge-0"), Some(&1));
+    assert_eq!(seen.get("neg-4"), Some(&2));
+}
