@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use crate::workdir::{Run, Workdir};
 
 /// What the server received: method, path and query, headers, body.
-#[allow(dead_code)] // each test reads what it needs
 #[derive(Clone, Debug)]
 pub struct Req {
     pub method: Method,
@@ -234,4 +233,206 @@ fn hostile_waits_give_every_row_one_outcome() {
     let seen = seen.lock().unwrap();
     assert_eq!(seen.get("huge-0"), Some(&1));
     assert_eq!(seen.get("neg-4"), Some(&2));
+}
+
+// ---- 2. secrets in echoes ----
+
+const TOKEN_LOGIN: &str = r#"
+[auth]
+type = "token-login"
+username_env = "ENLIST_HOSTILE_USER"
+password_env = "ENLIST_HOSTILE_PASSWORD"
+login = { method = "POST", path = "/auth/token", body = { username = "{{auth.username}}", password = "{{auth.password}}" } }
+token_pointer = "/token"
+"#;
+
+const ADMIN_PASSWORD: &str = "Adm1n-Pa55word!";
+const TOKEN: &str = "tok-9f8e7d6c5b4a";
+
+/// Everything a request carried, as an echoing server repeats it.
+fn echo(r: &Req) -> String {
+    let headers: Vec<String> = r
+        .headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap_or("?")))
+        .collect();
+    format!(
+        "{} {} {} {}",
+        String::from_utf8_lossy(&r.body),
+        r.method,
+        r.uri,
+        headers.join("; ")
+    )
+}
+
+/// Every text the run left behind: all files in the working directory but the inputs
+/// (workbooks read cell by cell), and the run's stderr.
+fn everything_written(wd: &Workdir, run: &Run) -> String {
+    let mut all = run.stderr() + &run.stdout();
+    let mut dirs = vec![wd.dir().to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).expect("dir").flatten() {
+            let p = e.path();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if p.is_dir() {
+                dirs.push(p);
+            } else if name == "users.csv" || name == "secrets.env" {
+                continue;
+            } else if name.ends_with(".xlsx") {
+                use calamine::Reader;
+                let mut book = calamine::open_workbook_auto(&p).expect("workbook");
+                for sheet in book.sheet_names() {
+                    let range = book.worksheet_range(&sheet).expect("sheet");
+                    for row in range.rows() {
+                        for c in row {
+                            all.push_str(&c.to_string());
+                            all.push('\n');
+                        }
+                    }
+                }
+            } else {
+                all.push_str(&String::from_utf8_lossy(&std::fs::read(&p).expect("file")));
+            }
+        }
+    }
+    all
+}
+
+/// A server that echoes requests in its error bodies (JSON, plain text, cut at the
+/// excerpt's length, after a 401) never gets a password or a token into a report, the
+/// journal or the log; a refused login does not print the admin password.
+#[test]
+fn hostile_echoes_never_leak_secrets() {
+    let login_ok = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let url = {
+        let login_ok = login_ok.clone();
+        serve(move |r| {
+            if r.uri.path() == "/auth/token" {
+                return if login_ok.load(std::sync::atomic::Ordering::SeqCst) {
+                    json(200, serde_json::json!({ "token": TOKEN }))
+                } else {
+                    json(
+                        401,
+                        serde_json::json!({ "details": format!("bad login: {}", echo(r)) }),
+                    )
+                };
+            }
+            let user = r.field("userId");
+            match user.split('-').next().unwrap_or("") {
+                "json" => json(400, serde_json::json!({ "details": echo(r) })),
+                "text" => (StatusCode::INTERNAL_SERVER_ERROR, echo(r)).into_response(),
+                // The password right where the excerpt is cut.
+                "cut" => {
+                    let pad = "x".repeat(194);
+                    let pw = r.field("password");
+                    (StatusCode::BAD_REQUEST, format!("{pad} {pw} and more")).into_response()
+                }
+                "auth" => {
+                    let sent = r.headers.get("authorization").and_then(|v| v.to_str().ok());
+                    let details = format!("you sent {}", sent.unwrap_or("nothing"));
+                    json(401, serde_json::json!({ "details": details }))
+                }
+                _ => json(422, serde_json::json!({ "details": echo(r) })),
+            }
+        })
+    };
+    let wd = Workdir::new("hostile_echoes");
+    wd.write("hostile.toml", PROFILE.replace("AUTH", TOKEN_LOGIN));
+    wd.write(
+        "secrets.env",
+        format!("ENLIST_HOSTILE_USER=admin\nENLIST_HOSTILE_PASSWORD={ADMIN_PASSWORD}\n"),
+    );
+    let kinds = ["json", "text", "cut", "auth", "other"];
+    let mut csv = String::from("userId,name,password\n");
+    let mut passwords = vec![ADMIN_PASSWORD.to_string(), TOKEN.to_string()];
+    for (i, kind) in kinds.iter().enumerate() {
+        let pw = format!("UserPw-{i}-q7w8e9");
+        csv.push_str(&format!("{kind}-{i},User {i},{pw}\n"));
+        passwords.push(pw);
+    }
+    wd.write("users.csv", csv);
+    let args = |report: &'static str| {
+        let mut a = vec![
+            "--secret-file",
+            "secrets.env",
+            "--report-format",
+            "csv",
+            "--report-format",
+            "jsonl",
+            "--max-attempts",
+            "2",
+        ];
+        a.extend_from_slice(&["--report", report]);
+        a
+    };
+    let run_logged = |args: &[&str]| {
+        let mut cmd = wd.command(&[]);
+        cmd.args([
+            "run",
+            "users.csv",
+            "--profile",
+            "./hostile.toml",
+            "--base-url",
+            &url,
+            "--mode",
+            "create",
+            "--progress",
+            "never",
+            "--fresh",
+        ])
+        .args(args)
+        .env("RUST_LOG", "debug");
+        Run {
+            output: cmd.output().expect("run enlist"),
+        }
+    };
+
+    // A refused login: its echo (the admin password in the body) is not printed.
+    let refused = run_logged(&args("refused.xlsx"));
+    refused.expect_code(4);
+    assert!(
+        refused.stderr().contains("bad login"),
+        "{}",
+        refused.stderr()
+    );
+    assert!(
+        refused.stderr().contains("********"),
+        "{}",
+        refused.stderr()
+    );
+    for pw in &passwords {
+        assert!(
+            !refused.stderr().contains(pw.as_str()),
+            "{pw} in {}",
+            refused.stderr()
+        );
+    }
+
+    // (The refused run left empty reports: out of the way.)
+    for e in std::fs::read_dir(wd.dir()).expect("dir").flatten() {
+        if e.file_name()
+            .to_string_lossy()
+            .starts_with("users.outcome.")
+        {
+            std::fs::remove_file(e.path()).expect("remove");
+        }
+    }
+    // Logged in: every create fails with an echo.
+    login_ok.store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = run_logged(&args("out.xlsx"));
+    r.expect_code(1);
+    let got = outcomes(&wd, "users.outcome.csv");
+    assert_eq!(got.len(), kinds.len(), "{got:#?}");
+    for (user, outcome, message) in &got {
+        assert_eq!(outcome, "failed", "{user}: {message}");
+        assert!(message.contains("********"), "{user}: {message}");
+    }
+    let all = everything_written(&wd, &r);
+    for pw in &passwords {
+        assert!(!all.contains(pw.as_str()), "{pw} written somewhere:\n{all}");
+    }
+    // Not even the start of one, where an excerpt was cut.
+    let cut = got.iter().find(|g| g.0 == "cut-2").expect("cut row");
+    assert!(cut.2.ends_with("********…"), "{}", cut.2);
+    assert!(!all.contains("UserP"), "{all}");
 }

@@ -399,21 +399,48 @@ fn describe(e: &reqwest::Error) -> String {
 
 /// The server's message for a failed response: the profile's error pointers, else the
 /// status text and a short excerpt of the body (never the request, which may hold secrets).
+/// Server text is untrusted: the caller scrubs it of secrets before storing or printing it
+/// (a cut-short excerpt ends in [`crate::scrub::CUT`], so that a secret cut in two is
+/// masked too).
 pub fn failure_message(profile: &crate::profile::Profile, resp: &Resp) -> String {
     let reason = reqwest::StatusCode::from_u16(resp.status)
         .ok()
         .and_then(|s| s.canonical_reason())
         .unwrap_or("");
     if let Some(m) = profile.error_message(&resp.body) {
-        return format!("{} {reason}: {m}", resp.status);
+        return format!("{} {reason}: {}", resp.status, excerpt(&m, EXCERPT));
     }
-    let text = String::from_utf8_lossy(&resp.body);
-    let excerpt: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let excerpt: String = excerpt.chars().take(200).collect();
-    if excerpt.is_empty() {
+    let text = excerpt(&String::from_utf8_lossy(&resp.body), EXCERPT);
+    if text.is_empty() {
         format!("{} {reason}", resp.status)
     } else {
-        format!("{} {reason}: {excerpt}", resp.status)
+        format!("{} {reason}: {text}", resp.status)
+    }
+}
+
+/// Characters of server text a message keeps.
+pub const EXCERPT: usize = 200;
+
+/// `text` with its whitespace collapsed, cut after `max` characters (the cut marked with
+/// [`crate::scrub::CUT`]).
+pub fn excerpt(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (n, word) in text.split_whitespace().enumerate() {
+        if n > 0 {
+            out.push(' ');
+        }
+        out.push_str(word);
+        if out.len() > max * 4 {
+            break; // enough to cut from, whatever the characters' sizes
+        }
+    }
+    match out.char_indices().nth(max) {
+        Some((at, _)) => {
+            out.truncate(at);
+            out.push(crate::scrub::CUT);
+            out
+        }
+        None => out,
     }
 }
 

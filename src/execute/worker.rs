@@ -10,6 +10,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, Mutex};
 use tokio::time::Instant;
 
+use super::auth::Known;
 use super::client::{failure_message, Resp, SendError};
 use super::{retry, Shared, NOT_SENT};
 use crate::error::Error;
@@ -33,7 +34,7 @@ pub(super) async fn work(
         let Some(row) = row else {
             break;
         };
-        let mut cx = RowCtx::new(&sh);
+        let mut cx = RowCtx::new(&sh, &row);
         let result = tokio::select! {
             r = process(&sh, &row, &mut cx) => Some(r),
             _ = sh.aborted.cancelled() => None,
@@ -93,10 +94,13 @@ struct RowCtx {
     http_status: Option<u16>,
     /// The remote id a lookup found (used when the update's answer carries none).
     lookup_id: Option<String>,
+    /// The run's secrets and this row's secret cells: masked in any message or log line.
+    known: Arc<Known>,
+    secrets: Vec<String>,
 }
 
 impl RowCtx {
-    fn new(sh: &Shared) -> RowCtx {
+    fn new(sh: &Shared, row: &PlannedRow) -> RowCtx {
         let now = Instant::now();
         RowCtx {
             started: now,
@@ -104,7 +108,20 @@ impl RowCtx {
             attempts: 0,
             http_status: None,
             lookup_id: None,
+            known: sh.auth.known(),
+            secrets: row
+                .job
+                .as_ref()
+                .map(|j| j.secrets.clone())
+                .unwrap_or_default(),
         }
+    }
+
+    /// `text` (which may quote the server) without any secret of the run or the row.
+    fn scrub(&self, text: &str) -> String {
+        let run = self.known.get();
+        let row = run.with(self.secrets.iter().map(String::as_str));
+        row.scrub(text)
     }
 
     /// The row's outcome; takes the row, so its cells and key move rather than copy.
@@ -119,7 +136,7 @@ impl RowCtx {
             http_status: self.http_status,
             attempts: self.attempts,
             duration_ms: self.started.elapsed().as_millis() as u64,
-            message: end.message,
+            message: self.scrub(&end.message),
             remote_id: end.remote_id.or_else(|| self.lookup_id.clone()),
             finished_at: now_rfc3339(),
             cells: row.cells,
@@ -500,7 +517,9 @@ async fn call(
                 ))),
             };
         }
-        tracing::debug!(tries, "retrying: {failure}");
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(tries, "retrying: {}", cx.scrub(&failure));
+        }
         sh.stats.retry();
         tokio::time::sleep(delay).await;
     }
