@@ -96,6 +96,12 @@ body = { userId = "{{userId}}", name = "{{name}}", password = "{{password}}" }
 conflict = [409]
 remote_id = "/id"
 
+[requests.update]
+method = "PUT"
+path = "/users/{{remote_id}}"
+body = { userId = "{{userId}}", name = "{{name}}" }
+not_found = [404]
+
 [requests.lookup]
 method = "GET"
 path = "/users"
@@ -117,7 +123,7 @@ required = false
 
 const NO_AUTH: &str = "[auth]\ntype = \"none\"\n";
 
-/// Runs `enlist run users.csv` against `url` (create mode, CSV report `out.csv`) with
+/// Runs `enlist run users.csv` against `url` (CSV report `out.csv`) with
 /// `extra` arguments.
 fn run(wd: &Workdir, url: &str, extra: &[&str]) -> Run {
     let mut args = vec![
@@ -127,8 +133,6 @@ fn run(wd: &Workdir, url: &str, extra: &[&str]) -> Run {
         "./hostile.toml",
         "--base-url",
         url,
-        "--mode",
-        "create",
         "--progress",
         "never",
         "--fresh",
@@ -207,7 +211,7 @@ fn hostile_waits_give_every_row_one_outcome() {
         users.push(user);
     }
     wd.write("users.csv", csv);
-    let r = run(&wd, &url, &["--max-row-time", "60"]);
+    let r = run(&wd, &url, &["--mode", "create", "--max-row-time", "60"]);
     r.expect_code(1);
     assert!(!r.stderr().contains("panicked"), "{}", r.stderr());
     let got = outcomes(&wd, "out.csv");
@@ -435,4 +439,73 @@ fn hostile_echoes_never_leak_secrets() {
     let cut = got.iter().find(|g| g.0 == "cut-2").expect("cut row");
     assert!(cut.2.ends_with("********…"), "{}", cut.2);
     assert!(!all.contains("UserP"), "{all}");
+}
+
+// ---- 3. answers bounded ----
+
+/// Answers of 5 MiB to a create and 17 MiB to a lookup end their rows with a clear
+/// message; an answer that is not JSON (a proxy's sign-in page) fails its row with an
+/// excerpt, on a create and on a lookup; nothing panics and every row gets one outcome.
+#[test]
+fn hostile_answers_are_bounded_and_checked() {
+    let url = serve(|r| {
+        let user = match r.method {
+            Method::GET => r
+                .uri
+                .query()
+                .and_then(|q| q.strip_prefix("userId="))
+                .unwrap_or("")
+                .to_string(),
+            _ => r.field("userId"),
+        };
+        let html = "<html><body>Please sign in to the proxy</body></html>";
+        match (r.method.clone(), user.split('-').next().unwrap_or("")) {
+            (Method::GET, "biglookup") => {
+                let big = format!("{{\"id\":\"{}\"}}", "x".repeat(17 << 20));
+                (StatusCode::OK, big).into_response()
+            }
+            (Method::GET, "htmllookup") => (StatusCode::OK, html).into_response(),
+            (Method::GET, _) => json(404, serde_json::json!({"details": "no such user"})),
+            (_, "bigcreate") => {
+                let big = format!("{{\"details\":\"{}\"}}", "y".repeat(5 << 20));
+                (StatusCode::BAD_REQUEST, big).into_response()
+            }
+            (_, "htmlcreate") => (StatusCode::OK, html).into_response(),
+            _ => json(201, serde_json::json!({"id": user})),
+        }
+    });
+    let wd = Workdir::new("hostile_answers");
+    wd.write("hostile.toml", PROFILE.replace("AUTH", NO_AUTH));
+    wd.write(
+        "users.csv",
+        "userId,name,password\nbigcreate-1,A,\nbiglookup-2,B,\nhtmlcreate-3,C,\nhtmllookup-4,D,\nfine-5,E,\n",
+    );
+    let r = run(&wd, &url, &["--mode", "upsert"]);
+    r.expect_code(1);
+    assert!(!r.stderr().contains("panicked"), "{}", r.stderr());
+    let got = outcomes(&wd, "out.csv");
+    assert_eq!(got.len(), 5, "{got:#?}");
+    let find = |u: &str| got.iter().find(|g| g.0 == u).expect(u).clone();
+    let (_, o, m) = find("bigcreate-1");
+    assert_eq!(o, "failed", "{m}");
+    assert!(m.contains("the answer (400) is larger than 1 MiB"), "{m}");
+    let (_, o, m) = find("biglookup-2");
+    assert_eq!(o, "failed", "{m}");
+    assert!(
+        m.starts_with("lookup: the answer (200) is larger than 16 MiB"),
+        "{m}"
+    );
+    let (_, o, m) = find("htmlcreate-3");
+    assert_eq!(o, "failed", "{m}");
+    assert!(
+        m.starts_with("the answer (200) is not JSON: <html><body>Please sign in"),
+        "{m}"
+    );
+    let (_, o, m) = find("htmllookup-4");
+    assert_eq!(o, "failed", "{m}");
+    assert!(
+        m.starts_with("lookup: the answer (200) is not JSON: <html><body>Please sign in"),
+        "{m}"
+    );
+    assert_eq!(find("fine-5").1, "created");
 }

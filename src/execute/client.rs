@@ -230,14 +230,37 @@ pub enum SendError {
     NotSent(String),
     /// The server may have received and applied it.
     Uncertain(String),
+    /// The server answered, with more than enlist reads ([`MAX_ANSWER`], [`MAX_PAGE`]):
+    /// sending again would only bring the same answer.
+    TooLarge(String),
 }
 
 impl SendError {
     pub fn message(&self) -> &str {
         match self {
-            SendError::NotSent(m) | SendError::Uncertain(m) => m,
+            SendError::NotSent(m) | SendError::Uncertain(m) | SendError::TooLarge(m) => m,
         }
     }
+}
+
+/// Most bytes of an answer read (a create's, an update's, a login's).
+pub const MAX_ANSWER: usize = 1 << 20;
+/// Most bytes of the answer to a GET (a lookup, which may be a page of users).
+pub const MAX_PAGE: usize = 16 << 20;
+
+/// When the answer is not JSON at all, why, with a short excerpt (for a row's message).
+/// An empty answer is not counted: many targets answer a create with no body.
+pub fn not_json(resp: &Resp) -> Option<String> {
+    if resp.body.iter().all(u8::is_ascii_whitespace)
+        || serde_json::from_slice::<serde::de::IgnoredAny>(&resp.body).is_ok()
+    {
+        return None;
+    }
+    Some(format!(
+        "the answer ({}) is not JSON: {}",
+        resp.status,
+        excerpt(&String::from_utf8_lossy(&resp.body), EXCERPT)
+    ))
 }
 
 /// The run's HTTP client and base URL.
@@ -347,12 +370,47 @@ impl Http {
         let mut resp = rb.send().await.map_err(classify)?;
         let status = resp.status().as_u16();
         let headers = std::mem::take(resp.headers_mut());
-        let body = resp.bytes().await.map_err(|e| {
+        let limit = if req.method == reqwest::Method::GET {
+            MAX_PAGE
+        } else {
+            MAX_ANSWER
+        };
+        let too_large = || {
+            SendError::TooLarge(format!(
+                "the answer ({status}) is larger than {} MiB; enlist reads at most that much of an answer",
+                limit >> 20
+            ))
+        };
+        if resp.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let cut_short = |e: reqwest::Error| {
             SendError::Uncertain(format!(
                 "the response ({status}) was cut short: {}",
                 describe(&e)
             ))
-        })?;
+        };
+        // Read piece by piece, so that an answer that never ends cannot fill the memory.
+        let body = match resp.chunk().await.map_err(cut_short)? {
+            None => bytes::Bytes::new(),
+            Some(first) => match resp.chunk().await.map_err(cut_short)? {
+                // The usual case, one piece: kept as hyper handed it over (no copy).
+                None if first.len() <= limit => first,
+                None => return Err(too_large()),
+                Some(second) => {
+                    let mut all = bytes::BytesMut::from(&first[..]);
+                    let mut next = Some(second);
+                    while let Some(piece) = next {
+                        if all.len() + piece.len() > limit {
+                            return Err(too_large());
+                        }
+                        all.extend_from_slice(&piece);
+                        next = resp.chunk().await.map_err(cut_short)?;
+                    }
+                    all.freeze()
+                }
+            },
+        };
         Ok(Resp {
             status,
             headers,

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, Mutex};
 use tokio::time::Instant;
 
 use super::auth::Known;
-use super::client::{failure_message, Resp, SendError};
+use super::client::{failure_message, not_json, Resp, SendError};
 use super::{retry, Shared, NOT_SENT};
 use crate::error::Error;
 use crate::outcome::{now_rfc3339, Outcome, Status};
@@ -281,6 +281,10 @@ async fn lookup(sh: &Shared, cx: &mut RowCtx, req: &Request) -> Result<Found, Er
         }
     };
     if spec.is_success(resp.status) {
+        if let Some(m) = not_json(&resp).filter(|_| spec.list.is_some() || spec.remote_id.is_some())
+        {
+            return Ok(Found::Failed(End::failed(format!("lookup: {m}"))));
+        }
         let id = match &spec.list {
             Some(lp) => match resp.json_at(lp) {
                 Some(Value::Array(items)) => match items.first() {
@@ -404,6 +408,11 @@ async fn create(
             Err(CallErr::Fatal(e)) => return Err(e),
         };
         if spec.is_success(resp.status) {
+            if let Some(m) = not_json(&resp).filter(|_| spec.remote_id.is_some()) {
+                return Ok(End::failed(format!(
+                    "{m}; whether the user was created is unknown: check this user"
+                )));
+            }
             let rid = resp_id(&resp, spec.remote_id.as_deref());
             let msg = if uncertain.is_some() {
                 "created (on a retry after an uncertain attempt)"
@@ -498,7 +507,10 @@ async fn call(
                 }
                 (failure_message(&sh.profile, &resp), Some(resp))
             }
-            Err(SendError::Uncertain(m)) if !idempotent => return Err(CallErr::Uncertain(m)),
+            Err(SendError::Uncertain(m) | SendError::TooLarge(m)) if !idempotent => {
+                return Err(CallErr::Uncertain(m))
+            }
+            Err(SendError::TooLarge(m)) => return Err(CallErr::GaveUp(m)),
             Err(e) => (e.message().to_string(), None),
         };
         // The server's own wait is honoured by the gate (nobody sends until then); the
