@@ -509,3 +509,186 @@ fn hostile_answers_are_bounded_and_checked() {
     );
     assert_eq!(find("fine-5").1, "created");
 }
+
+// ---- 4. a server certificate that is its own CA ----
+
+/// A self-signed certificate for localhost and 127.0.0.1 that is also a CA (basic
+/// constraints CA:TRUE), as `openssl req -x509` makes: its PEM, and its key (DER).
+fn own_ca_cert() -> (String, rustls::pki_types::CertificateDer<'static>, Vec<u8>) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).expect("certificate");
+    (cert.pem(), cert.der().clone(), key.serialize_der())
+}
+
+/// Serves `handler` over HTTPS with `cert` on 127.0.0.1; returns the base URL.
+fn serve_tls(
+    cert: rustls::pki_types::CertificateDer<'static>,
+    key: Vec<u8>,
+    handler: impl Fn(&Req) -> Response + Send + Sync + 'static,
+) -> String {
+    let handler: Handler = Arc::new(handler);
+    let key = rustls::pki_types::PrivateKeyDer::try_from(key).expect("key");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocols")
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let port = l.local_addr().expect("addr").port();
+            tx.send(format!("https://127.0.0.1:{port}")).expect("url");
+            let app = app(handler);
+            while let Ok((tcp, _)) = l.accept().await {
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    // A client that does not trust the certificate hangs up here.
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+    });
+    rx.recv().expect("server url")
+}
+
+fn create_all(r: &Req) -> Response {
+    json(201, serde_json::json!({ "id": r.field("userId") }))
+}
+
+/// A server whose certificate is its own CA works with that certificate in --ca-file;
+/// another such certificate in --ca-file, or none, is refused with a message that says
+/// what to do, and nothing is sent.
+#[test]
+fn hostile_own_ca_certificate_is_trusted_only_with_it_in_ca_file() {
+    let (pem, der, key) = own_ca_cert();
+    let (other_pem, _, _) = own_ca_cert();
+    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let url = {
+        let sent = sent.clone();
+        serve_tls(der, key, move |r| {
+            sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            create_all(r)
+        })
+    };
+    let wd = Workdir::new("hostile_own_ca");
+    wd.write("hostile.toml", PROFILE.replace("AUTH", NO_AUTH));
+    wd.write("users.csv", "userId,name,password\na-1,A,\nb-2,B,\n");
+    wd.write("own.pem", pem);
+    wd.write("other.pem", other_pem);
+    for extra in [&["--ca-file", "other.pem"][..], &[][..]] {
+        let mut args = vec!["--mode", "create"];
+        args.extend_from_slice(extra);
+        let refused = run(&wd, &url, &args);
+        assert_eq!(refused.code(), 1, "{}", refused.stderr());
+        let got = outcomes(&wd, "out.csv");
+        assert_eq!(got.len(), 2, "{got:#?}");
+        for (user, outcome, message) in &got {
+            assert_eq!(outcome, "failed", "{user}");
+            assert!(
+                message
+                    .contains("certificate not trusted: pass --ca-file with the CA that signed it"),
+                "{message}"
+            );
+            assert!(!message.contains("credentials"), "{message}");
+        }
+        std::fs::remove_file(wd.path("out.csv")).expect("remove");
+    }
+    assert_eq!(sent.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let trusted = run(&wd, &url, &["--mode", "create", "--ca-file", "own.pem"]);
+    trusted.expect_code(0);
+    let got = outcomes(&wd, "out.csv");
+    assert!(got.iter().all(|g| g.1 == "created"), "{got:#?}");
+    assert_eq!(sent.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+// ---- 5. redirects and TLS failures say what happened ----
+
+/// A redirect to another host is named as one, on a create and on a login, and neither
+/// says "check" the credentials; the untrusted certificate of a login says what to pass.
+#[test]
+fn hostile_redirects_and_tls_failures_say_what_happened() {
+    let url = serve(|r| {
+        let to = if r.uri.path() == "/auth/token" {
+            "https://sso.example.net/login?session=abc"
+        } else {
+            "https://new.example.org/api/users"
+        };
+        (StatusCode::MOVED_PERMANENTLY, [("location", to)], "moved").into_response()
+    });
+    let wd = Workdir::new("hostile_redirects");
+    wd.write("users.csv", "userId,name,password\na-1,A,\n");
+    wd.write(
+        "secrets.env",
+        format!("ENLIST_HOSTILE_USER=admin\nENLIST_HOSTILE_PASSWORD={ADMIN_PASSWORD}\n"),
+    );
+
+    // An ordinary request.
+    wd.write("hostile.toml", PROFILE.replace("AUTH", NO_AUTH));
+    let r = run(&wd, &url, &["--mode", "create"]);
+    r.expect_code(1);
+    let got = outcomes(&wd, "out.csv");
+    let message = &got[0].2;
+    assert!(
+        message.contains(
+            "the server redirected to another host (new.example.org: https://new.example.org/api/users); \
+             enlist does not follow redirects: use the final URL"
+        ),
+        "{message}"
+    );
+    std::fs::remove_file(wd.path("out.csv")).expect("remove");
+
+    // A login.
+    wd.write("hostile.toml", PROFILE.replace("AUTH", TOKEN_LOGIN));
+    let login = |url: &str, extra: &[&str]| {
+        let mut args = vec!["--mode", "create", "--secret-file", "secrets.env"];
+        args.extend_from_slice(extra);
+        let r = run(&wd, url, &args);
+        let _ = std::fs::remove_file(wd.path("out.csv"));
+        r
+    };
+    let r = login(&url, &[]);
+    r.expect_code(4);
+    assert!(
+        r.stderr()
+            .contains("the server redirected to another host (sso.example.net")
+            && r.stderr().contains("enlist does not follow redirects"),
+        "{}",
+        r.stderr()
+    );
+    assert!(!r.stderr().contains("check"), "{}", r.stderr());
+    assert!(!r.stderr().contains("session=abc"), "{}", r.stderr());
+
+    // A login to a server whose certificate nobody here trusts.
+    let (_, der, key) = own_ca_cert();
+    let tls_url = serve_tls(der, key, create_all);
+    let r = login(&tls_url, &[]);
+    r.expect_code(4);
+    assert!(
+        r.stderr()
+            .contains("certificate not trusted: pass --ca-file with the CA that signed it"),
+        "{}",
+        r.stderr()
+    );
+    assert!(!r.stderr().contains("check"), "{}", r.stderr());
+}

@@ -479,6 +479,9 @@ impl TokenAuth {
         if !self.spec.login.is_success(resp.status) {
             // The login profile has no error pointers of its own: the body's
             // `details`/`error`/`message` fields are the usual places.
+            if let Some(r) = &resp.redirect {
+                return Err(scrub(format!("login to {url} failed: {} {r}", resp.status)));
+            }
             let msg = login_failure(&resp);
             return Err(scrub(format!("login to {url} failed: {msg}; {hint}")));
         }
