@@ -625,6 +625,7 @@ mod tests {
                 missing_for_create: vec![],
                 fingerprint: "f1".into(),
                 reconcile: false,
+                secrets: vec![],
             }),
             settled: None,
         }

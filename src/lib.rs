@@ -14,6 +14,7 @@
 //! - [`collect`]: the one task that receives outcomes, shows progress and feeds the sinks.
 //! - [`report`]: sinks that write outcomes (JSON lines).
 //! - [`error`]: the crate's error type and the exit codes.
+//! - [`scrub`]: takes the run's secrets out of server text before it is stored or printed.
 //! - [`sandbox`]: an embedded HTTP server that emulates the target APIs, with fault knobs.
 //! - [`cmd`]: the subcommands of the CLI.
 //! - [`template_book`]: input workbooks made for one profile (`enlist template`).
@@ -30,5 +31,6 @@ pub mod plan;
 pub mod profile;
 pub mod report;
 pub mod sandbox;
+pub mod scrub;
 pub mod source;
 pub mod template_book;

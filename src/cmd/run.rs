@@ -61,6 +61,10 @@ pub struct RunArgs {
     /// Most seconds one row may take, retries included.
     #[arg(long, value_name = "SECS", default_value_t = 120.0)]
     pub max_row_time: f64,
+    /// Longest pause (seconds) a server's Retry-After or RateLimit-Reset may impose; a
+    /// server that asks for more than a row has left of --max-row-time fails that row.
+    #[arg(long, value_name = "SECS", default_value_t = 300.0)]
+    pub max_pause: f64,
     /// Seconds one request may take.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     pub timeout: f64,
@@ -234,6 +238,7 @@ pub fn settings(args: &RunArgs, profile: &crate::profile::Profile) -> Result<Run
     s.burst = args.burst;
     s.max_attempts = args.max_attempts;
     s.max_row_time = secs("max-row-time", args.max_row_time)?;
+    s.max_pause = secs("max-pause", args.max_pause)?;
     s.timeout = secs("timeout", args.timeout)?;
     s.connect_timeout = secs("connect-timeout", args.connect_timeout)?;
     s.drain_timeout = secs("drain-timeout", args.drain_timeout)?;

@@ -13,6 +13,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderName, HeaderValue};
@@ -28,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::plan::render_request;
 use crate::profile::template::{Scope, Var};
 use crate::profile::{Auth, Profile, TokenLogin};
+use crate::scrub::Scrubber;
 
 /// Named secrets (environment variable name → value). `Debug` prints the names only.
 #[derive(Clone, Default)]
@@ -143,8 +145,49 @@ pub struct Credential {
     pub generation: u64,
 }
 
-/// How requests of this run authenticate.
-pub enum Authenticator {
+/// The secret values a run knows: its credentials, and every token a login obtained.
+/// Server text passes this run's [`Scrubber`] before it is stored or printed.
+#[derive(Default)]
+pub struct Known {
+    /// Replaced (never changed in place) when a login adds a token: a reader keeps the
+    /// snapshot it took. Held only to clone or swap the `Arc`.
+    scrubber: std::sync::RwLock<Arc<Scrubber>>,
+}
+
+impl Known {
+    /// The scrubber as of now.
+    pub fn get(&self) -> Arc<Scrubber> {
+        self.scrubber
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn add(&self, secret: &str) {
+        let mut s = self.scrubber.write().unwrap_or_else(|p| p.into_inner());
+        let mut next = (**s).clone();
+        next.add(secret);
+        *s = Arc::new(next);
+    }
+
+    /// An auth header's value, and its credential alone (after `Basic `, `Bearer `...).
+    fn add_header(&self, value: &HeaderValue) {
+        if let Ok(v) = value.to_str() {
+            self.add(v);
+            if let Some((_, cred)) = v.split_once(' ') {
+                self.add(cred.trim());
+            }
+        }
+    }
+}
+
+/// How requests of this run authenticate, and the secrets that must never show.
+pub struct Authenticator {
+    how: How,
+    known: Arc<Known>,
+}
+
+enum How {
     /// No auth header, or one fixed header (basic, bearer, API key).
     Static(Option<(HeaderName, HeaderValue)>),
     Token(Box<TokenAuth>),
@@ -153,8 +196,12 @@ pub enum Authenticator {
 impl Authenticator {
     pub fn new(profile: &Profile, secrets: &Secrets) -> Result<Authenticator> {
         use base64::Engine as _;
-        Ok(match &profile.auth {
-            Auth::None => Authenticator::Static(None),
+        let known = Arc::new(Known::default());
+        for v in secrets.values.values() {
+            known.add(v.expose_secret());
+        }
+        let how = match &profile.auth {
+            Auth::None => How::Static(None),
             Auth::Basic {
                 username_env,
                 password_env,
@@ -165,12 +212,12 @@ impl Authenticator {
                     secrets.get(password_env)?.expose_secret()
                 );
                 let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
-                Authenticator::Static(Some(secret_header(
+                How::Static(Some(secret_header(
                     "Authorization",
                     format!("Basic {b64}"),
                 )?))
             }
-            Auth::Bearer { token_env } => Authenticator::Static(Some(secret_header(
+            Auth::Bearer { token_env } => How::Static(Some(secret_header(
                 "Authorization",
                 format!("Bearer {}", secrets.get(token_env)?.expose_secret()),
             )?)),
@@ -178,19 +225,29 @@ impl Authenticator {
                 header,
                 key_env,
                 prefix,
-            } => Authenticator::Static(Some(secret_header(
+            } => How::Static(Some(secret_header(
                 header,
                 format!("{prefix}{}", secrets.get(key_env)?.expose_secret()),
             )?)),
-            Auth::TokenLogin(t) => Authenticator::Token(Box::new(TokenAuth {
+            Auth::TokenLogin(t) => How::Token(Box::new(TokenAuth {
                 spec: (**t).clone(),
                 username: secrets.get(&t.username_env)?.clone(),
                 password: secrets.get(&t.password_env)?.clone(),
                 state: RwLock::new(None),
                 renewing: Mutex::new(()),
                 failed: std::sync::Mutex::new(None),
+                known: known.clone(),
             })),
-        })
+        };
+        if let How::Static(Some((_, v))) = &how {
+            known.add_header(v);
+        }
+        Ok(Authenticator { how, known })
+    }
+
+    /// The secrets known to the run (for scrubbing server text).
+    pub fn known(&self) -> Arc<Known> {
+        self.known.clone()
     }
 
     /// Logs in when the profile uses a token (before any worker starts).
@@ -201,20 +258,20 @@ impl Authenticator {
         stats: &Stats,
         attempts: u32,
     ) -> Result<()> {
-        match self {
-            Authenticator::Static(_) => Ok(()),
-            Authenticator::Token(t) => t.renew(http, gate, stats, None, attempts).await,
+        match &self.how {
+            How::Static(_) => Ok(()),
+            How::Token(t) => t.renew(http, gate, stats, None, attempts).await,
         }
     }
 
     /// The header for the next request; renews a token whose lifetime is nearly over.
     pub async fn credential(&self, http: &Http, gate: &Gate, stats: &Stats) -> Result<Credential> {
-        match self {
-            Authenticator::Static(h) => Ok(Credential {
+        match &self.how {
+            How::Static(h) => Ok(Credential {
                 header: h.clone(),
                 generation: 0,
             }),
-            Authenticator::Token(t) => {
+            How::Token(t) => {
                 if let Some(g) = t.due_for_refresh().await {
                     // Boxed: a renewal (a whole login request) is rare, and inline its state
                     // would make every request's future, and every row's, larger to move.
@@ -241,9 +298,9 @@ impl Authenticator {
         stats: &Stats,
         generation: u64,
     ) -> Result<bool> {
-        match self {
-            Authenticator::Static(_) => Ok(false),
-            Authenticator::Token(t) => {
+        match &self.how {
+            How::Static(_) => Ok(false),
+            How::Token(t) => {
                 // Boxed for the same reason as the renewal in `credential`.
                 Box::pin(t.relogin(http, gate, stats, generation)).await?;
                 Ok(true)
@@ -273,6 +330,8 @@ pub struct TokenAuth {
     /// Why the last login failed (written under `renewing`): workers that waited for that
     /// login fail with the same message instead of each trying the bad credentials again.
     failed: std::sync::Mutex<Option<String>>,
+    /// Every token obtained is added here, so that no server text shows it.
+    known: Arc<Known>,
 }
 
 /// `{{auth.username}}` / `{{auth.password}}` for the login body.
@@ -379,6 +438,7 @@ impl TokenAuth {
                 }
             },
         };
+        self.known.add(&token);
         let header = secret_header(&self.spec.header, format!("{}{token}", self.spec.prefix))?;
         let mut s = self.state.write().await;
         let generation = s.as_ref().map_or(1, |t| t.generation + 1);
@@ -411,17 +471,19 @@ impl TokenAuth {
             "check {} / {}",
             self.spec.username_env, self.spec.password_env
         );
+        let scrub = |m: String| Error::CannotStart(self.known.get().scrub(&m));
         let resp = self
             .exchange(http, gate, stats, &req, None, attempts)
             .await
-            .map_err(|m| Error::CannotStart(format!("login to {url} failed: {m}")))?;
+            .map_err(|m| scrub(format!("login to {url} failed: {m}")))?;
         if !self.spec.login.is_success(resp.status) {
             // The login profile has no error pointers of its own: the body's
             // `details`/`error`/`message` fields are the usual places.
+            if let Some(r) = &resp.redirect {
+                return Err(scrub(format!("login to {url} failed: {} {r}", resp.status)));
+            }
             let msg = login_failure(&resp);
-            return Err(Error::CannotStart(format!(
-                "login to {url} failed: {msg}; {hint}"
-            )));
+            return Err(scrub(format!("login to {url} failed: {msg}; {hint}")));
         }
         self.token_from(&resp).ok_or_else(|| {
             Error::CannotStart(format!(
@@ -485,7 +547,11 @@ fn login_failure(resp: &Resp) -> String {
             .find_map(|p| v.pointer(p).and_then(Value::as_str).map(str::to_string))
     });
     match msg {
-        Some(m) => format!("{} {m}", resp.status),
+        Some(m) => format!(
+            "{} {}",
+            resp.status,
+            super::client::excerpt(&m, super::client::EXCERPT)
+        ),
         None => format!("{} {reason}", resp.status),
     }
 }

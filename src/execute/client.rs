@@ -68,6 +68,8 @@ pub struct Resp {
     pub headers: HeaderMap,
     /// As hyper handed it over (no copy).
     pub body: bytes::Bytes,
+    /// For a redirect (3xx with a Location), what happened in words.
+    pub redirect: Option<String>,
 }
 
 impl Resp {
@@ -230,14 +232,37 @@ pub enum SendError {
     NotSent(String),
     /// The server may have received and applied it.
     Uncertain(String),
+    /// The server answered, with more than enlist reads ([`MAX_ANSWER`], [`MAX_PAGE`]):
+    /// sending again would only bring the same answer.
+    TooLarge(String),
 }
 
 impl SendError {
     pub fn message(&self) -> &str {
         match self {
-            SendError::NotSent(m) | SendError::Uncertain(m) => m,
+            SendError::NotSent(m) | SendError::Uncertain(m) | SendError::TooLarge(m) => m,
         }
     }
+}
+
+/// Most bytes of an answer read (a create's, an update's, a login's).
+pub const MAX_ANSWER: usize = 1 << 20;
+/// Most bytes of the answer to a GET (a lookup, which may be a page of users).
+pub const MAX_PAGE: usize = 16 << 20;
+
+/// When the answer is not JSON at all, why, with a short excerpt (for a row's message).
+/// An empty answer is not counted: many targets answer a create with no body.
+pub fn not_json(resp: &Resp) -> Option<String> {
+    if resp.body.iter().all(u8::is_ascii_whitespace)
+        || serde_json::from_slice::<serde::de::IgnoredAny>(&resp.body).is_ok()
+    {
+        return None;
+    }
+    Some(format!(
+        "the answer ({}) is not JSON: {}",
+        resp.status,
+        excerpt(&String::from_utf8_lossy(&resp.body), EXCERPT)
+    ))
 }
 
 /// The run's HTTP client and base URL.
@@ -269,17 +294,7 @@ impl Http {
             // (The default also copied every request's headers in case it had to resend.)
             .retry(reqwest::retry::never().max_retries_per_request(0));
         if let Some(pem) = &opts.ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
-                Error::CannotStart(format!("--ca-file holds no usable PEM certificate: {e}"))
-            })?;
-            if certs.is_empty() {
-                return Err(Error::CannotStart(
-                    "--ca-file holds no PEM certificate".into(),
-                ));
-            }
-            for c in certs {
-                b = b.add_root_certificate(c);
-            }
+            b = b.use_preconfigured_tls(tls::config(pem)?);
         }
         let client = b
             .build()
@@ -329,7 +344,8 @@ impl Http {
         auth: Option<&(HeaderName, HeaderValue)>,
     ) -> std::result::Result<Resp, SendError> {
         let url = self.request_url(&req.path)?;
-        let mut rb = self.client.request(req.method.clone(), url);
+        let host = url.host_str().map(str::to_string);
+        let mut rb = self.client.request(req.method.clone(), url.clone());
         if !req.query.is_empty() {
             rb = rb.query(&req.query);
         }
@@ -347,18 +363,214 @@ impl Http {
         let mut resp = rb.send().await.map_err(classify)?;
         let status = resp.status().as_u16();
         let headers = std::mem::take(resp.headers_mut());
-        let body = resp.bytes().await.map_err(|e| {
+        let limit = if req.method == reqwest::Method::GET {
+            MAX_PAGE
+        } else {
+            MAX_ANSWER
+        };
+        let too_large = || {
+            SendError::TooLarge(format!(
+                "the answer ({status}) is larger than {} MiB; enlist reads at most that much of an answer",
+                limit >> 20
+            ))
+        };
+        if resp.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let cut_short = |e: reqwest::Error| {
             SendError::Uncertain(format!(
                 "the response ({status}) was cut short: {}",
                 describe(&e)
             ))
-        })?;
+        };
+        // Read piece by piece, so that an answer that never ends cannot fill the memory.
+        let body = match resp.chunk().await.map_err(cut_short)? {
+            None => bytes::Bytes::new(),
+            Some(first) => match resp.chunk().await.map_err(cut_short)? {
+                // The usual case, one piece: kept as hyper handed it over (no copy).
+                None if first.len() <= limit => first,
+                None => return Err(too_large()),
+                Some(second) => {
+                    let mut all = bytes::BytesMut::from(&first[..]);
+                    let mut next = Some(second);
+                    while let Some(piece) = next {
+                        if all.len() + piece.len() > limit {
+                            return Err(too_large());
+                        }
+                        all.extend_from_slice(&piece);
+                        next = resp.chunk().await.map_err(cut_short)?;
+                    }
+                    all.freeze()
+                }
+            },
+        };
+        let redirect = redirected(status, &headers, &url, host.as_deref());
         Ok(Resp {
             status,
             headers,
             body,
+            redirect,
         })
     }
+}
+
+/// TLS with `--ca-file`: the usual web roots and the file's certificates, and a server
+/// certificate that is its own CA accepted when it is one of the file's certificates.
+mod tls {
+    use std::sync::Arc;
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::client::WebPkiServerVerifier;
+    use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+    use crate::error::{Error, Result};
+
+    /// The client's TLS settings for the PEM text of `--ca-file`.
+    pub(super) fn config(pem: &[u8]) -> Result<rustls::ClientConfig> {
+        let certs = CertificateDer::pem_slice_iter(pem)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| {
+                Error::CannotStart(format!("--ca-file holds no usable PEM certificate: {e}"))
+            })?;
+        if certs.is_empty() {
+            return Err(Error::CannotStart(
+                "--ca-file holds no PEM certificate".into(),
+            ));
+        }
+        let mut roots = RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for c in &certs {
+            roots.add(c.clone()).map_err(|e| {
+                Error::CannotStart(format!(
+                    "--ca-file holds a certificate that cannot be a CA: {e}"
+                ))
+            })?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .map_err(|e| Error::CannotStart(format!("cannot use --ca-file: {e}")))?;
+        let verifier = OwnCa {
+            webpki,
+            listed: certs,
+            provider: provider.clone(),
+        };
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::CannotStart(format!("cannot set up TLS: {e}")))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(config)
+    }
+
+    /// The usual verification with the roots; when it refuses a certificate only because
+    /// a CA certificate is used as the server's own (what `openssl req -x509` makes), the
+    /// certificate is accepted if it is byte for byte one of `--ca-file`'s. The handshake's
+    /// signature is checked as always, so the server must hold that certificate's key.
+    #[derive(Debug)]
+    struct OwnCa {
+        webpki: Arc<WebPkiServerVerifier>,
+        listed: Vec<CertificateDer<'static>>,
+        provider: Arc<CryptoProvider>,
+    }
+
+    fn ca_used_as_end_entity(e: &rustls::Error) -> bool {
+        matches!(e, rustls::Error::InvalidCertificate(CertificateError::Other(o))
+            if o.to_string().contains("CaUsedAsEndEntity"))
+    }
+
+    impl ServerCertVerifier for OwnCa {
+        fn verify_server_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            intermediates: &[CertificateDer<'_>],
+            server_name: &ServerName<'_>,
+            ocsp_response: &[u8],
+            now: UnixTime,
+        ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+            match self.webpki.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            ) {
+                Err(e)
+                    if ca_used_as_end_entity(&e)
+                        && self
+                            .listed
+                            .iter()
+                            .any(|c| c.as_ref() == end_entity.as_ref()) =>
+                {
+                    Ok(ServerCertVerified::assertion())
+                }
+                other => other,
+            }
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.provider.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.provider.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.provider
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+}
+
+/// A redirect in words: where to, and that enlist does not follow it.
+fn redirected(
+    status: u16,
+    headers: &HeaderMap,
+    url: &url::Url,
+    host: Option<&str>,
+) -> Option<String> {
+    if !(300..400).contains(&status) {
+        return None;
+    }
+    let location = headers.get(reqwest::header::LOCATION)?.to_str().ok()?;
+    let to = url.join(location).ok()?;
+    let mut shown = to.clone();
+    shown.set_query(None); // a query may carry anything; the host and path say enough
+    let whither = match to.host_str() {
+        Some(h) if Some(h) != host => format!("to another host ({h}: {shown})"),
+        _ => format!("to {shown}"),
+    };
+    Some(format!(
+        "the server redirected {whither}; enlist does not follow redirects: use the final URL \
+         as the base URL"
+    ))
 }
 
 /// Sorts a reqwest error into "never sent" and "may have been applied".
@@ -366,8 +578,8 @@ fn classify(e: reqwest::Error) -> SendError {
     let text = describe(&e);
     if e.is_connect() && text.contains("certificate") {
         SendError::NotSent(format!(
-            "cannot connect: {text} (the target's TLS certificate is not trusted; if it comes \
-             from your organisation's own CA, pass that CA with --ca-file)"
+            "certificate not trusted: pass --ca-file with the CA that signed it (or, for a \
+             server whose certificate is its own CA, that certificate) ({text})"
         ))
     } else if e.is_connect() {
         SendError::NotSent(format!("cannot connect: {text}"))
@@ -399,21 +611,51 @@ fn describe(e: &reqwest::Error) -> String {
 
 /// The server's message for a failed response: the profile's error pointers, else the
 /// status text and a short excerpt of the body (never the request, which may hold secrets).
+/// Server text is untrusted: the caller scrubs it of secrets before storing or printing it
+/// (a cut-short excerpt ends in [`crate::scrub::CUT`], so that a secret cut in two is
+/// masked too).
 pub fn failure_message(profile: &crate::profile::Profile, resp: &Resp) -> String {
     let reason = reqwest::StatusCode::from_u16(resp.status)
         .ok()
         .and_then(|s| s.canonical_reason())
         .unwrap_or("");
-    if let Some(m) = profile.error_message(&resp.body) {
-        return format!("{} {reason}: {m}", resp.status);
+    if let Some(r) = &resp.redirect {
+        return format!("{} {reason}: {r}", resp.status);
     }
-    let text = String::from_utf8_lossy(&resp.body);
-    let excerpt: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let excerpt: String = excerpt.chars().take(200).collect();
-    if excerpt.is_empty() {
+    if let Some(m) = profile.error_message(&resp.body) {
+        return format!("{} {reason}: {}", resp.status, excerpt(&m, EXCERPT));
+    }
+    let text = excerpt(&String::from_utf8_lossy(&resp.body), EXCERPT);
+    if text.is_empty() {
         format!("{} {reason}", resp.status)
     } else {
-        format!("{} {reason}: {excerpt}", resp.status)
+        format!("{} {reason}: {text}", resp.status)
+    }
+}
+
+/// Characters of server text a message keeps.
+pub const EXCERPT: usize = 200;
+
+/// `text` with its whitespace collapsed, cut after `max` characters (the cut marked with
+/// [`crate::scrub::CUT`]).
+pub fn excerpt(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (n, word) in text.split_whitespace().enumerate() {
+        if n > 0 {
+            out.push(' ');
+        }
+        out.push_str(word);
+        if out.len() > max * 4 {
+            break; // enough to cut from, whatever the characters' sizes
+        }
+    }
+    match out.char_indices().nth(max) {
+        Some((at, _)) => {
+            out.truncate(at);
+            out.push(crate::scrub::CUT);
+            out
+        }
+        None => out,
     }
 }
 

@@ -15,10 +15,6 @@ use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
-/// The longest pause a server can order (a reset time hours away is a bug or a quota; the
-/// rows fail after their own time cap rather than the run hanging).
-const MAX_PAUSE: Duration = Duration::from_secs(300);
-
 /// After a 429 the rate is halved at most once per this interval, so that four workers
 /// receiving the same burst of 429s do not divide it by sixteen.
 const CUT_INTERVAL: Duration = Duration::from_secs(1);
@@ -147,9 +143,13 @@ impl Gate {
         }
     }
 
-    /// The server said "wait `d`": nobody sends until then.
+    /// The server said "wait `d`": nobody sends until then. The caller bounds `d`
+    /// (`--max-pause`); a wait beyond what an `Instant` can hold is cut to a day.
     pub fn pause_for(&self, d: Duration) {
-        let until = Instant::now() + d.min(MAX_PAUSE);
+        let now = Instant::now();
+        let until = now
+            .checked_add(d)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400));
         let mut s = self.lock();
         s.paused_until = Some(s.paused_until.map_or(until, |t| t.max(until)));
         self.adaptive.store(true, Ordering::Release);

@@ -64,6 +64,8 @@ pub struct RunSettings {
     pub max_attempts: u32,
     /// Most time one row may take, retries and waits included.
     pub max_row_time: Duration,
+    /// Longest pause a server's `Retry-After` / `RateLimit-Reset` can impose (`--max-pause`).
+    pub max_pause: Duration,
     /// Whole-request timeout (connect, send, read).
     pub timeout: Duration,
     pub connect_timeout: Duration,
@@ -117,6 +119,7 @@ impl RunSettings {
             burst: 1,
             max_attempts: 5,
             max_row_time: Duration::from_secs(120),
+            max_pause: Duration::from_secs(300),
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
@@ -146,7 +149,11 @@ impl RunSettings {
         if self.max_attempts == 0 {
             return bad("--max-attempts must be at least 1");
         }
-        if self.timeout.is_zero() || self.connect_timeout.is_zero() || self.max_row_time.is_zero() {
+        if self.timeout.is_zero()
+            || self.connect_timeout.is_zero()
+            || self.max_row_time.is_zero()
+            || self.max_pause.is_zero()
+        {
             return bad("timeouts must be above zero");
         }
         Ok(())

@@ -21,10 +21,35 @@ pub fn backoff(failed: u32) -> Duration {
     Duration::from_millis(rand::rng().random_range(0..=ms))
 }
 
+/// What the server asked for: how long to wait, and which header said so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerWait {
+    /// As asked, saturated at `Duration::MAX` (a wait too large for a `Duration` is
+    /// still a request to wait "forever", not an error).
+    pub wait: Duration,
+    /// The header it came from, for messages: `Retry-After` or `RateLimit-Reset`.
+    pub header: &'static str,
+}
+
+/// Seconds from a header as a `Duration`: negative and NaN mean nothing usable; a value
+/// too large for a `Duration` saturates (never a panic).
+fn secs(v: f64) -> Option<Duration> {
+    if v.is_nan() || v < 0.0 {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(v).unwrap_or(Duration::MAX))
+}
+
+/// From `now` until `at`; zero when `at` has passed.
+fn until(at: SystemTime, now: SystemTime) -> Duration {
+    at.duration_since(now).unwrap_or(Duration::ZERO)
+}
+
 /// How long the server asks us to wait: `Retry-After` (seconds or an HTTP date), else
 /// `RateLimit-Reset` / `X-RateLimit-Reset` (seconds; values that look like a Unix time are
-/// taken as one, as GitHub-style APIs send them).
-pub fn server_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+/// taken as one, as GitHub-style APIs send them). Any value is accepted without a panic:
+/// negative or NaN ones are ignored, huge ones saturate; the caller bounds the wait.
+pub fn server_wait(headers: &HeaderMap, now: SystemTime) -> Option<ServerWait> {
     let text = |name: &str| {
         headers
             .get(name)
@@ -32,28 +57,69 @@ pub fn server_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
             .map(str::trim)
     };
     if let Some(v) = text("retry-after") {
-        if let Ok(secs) = v.parse::<f64>() {
-            if secs.is_finite() && secs >= 0.0 {
-                return Some(Duration::from_secs_f64(secs));
-            }
-        }
-        if let Ok(at) = httpdate::parse_http_date(v) {
-            return Some(at.duration_since(now).unwrap_or(Duration::ZERO));
+        let wait = match v.parse::<f64>() {
+            Ok(s) => secs(s),
+            Err(_) => httpdate::parse_http_date(v).ok().map(|at| until(at, now)),
+        };
+        if let Some(wait) = wait {
+            return Some(ServerWait {
+                wait,
+                header: "Retry-After",
+            });
         }
     }
     for name in ["ratelimit-reset", "x-ratelimit-reset"] {
-        if let Some(secs) = text(name).and_then(|v| v.parse::<f64>().ok()) {
-            if !secs.is_finite() || secs < 0.0 {
-                continue;
+        let Some(s) = text(name)
+            .and_then(|v| v.parse::<f64>().ok())
+            .and_then(secs)
+        else {
+            continue;
+        };
+        let wait = if s > Duration::from_secs(1_000_000_000) {
+            match SystemTime::UNIX_EPOCH.checked_add(s) {
+                Some(at) => until(at, now),
+                None => Duration::MAX,
             }
-            if secs > 1e9 {
-                let at = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs);
-                return Some(at.duration_since(now).unwrap_or(Duration::ZERO));
-            }
-            return Some(Duration::from_secs_f64(secs));
-        }
+        } else {
+            s
+        };
+        return Some(ServerWait {
+            wait,
+            header: "RateLimit-Reset",
+        });
     }
     None
+}
+
+/// The pause to take after a 429 that asked for `asked`, with `left` of the row's time
+/// remaining: the server's wait bounded by `max_pause` (`--max-pause`), or, when the server
+/// asks for more than the row has left, why the row ends now (in the server's words).
+pub fn server_pause(
+    asked: ServerWait,
+    max_pause: Duration,
+    left: Duration,
+    max_row_time: Duration,
+) -> Result<Duration, String> {
+    if asked.wait > left {
+        return Err(format!(
+            "the server asked to wait {} ({}); more than --max-row-time {}s allows",
+            words(asked.wait),
+            asked.header,
+            max_row_time.as_secs_f64()
+        ));
+    }
+    Ok(asked.wait.min(max_pause))
+}
+
+/// A wait in words: "45s", "12 minutes", "3 hours", "1157407 days".
+pub fn words(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=119 => format!("{}s", d.as_secs_f64().ceil() as u64),
+        120..=7199 => format!("{} minutes", s / 60),
+        7200..=172_799 => format!("{} hours", s / 3600),
+        _ => format!("{} days", s / 86_400),
+    }
 }
 
 #[cfg(test)]
@@ -72,20 +138,100 @@ mod tests {
         }
     }
 
+    fn wait(h: &HeaderMap, now: SystemTime) -> Option<Duration> {
+        server_wait(h, now).map(|w| w.wait)
+    }
+
     #[test]
     fn execute_server_wait_headers() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let mut h = HeaderMap::new();
-        assert_eq!(server_wait(&h, now), None);
+        assert_eq!(wait(&h, now), None);
         h.insert("retry-after", HeaderValue::from_static("2"));
-        assert_eq!(server_wait(&h, now), Some(Duration::from_secs(2)));
+        assert_eq!(wait(&h, now), Some(Duration::from_secs(2)));
         let later = httpdate::fmt_http_date(now + Duration::from_secs(5));
         h.insert("retry-after", HeaderValue::from_str(&later).unwrap());
-        assert_eq!(server_wait(&h, now), Some(Duration::from_secs(5)));
+        assert_eq!(wait(&h, now), Some(Duration::from_secs(5)));
         let mut h = HeaderMap::new();
         h.insert("x-ratelimit-reset", HeaderValue::from_static("3"));
-        assert_eq!(server_wait(&h, now), Some(Duration::from_secs(3)));
+        assert_eq!(wait(&h, now), Some(Duration::from_secs(3)));
         h.insert("x-ratelimit-reset", HeaderValue::from_static("1700000007"));
-        assert_eq!(server_wait(&h, now), Some(Duration::from_secs(7)));
+        assert_eq!(wait(&h, now), Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn execute_server_wait_never_panics_on_hostile_values() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let one = |name: &'static str, v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static(v));
+            server_wait(&h, now)
+        };
+        for v in ["99999999999999999999", "1e300", "inf", "Infinity"] {
+            let w = one("retry-after", v).expect(v);
+            assert_eq!((w.wait, w.header), (Duration::MAX, "Retry-After"), "{v}");
+        }
+        for v in ["-5", "NaN", "-inf", "soon", ""] {
+            assert_eq!(one("retry-after", v), None, "{v}");
+        }
+        assert_eq!(
+            one("retry-after", "Thu, 01 Jan 1970 00:00:00 GMT").map(|w| w.wait),
+            Some(Duration::ZERO)
+        );
+        assert!(one("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT")
+            .is_some_and(|w| w.wait > Duration::from_secs(100 * 365 * 86_400)));
+        for v in ["1e300", "99999999999999999999"] {
+            let w = one("ratelimit-reset", v).expect(v);
+            assert_eq!(
+                (w.wait, w.header),
+                (Duration::MAX, "RateLimit-Reset"),
+                "{v}"
+            );
+        }
+        assert_eq!(one("x-ratelimit-reset", "-1"), None);
+        assert_eq!(one("x-ratelimit-reset", "NaN"), None);
+        assert_eq!(words(Duration::from_secs(100_000_000_000)), "1157407 days");
+        assert_eq!(words(Duration::from_millis(1500)), "2s");
+        assert!(words(Duration::MAX).ends_with(" days"));
+    }
+
+    #[test]
+    fn execute_server_pause_is_bounded() {
+        let asked = |s: u64| ServerWait {
+            wait: Duration::from_secs(s),
+            header: "Retry-After",
+        };
+        let (max_pause, row) = (Duration::from_secs(300), Duration::from_secs(3600));
+        // Within the row's time: the server's wait, at most --max-pause.
+        assert_eq!(
+            server_pause(asked(20), max_pause, row, row),
+            Ok(Duration::from_secs(20))
+        );
+        assert_eq!(
+            server_pause(asked(1000), max_pause, row, row),
+            Ok(max_pause)
+        );
+        // Beyond it: the row ends, saying what the server asked.
+        let huge = ServerWait {
+            wait: Duration::MAX,
+            header: "RateLimit-Reset",
+        };
+        let e = server_pause(huge, max_pause, Duration::from_secs(100), row).unwrap_err();
+        assert!(e.starts_with("the server asked to wait "), "{e}");
+        assert!(
+            e.contains("days (RateLimit-Reset); more than --max-row-time 3600s"),
+            "{e}"
+        );
+        let e = server_pause(
+            asked(100_000_000_000),
+            max_pause,
+            row,
+            Duration::from_secs(120),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "the server asked to wait 1157407 days (Retry-After); more than --max-row-time 120s allows"
+        );
     }
 }

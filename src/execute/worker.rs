@@ -10,7 +10,8 @@ use serde_json::Value;
 use tokio::sync::{mpsc, Mutex};
 use tokio::time::Instant;
 
-use super::client::{failure_message, Resp, SendError};
+use super::auth::Known;
+use super::client::{failure_message, not_json, Resp, SendError};
 use super::{retry, Shared, NOT_SENT};
 use crate::error::Error;
 use crate::outcome::{now_rfc3339, Outcome, Status};
@@ -33,7 +34,7 @@ pub(super) async fn work(
         let Some(row) = row else {
             break;
         };
-        let mut cx = RowCtx::new(&sh);
+        let mut cx = RowCtx::new(&sh, &row);
         let result = tokio::select! {
             r = process(&sh, &row, &mut cx) => Some(r),
             _ = sh.aborted.cancelled() => None,
@@ -93,10 +94,13 @@ struct RowCtx {
     http_status: Option<u16>,
     /// The remote id a lookup found (used when the update's answer carries none).
     lookup_id: Option<String>,
+    /// The run's secrets and this row's secret cells: masked in any message or log line.
+    known: Arc<Known>,
+    secrets: Vec<String>,
 }
 
 impl RowCtx {
-    fn new(sh: &Shared) -> RowCtx {
+    fn new(sh: &Shared, row: &PlannedRow) -> RowCtx {
         let now = Instant::now();
         RowCtx {
             started: now,
@@ -104,7 +108,20 @@ impl RowCtx {
             attempts: 0,
             http_status: None,
             lookup_id: None,
+            known: sh.auth.known(),
+            secrets: row
+                .job
+                .as_ref()
+                .map(|j| j.secrets.clone())
+                .unwrap_or_default(),
         }
+    }
+
+    /// `text` (which may quote the server) without any secret of the run or the row.
+    fn scrub(&self, text: &str) -> String {
+        let run = self.known.get();
+        let row = run.with(self.secrets.iter().map(String::as_str));
+        row.scrub(text)
     }
 
     /// The row's outcome; takes the row, so its cells and key move rather than copy.
@@ -119,7 +136,7 @@ impl RowCtx {
             http_status: self.http_status,
             attempts: self.attempts,
             duration_ms: self.started.elapsed().as_millis() as u64,
-            message: end.message,
+            message: self.scrub(&end.message),
             remote_id: end.remote_id.or_else(|| self.lookup_id.clone()),
             finished_at: now_rfc3339(),
             cells: row.cells,
@@ -264,6 +281,10 @@ async fn lookup(sh: &Shared, cx: &mut RowCtx, req: &Request) -> Result<Found, Er
         }
     };
     if spec.is_success(resp.status) {
+        if let Some(m) = not_json(&resp).filter(|_| spec.list.is_some() || spec.remote_id.is_some())
+        {
+            return Ok(Found::Failed(End::failed(format!("lookup: {m}"))));
+        }
         let id = match &spec.list {
             Some(lp) => match resp.json_at(lp) {
                 Some(Value::Array(items)) => match items.first() {
@@ -387,6 +408,11 @@ async fn create(
             Err(CallErr::Fatal(e)) => return Err(e),
         };
         if spec.is_success(resp.status) {
+            if let Some(m) = not_json(&resp).filter(|_| spec.remote_id.is_some()) {
+                return Ok(End::failed(format!(
+                    "{m}; whether the user was created is unknown: check this user"
+                )));
+            }
             let rid = resp_id(&resp, spec.remote_id.as_deref());
             let msg = if uncertain.is_some() {
                 "created (on a retry after an uncertain attempt)"
@@ -460,9 +486,13 @@ async fn call(
                 if resp.status == 429 {
                     sh.stats.throttle();
                     sh.gate.throttled();
-                    wait = retry::server_wait(&resp.headers, SystemTime::now());
-                    if let Some(d) = wait {
+                    if let Some(asked) = retry::server_wait(&resp.headers, SystemTime::now()) {
+                        let left = cx.deadline.saturating_duration_since(Instant::now());
+                        let s = &sh.settings;
+                        let d = retry::server_pause(asked, s.max_pause, left, s.max_row_time)
+                            .map_err(CallErr::GaveUp)?;
                         sh.gate.pause_for(d);
+                        wait = Some(d);
                     }
                 }
                 if !sh.profile.is_retryable(resp.status) {
@@ -477,7 +507,10 @@ async fn call(
                 }
                 (failure_message(&sh.profile, &resp), Some(resp))
             }
-            Err(SendError::Uncertain(m)) if !idempotent => return Err(CallErr::Uncertain(m)),
+            Err(SendError::Uncertain(m) | SendError::TooLarge(m)) if !idempotent => {
+                return Err(CallErr::Uncertain(m))
+            }
+            Err(SendError::TooLarge(m)) => return Err(CallErr::GaveUp(m)),
             Err(e) => (e.message().to_string(), None),
         };
         // The server's own wait is honoured by the gate (nobody sends until then); the
@@ -496,7 +529,9 @@ async fn call(
                 ))),
             };
         }
-        tracing::debug!(tries, "retrying: {failure}");
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(tries, "retrying: {}", cx.scrub(&failure));
+        }
         sh.stats.retry();
         tokio::time::sleep(delay).await;
     }

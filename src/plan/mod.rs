@@ -188,6 +188,8 @@ pub struct Job {
     /// Look the user up before any create: set on a resume, because the interrupted run may
     /// have applied this row without living to record it.
     pub reconcile: bool,
+    /// The row's secret cells as sent: masked in any server text about this row.
+    pub secrets: Vec<String>,
 }
 
 /// One data row after planning: either a job, a skip, or the reasons it is invalid.
@@ -782,6 +784,15 @@ impl Planner {
                 String::new()
             },
             reconcile: false,
+            secrets: p
+                .columns
+                .iter()
+                .zip(values)
+                .filter(|(c, _)| c.secret)
+                .filter_map(|(_, v)| v.as_ref())
+                .map(|v| template::value_text(v).into_owned())
+                .filter(|t| !t.trim().is_empty())
+                .collect(),
         }
     }
 
