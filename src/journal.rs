@@ -368,6 +368,16 @@ impl OutcomeSink for Journal {
         Ok(())
     }
 
+    /// Commits outcomes that have waited: with the collector ticking at least every
+    /// [`crate::collect::TICK`] (100 ms), committing once the last commit is 150 ms old
+    /// keeps every outcome's wait within [`BATCH_INTERVAL`].
+    fn tick(&mut self) -> Result<()> {
+        if self.pending > 0 && self.last_commit.elapsed() >= BATCH_INTERVAL * 3 / 5 {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
     fn abandon(&mut self) {
         if let Err(e) = self.forget_unstarted() {
             tracing::warn!("cannot record that the run did not start: {e}");

@@ -10,5 +10,6 @@ mod real;
 mod report;
 mod run;
 mod sandbox;
+mod sinks;
 mod template;
 mod workdir;

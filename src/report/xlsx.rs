@@ -32,6 +32,8 @@ use crate::profile::Action;
 
 /// Excel's rows per worksheet (header included).
 pub const EXCEL_MAX_ROWS: u32 = 1_048_576;
+/// Excel's columns per worksheet (A to XFD).
+pub const EXCEL_MAX_COLUMNS: usize = 16_384;
 /// Excel's characters per cell.
 pub const EXCEL_MAX_CELL_CHARS: usize = 32_767;
 /// Outcomes per spill transaction: one fsync-free commit per thousand rows keeps inserting
@@ -134,6 +136,31 @@ impl XlsxSink {
     pub fn with_max_rows(mut self, n: u32) -> XlsxSink {
         self.max_rows = n.clamp(2, EXCEL_MAX_ROWS);
         self
+    }
+
+    /// Makes the Results sheet fit Excel's [`EXCEL_MAX_COLUMNS`] with the outcome columns
+    /// added: unused input columns are left out from the right (the warning says which).
+    /// Errors when the used columns alone do not fit: known before any request.
+    pub fn fit_width(&mut self, unused: &[bool]) -> Result<Option<String>> {
+        let n = self.columns.input_count();
+        let max = EXCEL_MAX_COLUMNS - super::REPORT_COLUMNS.len();
+        match self.columns.fit(max, unused) {
+            Some((0, _)) => Ok(None),
+            Some((dropped, first)) => Ok(Some(format!(
+                "the sheet has {n} columns and an outcome workbook holds {EXCEL_MAX_COLUMNS} with \
+                 the {} outcome columns: {dropped} columns the profile does not use (from {first:?} \
+                 on) are left out of {}",
+                super::REPORT_COLUMNS.len(),
+                self.path.display()
+            ))),
+            None => Err(report_error(
+                &self.path,
+                format!(
+                    "the sheet has {n} columns, more than an outcome workbook holds ({max} besides \
+                     the outcome columns); write the report as CSV or JSON lines (--report out.csv)"
+                ),
+            )),
+        }
     }
 
     pub fn path(&self) -> &Path {
