@@ -458,6 +458,54 @@ async fn a_sheet_wider_than_a_workbook_still_gets_its_report() {
     assert_eq!(head[16_375], "Outcome");
 }
 
+/// A workbook that cannot be written at the end (here a directory stands where its
+/// temporary file goes) keeps every outcome as JSON lines and says where.
+#[test]
+fn a_workbook_that_cannot_be_written_keeps_the_outcomes_as_json_lines() {
+    use enlist::report::xlsx::XlsxSink;
+    let wd = Workdir::new("sinks_rescue");
+    let path = wd.path("out.xlsx");
+    let mut sink = XlsxSink::create(&path, vec!["userId".into(), "pw".into()], vec![false, true])
+        .expect("sink");
+    for i in 0..3u64 {
+        sink.record(&Outcome {
+            seq: i,
+            row: i + 2,
+            key: format!("u{i}"),
+            status: enlist::outcome::Status::Created,
+            action: Action::Create,
+            http_status: Some(201),
+            attempts: 1,
+            duration_ms: 5,
+            message: "created".into(),
+            remote_id: Some(format!("id{i}")),
+            finished_at: "2026-12-02T00:00:00Z".into(),
+            cells: vec![format!("u{i}"), "secret-pw".into()],
+            fingerprint: None,
+        })
+        .expect("record");
+    }
+    std::fs::create_dir_all(wd.path("out.xlsx.partial")).expect("blocker");
+    let e = sink
+        .finish(&RunSummary::default())
+        .expect_err("cannot write");
+    let rescue = wd.path("out.xlsx.rescue.jsonl");
+    assert!(
+        e.to_string()
+            .contains(&format!("kept as JSON lines in {}", rescue.display())),
+        "{e}"
+    );
+    let text = wd.read("out.xlsx.rescue.jsonl");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[2]["seq"], 2);
+    assert_eq!(lines[2]["remote_id"], "id2");
+    assert!(!text.contains("secret-pw"), "{text}");
+}
+
 // ---- 5. secret-looking columns the profile does not use ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -485,6 +485,7 @@ pub async fn run(
         unchanged,
         interrupted,
     };
+    let stopped_by_sink = collected.error.is_some();
     let mut sink_error = collected.error;
     // A sink that failed is not finished: the journal of a run whose outcomes it could not
     // all record stays unfinished, so that the next run resumes (and looks creates up).
@@ -507,10 +508,14 @@ pub async fn run(
     }
     if let Some(e) = sink_error {
         return Err(Error::Unrecorded {
-            message: format!(
-                "an outcome could not be recorded ({e}); the run stopped sending at once: \
-                 rows not sent are not-attempted"
-            ),
+            message: if stopped_by_sink {
+                format!(
+                    "an outcome could not be recorded ({e}); the run stopped sending at once: \
+                     rows not sent are not-attempted"
+                )
+            } else {
+                format!("every row was done, but an outcome could not be recorded: {e}")
+            },
             summary: Box::new(summary),
         });
     }

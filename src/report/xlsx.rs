@@ -256,10 +256,74 @@ impl OutcomeSink for XlsxSink {
             max_rows: self.max_rows,
             path: &self.path,
         };
-        writer.write(summary, &dir, &partial)?;
-        std::fs::rename(&partial, &self.path).map_err(|e| report_error(&self.path, e))?;
+        let written = writer.write(summary, &dir, &partial).and_then(|()| {
+            std::fs::rename(&partial, &self.path).map_err(|e| report_error(&self.path, e))
+        });
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&partial);
+            // The outcomes are all in the scratch file: keep them where a person finds them.
+            let rescue = self.rescue_path();
+            return Err(match self.rescue(&rescue) {
+                Ok(n) => report_error(
+                    &self.path,
+                    format!(
+                        "{e}; the outcomes of all {n} rows are kept as JSON lines in {}",
+                        rescue.display()
+                    ),
+                ),
+                Err(r) => report_error(
+                    &self.path,
+                    format!(
+                        "{e}; keeping the outcomes in {} failed too: {r}",
+                        rescue.display()
+                    ),
+                ),
+            });
+        }
         self.finished = true;
         Ok(())
+    }
+}
+
+impl XlsxSink {
+    /// Where the outcomes go when the workbook cannot be written: `<report>.rescue.jsonl`.
+    pub fn rescue_path(&self) -> PathBuf {
+        let mut name = self
+            .path
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_else(|| "outcome".into());
+        name.push(".rescue.jsonl");
+        self.path.with_file_name(name)
+    }
+
+    /// Writes every spilled outcome, in input order, as one JSON object per line (the
+    /// shown cells, already masked, and the report columns). Returns how many.
+    fn rescue(&self, to: &Path) -> std::result::Result<u64, String> {
+        use std::io::Write;
+        let f = std::fs::File::create(to).map_err(|e| e.to_string())?;
+        let mut out = std::io::BufWriter::new(f);
+        let mut st = self
+            .conn
+            .prepare("SELECT seq, data FROM outcomes ORDER BY seq")
+            .map_err(|e| e.to_string())?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+            .map_err(|e| e.to_string())?;
+        let mut n = 0u64;
+        for r in rows {
+            let (seq, data) = r.map_err(|e| e.to_string())?;
+            let mut v: serde_json::Value =
+                serde_json::from_slice(&data).map_err(|e| e.to_string())?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("seq".into(), seq.into());
+            }
+            serde_json::to_writer(&mut out, &v).map_err(|e| e.to_string())?;
+            out.write_all(b"\n").map_err(|e| e.to_string())?;
+            n += 1;
+        }
+        out.flush().map_err(|e| e.to_string())?;
+        Ok(n)
     }
 }
 
