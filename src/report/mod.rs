@@ -418,3 +418,36 @@ pub fn secret_column_warnings(layout: &crate::plan::Layout, profile: &str) -> Ve
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::looks_secret;
+
+    #[test]
+    fn headers_that_name_a_secret_are_recognised() {
+        for h in [
+            "Initial Password",
+            "passwd",
+            "User PWD",
+            "client_secret",
+            "API Key",
+            "api-key",
+            "Access Token",
+            "PIN",
+            "Voicemail pin",
+            "PIN code",
+        ] {
+            assert!(looks_secret(h), "{h}");
+        }
+        for h in [
+            "Email",
+            "Shipping address",
+            "Spine",
+            "Pinyin name",
+            "Keyboard",
+            "Phone",
+        ] {
+            assert!(!looks_secret(h), "{h}");
+        }
+    }
+}
