@@ -108,6 +108,9 @@ async fn create(State(s): S, Json(body): Json<Value>) -> Response {
         s.release.notified().await;
     }
     *s.posts.lock().unwrap().entry(user.clone()).or_default() += 1;
+    if name.starts_with("Refused") {
+        return err(StatusCode::UNPROCESSABLE_ENTITY, "name not allowed");
+    }
     let mut users = s.users.lock().unwrap();
     if users.contains_key(&user) {
         return err(StatusCode::CONFLICT, "user exists");
@@ -598,4 +601,27 @@ fn check_prints_the_first_50_problem_rows_then_counts_the_rest() {
         "{out}"
     );
     assert!(out.contains("500 invalid"), "{out}");
+}
+
+/// A run where 120 rows fail logs the first 50 failures one by one, then one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_logs_the_first_50_failures_then_one_line() {
+    let (_srv, url) = server().await;
+    let mut csv = String::from("userId,name\n");
+    for i in 0..120 {
+        csv.push_str(&format!("u{i}@x.io,Refused {i}\n"));
+    }
+    let wd = Arc::new(setup("sinks_failcap", &csv, 1000.0));
+    let r = run_binary(
+        wd,
+        url,
+        vec!["--report", "out.jsonl", "--max-attempts", "1"],
+    )
+    .await;
+    r.expect_code(1);
+    let err = r.stderr();
+    let logged = err.lines().filter(|l| l.contains("failed: ")).count();
+    assert_eq!(logged, 50, "{err}");
+    assert!(err.contains("more rows failed"), "{err}");
+    assert!(r.stdout().contains("failed=120"), "{}", r.stdout());
 }
