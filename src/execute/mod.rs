@@ -239,7 +239,10 @@ const NOT_SENT: &str = "the run stopped before this row was sent";
 ///
 /// `shutdown` resolves when the run should stop (Ctrl-C in the binary; tests pass their own
 /// future). Errors: the run could not start (login refused, bad CA file) or had to stop
-/// (re-login refused: `Error::CannotStart`, after the outcomes were recorded).
+/// (re-login refused: `Error::CannotStart`, after the outcomes were recorded), or a sink
+/// could not write (`Error::Unrecorded`, which carries the summary: the collector stopped
+/// the run at the first failed write, and every row still has an outcome in the sinks
+/// that work).
 pub async fn run(
     profile: Arc<Profile>,
     settings: RunSettings,
