@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 use crate::outcome::{Outcome, OutcomeSink, Status};
@@ -27,27 +28,110 @@ pub struct Collected {
     pub counts: BTreeMap<Status, u64>,
     /// The sinks, still to be finished with the summary.
     pub sinks: Vec<Box<dyn OutcomeSink>>,
+    /// Per sink: it failed to write, and got no outcome after that (nor may it be finished).
+    pub broken: Vec<bool>,
     /// The first sink error (later outcomes still went to the other sinks).
     pub error: Option<Error>,
+    /// The rows that came back (each counted once).
+    pub seen: SeqSet,
+    /// Outcomes dropped because their row had one already.
+    pub duplicates: u64,
+}
+
+/// The collector wakes at least this often, outcomes or not, to let the sinks write out
+/// what has waited ([`OutcomeSink::tick`]).
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// Failed rows logged one by one; beyond this, one line says the rest are in the report.
+pub const LOGGED_FAILURES: u64 = 50;
+
+/// A set of row sequence numbers (one bit per row): which rows were handed out, which
+/// came back. Memory grows with the highest seq seen, one bit per row of the sheet.
+#[derive(Debug, Default, Clone)]
+pub struct SeqSet {
+    words: Vec<u64>,
+    len: u64,
+}
+
+impl SeqSet {
+    /// Adds `seq`; false when it was there already.
+    pub fn insert(&mut self, seq: u64) -> bool {
+        let Ok(w) = usize::try_from(seq / 64) else {
+            return false;
+        };
+        if w >= self.words.len() {
+            self.words.resize(w + 1, 0);
+        }
+        let bit = 1u64 << (seq % 64);
+        if self.words[w] & bit != 0 {
+            return false;
+        }
+        self.words[w] |= bit;
+        self.len += 1;
+        true
+    }
+
+    pub fn contains(&self, seq: u64) -> bool {
+        usize::try_from(seq / 64)
+            .ok()
+            .and_then(|w| self.words.get(w))
+            .is_some_and(|word| word & (1u64 << (seq % 64)) != 0)
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The seqs in `self` that `other` lacks: how many, and the first `show` of them.
+    pub fn missing_from(&self, other: &SeqSet, show: usize) -> (u64, Vec<u64>) {
+        let mut n = 0u64;
+        let mut first = Vec::new();
+        for (w, word) in self.words.iter().enumerate() {
+            let theirs = other.words.get(w).copied().unwrap_or(0);
+            let mut lack = word & !theirs;
+            while lack != 0 {
+                let b = u64::from(lack.trailing_zeros());
+                n += 1;
+                if first.len() < show {
+                    first.push(w as u64 * 64 + b);
+                }
+                lack &= lack - 1;
+            }
+        }
+        (n, first)
+    }
 }
 
 /// Receives outcomes until every sender is gone. Runs on a thread of its own (not a
 /// runtime worker): the journal's commits wait for the disk, and the report is written as
 /// outcomes arrive, so neither may hold up the tasks that send requests. `runtime` serves
-/// the progress timer.
+/// the timers.
 /// `total`: the rows the run will account for, when known (a bar with an ETA then).
+/// `stop`: cancelled when a sink cannot write: an outcome that cannot be recorded must not
+/// be followed by more requests (the next run could not know they were sent).
 pub fn collect(
     mut rx: mpsc::Receiver<Outcome>,
     mut sinks: Vec<Box<dyn OutcomeSink>>,
     progress: Progress,
     total: Option<u64>,
     runtime: tokio::runtime::Handle,
+    stop: CancellationToken,
 ) -> Collected {
-    // The progress timer is the runtime's: its context is entered on this plain thread.
+    // The timers are the runtime's: its context is entered on this plain thread.
     let _context = runtime.enter();
-    let mut counts: BTreeMap<Status, u64> = BTreeMap::new();
-    let mut error: Option<Error> = None;
-    let mut broken = vec![false; sinks.len()];
+    let mut st = State {
+        counts: BTreeMap::new(),
+        broken: vec![false; sinks.len()],
+        error: None,
+        seen: SeqSet::default(),
+        duplicates: 0,
+        logged: 0,
+        stop,
+    };
     let started = Instant::now();
     let span = tracing::info_span!("run");
     if progress == Progress::Bar {
@@ -66,49 +150,58 @@ pub fn collect(
         span.pb_start();
     }
     let every = match progress {
-        Progress::Lines(d) => d,
-        _ => Duration::from_secs(3600),
+        Progress::Lines(d) => Some(d),
+        _ => None,
     };
-    let mut next_line = Instant::now() + every;
+    let mut next_line = every.map(|d| Instant::now() + d);
+    let mut next_tick = Instant::now() + TICK;
     let mut batch = Vec::with_capacity(BATCH);
     loop {
-        let received = if matches!(progress, Progress::Lines(_)) {
-            let wait = tokio::time::timeout_at(next_line, rx.recv_many(&mut batch, BATCH));
-            match runtime.block_on(wait) {
-                Ok(n) => n,
-                Err(_) => {
-                    eprintln!("{}", progress_line(&counts, total, started.elapsed()));
-                    next_line += every;
-                    continue;
-                }
-            }
-        } else {
-            runtime.block_on(rx.recv_many(&mut batch, BATCH))
-        };
-        if received == 0 {
+        let wake = next_line.map_or(next_tick, |l| l.min(next_tick));
+        let wait = tokio::time::timeout_at(wake, rx.recv_many(&mut batch, BATCH));
+        let received = runtime.block_on(wait).ok();
+        if received == Some(0) {
             break; // every sender is gone
         }
-        record(&batch, &mut counts, &mut sinks, &mut broken, &mut error);
-        if progress == Progress::Bar {
-            use tracing_indicatif::span_ext::IndicatifSpanExt;
-            span.pb_inc(batch.len() as u64);
-            let bad = counts.get(&Status::Failed).copied().unwrap_or(0)
-                + counts.get(&Status::Invalid).copied().unwrap_or(0);
-            if bad > 0 {
-                span.pb_set_message(&format!("{bad} failed/invalid"));
+        let n = received.unwrap_or(0);
+        if n > 0 {
+            let kept = st.record(&mut batch, &mut sinks);
+            if progress == Progress::Bar {
+                use tracing_indicatif::span_ext::IndicatifSpanExt;
+                span.pb_inc(kept as u64);
+                let bad = st.counts.get(&Status::Failed).copied().unwrap_or(0)
+                    + st.counts.get(&Status::Invalid).copied().unwrap_or(0);
+                if bad > 0 {
+                    span.pb_set_message(&format!("{bad} failed/invalid"));
+                }
+            }
+            batch.clear();
+        }
+        let now = Instant::now();
+        if now >= next_tick {
+            st.tick(&mut sinks);
+            next_tick = now + TICK;
+        }
+        if let (Some(at), Some(d)) = (next_line, every) {
+            if now >= at {
+                eprintln!("{}", progress_line(&st.counts, total, started.elapsed()));
+                next_line = Some(now + d);
             }
         }
-        batch.clear();
         // A short pause when the channel ran dry lets outcomes gather: the senders wake
         // this thread (a system call on their side) once per batch, not once per row.
-        if received < BATCH {
+        if received.is_some() && n < BATCH {
             std::thread::sleep(GATHER);
         }
     }
+    // What waited for a tick is written out by `finish`.
     Collected {
-        counts,
+        counts: st.counts,
         sinks,
-        error,
+        broken: st.broken,
+        error: st.error,
+        seen: st.seen,
+        duplicates: st.duplicates,
     }
 }
 
@@ -117,28 +210,73 @@ const BATCH: usize = 1024;
 /// How long the collector lets outcomes gather after it ran out of them.
 const GATHER: Duration = Duration::from_millis(10);
 
-/// Counts a batch of outcomes and hands it to every sink that still works.
-fn record(
-    batch: &[Outcome],
-    counts: &mut BTreeMap<Status, u64>,
-    sinks: &mut [Box<dyn OutcomeSink>],
-    broken: &mut [bool],
-    error: &mut Option<Error>,
-) {
-    for o in batch {
-        *counts.entry(o.status).or_default() += 1;
-        if matches!(o.status, Status::Failed) {
-            tracing::warn!(row = o.row, key = %o.key, "failed: {}", o.message);
+/// What the collector keeps between batches.
+struct State {
+    counts: BTreeMap<Status, u64>,
+    broken: Vec<bool>,
+    error: Option<Error>,
+    seen: SeqSet,
+    duplicates: u64,
+    /// Failed rows logged so far.
+    logged: u64,
+    stop: CancellationToken,
+}
+
+impl State {
+    /// Counts a batch of outcomes and hands it to every sink that still works. An outcome
+    /// for a row that has one already is dropped (and logged): every row ends once.
+    /// Returns how many outcomes were kept.
+    fn record(&mut self, batch: &mut Vec<Outcome>, sinks: &mut [Box<dyn OutcomeSink>]) -> usize {
+        let before = batch.len();
+        let seen = &mut self.seen;
+        batch.retain(|o| seen.insert(o.seq));
+        let dropped = before - batch.len();
+        if dropped > 0 {
+            self.duplicates += dropped as u64;
+            tracing::error!(
+                "internal error: {dropped} outcome(s) for rows that had one already were dropped, please report"
+            );
+        }
+        for o in batch.iter() {
+            *self.counts.entry(o.status).or_default() += 1;
+            if matches!(o.status, Status::Failed) {
+                self.logged += 1;
+                if self.logged <= LOGGED_FAILURES {
+                    tracing::warn!(row = o.row, key = %o.key, "failed: {}", o.message);
+                } else if self.logged == LOGGED_FAILURES + 1 {
+                    tracing::warn!(
+                        "more rows failed; they are not logged one by one: see the outcome report"
+                    );
+                }
+            }
+        }
+        for (i, sink) in sinks.iter_mut().enumerate() {
+            if self.broken[i] {
+                continue;
+            }
+            let r = sink.record_all(batch);
+            self.check(i, r);
+        }
+        batch.len()
+    }
+
+    /// Lets every working sink write out what has waited.
+    fn tick(&mut self, sinks: &mut [Box<dyn OutcomeSink>]) {
+        for (i, sink) in sinks.iter_mut().enumerate() {
+            if !self.broken[i] {
+                let r = sink.tick();
+                self.check(i, r);
+            }
         }
     }
-    for (i, sink) in sinks.iter_mut().enumerate() {
-        if broken[i] {
-            continue;
-        }
-        if let Err(e) = sink.record_all(batch) {
-            tracing::error!("cannot record outcomes: {e}");
-            broken[i] = true;
-            error.get_or_insert(e);
+
+    /// A sink that failed is broken for the rest of the run, and the run stops sending.
+    fn check(&mut self, i: usize, r: crate::error::Result<()>) {
+        if let Err(e) = r {
+            tracing::error!("cannot record outcomes: {e}; stopping the run");
+            self.broken[i] = true;
+            self.error.get_or_insert(e);
+            self.stop.cancel();
         }
     }
 }
@@ -174,6 +312,23 @@ pub fn progress_line(counts: &BTreeMap<Status, u64>, of: Option<u64>, elapsed: D
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_seq_set_finds_rows_missing_and_seen_twice() {
+        let mut handed = SeqSet::default();
+        let mut back = SeqSet::default();
+        for s in [0, 1, 63, 64, 65, 200, 1000] {
+            assert!(handed.insert(s));
+        }
+        for s in [0, 63, 65, 1000] {
+            assert!(back.insert(s));
+        }
+        assert!(!back.insert(63), "a second outcome for row 63 is caught");
+        assert_eq!(back.len(), 4);
+        assert!(back.contains(1000) && !back.contains(64));
+        assert_eq!(handed.missing_from(&back, 2), (3, vec![1, 64]));
+        assert_eq!(back.missing_from(&handed, 10), (0, vec![]));
+    }
 
     #[test]
     fn a_progress_line_says_how_far_and_how_long_is_left() {

@@ -23,6 +23,9 @@ pub mod exit {
     pub const LOCKED: u8 = 5;
     /// The run was interrupted (Ctrl-C / SIGTERM); unsent rows are `not-attempted`.
     pub const INTERRUPTED: u8 = 6;
+    /// An outcome could not be recorded (the journal or a report could not be written):
+    /// the run stopped sending at once; the summary says what was done.
+    pub const UNRECORDED: u8 = 7;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +48,14 @@ pub enum Error {
     /// The run was interrupted.
     #[error("{0}")]
     Interrupted(String),
+    /// The journal or a report could not be written: the run stopped (or, when writing
+    /// the report at the end failed, finished) with outcomes that are not all recorded.
+    /// Carries the run's summary, which is still printed.
+    #[error("{message}")]
+    Unrecorded {
+        message: String,
+        summary: Box<crate::outcome::RunSummary>,
+    },
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("{0:#}")]
@@ -74,6 +85,7 @@ impl Error {
             Error::CannotStart(_) => exit::CANNOT_START,
             Error::Locked(_) => exit::LOCKED,
             Error::Interrupted(_) => exit::INTERRUPTED,
+            Error::Unrecorded { .. } => exit::UNRECORDED,
             Error::Io(_) | Error::Other(_) => exit::REFUSED,
         }
     }

@@ -194,6 +194,13 @@ pub trait OutcomeSink: Send {
     fn record_all(&mut self, outcomes: &[Outcome]) -> crate::error::Result<()> {
         outcomes.iter().try_for_each(|o| self.record(o))
     }
+    /// Called by the collector at least every [`crate::collect::TICK`], outcomes or not:
+    /// a sink that holds outcomes back (a transaction, a buffer) writes out those that
+    /// have waited long enough, so a row is on disk soon after it finished even when the
+    /// next rows are slow to come. An error here is a sink that cannot write.
+    fn tick(&mut self) -> crate::error::Result<()> {
+        Ok(())
+    }
     /// Called once, after the last outcome.
     fn finish(&mut self, summary: &RunSummary) -> crate::error::Result<()>;
     /// Called instead of [`OutcomeSink::finish`] when the run could not start (no row was

@@ -337,21 +337,31 @@ async fn nightly_survives_kill_9_at_random_moments() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nightly_resume_looks_up_creates_the_dead_run_never_recorded() {
-    // 300 ms per request, 8 at a time: outcomes arrive in waves of 8, and the journal
-    // commits a batch when the next wave arrives, so a kill shortly after a wave leaves
-    // users on the server that the journal never recorded, plus requests in flight.
+    // 300 ms per request, 8 at a time. The journal commits an outcome within 250 ms, so
+    // the kill comes at a moment when the server holds users (10 or more) that the journal
+    // has not committed yet, with requests in flight.
     const ROWS: usize = 40;
     let sb = scim(300).await;
     let url = sb.base_url();
     let wd = Arc::new(Workdir::new("nightly_inflight"));
     wd.write("users.csv", sheet(ROWS, &[]));
     let probe = sb.clone();
+    let db = wd.path(".enlist-state/enlist.sqlite");
+    // How many outcomes the journal has committed (read-only, as another process would).
+    let journaled = move || {
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| c.query_row("SELECT COUNT(*) FROM applied", [], |r| r.get::<_, i64>(0)))
+            .map_or(i64::MAX, |n| n)
+    };
     let killed = kill_after(
         &wd,
         &url,
         CRASH_FLAGS,
-        move || probe.users().len() >= 10,
-        Duration::from_millis(100),
+        move || {
+            let on_server = probe.users().len();
+            on_server >= 10 && journaled() < on_server as i64
+        },
+        Duration::ZERO,
     )
     .await;
     assert!(killed, "the run ended before the kill");

@@ -12,5 +12,6 @@ mod real;
 mod report;
 mod run;
 mod sandbox;
+mod sinks;
 mod template;
 mod workdir;

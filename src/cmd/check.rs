@@ -37,6 +37,10 @@ pub struct CheckArgs {
     /// later sends exactly the rows that are still to do.
     #[arg(long, value_name = "PATH")]
     pub report: Option<std::path::PathBuf>,
+    /// Print the problems of the first N rows that have any; the rest are counted (and are
+    /// all in --report).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub max_problems: u64,
 }
 
 /// Counts for the summary.
@@ -87,7 +91,21 @@ pub fn run(args: CheckArgs) -> Result<u8> {
         Some(p) => {
             let path = report::unique_report_path(p);
             let (headers, secret) = report::sink_columns(&input.layout);
-            let sink = report::open_sink(ReportFormat::from_path(&path), &path, headers, secret)?;
+            let unused = report::unused_columns(&input.layout);
+            let (sink, warning) = report::open_sink_fitted(
+                ReportFormat::from_path(&path),
+                &path,
+                headers,
+                secret,
+                &unused,
+            )?;
+            let mut warnings = report::secret_column_warnings(&input.layout, &profile.name);
+            warnings.extend(warning);
+            if !json {
+                for w in warnings {
+                    out(&format!("warning: {w}\n"))?;
+                }
+            }
             Some((sink, path))
         }
         None => None,
@@ -104,6 +122,9 @@ pub fn run(args: CheckArgs) -> Result<u8> {
     // made it.
     let with_report = report.is_some();
     let rows = input.planned_map(|_| true, move |row| Checked::of(row, with_report))?;
+    // Rows with problems shown, and those only counted (a sheet of millions of bad rows
+    // must not print gigabytes).
+    let (mut shown_rows, mut more_rows) = (0u64, 0u64);
     for row in rows {
         count(&mut tally, &row);
         if let (Some((sink, _)), Some(o)) = (report.as_mut(), &row.outcome) {
@@ -111,6 +132,13 @@ pub fn run(args: CheckArgs) -> Result<u8> {
         }
         if let Some(used) = row.used.filter(|_| shown.len() < args.show_requests) {
             shown.push((row.row, used));
+        }
+        if !row.findings.is_empty() {
+            if shown_rows >= args.max_problems {
+                more_rows += 1;
+                continue;
+            }
+            shown_rows += 1;
         }
         for f in &row.findings {
             if json {
@@ -124,6 +152,16 @@ pub fn run(args: CheckArgs) -> Result<u8> {
                 out(&format!("{prefix}{}\n", f.describe(row.row)))?;
             }
         }
+    }
+
+    if more_rows > 0 && !json {
+        let hint = match &report {
+            Some((_, path)) => format!("the report has them all: {}", path.display()),
+            None => "see --report".to_string(),
+        };
+        out(&format!(
+            "and {more_rows} more rows with problems; {hint}\n"
+        ))?;
     }
 
     if !shown.is_empty() {
@@ -193,6 +231,7 @@ pub fn run(args: CheckArgs) -> Result<u8> {
             "warnings": tally.warnings,
             "sheet_warnings": input.warnings(),
             "problems": problems,
+            "more_rows_with_problems": more_rows,
             "requests": requests.iter().map(|(row, name, r)| {
                 let mut r = r.clone();
                 r["row"] = json!(row);

@@ -342,26 +342,37 @@ pub fn retry(args: RunArgs) -> Result<u8> {
 
 /// The report sinks: the main report (workbook unless the path says otherwise) and any
 /// `--report-format` extras. Returns the sinks and the main report's path.
-fn report_sinks(args: &RunArgs, input: &Input) -> Result<(Vec<Box<dyn OutcomeSink>>, PathBuf)> {
+fn report_sinks(
+    args: &RunArgs,
+    input: &Input,
+    profile: &Profile,
+) -> Result<(Vec<Box<dyn OutcomeSink>>, PathBuf)> {
     let (headers, secret) = report::sink_columns(&input.layout);
+    for w in report::secret_column_warnings(&input.layout, &profile.name) {
+        tracing::warn!("{w}");
+    }
+    let unused = report::unused_columns(&input.layout);
+    let open = |f: ReportFormat, p: &Path| -> Result<Box<dyn OutcomeSink>> {
+        let (sink, warning) =
+            report::open_sink_fitted(f, p, headers.clone(), secret.clone(), &unused)?;
+        if let Some(w) = warning {
+            tracing::warn!("{w}");
+        }
+        Ok(sink)
+    };
     let main = report::unique_report_path(
         &args
             .report
             .clone()
             .unwrap_or_else(|| report::default_report_path(input.path())),
     );
-    let mut sinks = vec![report::open_sink(
-        ReportFormat::from_path(&main),
-        &main,
-        headers.clone(),
-        secret.clone(),
-    )?];
+    let mut sinks = vec![open(ReportFormat::from_path(&main), &main)?];
     for f in &args.report_format {
         if *f == ReportFormat::from_path(&main) {
             continue;
         }
         let p = report::unique_report_path(&report::default_report_path_for(input.path(), *f));
-        sinks.push(report::open_sink(*f, &p, headers.clone(), secret.clone())?);
+        sinks.push(open(*f, &p)?);
     }
     Ok((sinks, main))
 }
@@ -391,7 +402,7 @@ fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
         let rows =
             input.rows_where(move |raw| only.as_ref().is_none_or(|f| f.keep(&layout, raw)))?;
         let rows = delta_filter(rows, &args.journal, &journal)?;
-        let (sinks, report_path) = report_sinks(&args, &input)?;
+        let (sinks, report_path) = report_sinks(&args, &input, &profile)?;
         Ok::<_, Error>((total, rows, sinks, report_path))
     })();
     let (total, rows, mut sinks, report_path) = match prepared {
@@ -410,11 +421,23 @@ fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
         .enable_all()
         .build()
         .map_err(|e| Error::CannotStart(format!("cannot start the async runtime: {e}")))?;
-    let summary = runtime.block_on(execute::run(profile, settings, rows, sinks, interrupted()))?;
+    let (summary, unrecorded) =
+        match runtime.block_on(execute::run(profile, settings, rows, sinks, interrupted())) {
+            Ok(summary) => (summary, None),
+            // The summary is printed all the same: it says what was sent.
+            Err(Error::Unrecorded { message, summary }) => (*summary, Some(message)),
+            Err(e) => return Err(e),
+        };
     eprint!("{}", human_summary(&summary));
     eprintln!("outcome report: {}", report_path.display());
+    if let Some(message) = &unrecorded {
+        eprintln!("enlist: {message}");
+    }
     super::out(&format!("{}\n", summary.line()))?;
-    Ok(exit_code(&summary))
+    Ok(match unrecorded {
+        Some(_) => exit::UNRECORDED,
+        None => exit_code(&summary),
+    })
 }
 
 /// 6 interrupted, 1 any row not ok, else 0.

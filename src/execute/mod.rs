@@ -246,7 +246,10 @@ const NOT_SENT: &str = "the run stopped before this row was sent";
 ///
 /// `shutdown` resolves when the run should stop (Ctrl-C in the binary; tests pass their own
 /// future). Errors: the run could not start (login refused, bad CA file) or had to stop
-/// (re-login refused: `Error::CannotStart`, after the outcomes were recorded).
+/// (re-login refused: `Error::CannotStart`, after the outcomes were recorded), or a sink
+/// could not write (`Error::Unrecorded`, which carries the summary: the collector stopped
+/// the run at the first failed write, and every row still has an outcome in the sinks
+/// that work).
 pub async fn run(
     profile: Arc<Profile>,
     settings: RunSettings,
@@ -282,9 +285,12 @@ pub async fn run(
     // work is handed to them: a thread that cannot start stops the run here.
     let ready = async {
         let ready = ready.await?;
-        let collector = background("enlist-collector", |(rx, sinks, progress, total, rt)| {
-            collect::collect(rx, sinks, progress, total, rt)
-        })?;
+        let collector = background(
+            "enlist-collector",
+            |(rx, sinks, progress, total, rt, stop)| {
+                collect::collect(rx, sinks, progress, total, rt, stop)
+            },
+        )?;
         let reader = background(
             "enlist-reader",
             |(rows, jobs, out, stop, rt): (_, Vec<mpsc::Sender<PlannedRow>>, _, _, _)| {
@@ -339,7 +345,14 @@ pub async fn run(
     let (out_tx, out_rx) = mpsc::channel::<Outcome>(OUTCOMES_IN_FLIGHT);
     let runtime = tokio::runtime::Handle::current();
     // (A thread that took its work never drops it: these sends cannot fail.)
-    let _ = give_collector.send((out_rx, sinks, progress, total_rows, runtime.clone()));
+    let _ = give_collector.send((
+        out_rx,
+        sinks,
+        progress,
+        total_rows,
+        runtime.clone(),
+        shared.stop.clone(),
+    ));
     let _ = give_reader.send((rows, job_txs, out_tx.clone(), shared.stop.clone(), runtime));
 
     // The workers are spread over `threads` runtime threads: this one, and each further
@@ -422,15 +435,35 @@ pub async fn run(
             let _ = out_tx.send(not_attempted(&row, NOT_SENT)).await;
         }
     }
-    if reader.await.is_err() {
-        tracing::error!("the reader failed (its thread ended without finishing)");
-    }
+    let routed = match reader.await {
+        Ok(routed) => Some(routed),
+        Err(_) => {
+            tracing::error!("the reader failed (its thread ended without finishing)");
+            None
+        }
+    };
     drop(out_tx);
-    let collected = collector.await.map_err(|_| {
+    let mut collected = collector.await.map_err(|_| {
         Error::Other(anyhow::anyhow!(
             "the collector failed (its thread ended without finishing)"
         ))
     })?;
+    // Every row handed out must have come back once; one that did not is a bug, and is
+    // counted as failed so that the summary and the exit code show it.
+    if let Some(routed) = routed {
+        let (lost, first) = routed.missing_from(&collected.seen, 10);
+        if lost > 0 {
+            tracing::error!(
+                "{lost} rows have no outcome: internal error, please report (data rows {})",
+                first
+                    .iter()
+                    .map(|s| (s + 1).to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            *collected.counts.entry(Status::Failed).or_default() += lost;
+        }
+    }
 
     let duration = started.elapsed().as_secs_f64();
     let s = &shared.stats;
@@ -462,9 +495,16 @@ pub async fn run(
         unchanged,
         interrupted,
     };
+    let stopped_by_sink = collected.error.is_some();
     let mut sink_error = collected.error;
-    for mut sink in collected.sinks {
+    // A sink that failed is not finished: the journal of a run whose outcomes it could not
+    // all record stays unfinished, so that the next run resumes (and looks creates up).
+    for (mut sink, broken) in collected.sinks.into_iter().zip(collected.broken) {
+        if broken {
+            continue;
+        }
         if let Err(e) = sink.finish(&summary) {
+            tracing::error!("cannot finish recording the outcomes: {e}");
             sink_error.get_or_insert(e);
         }
     }
@@ -477,7 +517,17 @@ pub async fn run(
         return Err(e);
     }
     if let Some(e) = sink_error {
-        return Err(e);
+        return Err(Error::Unrecorded {
+            message: if stopped_by_sink {
+                format!(
+                    "an outcome could not be recorded ({e}); the run stopped sending at once: \
+                     rows not sent are not-attempted"
+                )
+            } else {
+                format!("every row was done, but an outcome could not be recorded: {e}")
+            },
+            summary: Box::new(summary),
+        });
     }
     Ok(summary)
 }
@@ -489,17 +539,21 @@ pub async fn run(
 /// Room in the job channels is reserved several rows at a time (see [`reserve`]): waiting
 /// for one free slot per row would wake this thread (a system call on the workers' side)
 /// for every row.
+///
+/// Returns the rows it routed (by seq), which the collector must each have seen once.
 fn feed(
     rows: impl Iterator<Item = PlannedRow>,
     jobs: &[mpsc::Sender<PlannedRow>],
     out: &mpsc::Sender<Outcome>,
     stop: &CancellationToken,
     runtime: &tokio::runtime::Handle,
-) {
+) -> collect::SeqSet {
     let mut room: Option<mpsc::PermitIterator<'_, PlannedRow>> = None;
     let mut turn = 0usize;
     let mut warned = 0u64;
+    let mut routed = collect::SeqSet::default();
     for row in rows {
+        routed.insert(row.seq);
         if !row.is_invalid() && row.settled.is_none() {
             warned += show_warnings(&row, warned);
         }
@@ -539,7 +593,7 @@ fn feed(
         };
         if let Some(o) = outcome {
             if out.blocking_send(o).is_err() {
-                return;
+                break;
             }
         }
     }
@@ -549,6 +603,7 @@ fn feed(
             warned - SHOWN_WARNINGS
         );
     }
+    routed
 }
 
 /// Rows whose warnings are printed; later ones are only counted.
@@ -678,6 +733,31 @@ const FEED_BATCH: usize = 256;
 /// Outcomes that may wait for the collector (it takes them in batches, see
 /// [`crate::collect`]); a worker only waits for room beyond that.
 const OUTCOMES_IN_FLIGHT: usize = 4096;
+
+/// The message of a row whose worker panicked: the row fails, the run goes on.
+fn internal_error(panic: Box<dyn std::any::Any + Send>) -> String {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a worker panicked".to_string());
+    format!("internal error: {what}, please report")
+}
+
+/// **Test-only** fault injection: with `ENLIST_TEST_PANIC_ON_KEY=<key>` in the environment
+/// (read once), the worker that takes the row with that key panics, so that tests can show
+/// a panic ends as a `failed` row and the run goes on. Not for use outside tests.
+fn test_fault(row: &PlannedRow) {
+    static KEY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(|| {
+        std::env::var("ENLIST_TEST_PANIC_ON_KEY")
+            .ok()
+            .filter(|k| !k.is_empty())
+    });
+    if key.as_deref() == Some(row.key.as_str()) {
+        panic!("test fault for key {}", row.key);
+    }
+}
 
 fn not_attempted(row: &PlannedRow, message: &str) -> Outcome {
     Outcome::unsent(row, Status::NotAttempted, message.to_string())

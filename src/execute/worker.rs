@@ -36,7 +36,11 @@ pub(super) async fn work(
         };
         let mut cx = RowCtx::new(&sh, &row);
         let result = tokio::select! {
-            r = process(&sh, &row, &mut cx) => Some(r),
+            // A panic ends this row as failed (and the worker goes on): never a lost row.
+            r = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
+                super::test_fault(&row);
+                process(&sh, &row, &mut cx).await
+            })) => Some(r.unwrap_or_else(|p| Ok(End::failed(super::internal_error(p))))),
             _ = sh.aborted.cancelled() => None,
         };
         let end = match result {

@@ -3,6 +3,12 @@
 //! Rows are written as they finish, in **completion order**, not input order: a script can
 //! tail the file during the run, and nothing has to be held back (the `Source row` column
 //! puts rows back in input order with one sort). The outcome workbook is the ordered view.
+//!
+//! A CSV file is opened in a spreadsheet by double-click, and a spreadsheet runs a cell that
+//! begins with `=`, `+`, `-` or `@` (or a tab or carriage return) as a formula: an input
+//! cell or a server's message could then run on the admin's machine (CSV injection). Such
+//! cells are written with a leading `'`, as OWASP recommends: `+4930123` becomes `'+4930123`
+//! in the file (a spreadsheet shows it as text). The JSON-lines report keeps every value raw.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -25,7 +31,7 @@ impl CsvSink {
         let f = File::create(path).map_err(|e| report_error(path, e))?;
         let mut out = csv::Writer::from_writer(BufWriter::with_capacity(super::STREAM_BUFFER, f));
         let columns = Columns::new(headers, secret_columns);
-        out.write_record(columns.header_row())
+        out.write_record(columns.header_row().iter().map(|h| defuse(h).into_owned()))
             .map_err(|e| report_error(path, e))?;
         Ok(CsvSink {
             path: path.to_path_buf(),
@@ -50,7 +56,7 @@ impl OutcomeSink for CsvSink {
             source_row.to_string(),
         ]);
         self.out
-            .write_record(&cells)
+            .write_record(cells.iter().map(|c| defused_bytes(c)))
             .map_err(|e| report_error(&self.path, e))
     }
 
@@ -62,7 +68,43 @@ impl OutcomeSink for CsvSink {
         Ok(())
     }
 
+    fn tick(&mut self) -> Result<()> {
+        self.out.flush().map_err(|e| report_error(&self.path, e))
+    }
+
     fn finish(&mut self, _summary: &RunSummary) -> Result<()> {
         self.out.flush().map_err(|e| report_error(&self.path, e))
+    }
+}
+
+/// A cell a spreadsheet would run as a formula gets a leading `'` (OWASP's advice on CSV
+/// injection); every other cell is written as it is.
+pub fn defuse(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{cell}").into(),
+        _ => cell.into(),
+    }
+}
+
+/// [`defuse`] as the bytes the CSV writer takes, without a copy for ordinary cells.
+fn defused_bytes(cell: &str) -> std::borrow::Cow<'_, [u8]> {
+    match defuse(cell) {
+        std::borrow::Cow::Borrowed(s) => std::borrow::Cow::Borrowed(s.as_bytes()),
+        std::borrow::Cow::Owned(s) => std::borrow::Cow::Owned(s.into_bytes()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::defuse;
+
+    #[test]
+    fn formula_cells_are_defused_and_others_kept() {
+        for c in ["=1+2", "+4930123", "-5", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(defuse(c), format!("'{c}"));
+        }
+        for c in ["", "a=b", "4930123", "'quoted", " =x"] {
+            assert_eq!(defuse(c), c);
+        }
     }
 }

@@ -84,10 +84,34 @@ pub fn open_sink(
     headers: Vec<String>,
     secret_columns: Vec<bool>,
 ) -> Result<Box<dyn OutcomeSink>> {
+    Ok(open_sink_fitted(format, path, headers, secret_columns, &[])?.0)
+}
+
+/// [`open_sink`] that knows which input columns the profile does not use (`unused`, from
+/// [`unused_columns`]): a workbook too narrow for the sheet leaves out unused columns from
+/// the right, with the warning returned, so that the report can always be written. A sheet
+/// whose used columns alone do not fit is refused here, before any request.
+pub fn open_sink_fitted(
+    format: ReportFormat,
+    path: &Path,
+    headers: Vec<String>,
+    secret_columns: Vec<bool>,
+    unused: &[bool],
+) -> Result<(Box<dyn OutcomeSink>, Option<String>)> {
     Ok(match format {
-        ReportFormat::Xlsx => Box::new(xlsx::XlsxSink::create(path, headers, secret_columns)?),
-        ReportFormat::Csv => Box::new(csv::CsvSink::create(path, headers, secret_columns)?),
-        ReportFormat::Jsonl => Box::new(jsonl::JsonlSink::create(path)?),
+        ReportFormat::Xlsx => {
+            let mut sink = xlsx::XlsxSink::create(path, headers, secret_columns)?;
+            let warning = sink.fit_width(unused)?;
+            (Box::new(sink), warning)
+        }
+        ReportFormat::Csv => (
+            Box::new(csv::CsvSink::create(path, headers, secret_columns)?),
+            None,
+        ),
+        ReportFormat::Jsonl => (
+            Box::new(jsonl::JsonlSink::create(path)?.masking(secret_columns)),
+            None,
+        ),
     })
 }
 
@@ -277,6 +301,31 @@ impl Columns {
         self.keep.len()
     }
 
+    /// Leaves out input columns the profile does not use (`unused[i]`), from the right,
+    /// until at most `max` input columns are shown. Returns how many were left out and the
+    /// header of the first (leftmost) of them; `None` when even the used columns are more
+    /// than `max`.
+    pub(crate) fn fit(&mut self, max: usize, unused: &[bool]) -> Option<(usize, String)> {
+        let mut over = self.keep.len().saturating_sub(max);
+        if over == 0 {
+            return Some((0, String::new()));
+        }
+        let mut first = String::new();
+        let mut dropped = 0;
+        let mut i = self.keep.len();
+        while over > 0 && i > 0 {
+            i -= 1;
+            let col = self.keep[i];
+            if unused.get(col).copied().unwrap_or(false) {
+                first = self.headers.get(col).cloned().unwrap_or_default();
+                self.keep.remove(i);
+                over -= 1;
+                dropped += 1;
+            }
+        }
+        (over == 0).then_some((dropped, first))
+    }
+
     /// The row's shown cells (secret columns masked, whatever the planner did) and its
     /// source row number.
     pub(crate) fn cells(&self, o: &Outcome) -> (Vec<String>, u64) {
@@ -310,8 +359,95 @@ pub(crate) fn report_error(path: &Path, e: impl std::fmt::Display) -> Error {
 }
 
 /// The headers and secret flags a sink needs, from the input's [`crate::plan::Layout`].
+/// Columns the profile marks secret are masked, and so are columns it does not use whose
+/// header looks like a secret (`Initial Password`): see [`unused_secret_columns`].
 pub fn sink_columns(layout: &crate::plan::Layout) -> (Vec<String>, Vec<bool>) {
     let headers = layout.headers().to_vec();
-    let secret = (0..headers.len()).map(|i| layout.is_secret(i)).collect();
+    let secret = (0..headers.len())
+        .map(|i| layout.is_secret(i) || unused_secret_looking(layout, i))
+        .collect();
     (headers, secret)
+}
+
+/// For each input column: the profile does not use it (an unknown or empty header). Such
+/// columns may be left out of a report that cannot hold them all.
+pub fn unused_columns(layout: &crate::plan::Layout) -> Vec<bool> {
+    (0..layout.headers().len())
+        .map(|i| {
+            let h = layout.header(i);
+            normalize_header(h).is_empty() || layout.unknown.iter().any(|u| u == h)
+        })
+        .collect()
+}
+
+/// Whether a header names something secret: password, passwd, pwd, secret, token, pin,
+/// api key (in any case and spelling of the separators).
+pub fn looks_secret(header: &str) -> bool {
+    let lower = header.to_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let joined = words.concat();
+    [
+        "password", "passwd", "pwd", "secret", "token", "apikey", "passcode",
+    ]
+    .iter()
+    .any(|w| joined.contains(w))
+        || words
+            .iter()
+            .any(|w| matches!(*w, "pin" | "pins" | "pincode"))
+}
+
+fn unused_secret_looking(layout: &crate::plan::Layout, i: usize) -> bool {
+    let h = layout.header(i);
+    looks_secret(h) && layout.unknown.iter().any(|u| u == h)
+}
+
+/// One warning per column that looks secret and that the profile does not use: such a
+/// column is masked in the reports, but it is better marked secret or removed.
+pub fn secret_column_warnings(layout: &crate::plan::Layout, profile: &str) -> Vec<String> {
+    (0..layout.headers().len())
+        .filter(|i| unused_secret_looking(layout, *i))
+        .map(|i| {
+            format!(
+                "column {:?} looks secret and is not used by profile {profile}: masked in the report; \
+                 mark it secret or remove it",
+                layout.header(i)
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_secret;
+
+    #[test]
+    fn headers_that_name_a_secret_are_recognised() {
+        for h in [
+            "Initial Password",
+            "passwd",
+            "User PWD",
+            "client_secret",
+            "API Key",
+            "api-key",
+            "Access Token",
+            "PIN",
+            "Voicemail pin",
+            "PIN code",
+        ] {
+            assert!(looks_secret(h), "{h}");
+        }
+        for h in [
+            "Email",
+            "Shipping address",
+            "Spine",
+            "Pinyin name",
+            "Keyboard",
+            "Phone",
+        ] {
+            assert!(!looks_secret(h), "{h}");
+        }
+    }
 }

@@ -32,6 +32,8 @@ use crate::profile::Action;
 
 /// Excel's rows per worksheet (header included).
 pub const EXCEL_MAX_ROWS: u32 = 1_048_576;
+/// Excel's columns per worksheet (A to XFD).
+pub const EXCEL_MAX_COLUMNS: usize = 16_384;
 /// Excel's characters per cell.
 pub const EXCEL_MAX_CELL_CHARS: usize = 32_767;
 /// Outcomes per spill transaction: one fsync-free commit per thousand rows keeps inserting
@@ -136,6 +138,31 @@ impl XlsxSink {
         self
     }
 
+    /// Makes the Results sheet fit Excel's [`EXCEL_MAX_COLUMNS`] with the outcome columns
+    /// added: unused input columns are left out from the right (the warning says which).
+    /// Errors when the used columns alone do not fit: known before any request.
+    pub fn fit_width(&mut self, unused: &[bool]) -> Result<Option<String>> {
+        let n = self.columns.input_count();
+        let max = EXCEL_MAX_COLUMNS - super::REPORT_COLUMNS.len();
+        match self.columns.fit(max, unused) {
+            Some((0, _)) => Ok(None),
+            Some((dropped, first)) => Ok(Some(format!(
+                "the sheet has {n} columns and an outcome workbook holds {EXCEL_MAX_COLUMNS} with \
+                 the {} outcome columns: {dropped} columns the profile does not use (from {first:?} \
+                 on) are left out of {}",
+                super::REPORT_COLUMNS.len(),
+                self.path.display()
+            ))),
+            None => Err(report_error(
+                &self.path,
+                format!(
+                    "the sheet has {n} columns, more than an outcome workbook holds ({max} besides \
+                     the outcome columns); write the report as CSV or JSON lines (--report out.csv)"
+                ),
+            )),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -229,10 +256,74 @@ impl OutcomeSink for XlsxSink {
             max_rows: self.max_rows,
             path: &self.path,
         };
-        writer.write(summary, &dir, &partial)?;
-        std::fs::rename(&partial, &self.path).map_err(|e| report_error(&self.path, e))?;
+        let written = writer.write(summary, &dir, &partial).and_then(|()| {
+            std::fs::rename(&partial, &self.path).map_err(|e| report_error(&self.path, e))
+        });
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&partial);
+            // The outcomes are all in the scratch file: keep them where a person finds them.
+            let rescue = self.rescue_path();
+            return Err(match self.rescue(&rescue) {
+                Ok(n) => report_error(
+                    &self.path,
+                    format!(
+                        "{e}; the outcomes of all {n} rows are kept as JSON lines in {}",
+                        rescue.display()
+                    ),
+                ),
+                Err(r) => report_error(
+                    &self.path,
+                    format!(
+                        "{e}; keeping the outcomes in {} failed too: {r}",
+                        rescue.display()
+                    ),
+                ),
+            });
+        }
         self.finished = true;
         Ok(())
+    }
+}
+
+impl XlsxSink {
+    /// Where the outcomes go when the workbook cannot be written: `<report>.rescue.jsonl`.
+    pub fn rescue_path(&self) -> PathBuf {
+        let mut name = self
+            .path
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_else(|| "outcome".into());
+        name.push(".rescue.jsonl");
+        self.path.with_file_name(name)
+    }
+
+    /// Writes every spilled outcome, in input order, as one JSON object per line (the
+    /// shown cells, already masked, and the report columns). Returns how many.
+    fn rescue(&self, to: &Path) -> std::result::Result<u64, String> {
+        use std::io::Write;
+        let f = std::fs::File::create(to).map_err(|e| e.to_string())?;
+        let mut out = std::io::BufWriter::new(f);
+        let mut st = self
+            .conn
+            .prepare("SELECT seq, data FROM outcomes ORDER BY seq")
+            .map_err(|e| e.to_string())?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))
+            .map_err(|e| e.to_string())?;
+        let mut n = 0u64;
+        for r in rows {
+            let (seq, data) = r.map_err(|e| e.to_string())?;
+            let mut v: serde_json::Value =
+                serde_json::from_slice(&data).map_err(|e| e.to_string())?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("seq".into(), seq.into());
+            }
+            serde_json::to_writer(&mut out, &v).map_err(|e| e.to_string())?;
+            out.write_all(b"\n").map_err(|e| e.to_string())?;
+            n += 1;
+        }
+        out.flush().map_err(|e| e.to_string())?;
+        Ok(n)
     }
 }
 
