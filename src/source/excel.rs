@@ -29,13 +29,21 @@ const BATCH: usize = 512;
 
 pub(super) fn open(
     path: &Path,
+    read: &Path,
     ext: &str,
     kind: Kind,
     opts: &SourceOptions,
     probe: &dyn HeaderProbe,
 ) -> Result<Sheet> {
+    if kind == Kind::Zip {
+        let cap = opts
+            .max_expanded_mib
+            .unwrap_or(super::DEFAULT_MAX_EXPANDED_MIB);
+        // The ratio check stands in for the cap the user did not choose.
+        super::bounds::check_zip(path, read, cap, opts.max_expanded_mib.is_none())?;
+    }
     match catch_unwind(AssertUnwindSafe(|| {
-        open_workbook(path, ext, kind, opts, probe)
+        open_workbook(path, read, ext, kind, opts, probe)
     })) {
         Ok(r) => r,
         Err(_) => Err(Error::input(
@@ -48,13 +56,14 @@ pub(super) fn open(
 
 fn open_workbook(
     path: &Path,
+    read: &Path,
     ext: &str,
     kind: Kind,
     opts: &SourceOptions,
     probe: &dyn HeaderProbe,
 ) -> Result<Sheet> {
     let reader = || -> Result<Rs> {
-        File::open(path).map(BufReader::new).map_err(|e| {
+        File::open(read).map(BufReader::new).map_err(|e| {
             Error::input(
                 path,
                 format!("cannot open the file ({e}): check the path and that you may read it"),
@@ -218,9 +227,10 @@ where
         sheet_name: Some(name),
         delimiter: None,
         encoding: None,
+        encoding_guessed: false,
         header_row: located.header_row,
         headers: located.headers,
-        rows: Box::new(DataRows::new(located.pending, src, width)),
+        rows: Box::new(DataRows::new(located.pending, src, width, opts)),
     })
 }
 
@@ -420,6 +430,7 @@ fn open_xlsx(
         sheet_name: Some(name),
         delimiter: None,
         encoding: None,
+        encoding_guessed: false,
         header_row: located.header_row,
         headers: located.headers,
         rows: Box::new(DataRows::new(
@@ -431,6 +442,7 @@ fn open_xlsx(
                 last_row: skip_to,
             },
             width,
+            opts,
         )),
     })
 }
