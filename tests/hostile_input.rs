@@ -172,3 +172,161 @@ fn row_numbers_are_right_for_every_line_end() {
         assert!(!r.stdout().contains("row 1:"), "{name}: {}", r.stdout());
     }
 }
+
+/// A minimal xlsx (one sheet, shared strings) whose `xl/sharedStrings.xml` holds
+/// `padding_mib` MiB of one repeated string after the real strings. Written streaming, so
+/// the test's own memory stays small.
+fn bomb_xlsx(path: &Path, padding_mib: usize) {
+    use std::io::Write;
+    use zip::write::SimpleFileOptions;
+    let file = std::fs::File::create(path).expect("create xlsx");
+    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
+    let opts = SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .compression_level(Some(1))
+        .large_file(true);
+    let parts: [(&str, &str); 5] = [
+        (
+            "[Content_Types].xml",
+            r#"<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/><Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/><Override PartName="/xl/sharedStrings.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/></Types>"#,
+        ),
+        (
+            "_rels/.rels",
+            r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>"#,
+        ),
+        (
+            "xl/workbook.xml",
+            r#"<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets><sheet name="Users" sheetId="1" r:id="rId1"/></sheets></workbook>"#,
+        ),
+        (
+            "xl/_rels/workbook.xml.rels",
+            r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/><Relationship Id="rId2" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings" Target="sharedStrings.xml"/></Relationships>"#,
+        ),
+        (
+            "xl/worksheets/sheet1.xml",
+            r#"<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData><row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c><c r="C1" t="s"><v>2</v></c></row><row r="2"><c r="A2" t="s"><v>3</v></c><c r="B2" t="s"><v>4</v></c><c r="C2" t="s"><v>5</v></c></row></sheetData></worksheet>"#,
+        ),
+    ];
+    for (name, text) in parts {
+        zip.start_file(name, opts).expect("start part");
+        zip.write_all(text.as_bytes()).expect("write part");
+    }
+    zip.start_file("xl/sharedStrings.xml", opts)
+        .expect("start strings");
+    zip.write_all(
+        br#"<?xml version="1.0" encoding="UTF-8"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><si><t>email</t></si><si><t>password</t></si><si><t>name</t></si><si><t>ann@x.io</t></si><si><t>Secret-11</t></si><si><t>Ann</t></si>"#,
+    )
+    .expect("write strings");
+    let chunk =
+        "<si><t>AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA</t></si>".repeat(16 * 1024);
+    let mut written = 0;
+    while written < padding_mib * 1024 * 1024 {
+        zip.write_all(chunk.as_bytes()).expect("write padding");
+        written += chunk.len();
+    }
+    zip.write_all(b"</sst>").expect("end strings");
+    zip.finish().expect("finish xlsx");
+}
+
+/// A 600 MiB shared-strings part in a small xlsx is refused from the zip's directory, with
+/// the flag that lets a genuine one through, before calamine inflates anything (exit 3).
+#[test]
+fn a_workbook_that_expands_too_far_is_refused() {
+    let wd = Workdir::new("xlsx_bomb");
+    let path = wd.path("bomb.xlsx");
+    bomb_xlsx(&path, 600);
+    let size = std::fs::metadata(&path).expect("stat").len();
+    assert!(size < 32 * 1024 * 1024, "the bomb is small: {size}");
+    let r = wd.run(&["check", "bomb.xlsx", "-p", "users-api"]);
+    r.expect_code(3);
+    assert!(
+        r.stderr().contains(
+            "this workbook expands to more than 512 MiB; if it is genuine, pass --max-expanded-mib"
+        ),
+        "{}",
+        r.stderr()
+    );
+    // A lower cap refuses a smaller one the same way; a higher cap lets a genuine one in.
+    let small = wd.path("small.xlsx");
+    bomb_xlsx(&small, 3);
+    let r = wd.run(&[
+        "check",
+        "small.xlsx",
+        "-p",
+        "users-api",
+        "--max-expanded-mib",
+        "2",
+    ]);
+    r.expect_code(3);
+    assert!(
+        r.stderr().contains("expands to more than 2 MiB"),
+        "{}",
+        r.stderr()
+    );
+    let r = wd.run(&["check", "small.xlsx", "-p", "users-api"]);
+    r.expect_code(0);
+}
+
+/// A workbook that declares small sizes but inflates beyond the cap is refused too: the
+/// parts calamine holds whole are inflated through a bound first.
+#[test]
+fn a_workbook_that_lies_about_its_sizes_is_refused() {
+    let wd = Workdir::new("xlsx_liar");
+    let path = wd.path("liar.xlsx");
+    bomb_xlsx(&path, 3);
+    let mut bytes = std::fs::read(&path).expect("read");
+    // Every header of xl/sharedStrings.xml declares 1,000 bytes.
+    let name = b"xl/sharedStrings.xml";
+    let mut patched = 0;
+    for at in 0..bytes.len().saturating_sub(50) {
+        // Local file header and central directory entry: size and name offsets.
+        let (size_at, name_at) = match &bytes[at..at + 4] {
+            [0x50, 0x4b, 0x03, 0x04] => (at + 22, at + 30),
+            [0x50, 0x4b, 0x01, 0x02] => (at + 24, at + 46),
+            _ => continue,
+        };
+        if bytes.get(name_at..name_at + name.len()) == Some(&name[..]) {
+            bytes[size_at..size_at + 4].copy_from_slice(&1000u32.to_le_bytes());
+            patched += 1;
+        }
+    }
+    assert!(patched >= 1, "found the part's headers");
+    std::fs::write(&path, &bytes).expect("write");
+    let r = wd.run(&[
+        "check",
+        "liar.xlsx",
+        "-p",
+        "users-api",
+        "--max-expanded-mib",
+        "2",
+    ]);
+    r.expect_code(3);
+    assert!(
+        r.stderr().contains("expands to more than 2 MiB"),
+        "{}",
+        r.stderr()
+    );
+}
+
+/// More data rows than --max-rows: the sheet is refused (exit 3), CSV and xlsx alike.
+#[test]
+fn a_sheet_with_more_rows_than_the_cap_is_refused() {
+    let wd = Workdir::new("max_rows");
+    let mut text = String::from("email,password,name\n");
+    for i in 0..30 {
+        text.push_str(&format!("u{i}@x.io,Secret-{i:03},U {i}\n"));
+    }
+    wd.write("many.csv", &text);
+    let r = wd.run(&["check", "many.csv", "-p", "users-api", "--max-rows", "10"]);
+    r.expect_code(3);
+    assert!(
+        r.stderr()
+            .contains("the sheet has more than 10 data rows; enlist reads at most 10"),
+        "{}",
+        r.stderr()
+    );
+    wd.run(&["check", "many.csv", "-p", "users-api", "--max-rows", "30"])
+        .expect_code(0);
+    let r = wd.run(&["check", "many.csv", "-p", "users-api", "--max-rows", "0"]);
+    r.expect_code(2);
+}
