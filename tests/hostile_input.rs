@@ -330,3 +330,48 @@ fn a_sheet_with_more_rows_than_the_cap_is_refused() {
     let r = wd.run(&["check", "many.csv", "-p", "users-api", "--max-rows", "0"]);
     r.expect_code(2);
 }
+
+/// Headers with a line break typed inside the cell (LF or CRLF, CSV or xlsx) match as if
+/// the break were a space.
+#[test]
+fn headers_with_line_breaks_match_like_spaces() {
+    let wd = Workdir::new("header_breaks");
+    let headers = [
+        "Service\nProvider ID",
+        "Group\r\nID",
+        "User\nID",
+        "First\nName",
+        "Last\r\nName",
+        "Extension",
+        "Password",
+    ];
+    let row = [
+        "sp1",
+        "g1",
+        "ann@acme.example",
+        "Ann",
+        "Lee",
+        "1234",
+        "Secret-123!",
+    ];
+    let quoted: Vec<String> = headers.iter().map(|h| format!("\"{h}\"")).collect();
+    wd.write(
+        "breaks.csv",
+        format!("{}\r\n{}\r\n", quoted.join(","), row.join(",")),
+    );
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    for (i, (h, v)) in headers.iter().zip(row).enumerate() {
+        let col = u16::try_from(i).expect("column");
+        sheet.write_string(0, col, *h).expect("header");
+        sheet.write_string(1, col, v).expect("cell");
+    }
+    book.save(wd.path("breaks.xlsx")).expect("save");
+    for name in ["breaks.csv", "breaks.xlsx"] {
+        let r = wd.run(&["check", name, "-p", "odin", "--format", "json"]);
+        r.expect_code(0);
+        let v: Value = serde_json::from_str(&r.stdout()).expect("json");
+        assert_eq!(v["header_row"], 1, "{name}: {v:#}");
+        assert_eq!(v["rows"], 1, "{name}: {v:#}");
+    }
+}

@@ -269,12 +269,21 @@ pub(crate) struct Located {
 }
 
 /// The texts a [`HeaderProbe`] sees: cells as displayed, trailing empty cells removed.
+/// A line break (or any other run of white space) inside a cell reads as one space, so
+/// "Service⏎Provider ID", typed with Alt+Enter in Excel, is the header "Service Provider ID".
 pub(crate) fn row_texts(cells: &[Cell]) -> Vec<String> {
-    let mut texts: Vec<String> = cells.iter().map(|c| c.to_string()).collect();
+    let mut texts: Vec<String> = cells.iter().map(|c| one_line(c.to_string())).collect();
     while texts.last().is_some_and(|t| t.is_empty()) {
         texts.pop();
     }
     texts
+}
+
+fn one_line(text: String) -> String {
+    if text.chars().all(|c| c == ' ' || !c.is_whitespace()) {
+        return text;
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn is_blank(cells: &[Cell]) -> bool {
