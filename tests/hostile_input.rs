@@ -177,6 +177,15 @@ fn row_numbers_are_right_for_every_line_end() {
 /// `padding_mib` MiB of one repeated string after the real strings. Written streaming, so
 /// the test's own memory stays small.
 fn bomb_xlsx(path: &Path, padding_mib: usize) {
+    xlsx_with(path, SHEET, padding_mib);
+}
+
+/// The sheet of [`bomb_xlsx`]: a header row and one user, from the shared strings.
+const SHEET: &str = r#"<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData><row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c><c r="C1" t="s"><v>2</v></c></row><row r="2"><c r="A2" t="s"><v>3</v></c><c r="B2" t="s"><v>4</v></c><c r="C2" t="s"><v>5</v></c></row></sheetData></worksheet>"#;
+
+/// A minimal xlsx with `sheet` as its one worksheet and the shared strings of [`SHEET`],
+/// padded as [`bomb_xlsx`] says.
+fn xlsx_with(path: &Path, sheet: &str, padding_mib: usize) {
     use std::io::Write;
     use zip::write::SimpleFileOptions;
     let file = std::fs::File::create(path).expect("create xlsx");
@@ -185,7 +194,7 @@ fn bomb_xlsx(path: &Path, padding_mib: usize) {
         .compression_method(zip::CompressionMethod::Deflated)
         .compression_level(Some(1))
         .large_file(true);
-    let parts: [(&str, &str); 5] = [
+    let parts: [(&str, &str); 4] = [
         (
             "[Content_Types].xml",
             r#"<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/><Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/><Override PartName="/xl/sharedStrings.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/></Types>"#,
@@ -202,12 +211,11 @@ fn bomb_xlsx(path: &Path, padding_mib: usize) {
             "xl/_rels/workbook.xml.rels",
             r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/><Relationship Id="rId2" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings" Target="sharedStrings.xml"/></Relationships>"#,
         ),
-        (
-            "xl/worksheets/sheet1.xml",
-            r#"<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData><row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c><c r="C1" t="s"><v>2</v></c></row><row r="2"><c r="A2" t="s"><v>3</v></c><c r="B2" t="s"><v>4</v></c><c r="C2" t="s"><v>5</v></c></row></sheetData></worksheet>"#,
-        ),
     ];
-    for (name, text) in parts {
+    for (name, text) in parts
+        .into_iter()
+        .chain([("xl/worksheets/sheet1.xml", sheet)])
+    {
         zip.start_file(name, opts).expect("start part");
         zip.write_all(text.as_bytes()).expect("write part");
     }
@@ -373,5 +381,33 @@ fn headers_with_line_breaks_match_like_spaces() {
         let v: Value = serde_json::from_str(&r.stdout()).expect("json");
         assert_eq!(v["header_row"], 1, "{name}: {v:#}");
         assert_eq!(v["rows"], 1, "{name}: {v:#}");
+    }
+}
+
+/// A cell at row 99,999,999,999 (beyond Excel's 1,048,576 rows) is not reported at a
+/// wrapped-around row number such as 1,215,752,191: the row says what is wrong.
+#[test]
+fn far_away_row_numbers_are_not_wrapped() {
+    let wd = Workdir::new("far_rows");
+    for (name, r) in [("far.xlsx", "99999999999"), ("wrap.xlsx", "4294967297")] {
+        let sheet = SHEET.replace(
+            "</sheetData>",
+            &format!(
+                r#"<row r="{r}"><c r="A{r}" t="s"><v>3</v></c><c r="B{r}" t="s"><v>4</v></c><c r="C{r}" t="s"><v>5</v></c></row></sheetData>"#
+            ),
+        );
+        xlsx_with(&wd.path(name), &sheet, 0);
+        let r = wd.run(&["check", name, "-p", "users-api"]);
+        let all = format!("{}{}", r.stdout(), r.stderr());
+        assert!(
+            !all.contains("1215752191") && !all.contains("1,215,752,191"),
+            "{all}"
+        );
+        assert!(
+            !all.contains("row 3:") || all.contains("Excel"),
+            "{name}: {all}"
+        );
+        assert!(all.contains("1,048,576"), "{name}: {all}");
+        assert_eq!(r.code(), 1, "{name}: {all}");
     }
 }

@@ -17,7 +17,7 @@ use chrono::{NaiveDate, NaiveDateTime, Timelike};
 
 use super::{
     locate_header, DataRows, HeaderProbe, Kind, LocateError, Located, RawRow, RowError, RowResult,
-    RowSource, Sheet, SourceOptions, MAX_COLUMNS,
+    RowSource, Sheet, SourceOptions, EXCEL_MAX_ROW, MAX_COLUMNS,
 };
 use crate::cell::Cell;
 use crate::error::{Error, Result};
@@ -379,7 +379,23 @@ where
             }
             self.place(&mut cells, col, c.get_value());
         }
-        let number = row as u64 + 1;
+        let number = u64::from(row) + 1;
+        if number > EXCEL_MAX_ROW || number <= self.last_row {
+            // calamine keeps row numbers in 32 bits and wraps a larger `r` attribute
+            // (99,999,999,999 comes back as 1,215,752,191): no row from here on can be
+            // placed, so none is read.
+            self.eof = true;
+            self.lookahead = None;
+            let after = self.last_row;
+            return Some(Err(RowError {
+                number: after + 1,
+                message: format!(
+                    "the sheet places a cell beyond Excel's last row (1,048,576), or its rows \
+                     are out of order, after row {after}; no row after row {after} was read: \
+                     the file was not saved by Excel; open it in Excel and save it again"
+                ),
+            }));
+        }
         self.last_row = number;
         Some(Ok(RawRow { number, cells }))
     }
@@ -473,10 +489,11 @@ fn stream_xlsx(
     let mut src = XlsxRows::new(|| reader.next_cell(), width as u64, width);
     let mut batch = Vec::with_capacity(BATCH);
     while let Some(r) = src.next_row() {
-        if let Ok(row) = &r {
-            if row.number <= skip_to || row.cells.is_empty() {
-                continue;
-            }
+        match &r {
+            Ok(row) if row.number <= skip_to || row.cells.is_empty() => continue,
+            // Already read (and kept) while the header was looked for.
+            Err(e) if e.number <= skip_to => continue,
+            _ => {}
         }
         batch.push(r);
         if batch.len() >= BATCH {
