@@ -411,3 +411,69 @@ fn far_away_row_numbers_are_not_wrapped() {
         assert_eq!(r.code(), 1, "{name}: {all}");
     }
 }
+
+/// Rows appended to the sheet between the duplicate-key pass and the planning pass (a
+/// duplicate of row 2 and a new user) are not sent: the run reads one private copy, and
+/// the hash in its report is the hash of what it read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_appended_while_a_run_reads_the_file_are_not_sent() {
+    use sha2::{Digest, Sha256};
+    use std::io::Write;
+    let wd = Workdir::new("changed_file");
+    let original = "email,password,name\na@x.io,Secret-11,Ann\nb@x.io,Secret-12,Bob\n";
+    let sheet = wd.write("u.csv", original);
+    let marker = wd.path("paused");
+    let sb = users_api().await;
+    let mut cmd = wd.command(&[
+        "run",
+        "u.csv",
+        "--profile",
+        "users-api",
+        "--base-url",
+        &sb.base_url(),
+        "--report",
+        "out.jsonl",
+        "--progress",
+        "never",
+    ]);
+    cmd.env("ENLIST_USERS_API_USERNAME", "admin")
+        .env("ENLIST_USERS_API_PASSWORD", "sandbox")
+        .env("ENLIST_TEST_PAUSE_BETWEEN_PASSES", &marker);
+    let child = tokio::task::spawn_blocking(move || cmd.output().expect("run enlist"));
+    // Wait for the pause (a bound against a hang, not a measure of speed).
+    let mut waited = 0;
+    while !marker.exists() {
+        assert!(waited < 6000, "enlist never paused between the passes");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&sheet)
+            .expect("open sheet");
+        f.write_all(b"a@x.io,Secret-13,Mallory\nc@x.io,Secret-14,Cy\n")
+            .expect("append");
+    }
+    std::fs::remove_file(&marker).expect("resume");
+    let r = Run {
+        output: child.await.expect("join"),
+    };
+    r.expect_code(0);
+    let out = outcomes(&wd.path("out.jsonl"));
+    let rows: Vec<u64> = out.keys().copied().collect();
+    assert_eq!(rows, vec![2, 3], "{out:?}");
+    let users = names(&sb);
+    assert_eq!(users.len(), 2, "{users:?}");
+    assert_eq!(users["a@x.io"], "Ann");
+    let summary = std::fs::read_to_string(wd.path("out.jsonl"))
+        .expect("report")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find_map(|v| v.get("summary").cloned())
+        .expect("summary line");
+    let sha = Sha256::digest(original.as_bytes());
+    let hex: String = sha.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(summary["input_sha256"], hex.as_str());
+    sb.shutdown().await;
+}
