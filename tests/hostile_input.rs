@@ -337,6 +337,25 @@ fn a_sheet_with_more_rows_than_the_cap_is_refused() {
         .expect_code(0);
     let r = wd.run(&["check", "many.csv", "-p", "users-api", "--max-rows", "0"]);
     r.expect_code(2);
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    for (row, line) in text.lines().enumerate() {
+        let row = u32::try_from(row).expect("row");
+        for (col, cell) in line.split(',').enumerate() {
+            let col = u16::try_from(col).expect("column");
+            sheet.write_string(row, col, cell).expect("cell");
+        }
+    }
+    book.save(wd.path("many.xlsx")).expect("save");
+    let r = wd.run(&["check", "many.xlsx", "-p", "users-api", "--max-rows", "10"]);
+    r.expect_code(3);
+    assert!(
+        r.stderr().contains("the sheet has more than 10 data rows"),
+        "{}",
+        r.stderr()
+    );
+    wd.run(&["check", "many.xlsx", "-p", "users-api"])
+        .expect_code(0);
 }
 
 /// Headers with a line break typed inside the cell (LF or CRLF, CSV or xlsx) match as if
