@@ -6,7 +6,8 @@
 //! parts declare more than the cap, or that inflate absurdly, is refused before any part
 //! is inflated. Declared sizes can lie, so the parts calamine loads whole are also inflated
 //! once here through a bound, and the workbook is refused when they reach the cap.
-//! (Worksheets are streamed row by row, and bounded by the row cap.)
+//! (xlsx worksheets are streamed row by row: they are bounded by a larger cap, which a
+//! genuine sheet of Excel's 1,048,576 rows stays within, and by the row cap.)
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -22,8 +23,17 @@ const RATIO_MIN_SIZE: u64 = 64 * MIB;
 /// XML compresses 5 to 50 times; deflate cannot exceed about 1,032).
 const MAX_RATIO: u64 = 200;
 
-/// Refuses the zip at `read` (named `path` in messages) when its parts expand beyond
-/// `cap_mib` MiB in all, or absurdly. A zip the `zip` crate cannot read is left to
+/// A streamed worksheet may expand to this many times the cap.
+const SHEET_FACTOR: u64 = 8;
+
+/// The parts calamine reads row by row (xlsx and xlsm worksheets) rather than whole.
+fn is_streamed(name: &str) -> bool {
+    name.starts_with("xl/worksheets/") && name.ends_with(".xml")
+}
+
+/// Refuses the zip at `read` (named `path` in messages) when the parts calamine holds whole
+/// expand beyond `cap_mib` MiB in all, a streamed worksheet beyond [`SHEET_FACTOR`] times
+/// that, or any part absurdly. A zip the `zip` crate cannot read is left to
 /// calamine, which says what is wrong with it.
 pub(super) fn check_zip(path: &Path, read: &Path, cap_mib: u64, ratio_checked: bool) -> Result<()> {
     let cap = cap_mib.saturating_mul(MIB);
@@ -51,9 +61,26 @@ pub(super) fn check_zip(path: &Path, read: &Path, cap_mib: u64, ratio_checked: b
             return Ok(());
         };
         let size = part.size();
-        declared = declared.saturating_add(size);
-        if declared > cap {
-            return Err(refuse());
+        if is_streamed(part.name()) {
+            // Read row by row, never held whole: bounded for time, not memory.
+            let sheet_cap = cap.saturating_mul(SHEET_FACTOR);
+            if size > sheet_cap {
+                return Err(Error::input(
+                    path,
+                    format!(
+                        "this workbook's sheet {:?} expands to more than {} MiB; if it is \
+                         genuine, pass --max-expanded-mib N with a larger N (a sheet may \
+                         expand to {SHEET_FACTOR} times N)",
+                        part.name(),
+                        sheet_cap / MIB
+                    ),
+                ));
+            }
+        } else {
+            declared = declared.saturating_add(size);
+            if declared > cap {
+                return Err(refuse());
+            }
         }
         let packed = part.compressed_size().max(1);
         if ratio_checked && size > RATIO_MIN_SIZE && size / packed > MAX_RATIO {
@@ -74,10 +101,7 @@ pub(super) fn check_zip(path: &Path, read: &Path, cap_mib: u64, ratio_checked: b
     // Declared sizes can lie: inflate what calamine would hold whole, through a bound.
     let mut inflated: u64 = 0;
     for i in 0..zip.len() {
-        let streamed = zip
-            .name_for_index(i)
-            .is_some_and(|n| n.starts_with("xl/worksheets/") && n.ends_with(".xml"));
-        if streamed {
+        if zip.name_for_index(i).is_some_and(is_streamed) {
             continue;
         }
         let Ok(part) = zip.by_index(i) else {
