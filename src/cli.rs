@@ -75,6 +75,12 @@ pub struct InputArgs {
     /// Action for rows without an `action` cell (default: the profile's, usually upsert).
     #[arg(long, value_enum)]
     pub mode: Option<Mode>,
+    /// Refuse a sheet with more data rows than this (default 10,000,000).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_rows: Option<u64>,
+    /// Refuse a workbook whose parts expand to more than this many MiB (default 512).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_expanded_mib: Option<u64>,
 }
 
 impl InputArgs {
@@ -119,7 +125,9 @@ impl InputArgs {
                 encoding,
                 sheet: self.sheet_name.clone(),
                 header_row: self.header_row,
-                only_columns: None,
+                max_rows: self.max_rows,
+                max_expanded_mib: self.max_expanded_mib,
+                ..SourceOptions::default()
             },
             plan: PlanOptions {
                 mode,

@@ -62,6 +62,7 @@ impl Input {
         let mut spec = spec;
         spec.source.delimiter = spec.source.delimiter.or(sheet.delimiter);
         spec.source.encoding = spec.source.encoding.or(sheet.encoding);
+        spec.source.encoding_guessed = sheet.encoding_guessed;
         let mut input = Input {
             spec,
             sheet_name,
@@ -100,6 +101,17 @@ impl Input {
             }
         };
         input.rows_total = rows_total;
+        let max_rows = input
+            .spec
+            .source
+            .max_rows
+            .unwrap_or(source::DEFAULT_MAX_ROWS);
+        if rows_total > max_rows {
+            return Err(crate::error::Error::input(
+                &input.spec.path,
+                source::too_many_rows_message(max_rows),
+            ));
+        }
         // Only a sheet with repeated keys is read once more, for their row numbers.
         if !repeated.is_empty() {
             let rows = input.key_rows()?;
@@ -116,17 +128,29 @@ impl Input {
         &self.spec.profile
     }
 
-    /// Sheet-level warnings (columns the profile does not use).
+    /// Sheet-level warnings (a guessed encoding, columns the profile does not use).
     pub fn warnings(&self) -> Vec<String> {
-        self.layout
-            .unknown
-            .iter()
-            .map(|h| {
+        let guess = self
+            .spec
+            .source
+            .encoding
+            .filter(|_| self.spec.source.encoding_guessed)
+            .map(|e| {
+                format!(
+                    "the file's encoding is a guess: it has no byte-order mark and is not \
+                     UTF-8, so it was read as {}; check that names with accents look right, \
+                     or save it as UTF-8 (in Excel: \"CSV UTF-8\"), or give --encoding",
+                    e.name()
+                )
+            });
+        guess
+            .into_iter()
+            .chain(self.layout.unknown.iter().map(|h| {
                 format!(
                     "column {h:?} is not used by profile {} and is ignored",
                     self.spec.profile.name
                 )
-            })
+            }))
             .collect()
     }
 

@@ -4,6 +4,7 @@
 mod check;
 mod e2e;
 mod feedback;
+mod hostile_input;
 mod hostile_server;
 mod keys;
 mod nightly;

@@ -378,7 +378,11 @@ fn report_sinks(
 }
 
 fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
-    let spec = args.input.spec()?;
+    let mut spec = args.input.spec()?;
+    // Every pass reads one private copy, so the run acts on one version of the file, the
+    // version whose hash the journal and the report record.
+    let copy = crate::source::spool::PrivateCopy::of(&spec.path)?;
+    spec.source.read_from = Some(copy.path().to_path_buf());
     let profile = spec.profile.clone();
     let only = match (&args.only, is_retry) {
         (Some(list), _) => Some(OnlyFilter::parse(list)?),
@@ -386,10 +390,12 @@ fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
         (None, false) => None,
     };
     let mut settings = settings(&args, &profile)?;
+    settings.input_sha256 = copy.sha256().to_string();
     init_logging(args.log_format, settings.progress == Progress::Bar);
     let mut journal = open_journal(&args.journal, &args.input.sheet, &profile, &settings)?;
     let prepared = (|| {
         let input = Input::open(spec)?;
+        test_pause_between_passes();
         for w in input.warnings() {
             tracing::warn!("{w}");
         }
@@ -438,6 +444,25 @@ fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
         Some(_) => exit::UNRECORDED,
         None => exit_code(&summary),
     })
+}
+
+/// For tests only: with `ENLIST_TEST_PAUSE_BETWEEN_PASSES=FILE`, creates FILE after the
+/// duplicate-key pass and waits (up to a minute) until it is removed, so that a test can
+/// change the input between the passes.
+fn test_pause_between_passes() {
+    let Some(marker) = std::env::var_os("ENLIST_TEST_PAUSE_BETWEEN_PASSES") else {
+        return;
+    };
+    let marker = std::path::PathBuf::from(marker);
+    if std::fs::write(&marker, b"paused").is_err() {
+        return;
+    }
+    for _ in 0..6000 {
+        if !marker.exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// 6 interrupted, 1 any row not ok, else 0.

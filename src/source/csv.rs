@@ -22,13 +22,39 @@ const DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
 
 pub(super) fn open(
     path: &Path,
+    read: &Path,
     mut file: File,
     prefix: Vec<u8>,
     at_eof: bool,
     opts: &SourceOptions,
     probe: &dyn HeaderProbe,
 ) -> Result<Sheet> {
-    let (encoding, bom_len) = detect_encoding(&prefix, at_eof, opts.encoding);
+    let (mut encoding, bom_len) = detect_encoding(&prefix, at_eof, opts.encoding);
+    let mut guessed = opts.encoding.is_some() && opts.encoding_guessed;
+    if opts.encoding.is_none() && bom_len == 0 {
+        // No BOM and no word from the user: the whole file is the evidence.
+        let cannot_read = |e: std::io::Error| {
+            Error::input(
+                path,
+                format!("cannot read the file ({e}): check that it is a complete, readable file"),
+            )
+        };
+        let evidence = if at_eof {
+            Utf8Evidence::of(&mut &prefix[..])
+        } else {
+            file.seek(SeekFrom::Start(0)).map_err(cannot_read)?;
+            Utf8Evidence::of(&mut file)
+        }
+        .map_err(cannot_read)?;
+        if evidence.multibyte || !evidence.invalid {
+            // Valid multi-byte sequences are UTF-8 (stray bad bytes are row errors);
+            // all ASCII is UTF-8 too.
+            encoding = UTF_8;
+        } else {
+            encoding = WINDOWS_1252;
+            guessed = true;
+        }
+    }
     let text = encoding
         .decode_without_bom_handling(&prefix[bom_len..])
         .0
@@ -60,14 +86,16 @@ pub(super) fn open(
         width: MAX_COLUMNS,
         done: false,
         last_line: 0,
-        encoding_name: encoding.name(),
         keep: None,
         delimiter,
         lines: None,
+        headers: Vec::new(),
+        guessed,
     };
     let located = locate_header(&mut src, opts.header_row, probe, "the file")
         .map_err(|e| Error::input(path, e.message))?;
     src.width = located.headers.len();
+    src.headers = located.headers.clone();
     src.keep = opts
         .only_columns
         .as_ref()
@@ -77,7 +105,7 @@ pub(super) fn open(
         // at the byte after the rows read so far.
         let at = src.reader.position().byte();
         let line = src.reader.get_ref().line_of(at);
-        src.lines = File::open(path)
+        src.lines = File::open(read)
             .and_then(|f| PlainLines::new(f, bom_len as u64 + at, line))
             .ok();
     }
@@ -87,9 +115,10 @@ pub(super) fn open(
         sheet_name: None,
         delimiter: Some(delimiter),
         encoding: Some(encoding),
+        encoding_guessed: guessed,
         header_row: located.header_row,
         headers: located.headers,
-        rows: Box::new(DataRows::new(located.pending, src, width)),
+        rows: Box::new(DataRows::new(located.pending, src, width, opts)),
     })
 }
 
@@ -117,6 +146,66 @@ pub(crate) fn detect_encoding(
         // Cut in the middle of a character at the end of the sniffed prefix: still UTF-8.
         Err(e) if e.error_len().is_none() && !at_eof => (UTF_8, 0),
         Err(_) => (WINDOWS_1252, 0),
+    }
+}
+
+/// What a whole file says about UTF-8: whether it holds valid multi-byte sequences, and
+/// whether it holds bytes that are not UTF-8. Reading stops at the first multi-byte
+/// sequence (that settles it: UTF-8), so only ASCII and legacy files are read to the end.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Utf8Evidence {
+    pub multibyte: bool,
+    pub invalid: bool,
+}
+
+impl Utf8Evidence {
+    pub(crate) fn of(r: &mut impl Read) -> std::io::Result<Utf8Evidence> {
+        let mut ev = Utf8Evidence::default();
+        let mut buf = vec![0u8; 64 * 1024];
+        // Bytes of a sequence cut by the end of the previous chunk, moved to the front.
+        let mut carry = 0;
+        loop {
+            let n = match r.read(&mut buf[carry..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            let end = carry + n;
+            let at_end = n == 0;
+            let mut at = 0;
+            while at < end {
+                match std::str::from_utf8(&buf[at..end]) {
+                    Ok(text) => {
+                        ev.multibyte |= !text.is_ascii();
+                        at = end;
+                    }
+                    Err(e) => {
+                        let good = &buf[at..at + e.valid_up_to()];
+                        ev.multibyte |= !good.is_ascii();
+                        at += e.valid_up_to();
+                        match e.error_len() {
+                            Some(bad) => {
+                                ev.invalid = true;
+                                at += bad;
+                            }
+                            None if at_end => {
+                                ev.invalid = true;
+                                at = end;
+                            }
+                            None => break,
+                        }
+                    }
+                }
+                if ev.multibyte {
+                    return Ok(ev);
+                }
+            }
+            if at_end {
+                return Ok(ev);
+            }
+            buf.copy_within(at..end, 0);
+            carry = end - at;
+        }
     }
 }
 
@@ -152,6 +241,7 @@ fn sniff_records(text: &str, at_eof: bool) -> Vec<SniffRecord<'_>> {
                 start_line = line;
             }
             b'\n' => line += 1,
+            b'\r' if bytes.get(i + 1) != Some(&b'\n') => line += 1,
             _ => {}
         }
         i += 1;
@@ -262,12 +352,15 @@ struct CsvRows {
     width: usize,
     done: bool,
     last_line: u64,
-    encoding_name: &'static str,
     /// [`SourceOptions::only_columns`] by column, once the header is known.
     keep: Option<Vec<bool>>,
     delimiter: u8,
     /// Set while rows are read as plain lines rather than by `reader`.
     lines: Option<PlainLines>,
+    /// The header texts once known, to name a column in a row error.
+    headers: Vec<String>,
+    /// The encoding is a guess (see [`SourceOptions::encoding_guessed`]).
+    guessed: bool,
 }
 
 /// The CSV reader every pass uses: same settings, so every pass sees the same records.
@@ -309,12 +402,16 @@ impl RowSource for CsvRows {
                     return Some(self.decode_all(number));
                 }
                 let keep = self.keep.as_deref().unwrap_or(&[]);
-                let cells = kept_cells(self.record.iter(), keep, self.width);
-                Some(
-                    cells
-                        .map(|cells| RawRow { number, cells })
-                        .map_err(|()| self.not_utf8(number)),
-                )
+                let cells = kept_cells(self.record.iter(), keep, self.width, self.guessed);
+                Some(cells.map(|cells| RawRow { number, cells }).map_err(|()| {
+                    bad_row(
+                        number,
+                        self.record.iter(),
+                        self.width,
+                        &self.headers,
+                        self.guessed,
+                    )
+                }))
             }
             Ok(false) => {
                 self.done = true;
@@ -342,27 +439,30 @@ impl CsvRows {
     fn decode_all(&mut self, number: u64) -> RowResult {
         let record = std::mem::take(&mut self.record);
         match csv::StringRecord::from_byte_record(record) {
-            Ok(text) => {
+            Ok(text) if !(self.guessed && text.iter().any(has_suspect_control)) => {
                 let cells = text.iter().take(self.width).map(Cell::text).collect();
                 self.record = text.into_byte_record();
                 Ok(RawRow { number, cells })
             }
+            Ok(text) => {
+                self.record = text.into_byte_record();
+                Err(self.bad_record(number))
+            }
             Err(e) => {
                 self.record = e.into_byte_record();
-                Err(self.not_utf8(number))
+                Err(self.bad_record(number))
             }
         }
     }
 
-    fn not_utf8(&self, number: u64) -> RowError {
-        RowError {
+    fn bad_record(&self, number: u64) -> RowError {
+        bad_row(
             number,
-            message: format!(
-                "row {number} is not valid {} text: save the file as \"CSV UTF-8\", or tell \
-                 enlist its encoding (for example windows-1252)",
-                self.encoding_name
-            ),
-        }
+            self.record.iter(),
+            self.width,
+            &self.headers,
+            self.guessed,
+        )
     }
 }
 
@@ -401,7 +501,7 @@ impl CsvRows {
             let cells = match self.keep.as_deref() {
                 Some(keep) => {
                     let fields = field_ranges(line, self.delimiter).map(|r| &line[r]);
-                    kept_cells(fields, keep, self.width)
+                    kept_cells(fields, keep, self.width, false)
                 }
                 // Every cell: the line is checked for UTF-8 once, then split at the
                 // (ASCII, so character-boundary) delimiter, as the parser's record would be.
@@ -414,7 +514,13 @@ impl CsvRows {
             };
             return Some(match cells {
                 Ok(cells) => Ok(RawRow { number, cells }),
-                Err(()) => Err(self.not_utf8(number)),
+                Err(()) => Err(bad_row(
+                    number,
+                    field_ranges(line, self.delimiter).map(|r| &line[r]),
+                    self.width,
+                    &self.headers,
+                    false,
+                )),
             });
         }
     }
@@ -447,20 +553,95 @@ fn unreadable(number: u64, e: &std::io::Error) -> RowError {
     }
 }
 
+/// Whether decoded text holds a control character that a wrong guess of a legacy
+/// encoding produces (C0 other than tab, CR and LF; DEL; C1, which is also what
+/// windows-1252 gives for its undefined bytes 0x81, 0x8D, 0x8F, 0x90 and 0x9D).
+fn is_suspect_control(c: char) -> bool {
+    (c < ' ' && !matches!(c, '\t' | '\r' | '\n')) || ('\u{7f}'..='\u{9f}').contains(&c)
+}
+
+fn has_suspect_control(text: &str) -> bool {
+    text.chars().any(is_suspect_control)
+}
+
+/// What is wrong with one field's bytes, if anything: bytes that are not UTF-8, or (when
+/// the encoding is a guess) a control character the guess produced.
+fn field_problem(field: &[u8], guessed: bool) -> Option<String> {
+    match std::str::from_utf8(field) {
+        Err(e) => {
+            let good = &field[..e.valid_up_to()];
+            let position = String::from_utf8_lossy(good).chars().count() + 1;
+            let byte = field.get(e.valid_up_to()).copied().unwrap_or(0);
+            Some(format!(
+                "invalid UTF-8 byte 0x{byte:02X} at position {position}"
+            ))
+        }
+        Ok(text) if guessed => text.chars().find(|&c| is_suspect_control(c)).map(|c| {
+            format!(
+                "reading the file as windows-1252 gives the control character U+{:04X} here",
+                u32::from(c)
+            )
+        }),
+        Ok(_) => None,
+    }
+}
+
+/// The row error for a record whose cells cannot be used as read: every column with bytes
+/// that are not UTF-8 (or, when the encoding is a guess, with control characters), named.
+fn bad_row<'a>(
+    number: u64,
+    fields: impl Iterator<Item = &'a [u8]>,
+    width: usize,
+    headers: &[String],
+    guessed: bool,
+) -> RowError {
+    let mut problems: Vec<String> = fields
+        .take(width)
+        .enumerate()
+        .filter_map(|(i, field)| {
+            let problem = field_problem(field, guessed)?;
+            let column = match headers.get(i) {
+                Some(h) if !h.is_empty() => format!("column {h:?}"),
+                _ => format!("column {}", i + 1),
+            };
+            Some(format!("{column}: {problem}"))
+        })
+        .collect();
+    if problems.is_empty() {
+        problems.push("the row's text cannot be read".into());
+    }
+    let advice = if guessed {
+        "the file's encoding could not be determined; save it as UTF-8 (in Excel: \
+         \"CSV UTF-8\"), or give its encoding with --encoding"
+    } else {
+        "save the file as UTF-8 (in Excel: \"CSV UTF-8\"), or fix these cells"
+    };
+    RowError {
+        number,
+        message: format!("{}; {advice}", problems.join("; ")),
+    }
+}
+
 /// The cells of a row read for [`SourceOptions::only_columns`]: each kept cell decoded at
 /// its index; of the others only the first filled one, as UNREAD at its index (enough to
-/// tell a blank row from one with a blank key). `Err` when a kept cell is not UTF-8.
+/// tell a blank row from one with a blank key). `Err` when a kept cell is not UTF-8 (or,
+/// with a `guessed` encoding, holds a control character).
 fn kept_cells<'a>(
     fields: impl Iterator<Item = &'a [u8]>,
     keep: &[bool],
     width: usize,
+    guessed: bool,
 ) -> std::result::Result<Vec<Cell>, ()> {
     let mut cells = Vec::new();
     let mut unread = false;
     for (i, field) in fields.take(width).enumerate() {
         if keep.get(i).copied().unwrap_or(false) {
             cells.resize(i, Cell::Empty);
-            cells.push(Cell::text(std::str::from_utf8(field).map_err(|_| ())?));
+            let text = std::str::from_utf8(field).map_err(|_| ())?;
+            if guessed && has_suspect_control(text) {
+                return Err(());
+            }
+            cells.push(Cell::text(text));
         } else if !unread && field.iter().any(|b| !b.is_ascii_whitespace()) {
             unread = true;
             cells.resize(i, Cell::Empty);
@@ -572,9 +753,13 @@ impl PlainLines {
 pub(crate) struct LineCounter<R> {
     inner: R,
     offset: u64,
-    /// Offsets of `\r` and `\n` bytes not yet passed, with whether the byte is `\n`.
+    /// Offsets of `\r` and `\n` bytes not yet passed, with whether the byte ends a line:
+    /// a `\n` does, and so does a `\r` that no `\n` follows (old Mac files end lines with
+    /// it alone).
     terminators: std::collections::VecDeque<(u64, bool)>,
     line: u64,
+    /// The last byte read (to tell a CRLF cut between two reads).
+    last: u8,
 }
 
 impl<R: Read> LineCounter<R> {
@@ -585,6 +770,7 @@ impl<R: Read> LineCounter<R> {
             offset: 0,
             terminators: std::collections::VecDeque::new(),
             line,
+            last: 0,
         }
     }
 
@@ -623,10 +809,22 @@ impl<R: Read> Read for LineCounter<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         let base = self.offset;
-        self.terminators.extend(
-            memchr::memchr2_iter(b'\n', b'\r', &buf[..n])
-                .map(|i| (base + i as u64, buf[i] == b'\n')),
-        );
+        if n > 0 && buf[0] == b'\n' {
+            // A CR at the end of the previous read was half of a CRLF.
+            if let Some(cr) = self.terminators.back_mut() {
+                if cr.0 + 1 == base && self.last == b'\r' {
+                    cr.1 = false;
+                }
+            }
+        }
+        self.terminators
+            .extend(memchr::memchr2_iter(b'\n', b'\r', &buf[..n]).map(|i| {
+                let ends = buf[i] == b'\n' || buf.get(i + 1).is_none_or(|&b| b != b'\n');
+                (base + i as u64, ends)
+            }));
+        if n > 0 {
+            self.last = buf[n - 1];
+        }
         self.offset += n as u64;
         Ok(n)
     }
@@ -921,18 +1119,69 @@ mod tests {
     #[test]
     fn invalid_utf8_after_the_sniffed_prefix_is_a_row_error() {
         let dir = tempfile::tempdir().unwrap();
-        let mut body = b"email,name\n".to_vec();
+        // A UTF-8 file (valid multi-byte text in it) with a stray byte far past the prefix.
+        let mut body = "email,name\nz@x,Zoë\n".as_bytes().to_vec();
         while body.len() < super::super::SNIFF_LEN + 10 {
             body.extend_from_slice(b"a@x,Ann\n");
         }
         body.extend_from_slice(b"m@x,M\xfcller\n");
         let p = write(&dir, "late.csv", &body);
         let sheet = super::super::open(&p, &opts(), &probe).unwrap();
+        assert_eq!(
+            (sheet.encoding, sheet.encoding_guessed),
+            (Some(UTF_8), false)
+        );
         let results: Vec<RowResult> = sheet.rows.collect();
+        assert_eq!(results[0].as_ref().unwrap().cells[1], t("Zoë"));
         let last = results.last().unwrap();
         let err = last.as_ref().unwrap_err();
-        assert!(err.message.contains("not valid UTF-8"), "{}", err.message);
+        assert_eq!(
+            err.message,
+            "column \"name\": invalid UTF-8 byte 0xFC at position 2; save the file as UTF-8 \
+             (in Excel: \"CSV UTF-8\"), or fix these cells"
+        );
         assert_eq!(err.number as usize, results.len() + 1);
+    }
+
+    #[test]
+    fn a_legacy_byte_past_the_prefix_of_an_ascii_file_is_a_guess_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut body = b"email,name\n".to_vec();
+        while body.len() < super::super::SNIFF_LEN + 10 {
+            body.extend_from_slice(b"a@x,Ann\n");
+        }
+        body.extend_from_slice(b"m@x,M\xfcller\n");
+        let p = write(&dir, "late.csv", &body);
+        let (sheet, rows) = open_ok(&p, &opts());
+        assert_eq!(
+            (sheet.encoding, sheet.encoding_guessed),
+            (Some(WINDOWS_1252), true)
+        );
+        assert_eq!(rows.last().unwrap().cells[1], t("Müller"));
+    }
+
+    #[test]
+    fn utf8_evidence_reads_across_chunks() {
+        let mut body = vec![b'a'; 64 * 1024 - 1];
+        body.extend_from_slice("é".as_bytes()); // cut by the first chunk's end
+        let ev = Utf8Evidence::of(&mut &body[..]).unwrap();
+        assert_eq!(
+            ev,
+            Utf8Evidence {
+                multibyte: true,
+                invalid: false
+            }
+        );
+        let ev = Utf8Evidence::of(&mut &b"abc\xe9"[..]).unwrap();
+        assert_eq!(
+            ev,
+            Utf8Evidence {
+                multibyte: false,
+                invalid: true
+            }
+        );
+        let ev = Utf8Evidence::of(&mut &b"abc"[..]).unwrap();
+        assert_eq!(ev, Utf8Evidence::default());
     }
 
     #[test]

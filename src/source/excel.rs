@@ -17,7 +17,7 @@ use chrono::{NaiveDate, NaiveDateTime, Timelike};
 
 use super::{
     locate_header, DataRows, HeaderProbe, Kind, LocateError, Located, RawRow, RowError, RowResult,
-    RowSource, Sheet, SourceOptions, MAX_COLUMNS,
+    RowSource, Sheet, SourceOptions, EXCEL_MAX_ROW, MAX_COLUMNS,
 };
 use crate::cell::Cell;
 use crate::error::{Error, Result};
@@ -29,13 +29,21 @@ const BATCH: usize = 512;
 
 pub(super) fn open(
     path: &Path,
+    read: &Path,
     ext: &str,
     kind: Kind,
     opts: &SourceOptions,
     probe: &dyn HeaderProbe,
 ) -> Result<Sheet> {
+    if kind == Kind::Zip {
+        let cap = opts
+            .max_expanded_mib
+            .unwrap_or(super::DEFAULT_MAX_EXPANDED_MIB);
+        // The ratio check stands in for the cap the user did not choose.
+        super::bounds::check_zip(path, read, cap, opts.max_expanded_mib.is_none())?;
+    }
     match catch_unwind(AssertUnwindSafe(|| {
-        open_workbook(path, ext, kind, opts, probe)
+        open_workbook(path, read, ext, kind, opts, probe)
     })) {
         Ok(r) => r,
         Err(_) => Err(Error::input(
@@ -48,13 +56,14 @@ pub(super) fn open(
 
 fn open_workbook(
     path: &Path,
+    read: &Path,
     ext: &str,
     kind: Kind,
     opts: &SourceOptions,
     probe: &dyn HeaderProbe,
 ) -> Result<Sheet> {
     let reader = || -> Result<Rs> {
-        File::open(path).map(BufReader::new).map_err(|e| {
+        File::open(read).map(BufReader::new).map_err(|e| {
             Error::input(
                 path,
                 format!("cannot open the file ({e}): check the path and that you may read it"),
@@ -218,9 +227,10 @@ where
         sheet_name: Some(name),
         delimiter: None,
         encoding: None,
+        encoding_guessed: false,
         header_row: located.header_row,
         headers: located.headers,
-        rows: Box::new(DataRows::new(located.pending, src, width)),
+        rows: Box::new(DataRows::new(located.pending, src, width, opts)),
     })
 }
 
@@ -369,7 +379,23 @@ where
             }
             self.place(&mut cells, col, c.get_value());
         }
-        let number = row as u64 + 1;
+        let number = u64::from(row) + 1;
+        if number > EXCEL_MAX_ROW || number <= self.last_row {
+            // calamine keeps row numbers in 32 bits and wraps a larger `r` attribute
+            // (99,999,999,999 comes back as 1,215,752,191): no row from here on can be
+            // placed, so none is read.
+            self.eof = true;
+            self.lookahead = None;
+            let after = self.last_row;
+            return Some(Err(RowError {
+                number: after + 1,
+                message: format!(
+                    "the sheet places a cell beyond Excel's last row (1,048,576), or its rows \
+                     are out of order, after row {after}; no row after row {after} was read: \
+                     the file was not saved by Excel; open it in Excel and save it again"
+                ),
+            }));
+        }
         self.last_row = number;
         Some(Ok(RawRow { number, cells }))
     }
@@ -420,6 +446,7 @@ fn open_xlsx(
         sheet_name: Some(name),
         delimiter: None,
         encoding: None,
+        encoding_guessed: false,
         header_row: located.header_row,
         headers: located.headers,
         rows: Box::new(DataRows::new(
@@ -431,6 +458,7 @@ fn open_xlsx(
                 last_row: skip_to,
             },
             width,
+            opts,
         )),
     })
 }
@@ -461,10 +489,11 @@ fn stream_xlsx(
     let mut src = XlsxRows::new(|| reader.next_cell(), width as u64, width);
     let mut batch = Vec::with_capacity(BATCH);
     while let Some(r) = src.next_row() {
-        if let Ok(row) = &r {
-            if row.number <= skip_to || row.cells.is_empty() {
-                continue;
-            }
+        match &r {
+            Ok(row) if row.number <= skip_to || row.cells.is_empty() => continue,
+            // Already read (and kept) while the header was looked for.
+            Err(e) if e.number <= skip_to => continue,
+            _ => {}
         }
         batch.push(r);
         if batch.len() >= BATCH {

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::cell::Cell;
 use crate::error::{Error, Result};
 
+mod bounds;
 mod csv;
 mod excel;
 pub mod spool;
@@ -32,7 +33,30 @@ pub struct SourceOptions {
     /// rest are left out (enough to tell a blank row). For a pass that needs one column,
     /// such as the duplicate-key pass. (Excel sheets ignore it.)
     pub only_columns: Option<Vec<usize>>,
+    /// The CSV encoding in [`Self::encoding`] is the reader's guess (no BOM, not UTF-8),
+    /// not the user's word: a cell the guess decodes to control characters is a row error
+    /// rather than text to send.
+    pub encoding_guessed: bool,
+    /// Data rows accepted (default [`DEFAULT_MAX_ROWS`]); a sheet with more is refused.
+    pub max_rows: Option<u64>,
+    /// How far a workbook may expand, in MiB (default [`DEFAULT_MAX_EXPANDED_MIB`]).
+    pub max_expanded_mib: Option<u64>,
+    /// Read the bytes from this file instead of the path given to [`open`] (a private copy
+    /// of it); messages still name the path the user gave.
+    pub read_from: Option<PathBuf>,
 }
+
+/// Data rows a sheet may have unless `--max-rows` says otherwise: ten times Excel's own
+/// limit of 1,048,576 rows, far beyond any genuine onboarding sheet, yet a bound on a
+/// hostile file's time and output.
+pub const DEFAULT_MAX_ROWS: u64 = 10_000_000;
+
+/// How far a workbook's parts may expand unless `--max-expanded-mib` says otherwise.
+pub const DEFAULT_MAX_EXPANDED_MIB: u64 = 512;
+
+/// The last row number Excel can hold; a larger one in a workbook is a damaged or
+/// hostile file (and calamine keeps row numbers in 32 bits).
+pub const EXCEL_MAX_ROW: u64 = 1_048_576;
 
 /// A filled cell that [`SourceOptions::only_columns`] left undecoded.
 pub const UNREAD: Cell = Cell::Bool(true);
@@ -79,6 +103,8 @@ pub struct Sheet {
     pub delimiter: Option<u8>,
     /// The CSV encoding used (detected or given; None for Excel).
     pub encoding: Option<&'static encoding_rs::Encoding>,
+    /// Whether [`Self::encoding`] is a guess (no BOM, not valid UTF-8, none given).
+    pub encoding_guessed: bool,
     /// Spreadsheet row number of the header row.
     pub header_row: u64,
     /// Header texts, trailing empty columns removed.
@@ -114,7 +140,8 @@ pub(crate) const MAX_COLUMNS: usize = 16_384;
 /// Opens `path` (CSV or Excel, chosen by content and extension) and positions it after
 /// the header row.
 pub fn open(path: &Path, opts: &SourceOptions, probe: &dyn HeaderProbe) -> Result<Sheet> {
-    let mut file = std::fs::File::open(path).map_err(|e| {
+    let read = opts.read_from.as_deref().unwrap_or(path);
+    let mut file = std::fs::File::open(read).map_err(|e| {
         Error::input(
             path,
             format!("cannot open the file ({e}): check the path and that you may read it"),
@@ -146,7 +173,7 @@ pub fn open(path: &Path, opts: &SourceOptions, probe: &dyn HeaderProbe) -> Resul
     match kind {
         Kind::Zip | Kind::Cfb => {
             drop(file);
-            excel::open(path, &ext, kind, opts, probe)
+            excel::open(path, read, &ext, kind, opts, probe)
         }
         Kind::Text if excel_ext => Err(Error::input(
             path,
@@ -168,7 +195,7 @@ pub fn open(path: &Path, opts: &SourceOptions, probe: &dyn HeaderProbe) -> Resul
              as CSV (UTF-8) or as .xlsx; if it is UTF-16 text without a byte-order mark, \
              give its encoding (utf-16le or utf-16be)",
         )),
-        Kind::Text | Kind::Binary => csv::open(path, file, prefix, at_eof, opts, probe),
+        Kind::Text | Kind::Binary => csv::open(path, read, file, prefix, at_eof, opts, probe),
     }
 }
 
@@ -242,12 +269,21 @@ pub(crate) struct Located {
 }
 
 /// The texts a [`HeaderProbe`] sees: cells as displayed, trailing empty cells removed.
+/// A line break (or any other run of white space) inside a cell reads as one space, so
+/// "Service⏎Provider ID", typed with Alt+Enter in Excel, is the header "Service Provider ID".
 pub(crate) fn row_texts(cells: &[Cell]) -> Vec<String> {
-    let mut texts: Vec<String> = cells.iter().map(|c| c.to_string()).collect();
+    let mut texts: Vec<String> = cells.iter().map(|c| one_line(c.to_string())).collect();
     while texts.last().is_some_and(|t| t.is_empty()) {
         texts.pop();
     }
     texts
+}
+
+fn one_line(text: String) -> String {
+    if text.chars().all(|c| c == ' ' || !c.is_whitespace()) {
+        return text;
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn is_blank(cells: &[Cell]) -> bool {
@@ -447,26 +483,33 @@ fn truncated(cells: &[Cell], width: usize) -> &[Cell] {
 
 /// The data rows below a located header: rows already read first, then the source.
 /// Cells beyond the header are dropped, trailing empty cells trimmed, empty rows skipped.
+/// At most `max_rows` rows come out; should there be more, one last row error says so
+/// (the caller refuses the sheet when it sees more than `max_rows` rows).
 pub(crate) struct DataRows<S> {
     pending: VecDeque<RowResult>,
     src: S,
     width: usize,
+    max_rows: u64,
+    given: u64,
 }
 
 impl<S: RowSource> DataRows<S> {
-    pub(crate) fn new(pending: VecDeque<RowResult>, src: S, width: usize) -> Self {
+    pub(crate) fn new(
+        pending: VecDeque<RowResult>,
+        src: S,
+        width: usize,
+        opts: &SourceOptions,
+    ) -> Self {
         DataRows {
             pending,
             src,
             width,
+            max_rows: opts.max_rows.unwrap_or(DEFAULT_MAX_ROWS),
+            given: 0,
         }
     }
-}
 
-impl<S: RowSource> Iterator for DataRows<S> {
-    type Item = RowResult;
-
-    fn next(&mut self) -> Option<RowResult> {
+    fn next_unlimited(&mut self) -> Option<RowResult> {
         loop {
             let r = match self.pending.pop_front() {
                 Some(r) => r,
@@ -485,6 +528,37 @@ impl<S: RowSource> Iterator for DataRows<S> {
                 Err(e) => return Some(Err(e)),
             }
         }
+    }
+}
+
+/// The row error that ends a sheet with more than `max` data rows.
+pub fn too_many_rows_message(max: u64) -> String {
+    format!(
+        "the sheet has more than {max} data rows; enlist reads at most {max}: split the \
+         sheet, or if it is genuine, pass --max-rows with a larger number"
+    )
+}
+
+impl<S: RowSource> Iterator for DataRows<S> {
+    type Item = RowResult;
+
+    fn next(&mut self) -> Option<RowResult> {
+        if self.given > self.max_rows {
+            return None;
+        }
+        let r = self.next_unlimited()?;
+        self.given += 1;
+        if self.given > self.max_rows {
+            let number = match &r {
+                Ok(row) => row.number,
+                Err(e) => e.number,
+            };
+            return Some(Err(RowError {
+                number,
+                message: too_many_rows_message(self.max_rows),
+            }));
+        }
+        Some(r)
     }
 }
 

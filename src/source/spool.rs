@@ -5,9 +5,14 @@
 //! reading back rows already decoded, so the first pass writes every row it decodes here
 //! (MessagePack, one record per row) and the second pass reads them back. The file is
 //! deleted when the spool is dropped. A CSV needs no spool: re-reading it is cheap.
+//!
+//! A run also reads its input from a [`PrivateCopy`]: the passes over a sheet (duplicate
+//! keys, then planning) must see one version of it, even when someone appends to or
+//! rewrites the file while enlist reads it.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::Path;
 
 use super::RowResult;
 
@@ -89,6 +94,96 @@ impl Spool {
     }
 }
 
+/// A private copy of an input file, taken once and hashed as it is copied; deleted when
+/// dropped. Every pass reads the copy, so a run acts on exactly the bytes it hashed.
+#[derive(Debug)]
+pub struct PrivateCopy {
+    path: tempfile::TempPath,
+    sha256: String,
+}
+
+/// What tells two versions of a file apart without reading it: size and modification time.
+fn stamp(path: &Path) -> std::io::Result<(u64, Option<std::time::SystemTime>)> {
+    let meta = std::fs::metadata(path)?;
+    Ok((meta.len(), meta.modified().ok()))
+}
+
+/// The refusal when the file changed under the copy.
+pub const CHANGED: &str = "the file changed while enlist was reading it; run again on a file \
+                           that is not being written";
+
+impl PrivateCopy {
+    /// Copies `path` into the system's temporary directory, hashing what is copied. Refuses
+    /// (exit 3) when the file changed while it was copied: its size or modification time
+    /// before and after differ, or the bytes copied are not its size.
+    pub fn of(path: &Path) -> crate::error::Result<PrivateCopy> {
+        Self::of_with(path, || {})
+    }
+
+    fn of_with(path: &Path, during: impl FnOnce()) -> crate::error::Result<PrivateCopy> {
+        use crate::error::Error;
+        use sha2::{Digest, Sha256};
+        let cannot_read = |e: std::io::Error| {
+            Error::input(
+                path,
+                format!("cannot read the file ({e}): check the path and that you may read it"),
+            )
+        };
+        let cannot_copy = |e: std::io::Error| {
+            Error::input(
+                path,
+                format!(
+                    "cannot make enlist's private copy of the file in {} ({e}): set TMPDIR \
+                     to a directory with room for a copy of the sheet",
+                    std::env::temp_dir().display()
+                ),
+            )
+        };
+        let before = stamp(path).map_err(cannot_read)?;
+        let mut input = File::open(path).map_err(cannot_read)?;
+        during();
+        let file = tempfile::Builder::new()
+            .prefix("enlist-input-")
+            .tempfile()
+            .map_err(cannot_copy)?;
+        let mut out = BufWriter::with_capacity(256 * 1024, file);
+        let mut hash = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut copied: u64 = 0;
+        loop {
+            let n = match input.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(cannot_read(e)),
+            };
+            hash.update(&buf[..n]);
+            out.write_all(&buf[..n]).map_err(cannot_copy)?;
+            copied += n as u64;
+        }
+        out.flush().map_err(cannot_copy)?;
+        let after = stamp(path).map_err(cannot_read)?;
+        if before != after || copied != after.0 {
+            return Err(Error::input(path, CHANGED));
+        }
+        let file = out.into_inner().map_err(|e| cannot_copy(e.into_error()))?;
+        Ok(PrivateCopy {
+            path: file.into_temp_path(),
+            sha256: crate::plan::hex_text(&hash.finalize()),
+        })
+    }
+
+    /// Where the copy is (give it to [`crate::source::SourceOptions::read_from`]).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The SHA-256 of the copy, in hex: the hash of what the run reads and sends.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +218,25 @@ mod tests {
         assert_eq!(spool.rows().unwrap().collect::<Vec<_>>(), rows);
         // Readable again, from the start.
         assert_eq!(spool.rows().unwrap().count(), 2);
+    }
+
+    #[test]
+    fn a_private_copy_is_the_file_and_its_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("u.csv");
+        std::fs::write(&p, b"email\na@x.io\n").unwrap();
+        let copy = PrivateCopy::of(&p).unwrap();
+        assert_eq!(std::fs::read(copy.path()).unwrap(), b"email\na@x.io\n");
+        assert_eq!(
+            copy.sha256(),
+            crate::execute::file_sha256(&p).unwrap().as_str()
+        );
+        // Appended to while it is copied: refused, never a copy of half a row.
+        let copy = PrivateCopy::of_with(&p, || {
+            let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+            f.write_all(b"b@x.io\n").unwrap();
+        });
+        let e = copy.unwrap_err().to_string();
+        assert!(e.contains(CHANGED), "{e}");
     }
 }
