@@ -580,6 +580,22 @@ async fn csv_report_cells_that_excel_would_run_are_defused() {
     let out = jsonl(&wd, "users.outcome.jsonl");
     assert_eq!(out[0]["cells"][1], "=HYPERLINK(\"http://evil\",\"x\")");
     assert_eq!(out[0]["cells"][2], "+4930111");
+    // Fed back as input, the CSV report gives the values as they were, not the escapes.
+    let r = wd.run(&[
+        "check",
+        "out.csv",
+        "--profile",
+        "./sinks.toml",
+        "--show-requests",
+        "1",
+    ]);
+    let shown = r.stdout();
+    assert!(
+        shown.contains(r#""name":"=HYPERLINK"#) || shown.contains(r#""name": "=HYPERLINK"#),
+        "{shown}\n{}",
+        r.stderr()
+    );
+    assert!(!shown.contains("'="), "{shown}");
 }
 
 // ---- 7. console findings are capped ----

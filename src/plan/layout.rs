@@ -175,6 +175,23 @@ impl Layout {
         Self::text_at(raw, self.action_col)
     }
 
+    /// An outcome report fed back as input: a text cell that the CSV report wrote with a
+    /// leading `'` (so that a spreadsheet would not run it as a formula: `'+4930123`) is
+    /// read as the value it escapes (`+4930123`).
+    pub fn undo_report_escapes(&self, raw: &mut RawRow) {
+        if self.outcome_col.is_none() {
+            return;
+        }
+        for cell in &mut raw.cells {
+            if let Cell::Text(t) = cell {
+                let b = t.as_bytes();
+                if b.len() > 1 && b[0] == b'\'' && matches!(b[1], b'=' | b'+' | b'-' | b'@') {
+                    *cell = Cell::text(&t[1..]);
+                }
+            }
+        }
+    }
+
     /// The row's `Outcome` cell (an outcome workbook fed back as input).
     pub fn outcome_text(&self, raw: &RawRow) -> Option<String> {
         Self::text_at(raw, self.outcome_col)

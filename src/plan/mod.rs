@@ -658,6 +658,7 @@ impl Planner {
         findings: &mut Vec<Finding>,
     ) -> (Vec<Option<Value>>, Vec<bool>) {
         let p = &*self.profile;
+        self.layout.undo_report_escapes(raw);
         let mut values: Vec<Option<Value>> = vec![None; p.columns.len()];
         let mut broken = vec![false; p.columns.len()];
         let key_idx = p.key_index();

@@ -8,7 +8,9 @@
 //! begins with `=`, `+`, `-` or `@` (or a tab or carriage return) as a formula: an input
 //! cell or a server's message could then run on the admin's machine (CSV injection). Such
 //! cells are written with a leading `'`, as OWASP recommends: `+4930123` becomes `'+4930123`
-//! in the file (a spreadsheet shows it as text). The JSON-lines report keeps every value raw.
+//! in the file (a spreadsheet shows it as text); fed back as input, the report's cells are
+//! read without the `'` again ([`crate::plan::Layout::undo_report_escapes`]). The JSON-lines
+//! report keeps every value raw.
 
 use std::fs::File;
 use std::io::BufWriter;
