@@ -4,6 +4,7 @@
 mod check;
 mod e2e;
 mod feedback;
+mod lookup;
 mod nightly;
 mod reader;
 mod real;

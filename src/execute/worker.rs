@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::outcome::{now_rfc3339, Outcome, Status};
 use crate::plan::{Job, PlannedRow, Request};
 use crate::profile::template::value_text;
-use crate::profile::Action;
+use crate::profile::{Action, RequestSpec};
 
 /// Takes rows until the channel closes or the run stops.
 pub(super) async fn work(
@@ -165,7 +165,7 @@ async fn process(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx) -> Result<End, 
             // it, so look before sending the create again.
             if let (true, Some(lk)) = (job.reconcile, &job.lookup) {
                 // Boxed (only on a resume): see `create`.
-                match Box::pin(lookup(sh, cx, lk)).await? {
+                match Box::pin(lookup(sh, cx, lk, &row.key)).await? {
                     Found::Yes(id) => {
                         return Ok(End::new(
                             Status::Created,
@@ -181,7 +181,7 @@ async fn process(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx) -> Result<End, 
         }
         Action::Update => {
             if let Some(lk) = &job.lookup {
-                match lookup(sh, cx, lk).await? {
+                match lookup(sh, cx, lk, &row.key).await? {
                     Found::Yes(id) => update(sh, row, job, cx, id).await,
                     Found::No => Ok(not_found(row)),
                     Found::Failed(end) => Ok(end),
@@ -192,7 +192,7 @@ async fn process(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx) -> Result<End, 
         }
         Action::Upsert => {
             if let Some(lk) = &job.lookup {
-                match lookup(sh, cx, lk).await? {
+                match lookup(sh, cx, lk, &row.key).await? {
                     Found::Yes(id) => update(sh, row, job, cx, id).await,
                     Found::No if !job.missing_for_create.is_empty() => {
                         let cols = job.missing_for_create.join(", ");
@@ -252,7 +252,21 @@ enum Found {
     Failed(End),
 }
 
-async fn lookup(sh: &Shared, cx: &mut RowCtx, req: &Request) -> Result<Found, Error> {
+/// Whether a user found by a lookup is the one `key` names: its `match` field equals the
+/// key (a lookup without `match` trusts the server).
+fn names_key(spec: &RequestSpec, item: &Value, key: &str) -> bool {
+    match &spec.match_field {
+        None => true,
+        Some(ptr) => item
+            .pointer(ptr)
+            .filter(|v| !matches!(v, Value::Null | Value::Array(_) | Value::Object(_)))
+            .is_some_and(|v| spec.match_case.same(&value_text(v), key)),
+    }
+}
+
+/// Looks the row's user up. A list answer counts only the items whose `match` field
+/// equals `key`: none is "not found", more than one fails the row.
+async fn lookup(sh: &Shared, cx: &mut RowCtx, req: &Request, key: &str) -> Result<Found, Error> {
     let Some(spec) = sh.profile.requests.lookup.as_ref() else {
         return Ok(Found::No);
     };
@@ -266,10 +280,20 @@ async fn lookup(sh: &Shared, cx: &mut RowCtx, req: &Request) -> Result<Found, Er
     if spec.is_success(resp.status) {
         let id = match &spec.list {
             Some(lp) => match resp.json_at(lp) {
-                Some(Value::Array(items)) => match items.first() {
-                    None => return Ok(Found::No),
-                    Some(first) => id_at(first, spec.remote_id.as_deref()),
-                },
+                Some(Value::Array(items)) => {
+                    let mut exact = items.iter().filter(|item| names_key(spec, item, key));
+                    let Some(found) = exact.next() else {
+                        return Ok(Found::No);
+                    };
+                    let more = exact.count();
+                    if more > 0 {
+                        return Ok(Found::Failed(End::failed(format!(
+                            "{} users match {key} on the target; refusing to guess",
+                            more + 1
+                        ))));
+                    }
+                    id_at(found, spec.remote_id.as_deref())
+                }
                 _ => {
                     return Ok(Found::Failed(End::failed(format!(
                         "lookup: the answer ({}) has no list at {lp}",
@@ -277,7 +301,15 @@ async fn lookup(sh: &Shared, cx: &mut RowCtx, req: &Request) -> Result<Found, Er
                     ))))
                 }
             },
-            None => resp_id(&resp, spec.remote_id.as_deref()),
+            None => {
+                if spec.match_field.is_some() {
+                    let answer: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
+                    if !names_key(spec, &answer, key) {
+                        return Ok(Found::No);
+                    }
+                }
+                resp_id(&resp, spec.remote_id.as_deref())
+            }
         };
         cx.lookup_id = id_text(&id);
         Ok(Found::Yes(id))
@@ -361,7 +393,7 @@ async fn create(
                 // The rare paths of a create (this lookup, the update after a conflict) are
                 // boxed: inline, their state would sit in every row's future, which is
                 // built and moved for every row.
-                match Box::pin(lookup(sh, cx, lk)).await? {
+                match Box::pin(lookup(sh, cx, lk, &row.key)).await? {
                     Found::Yes(id) => {
                         return Ok(End::new(
                             Status::Created,

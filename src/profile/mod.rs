@@ -332,12 +332,44 @@ pub struct RequestSpec {
     /// Lookup only: JSON pointer to a list of matches; an empty list means "not found".
     #[serde(default)]
     pub list: Option<String>,
+    /// Lookup only: JSON pointer, inside each list item (or the one answer without `list`),
+    /// of the field that must equal the row's key. Required with `list`: many APIs search
+    /// by substring, so the first item may be another user.
+    #[serde(default, rename = "match")]
+    pub match_field: Option<String>,
+    /// How `match` compares: `insensitive` (the default, as keys are compared) or `sensitive`.
+    /// Both ignore outer spaces.
+    #[serde(default)]
+    pub match_case: MatchCase,
     /// The compiled body template.
     #[serde(skip)]
     pub template: Option<Template>,
     /// Method, path, query and headers parsed once (set when the profile loads).
     #[serde(skip)]
     pub compiled: Option<CompiledRequest>,
+}
+
+/// How a lookup's `match` field is compared with the row's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MatchCase {
+    /// Ignoring case (and outer spaces), as the duplicate check compares keys.
+    #[default]
+    Insensitive,
+    /// Exactly, outer spaces aside.
+    Sensitive,
+}
+
+impl MatchCase {
+    /// Whether a field's text found on the target names the same user as `key`.
+    pub fn same(self, found: &str, key: &str) -> bool {
+        match self {
+            MatchCase::Insensitive => {
+                crate::plan::normal_key(found) == crate::plan::normal_key(key)
+            }
+            MatchCase::Sensitive => found.trim() == key.trim(),
+        }
+    }
 }
 
 /// The parts of a [`RequestSpec`] every row fills in, parsed once.
@@ -594,11 +626,18 @@ impl Profile {
             }
             check_names(&format!("requests.{which}"), names)
         };
-        if let Some(s) = p.requests.create.as_mut() {
-            compile("create", s)?;
-        }
-        if let Some(s) = p.requests.update.as_mut() {
-            compile("update", s)?;
+        for (which, spec) in [
+            ("create", &mut p.requests.create),
+            ("update", &mut p.requests.update),
+        ] {
+            if let Some(s) = spec.as_mut() {
+                compile(which, s)?;
+                if s.list.is_some() || s.match_field.is_some() {
+                    return Err(err(format!(
+                        "requests.{which}: list and match belong to requests.lookup"
+                    )));
+                }
+            }
         }
         if let Some(s) = p.requests.lookup.as_mut() {
             compile("lookup", s)?;
@@ -606,6 +645,21 @@ impl Profile {
                 return Err(err(
                     "requests.lookup must say what \"not found\" looks like: not_found = [404] or list = \"/pointer\"".into(),
                 ));
+            }
+            if s.list.is_some() && s.match_field.is_none() {
+                return Err(err(format!(
+                    "requests.lookup has list = {:?} but no match: say which field of each item must equal the key {:?}, for example match = \"/{}\" (a list lookup never takes the first item on trust)",
+                    s.list.as_deref().unwrap_or(""),
+                    p.key,
+                    p.key
+                )));
+            }
+            if let Some(m) = &s.match_field {
+                if !m.starts_with('/') {
+                    return Err(err(format!(
+                        "requests.lookup: match = {m:?} must be a JSON pointer starting with /"
+                    )));
+                }
             }
         }
         if let Auth::TokenLogin(tl) = &mut p.auth {
