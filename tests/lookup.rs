@@ -235,6 +235,7 @@ async fn search(State(t): T, Query(q): Query<HashMap<String, String>>) -> Respon
     let items: Vec<Value> = t
         .users()
         .into_iter()
+        .filter(|u| u["hidden"] != json!(true))
         .filter(|u| {
             ["userName", "email"]
                 .iter()
@@ -458,4 +459,85 @@ async fn a_case_sensitive_match_takes_only_the_exact_spelling() {
     assert_eq!(status(&outs, "lee"), "failed");
     assert!(message(&outs, "lee").contains("not found"), "{outs:?}");
     assert_eq!(t.count("PUT"), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. `exists` only when it is true.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_400_is_exists_only_when_it_says_taken_and_a_lookup_finds_the_user() {
+    let t = Arc::new(Target::default());
+    seed(&t, &[("ann", "Ann"), ("ghost", "Ghost")]);
+    // A user the search does not list (say, deactivated): its "taken" is not confirmed.
+    t.users.lock().unwrap()[1]["hidden"] = json!(true);
+    let base = serve(t.clone()).await;
+    let wd = Workdir::new("lookup-conflict");
+    let (r, outs) = run_lk(
+        &wd,
+        &base,
+        &lk_profile(
+            "",
+            "conflict = [400]\nconflict_match = \"already taken|not unique\"",
+        ),
+        "userName,name,email\n\
+         ann,Ann,ann@example.com\n\
+         bob,Bob,not-an-email\n\
+         ghost,Ghost,ghost@example.com\n\
+         cy,Cy,cy@example.com\n",
+        &["--mode", "create"],
+    )
+    .await;
+    assert_eq!(r.code(), 1, "{}", r.stderr());
+    // Taken, and the lookup finds her: exists, with her remote id.
+    assert_eq!(status(&outs, "ann"), "exists", "{outs:?}");
+    assert_eq!(outs["ann"]["remote_id"], json!("seed0"));
+    // The same status for an invalid email is a failure in the server's words.
+    assert_eq!(status(&outs, "bob"), "failed");
+    assert!(
+        message(&outs, "bob").contains("email: invalid email address"),
+        "{outs:?}"
+    );
+    // Taken, but no lookup finds the user: not "exists".
+    assert_eq!(status(&outs, "ghost"), "failed");
+    let m = message(&outs, "ghost");
+    assert!(
+        m.contains("already taken") && m.contains("no user ghost is found"),
+        "{m}"
+    );
+    assert_eq!(status(&outs, "cy"), "created");
+    assert_eq!(t.users().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upsert_whose_conflict_no_lookup_confirms_fails() {
+    let t = Arc::new(Target::default());
+    // Hidden from the search: the upsert's lookup says "not found", the create meets
+    // "taken", and the lookup after it still finds nobody to update.
+    seed(&t, &[("dee", "Old Dee")]);
+    t.users.lock().unwrap()[0]["hidden"] = json!(true);
+    let base = serve(t.clone()).await;
+    let wd = Workdir::new("lookup-conflict-upsert");
+    let (r, outs) = run_lk(
+        &wd,
+        &base,
+        &lk_profile("", "conflict = [400]\nconflict_match = \"already taken\""),
+        "userName,name,email\ndee,New Dee,dee@example.com\n",
+        &["--mode", "upsert"],
+    )
+    .await;
+    assert_eq!(r.code(), 1);
+    assert_eq!(status(&outs, "dee"), "failed", "{outs:?}");
+    assert!(message(&outs, "dee").contains("already taken"), "{outs:?}");
+    assert_eq!(t.count("PUT"), 0);
+    assert_eq!(t.users()[0]["name"], json!("Old Dee"));
+}
+
+#[test]
+fn pocketbase_reads_only_a_uniqueness_400_as_a_conflict() {
+    let p = Profile::load("pocketbase").expect("pocketbase loads");
+    let create = p.requests.create.as_ref().expect("create");
+    let taken = br#"{"code":400,"message":"Failed to create record.","data":{"userName":{"code":"validation_not_unique","message":"Value must be unique."}}}"#;
+    let invalid = br#"{"code":400,"message":"Failed to create record.","data":{"email":{"code":"validation_is_email","message":"Must be a valid email address."}}}"#;
+    assert!(p.is_conflict(create, 400, taken));
+    assert!(!p.is_conflict(create, 400, invalid));
 }

@@ -427,12 +427,15 @@ async fn create(
             };
             return Ok(End::new(Status::Created, msg).with_id(id_text(&rid)));
         }
-        if spec.conflict.contains(&resp.status) {
+        if sh.profile.is_conflict(spec, resp.status, &resp.body) {
             if uncertain.is_some() && job.lookup.is_none() {
                 return Ok(End::new(
                     Status::Created,
                     "created: the retry after an uncertain attempt met a conflict, so the first attempt was applied",
                 ));
+            }
+            if let Some(lk) = &job.lookup {
+                return Box::pin(confirm_conflict(sh, row, job, cx, lk, &resp, then_update)).await;
             }
             let can_update = job.update.as_ref().is_some_and(|u| !u.needs_remote_id());
             if then_update && can_update {
@@ -446,6 +449,49 @@ async fn create(
             return Ok(End::new(Status::Exists, format!("already exists{server}")));
         }
         return Ok(End::failed(failure_message(&sh.profile, &resp)));
+    }
+}
+
+/// A create met a conflict and the profile can look users up: the user exists only if the
+/// lookup finds it (then `exists`, or updated for an upsert); otherwise the row fails with
+/// the server's own words, since a "conflict" status can also mean a refused value.
+async fn confirm_conflict(
+    sh: &Shared,
+    row: &PlannedRow,
+    job: &Job,
+    cx: &mut RowCtx,
+    lk: &Request,
+    conflict: &Resp,
+    then_update: bool,
+) -> Result<End, Error> {
+    let status = cx.http_status;
+    match lookup(sh, cx, lk, &row.key).await? {
+        Found::Yes(id) if then_update => update(sh, row, job, cx, id).await,
+        Found::Yes(id) => {
+            cx.http_status = status;
+            let server = sh
+                .profile
+                .error_message(&conflict.body)
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default();
+            Ok(End::new(Status::Exists, format!("already exists{server}")).with_id(id_text(&id)))
+        }
+        Found::No => {
+            cx.http_status = status;
+            Ok(End::failed(format!(
+                "{}; no user {} is found on the target, so this is not read as \"already exists\"",
+                failure_message(&sh.profile, conflict),
+                row.key
+            )))
+        }
+        Found::Failed(end) => {
+            cx.http_status = status;
+            Ok(End::failed(format!(
+                "{}; the lookup to confirm the user exists failed: {}",
+                failure_message(&sh.profile, conflict),
+                end.message
+            )))
+        }
     }
 }
 

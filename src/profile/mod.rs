@@ -323,6 +323,15 @@ pub struct RequestSpec {
     /// Statuses that mean "the user already exists" (create) .
     #[serde(default)]
     pub conflict: Vec<u16>,
+    /// Create only: a regular expression (case ignored) that the error body, or the server's
+    /// message found by `responses.error_message`, must match for a `conflict` status to
+    /// mean "already exists" (`already|taken|unique`). Without it every `conflict` status
+    /// counts; with it, such a status whose body does not match fails the row.
+    #[serde(default)]
+    pub conflict_match: Option<String>,
+    /// Compiled `conflict_match`.
+    #[serde(skip)]
+    pub conflict_regex: Option<Regex>,
     /// Statuses that mean "no such user" (update, lookup).
     #[serde(default)]
     pub not_found: Vec<u16>,
@@ -639,6 +648,35 @@ impl Profile {
                 }
             }
         }
+        if let Some(s) = p.requests.create.as_mut() {
+            if let Some(pat) = &s.conflict_match {
+                if s.conflict.is_empty() {
+                    return Err(err(
+                        "requests.create: conflict_match needs the statuses it refines: conflict = [400, 409]".into(),
+                    ));
+                }
+                s.conflict_regex = Some(
+                    regex::RegexBuilder::new(pat)
+                        .case_insensitive(true)
+                        .build()
+                        .map_err(|e| {
+                            err(format!(
+                                "requests.create: conflict_match does not compile: {e}"
+                            ))
+                        })?,
+                );
+            }
+        }
+        for (which, spec) in [
+            ("update", &p.requests.update),
+            ("lookup", &p.requests.lookup),
+        ] {
+            if spec.as_ref().is_some_and(|s| s.conflict_match.is_some()) {
+                return Err(err(format!(
+                    "requests.{which}: conflict_match belongs to requests.create"
+                )));
+            }
+        }
         if let Some(s) = p.requests.lookup.as_mut() {
             compile("lookup", s)?;
             if s.not_found.is_empty() && s.list.is_none() {
@@ -763,6 +801,19 @@ impl Profile {
     /// Statuses worth retrying.
     pub fn is_retryable(&self, status: u16) -> bool {
         matches!(status, 408 | 429 | 502 | 503 | 504) || self.responses.retry.contains(&status)
+    }
+
+    /// Whether a create's answer says "this user already exists": a `conflict` status and,
+    /// when the profile has a `conflict_match`, a body (or server message) that matches it.
+    pub fn is_conflict(&self, spec: &RequestSpec, status: u16, body: &[u8]) -> bool {
+        if !spec.conflict.contains(&status) {
+            return false;
+        }
+        let Some(re) = &spec.conflict_regex else {
+            return true;
+        };
+        re.is_match(&String::from_utf8_lossy(body))
+            || self.error_message(body).is_some_and(|m| re.is_match(&m))
     }
 
     /// The server's error message from an error body, using the profile's pointers.
