@@ -191,7 +191,6 @@ struct Target {
 }
 
 #[derive(Clone, Copy, Debug)]
-#[allow(dead_code)]
 enum CreateFault {
     /// Apply the create, then answer 500.
     ApplyThen500,
@@ -540,4 +539,68 @@ fn pocketbase_reads_only_a_uniqueness_400_as_a_conflict() {
     let invalid = br#"{"code":400,"message":"Failed to create record.","data":{"email":{"code":"validation_is_email","message":"Must be a valid email address."}}}"#;
     assert!(p.is_conflict(create, 400, taken));
     assert!(!p.is_conflict(create, 400, invalid));
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. A 500 is retried, and a create's 500 is reconciled by lookup first.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_500_was_applied_is_confirmed_by_lookup_not_sent_twice() {
+    let t = Arc::new(Target::default());
+    t.creates
+        .lock()
+        .unwrap()
+        .extend([CreateFault::ApplyThen500, CreateFault::Plain500]);
+    let base = serve(t.clone()).await;
+    let wd = Workdir::new("lookup-500");
+    // One row at a time, so the first create (applied, then 500) is eve's and the second
+    // (500, nothing applied) is fay's.
+    let (r, outs) = run_lk(
+        &wd,
+        &base,
+        &lk_profile("", "conflict = [409]"),
+        "userName,name,email\neve,Eve,eve@example.com\nfay,Fay,fay@example.com\n",
+        &["--mode", "create", "--concurrency", "1"],
+    )
+    .await;
+    r.expect_code(0);
+    assert_eq!(status(&outs, "eve"), "created", "{outs:?}");
+    assert!(
+        message(&outs, "eve").contains("confirmed by lookup"),
+        "{outs:?}"
+    );
+    assert_eq!(status(&outs, "fay"), "created", "{outs:?}");
+    // Exactly one account each: eve's create was not sent again.
+    let users = t.users();
+    assert_eq!(users.len(), 2, "{users:#?}");
+    assert_eq!(t.count("POST eve"), 1, "{:?}", t.log());
+    assert_eq!(t.count("POST fay"), 2, "{:?}", t.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_500_create_whose_lookup_fails_says_it_may_have_been_applied() {
+    let t = Arc::new(Target::default());
+    t.creates.lock().unwrap().push(CreateFault::ApplyThen500);
+    *t.lookup_500.lock().unwrap() = 100;
+    let base = serve(t.clone()).await;
+    let wd = Workdir::new("lookup-500-unconfirmed");
+    let (r, outs) = run_lk(
+        &wd,
+        &base,
+        &lk_profile("", "conflict = [409]"),
+        "userName,name,email\ngus,Gus,gus@example.com\n",
+        &["--mode", "create", "--max-attempts", "2"],
+    )
+    .await;
+    assert_eq!(r.code(), 1, "{}", r.stderr());
+    assert_eq!(status(&outs, "gus"), "failed");
+    let m = message(&outs, "gus");
+    assert!(
+        m.contains("the create may have been applied")
+            && m.contains("the lookup to confirm it failed")
+            && m.contains("search index unavailable"),
+        "{m}"
+    );
+    assert_eq!(t.count("POST gus"), 1, "{:?}", t.log());
+    assert_eq!(t.users().len(), 1);
 }

@@ -402,7 +402,12 @@ async fn create(
                         .with_id(id_text(&id)))
                     }
                     Found::No => {}
-                    Found::Failed(end) => return Ok(end),
+                    Found::Failed(end) => {
+                        return Ok(End::failed(format!(
+                            "the create may have been applied ({why}); the lookup to confirm it failed: {}; check this user",
+                            end.message
+                        )))
+                    }
                 }
             }
             sh.stats.retry();
@@ -547,9 +552,9 @@ async fn call(
                     sh.gate.success();
                     return Ok(resp);
                 }
-                if !idempotent && matches!(resp.status, 502 | 504) {
+                if !idempotent && matches!(resp.status, 500 | 502 | 504) {
                     return Err(CallErr::Uncertain(format!(
-                        "{} from a gateway: the target may have applied it",
+                        "{}: the target may have applied it",
                         failure_message(&sh.profile, &resp)
                     )));
                 }

@@ -443,9 +443,13 @@ pub struct Responses {
     /// JSON pointers tried in order for the server's error message (`/details`, `/ErrorMessage`).
     #[serde(default)]
     pub error_message: Vec<String>,
-    /// Extra statuses worth retrying on top of 429, 502, 503, 504.
+    /// Extra statuses worth retrying on top of 408, 429, 500, 502, 503, 504.
     #[serde(default)]
     pub retry: Vec<u16>,
+    /// Statuses never retried, even from that default set (a target whose 500 means a
+    /// refused value, say).
+    #[serde(default)]
+    pub no_retry: Vec<u16>,
 }
 
 /// A target, fully loaded and checked.
@@ -800,7 +804,11 @@ impl Profile {
 
     /// Statuses worth retrying.
     pub fn is_retryable(&self, status: u16) -> bool {
-        matches!(status, 408 | 429 | 502 | 503 | 504) || self.responses.retry.contains(&status)
+        if self.responses.no_retry.contains(&status) {
+            return false;
+        }
+        matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+            || self.responses.retry.contains(&status)
     }
 
     /// Whether a create's answer says "this user already exists": a `conflict` status and,
