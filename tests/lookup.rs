@@ -187,6 +187,8 @@ struct Target {
     creates: Mutex<Vec<CreateFault>>,
     /// The next N lookups answer 500.
     lookup_500: Mutex<u32>,
+    /// Creates are applied, then never answered (the client can only be killed).
+    hang_creates: Mutex<bool>,
     next_id: Mutex<u32>,
 }
 
@@ -258,28 +260,34 @@ async fn create(State(t): T, Json(b): Json<Value>) -> Response {
     if !b["email"].as_str().unwrap_or("").contains('@') {
         return msg(StatusCode::BAD_REQUEST, "email: invalid email address");
     }
-    let mut users = t.users.lock().unwrap();
-    if users.iter().any(|u| {
-        u["userName"]
-            .as_str()
-            .is_some_and(|u| u.eq_ignore_ascii_case(&name))
-    }) {
-        return msg(
-            StatusCode::BAD_REQUEST,
-            "userName: the value is already taken",
-        );
-    }
-    let id = {
-        let mut n = t.next_id.lock().unwrap();
-        *n += 1;
-        format!("id{n}")
+    let user = {
+        let mut users = t.users.lock().unwrap();
+        if users.iter().any(|u| {
+            u["userName"]
+                .as_str()
+                .is_some_and(|u| u.eq_ignore_ascii_case(&name))
+        }) {
+            return msg(
+                StatusCode::BAD_REQUEST,
+                "userName: the value is already taken",
+            );
+        }
+        let id = {
+            let mut n = t.next_id.lock().unwrap();
+            *n += 1;
+            format!("id{n}")
+        };
+        let mut user = b.clone();
+        user["id"] = json!(id);
+        users.push(user.clone());
+        user
     };
-    let mut user = b.clone();
-    user["id"] = json!(id);
-    users.push(user.clone());
-    drop(users);
     if let Some(CreateFault::ApplyThen500) = fault {
         return msg(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+    }
+    let hang = *t.hang_creates.lock().unwrap();
+    if hang {
+        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
     }
     Json(user).into_response()
 }
@@ -603,4 +611,78 @@ async fn a_500_create_whose_lookup_fails_says_it_may_have_been_applied() {
     );
     assert_eq!(t.count("POST gus"), 1, "{:?}", t.log());
     assert_eq!(t.users().len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. A resumed run reports what it did.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_reports_creates_of_the_killed_run_as_created_without_an_update() {
+    let t = Arc::new(Target::default());
+    *t.hang_creates.lock().unwrap() = true;
+    let base = serve(t.clone()).await;
+    let wd = Workdir::new("lookup-resume");
+    wd.write("lk.toml", lk_profile("", "conflict = [409]"));
+    let sheet = |ivy: &str| {
+        format!("userName,name,email\nhal,Hal,hal@example.com\nivy,{ivy},ivy@example.com\n")
+    };
+    wd.write("people.csv", sheet("Ivy"));
+    let args = [
+        "run",
+        "people.csv",
+        "-p",
+        "lk.toml",
+        "--base-url",
+        &base,
+        "--report",
+        "out.jsonl",
+        "--state",
+        "state",
+        "--mode",
+        "upsert",
+    ];
+    let mut child = wd
+        .command(&args)
+        .args(["--progress", "never"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn enlist");
+    // Both creates reach the target and are applied; their answers never come.
+    for _ in 0..3000 {
+        if t.users().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(t.users().len(), 2, "{:?}", t.log());
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+
+    // The resumed run: hal's row is what was sent; ivy's name changed since.
+    *t.hang_creates.lock().unwrap() = false;
+    wd.write("people.csv", sheet("Ivy Changed"));
+    // (A report of its own: the killed run left an empty out.jsonl behind.)
+    let mut again = args.to_vec();
+    again[7] = "again.jsonl";
+    let r = run_bin(&wd, &again, &[]).await;
+    r.expect_code(0);
+    let outs = outcomes(&wd.path("again.jsonl"));
+    assert_eq!(status(&outs, "hal"), "created", "{outs:?}");
+    assert!(
+        message(&outs, "hal").contains("confirmed by lookup after a restart"),
+        "{outs:?}"
+    );
+    let hal_id = t
+        .users()
+        .iter()
+        .find(|u| u["userName"] == json!("hal"))
+        .map(|u| u["id"].clone());
+    assert_eq!(Some(outs["hal"]["remote_id"].clone()), hal_id);
+    // Only ivy, whose content differs from what the killed run sent, is updated.
+    assert_eq!(status(&outs, "ivy"), "updated", "{outs:?}");
+    let log = t.log();
+    assert_eq!(t.count("PUT"), 1, "{log:?}");
+    assert_eq!(t.count("POST hal"), 1, "{log:?}");
+    assert_eq!(t.users().len(), 2);
 }

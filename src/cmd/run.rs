@@ -372,6 +372,7 @@ fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
     let mut settings = settings(&args, &profile)?;
     init_logging(args.log_format, settings.progress == Progress::Bar);
     let mut journal = open_journal(&args.journal, &args.input.sheet, &profile, &settings)?;
+    settings.create_log = Some(journal.create_log()?);
     let prepared = (|| {
         let input = Input::open(spec)?;
         for w in input.warnings() {

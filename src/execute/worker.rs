@@ -193,6 +193,11 @@ async fn process(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx) -> Result<End, 
         Action::Upsert => {
             if let Some(lk) = &job.lookup {
                 match lookup(sh, cx, lk, &row.key).await? {
+                    Found::Yes(id) if job.created_in_flight => Ok(End::new(
+                        Status::Created,
+                        "confirmed by lookup after a restart: created by the interrupted run",
+                    )
+                    .with_id(id_text(&id))),
                     Found::Yes(id) => update(sh, row, job, cx, id).await,
                     Found::No if !job.missing_for_create.is_empty() => {
                         let cols = job.missing_for_create.join(", ");
@@ -379,6 +384,11 @@ async fn create(
             sh.profile.name
         )));
     };
+    if then_update {
+        if let Some(log) = &sh.settings.create_log {
+            log.creating(&row.key, &job.fingerprint);
+        }
+    }
     let max = sh.settings.max_attempts;
     let mut uncertain: Option<String> = None;
     let mut sends = 0u32;

@@ -187,6 +187,9 @@ pub struct Job {
     /// Look the user up before any create: set on a resume, because the interrupted run may
     /// have applied this row without living to record it.
     pub reconcile: bool,
+    /// An upsert the interrupted run was creating with this very content when it died: a
+    /// lookup that finds the user means that create was applied (no update is needed).
+    pub created_in_flight: bool,
 }
 
 /// One data row after planning: either a job, a skip, or the reasons it is invalid.
@@ -743,6 +746,7 @@ impl Planner {
                 String::new()
             },
             reconcile: false,
+            created_in_flight: false,
         }
     }
 
