@@ -246,6 +246,19 @@ async fn search(State(t): T, Query(q): Query<HashMap<String, String>>) -> Respon
     Json(json!({"items": items, "total": items.len()})).into_response()
 }
 
+/// `GET /first?userName=x`: the first user the search finds, as one object (404: none).
+async fn first(t: T, q: Query<HashMap<String, String>>) -> Response {
+    let resp = search(t, q).await;
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap_or_default();
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    match v["items"].get(0) {
+        Some(u) => Json(u.clone()).into_response(),
+        None => msg(StatusCode::NOT_FOUND, "no such user"),
+    }
+}
+
 /// `POST /users`: 400 for a taken userName and for an invalid email alike (as PocketBase).
 async fn create(State(t): T, Json(b): Json<Value>) -> Response {
     let name = b["userName"].as_str().unwrap_or("").to_string();
@@ -312,6 +325,7 @@ async fn serve(t: Arc<Target>) -> String {
     let app = Router::new()
         .route("/users", get(search).post(create))
         .route("/users/{id}", put(update))
+        .route("/first", get(first))
         .with_state(t);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -466,6 +480,31 @@ async fn a_case_sensitive_match_takes_only_the_exact_spelling() {
     assert_eq!(status(&outs, "lee"), "failed");
     assert!(message(&outs, "lee").contains("not found"), "{outs:?}");
     assert_eq!(t.count("PUT"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_answer_lookup_with_match_checks_the_user_it_returns() {
+    let t = Arc::new(Target::default());
+    seed(&t, &[("jklee", "JK")]);
+    let base = serve(t.clone()).await;
+    let wd = Workdir::new("lookup-single");
+    let profile = lk_profile("", "conflict = [409]")
+        .replace("path = \"/users\"\nquery", "path = \"/first\"\nquery")
+        .replace("list = \"/items\"\n", "not_found = [404]\n");
+    assert!(profile.contains("/first") && !profile.contains("list ="));
+    let (r, outs) = run_lk(
+        &wd,
+        &base,
+        &profile,
+        "userName,name,email\nklee,Kim,klee@example.com\n",
+        &["--mode", "upsert"],
+    )
+    .await;
+    r.expect_code(0);
+    // The server's one answer is jklee: not klee, so klee is created beside it.
+    assert_eq!(status(&outs, "klee"), "created", "{outs:?}");
+    assert_eq!(t.count("PUT"), 0, "{:?}", t.log());
+    assert_eq!(t.users()[0]["name"], json!("JK"));
 }
 
 // ---------------------------------------------------------------------------------------

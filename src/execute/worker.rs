@@ -308,7 +308,12 @@ async fn lookup(sh: &Shared, cx: &mut RowCtx, req: &Request, key: &str) -> Resul
             },
             None => {
                 if spec.match_field.is_some() {
-                    let answer: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
+                    let Ok(answer) = serde_json::from_slice::<Value>(&resp.body) else {
+                        return Ok(Found::Failed(End::failed(format!(
+                            "lookup: the answer ({}) is not JSON, so its user cannot be checked",
+                            resp.status
+                        ))));
+                    };
                     if !names_key(spec, &answer, key) {
                         return Ok(Found::No);
                     }
