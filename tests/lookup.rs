@@ -187,6 +187,8 @@ struct Target {
     creates: Mutex<Vec<CreateFault>>,
     /// The next N lookups answer 500.
     lookup_500: Mutex<u32>,
+    /// The next N lookups (after any 500s) find nobody: an index that lags behind.
+    lookup_miss: Mutex<u32>,
     /// Creates are applied, then never answered (the client can only be killed).
     hang_creates: Mutex<bool>,
     next_id: Mutex<u32>,
@@ -230,6 +232,13 @@ async fn search(State(t): T, Query(q): Query<HashMap<String, String>>) -> Respon
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "search index unavailable",
             );
+        }
+    }
+    {
+        let mut miss = t.lookup_miss.lock().unwrap();
+        if *miss > 0 {
+            *miss -= 1;
+            return Json(json!({"items": [], "total": 0})).into_response();
         }
     }
     let n = needle.to_lowercase();
@@ -576,6 +585,49 @@ async fn an_upsert_whose_conflict_no_lookup_confirms_fails() {
     assert!(message(&outs, "dee").contains("already taken"), "{outs:?}");
     assert_eq!(t.count("PUT"), 0);
     assert_eq!(t.users()[0]["name"], json!("Old Dee"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upsert_whose_conflict_a_lookup_confirms_updates_that_user() {
+    let t = Arc::new(Target::default());
+    seed(&t, &[("eli", "Old Eli")]);
+    // The upsert's own lookup misses eli (a lagging index); the create meets "taken"; the
+    // lookup after it finds eli, who is updated (not reported as "exists").
+    *t.lookup_miss.lock().unwrap() = 1;
+    let base = serve(t.clone()).await;
+    let wd = Workdir::new("lookup-conflict-update");
+    let (r, outs) = run_lk(
+        &wd,
+        &base,
+        &lk_profile("", "conflict = [400]\nconflict_match = \"already taken\""),
+        "userName,name,email\neli,New Eli,eli@example.com\n",
+        &["--mode", "upsert"],
+    )
+    .await;
+    r.expect_code(0);
+    assert_eq!(status(&outs, "eli"), "updated", "{outs:?}");
+    assert_eq!(t.users().len(), 1);
+    assert_eq!(t.users()[0]["name"], json!("New Eli"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_answered_500_is_retried() {
+    let t = Arc::new(Target::default());
+    seed(&t, &[("fox", "Old Fox")]);
+    *t.lookup_500.lock().unwrap() = 1;
+    let base = serve(t.clone()).await;
+    let wd = Workdir::new("lookup-500-retried");
+    let (r, outs) = run_lk(
+        &wd,
+        &base,
+        &lk_profile("", "conflict = [409]"),
+        "userName,name,email\nfox,New Fox,fox@example.com\n",
+        &["--mode", "update"],
+    )
+    .await;
+    r.expect_code(0);
+    assert_eq!(status(&outs, "fox"), "updated", "{outs:?}");
+    assert_eq!(t.count("GET fox"), 2, "{:?}", t.log());
 }
 
 #[test]
