@@ -20,8 +20,11 @@
 //! A lock file beside the database keeps two runs off the same state; the OS releases the
 //! lock when a process dies, so a stale lock from a dead process is simply taken over.
 
+use std::collections::HashMap;
 use std::fs::File;
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fs4::fs_std::FileExt;
@@ -36,6 +39,11 @@ use crate::profile::Action;
 pub const BATCH: usize = 2000;
 /// Longest time an outcome waits for its batch to be committed.
 pub const BATCH_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Beside the database: one JSON line `[run, fingerprint, key]` per create an upsert was
+/// about to send. Not synced: it must survive the process, not the machine (a lost line
+/// costs the resumed run one update it did not need). Emptied when a run finishes.
+pub const INFLIGHT_FILE: &str = "creates-in-flight.jsonl";
 
 /// The layout of the state database (`PRAGMA user_version`). 0 is the first layout, which
 /// named the target in every `applied` row and kept fingerprints as hex text; it is
@@ -156,6 +164,9 @@ pub struct Journal {
     resumes_after: Option<i64>,
     pending: usize,
     last_commit: Instant,
+    /// On a resume: the creates the interrupted run(s) were sending, by journal key (the
+    /// content's fingerprint), read from [`INFLIGHT_FILE`].
+    in_flight: Arc<HashMap<String, String>>,
     /// Held for the life of the run; dropping it releases the lock.
     _lock: File,
     path: PathBuf,
@@ -267,6 +278,10 @@ impl Journal {
         )
         .map_err(sql_err(&db))?;
         conn.execute_batch("BEGIN").map_err(sql_err(&db))?;
+        let in_flight = match resumes_after {
+            Some(after) => read_in_flight(&dir.join(INFLIGHT_FILE), after, run_id),
+            None => HashMap::new(),
+        };
         Ok(Journal {
             conn,
             target_id,
@@ -275,6 +290,7 @@ impl Journal {
             resumes_after,
             pending: 0,
             last_commit: Instant::now(),
+            in_flight: Arc::new(in_flight),
             _lock: lock,
             path: db,
         })
@@ -292,7 +308,22 @@ impl Journal {
             skip_applied,
             resumes_after: self.resumes_after,
             run_id: self.run_id,
+            in_flight: self.in_flight.clone(),
         }
+    }
+
+    /// Where this run's workers note the creates they are about to send.
+    pub fn create_log(&self) -> Result<Arc<dyn crate::execute::CreateLog>> {
+        let path = self.path.with_file_name(INFLIGHT_FILE);
+        let file = File::options()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::input(&path, format!("cannot open: {e}")))?;
+        Ok(Arc::new(InFlightLog {
+            file: Mutex::new(file),
+            run_id: self.run_id,
+        }))
     }
 
     pub fn run_id(&self) -> i64 {
@@ -392,6 +423,13 @@ impl OutcomeSink for Journal {
     fn finish(&mut self, summary: &RunSummary) -> Result<()> {
         // An interrupted run stays "unfinished" so that the next run resumes it.
         if !summary.interrupted {
+            // The chain of runs is complete: no create is in flight any more.
+            if let Ok(f) = File::options()
+                .write(true)
+                .open(self.path.with_file_name(INFLIGHT_FILE))
+            {
+                let _ = f.set_len(0);
+            }
             self.conn
                 .execute(
                     "UPDATE runs SET finished_at = ?1 WHERE id = ?2",
@@ -451,9 +489,45 @@ impl JournalReader {
     }
 }
 
+/// Notes the creates of one run in [`INFLIGHT_FILE`].
+#[derive(Debug)]
+struct InFlightLog {
+    file: Mutex<File>,
+    run_id: i64,
+}
+
+impl crate::execute::CreateLog for InFlightLog {
+    fn creating(&self, key: &str, fingerprint: &str) {
+        let line = serde_json::json!([self.run_id, fingerprint, journal_key(key)]).to_string();
+        let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = writeln!(f, "{line}") {
+            tracing::debug!("cannot note a create in flight: {e}");
+        }
+    }
+}
+
+/// The creates that runs after `after` (and before `this_run`) noted; later lines win.
+/// Lines that do not parse (a torn last line) are skipped.
+fn read_in_flight(path: &Path, after: i64, this_run: i64) -> HashMap<String, String> {
+    let mut map = HashMap::new();
+    let Ok(f) = File::open(path) else {
+        return map;
+    };
+    for line in std::io::BufReader::new(f).lines() {
+        let Ok(line) = line else { break };
+        let Ok((run, fp, key)) = serde_json::from_str::<(i64, String, String)>(&line) else {
+            continue;
+        };
+        if run > after && run < this_run {
+            map.insert(key, fp);
+        }
+    }
+    map
+}
+
 /// Decides, from what the journal knows about a row's key, whether the row needs sending
 /// (delta sync) and whether its create must be preceded by a lookup (resume).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delta {
     /// Rows whose exact content was applied already end without a request.
     pub skip_applied: bool,
@@ -462,6 +536,9 @@ pub struct Delta {
     pub resumes_after: Option<i64>,
     /// This run.
     pub run_id: i64,
+    /// On a resume: the creates the interrupted run(s) were sending (journal key →
+    /// fingerprint).
+    pub in_flight: Arc<HashMap<String, String>>,
 }
 
 impl Delta {
@@ -512,6 +589,17 @@ impl Delta {
             applied.is_some_and(|a| self.resumes_after.is_some_and(|after| a.run_id <= after));
         if self.resumes_after.is_some() && creates && !known_before {
             job.reconcile = true;
+        }
+        // An upsert the interrupted run was creating with this same content: if the lookup
+        // finds the user, that create was applied, and no update is needed. (Recorded
+        // outcomes of the chain were settled above; other content is updated as usual.)
+        let recorded_since =
+            applied.is_some_and(|a| self.resumes_after.is_some_and(|after| a.run_id > after));
+        if job.action == Action::Upsert
+            && !recorded_since
+            && self.in_flight.get(&journal_key(&row.key)) == Some(&job.fingerprint)
+        {
+            job.created_in_flight = true;
         }
     }
 }
@@ -641,6 +729,7 @@ mod tests {
                 fingerprint: "f1".into(),
                 reconcile: false,
                 secrets: vec![],
+                created_in_flight: false,
             }),
             settled: None,
         }
@@ -662,6 +751,7 @@ mod tests {
             skip_applied: true,
             resumes_after: None,
             run_id: 5,
+            in_flight: Default::default(),
         };
         let mut r = planned(Action::Upsert, true);
         nightly.decide(&mut r, Some(&applied("f1", 3)));
@@ -679,7 +769,7 @@ mod tests {
         // --full: sent even if unchanged.
         let full = Delta {
             skip_applied: false,
-            ..nightly
+            ..nightly.clone()
         };
         let mut r = planned(Action::Upsert, true);
         full.decide(&mut r, Some(&applied("f1", 3)));
@@ -690,6 +780,7 @@ mod tests {
             skip_applied: true,
             resumes_after: Some(3),
             run_id: 5,
+            in_flight: Arc::new(HashMap::from([("ann@x".to_string(), "f1".to_string())])),
         };
         let mut r = planned(Action::Create, true);
         resume.decide(&mut r, Some(&applied("f1", 4)));
@@ -716,6 +807,18 @@ mod tests {
             resume.decide(&mut r, None);
             assert_eq!(r.job.unwrap().reconcile, want, "{action:?} lookup={lookup}");
         }
+        // The interrupted run was creating this upsert with this content: a lookup that
+        // finds it confirms the create. Other content, or a recorded outcome, is not marked.
+        let mut r = planned(Action::Upsert, true);
+        resume.decide(&mut r, None);
+        assert!(r.job.unwrap().created_in_flight);
+        let mut r = planned(Action::Upsert, true);
+        resume.decide(&mut r, Some(&applied("old", 4)));
+        assert!(!r.job.unwrap().created_in_flight);
+        let mut r = planned(Action::Upsert, true);
+        nightly.decide(&mut r, None);
+        assert!(!r.job.unwrap().created_in_flight);
+
         // Created by a finished run (content changed since): no lookup needed.
         let mut r = planned(Action::Create, true);
         resume.decide(&mut r, Some(&applied("old", 2)));

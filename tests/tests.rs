@@ -7,6 +7,7 @@ mod feedback;
 mod hostile_input;
 mod hostile_server;
 mod keys;
+mod lookup;
 mod nightly;
 mod reader;
 mod real;

@@ -393,6 +393,7 @@ fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
     settings.input_sha256 = copy.sha256().to_string();
     init_logging(args.log_format, settings.progress == Progress::Bar);
     let mut journal = open_journal(&args.journal, &args.input.sheet, &profile, &settings)?;
+    settings.create_log = Some(journal.create_log()?);
     let prepared = (|| {
         let input = Input::open(spec)?;
         test_pause_between_passes();

@@ -57,6 +57,11 @@ pub struct SandboxArgs {
     /// Static bearer token the SCIM sandbox accepts.
     #[arg(long, default_value = "sandbox-token")]
     pub token: String,
+
+    /// SCIM lookups match by substring over userName, displayName and emails, as many user
+    /// APIs search ("lee" also finds "klee"), to rehearse a profile's `match` rule.
+    #[arg(long)]
+    pub lookup_substring: bool,
 }
 
 impl SandboxArgs {
@@ -85,6 +90,7 @@ impl SandboxArgs {
             username: self.username.clone(),
             password: self.password.clone(),
             token: self.token.clone(),
+            lookup_substring: self.lookup_substring,
         })
     }
 }

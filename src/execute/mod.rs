@@ -84,6 +84,16 @@ pub struct RunSettings {
     pub input_file: String,
     pub input_sha256: String,
     pub command_line: String,
+    /// Told of every create an upsert is about to send (the journal keeps it, so that a
+    /// resume after a crash can tell "created by the interrupted run" from "was there").
+    pub create_log: Option<Arc<dyn CreateLog>>,
+}
+
+/// Where a run notes the creates it is about to send; the note need not be durable (a
+/// lost note only costs the resumed run an update it did not need).
+pub trait CreateLog: Send + Sync + std::fmt::Debug {
+    /// An upsert found no user `key` and is about to create it with content `fingerprint`.
+    fn creating(&self, key: &str, fingerprint: &str);
 }
 
 impl RunSettings {
@@ -131,6 +141,7 @@ impl RunSettings {
             input_file: String::new(),
             input_sha256: String::new(),
             command_line: String::new(),
+            create_log: None,
         })
     }
 

@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::outcome::{now_rfc3339, Outcome, Status};
 use crate::plan::{Job, PlannedRow, Request};
 use crate::profile::template::value_text;
-use crate::profile::Action;
+use crate::profile::{Action, RequestSpec};
 
 /// Takes rows until the channel closes or the run stops.
 pub(super) async fn work(
@@ -186,7 +186,7 @@ async fn process(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx) -> Result<End, 
             // it, so look before sending the create again.
             if let (true, Some(lk)) = (job.reconcile, &job.lookup) {
                 // Boxed (only on a resume): see `create`.
-                match Box::pin(lookup(sh, cx, lk)).await? {
+                match Box::pin(lookup(sh, cx, lk, &row.key)).await? {
                     Found::Yes(id) => {
                         return Ok(End::new(
                             Status::Created,
@@ -202,7 +202,7 @@ async fn process(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx) -> Result<End, 
         }
         Action::Update => {
             if let Some(lk) = &job.lookup {
-                match lookup(sh, cx, lk).await? {
+                match lookup(sh, cx, lk, &row.key).await? {
                     Found::Yes(id) => update(sh, row, job, cx, id).await,
                     Found::No => Ok(not_found(row)),
                     Found::Failed(end) => Ok(end),
@@ -213,7 +213,12 @@ async fn process(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx) -> Result<End, 
         }
         Action::Upsert => {
             if let Some(lk) = &job.lookup {
-                match lookup(sh, cx, lk).await? {
+                match lookup(sh, cx, lk, &row.key).await? {
+                    Found::Yes(id) if job.created_in_flight => Ok(End::new(
+                        Status::Created,
+                        "confirmed by lookup after a restart: created by the interrupted run",
+                    )
+                    .with_id(id_text(&id))),
                     Found::Yes(id) => update(sh, row, job, cx, id).await,
                     Found::No if !job.missing_for_create.is_empty() => {
                         let cols = job.missing_for_create.join(", ");
@@ -273,7 +278,21 @@ enum Found {
     Failed(End),
 }
 
-async fn lookup(sh: &Shared, cx: &mut RowCtx, req: &Request) -> Result<Found, Error> {
+/// Whether a user found by a lookup is the one `key` names: its `match` field equals the
+/// key (a lookup without `match` trusts the server).
+fn names_key(spec: &RequestSpec, item: &Value, key: &str) -> bool {
+    match &spec.match_field {
+        None => true,
+        Some(ptr) => item
+            .pointer(ptr)
+            .filter(|v| !matches!(v, Value::Null | Value::Array(_) | Value::Object(_)))
+            .is_some_and(|v| spec.match_case.same(&value_text(v), key)),
+    }
+}
+
+/// Looks the row's user up. A list answer counts only the items whose `match` field
+/// equals `key`: none is "not found", more than one fails the row.
+async fn lookup(sh: &Shared, cx: &mut RowCtx, req: &Request, key: &str) -> Result<Found, Error> {
     let Some(spec) = sh.profile.requests.lookup.as_ref() else {
         return Ok(Found::No);
     };
@@ -291,10 +310,20 @@ async fn lookup(sh: &Shared, cx: &mut RowCtx, req: &Request) -> Result<Found, Er
         }
         let id = match &spec.list {
             Some(lp) => match resp.json_at(lp) {
-                Some(Value::Array(items)) => match items.first() {
-                    None => return Ok(Found::No),
-                    Some(first) => id_at(first, spec.remote_id.as_deref()),
-                },
+                Some(Value::Array(items)) => {
+                    let mut exact = items.iter().filter(|item| names_key(spec, item, key));
+                    let Some(found) = exact.next() else {
+                        return Ok(Found::No);
+                    };
+                    let more = exact.count();
+                    if more > 0 {
+                        return Ok(Found::Failed(End::failed(format!(
+                            "{} users match {key} on the target; refusing to guess",
+                            more + 1
+                        ))));
+                    }
+                    id_at(found, spec.remote_id.as_deref())
+                }
                 _ => {
                     return Ok(Found::Failed(End::failed(format!(
                         "lookup: the answer ({}) has no list at {lp}",
@@ -302,7 +331,20 @@ async fn lookup(sh: &Shared, cx: &mut RowCtx, req: &Request) -> Result<Found, Er
                     ))))
                 }
             },
-            None => resp_id(&resp, spec.remote_id.as_deref()),
+            None => {
+                if spec.match_field.is_some() {
+                    let Ok(answer) = serde_json::from_slice::<Value>(&resp.body) else {
+                        return Ok(Found::Failed(End::failed(format!(
+                            "lookup: the answer ({}) is not JSON, so its user cannot be checked",
+                            resp.status
+                        ))));
+                    };
+                    if !names_key(spec, &answer, key) {
+                        return Ok(Found::No);
+                    }
+                }
+                resp_id(&resp, spec.remote_id.as_deref())
+            }
         };
         cx.lookup_id = id_text(&id);
         Ok(Found::Yes(id))
@@ -372,6 +414,11 @@ async fn create(
             sh.profile.name
         )));
     };
+    if then_update {
+        if let Some(log) = &sh.settings.create_log {
+            log.creating(&row.key, &job.fingerprint);
+        }
+    }
     let max = sh.settings.max_attempts;
     let mut uncertain: Option<String> = None;
     let mut sends = 0u32;
@@ -386,7 +433,7 @@ async fn create(
                 // The rare paths of a create (this lookup, the update after a conflict) are
                 // boxed: inline, their state would sit in every row's future, which is
                 // built and moved for every row.
-                match Box::pin(lookup(sh, cx, lk)).await? {
+                match Box::pin(lookup(sh, cx, lk, &row.key)).await? {
                     Found::Yes(id) => {
                         return Ok(End::new(
                             Status::Created,
@@ -395,7 +442,12 @@ async fn create(
                         .with_id(id_text(&id)))
                     }
                     Found::No => {}
-                    Found::Failed(end) => return Ok(end),
+                    Found::Failed(end) => {
+                        return Ok(End::failed(format!(
+                            "the create may have been applied ({why}); the lookup to confirm it failed: {}; check this user",
+                            end.message
+                        )))
+                    }
                 }
             }
             sh.stats.retry();
@@ -425,12 +477,15 @@ async fn create(
             };
             return Ok(End::new(Status::Created, msg).with_id(id_text(&rid)));
         }
-        if spec.conflict.contains(&resp.status) {
+        if sh.profile.is_conflict(spec, resp.status, &resp.body) {
             if uncertain.is_some() && job.lookup.is_none() {
                 return Ok(End::new(
                     Status::Created,
                     "created: the retry after an uncertain attempt met a conflict, so the first attempt was applied",
                 ));
+            }
+            if let Some(lk) = &job.lookup {
+                return Box::pin(confirm_conflict(sh, row, job, cx, lk, &resp, then_update)).await;
             }
             let can_update = job.update.as_ref().is_some_and(|u| !u.needs_remote_id());
             if then_update && can_update {
@@ -444,6 +499,49 @@ async fn create(
             return Ok(End::new(Status::Exists, format!("already exists{server}")));
         }
         return Ok(End::failed(failure_message(&sh.profile, &resp)));
+    }
+}
+
+/// A create met a conflict and the profile can look users up: the user exists only if the
+/// lookup finds it (then `exists`, or updated for an upsert); otherwise the row fails with
+/// the server's own words, since a "conflict" status can also mean a refused value.
+async fn confirm_conflict(
+    sh: &Shared,
+    row: &PlannedRow,
+    job: &Job,
+    cx: &mut RowCtx,
+    lk: &Request,
+    conflict: &Resp,
+    then_update: bool,
+) -> Result<End, Error> {
+    let status = cx.http_status;
+    match lookup(sh, cx, lk, &row.key).await? {
+        Found::Yes(id) if then_update => update(sh, row, job, cx, id).await,
+        Found::Yes(id) => {
+            cx.http_status = status;
+            let server = sh
+                .profile
+                .error_message(&conflict.body)
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default();
+            Ok(End::new(Status::Exists, format!("already exists{server}")).with_id(id_text(&id)))
+        }
+        Found::No => {
+            cx.http_status = status;
+            Ok(End::failed(format!(
+                "{}; no user {} is found on the target, so this is not read as \"already exists\"",
+                failure_message(&sh.profile, conflict),
+                row.key
+            )))
+        }
+        Found::Failed(end) => {
+            cx.http_status = status;
+            Ok(End::failed(format!(
+                "{}; the lookup to confirm the user exists failed: {}",
+                failure_message(&sh.profile, conflict),
+                end.message
+            )))
+        }
     }
 }
 
@@ -503,9 +601,9 @@ async fn call(
                     sh.gate.success();
                     return Ok(resp);
                 }
-                if !idempotent && matches!(resp.status, 502 | 504) {
+                if !idempotent && matches!(resp.status, 500 | 502 | 504) {
                     return Err(CallErr::Uncertain(format!(
-                        "{} from a gateway: the target may have applied it",
+                        "{}: the target may have applied it",
                         failure_message(&sh.profile, &resp)
                     )));
                 }

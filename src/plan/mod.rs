@@ -190,6 +190,9 @@ pub struct Job {
     pub reconcile: bool,
     /// The row's secret cells as sent: masked in any server text about this row.
     pub secrets: Vec<String>,
+    /// An upsert the interrupted run was creating with this very content when it died: a
+    /// lookup that finds the user means that create was applied (no update is needed).
+    pub created_in_flight: bool,
 }
 
 /// One data row after planning: either a job, a skip, or the reasons it is invalid.
@@ -794,6 +797,7 @@ impl Planner {
                 .map(|v| template::value_text(v).into_owned())
                 .filter(|t| !t.trim().is_empty())
                 .collect(),
+            created_in_flight: false,
         }
     }
 

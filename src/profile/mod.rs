@@ -323,6 +323,15 @@ pub struct RequestSpec {
     /// Statuses that mean "the user already exists" (create) .
     #[serde(default)]
     pub conflict: Vec<u16>,
+    /// Create only: a regular expression (case ignored) that the error body, or the server's
+    /// message found by `responses.error_message`, must match for a `conflict` status to
+    /// mean "already exists" (`already|taken|unique`). Without it every `conflict` status
+    /// counts; with it, such a status whose body does not match fails the row.
+    #[serde(default)]
+    pub conflict_match: Option<String>,
+    /// Compiled `conflict_match`.
+    #[serde(skip)]
+    pub conflict_regex: Option<Regex>,
     /// Statuses that mean "no such user" (update, lookup).
     #[serde(default)]
     pub not_found: Vec<u16>,
@@ -332,12 +341,44 @@ pub struct RequestSpec {
     /// Lookup only: JSON pointer to a list of matches; an empty list means "not found".
     #[serde(default)]
     pub list: Option<String>,
+    /// Lookup only: JSON pointer, inside each list item (or the one answer without `list`),
+    /// of the field that must equal the row's key. Required with `list`: many APIs search
+    /// by substring, so the first item may be another user.
+    #[serde(default, rename = "match")]
+    pub match_field: Option<String>,
+    /// How `match` compares: `insensitive` (the default, as keys are compared) or `sensitive`.
+    /// Both ignore outer spaces.
+    #[serde(default)]
+    pub match_case: MatchCase,
     /// The compiled body template.
     #[serde(skip)]
     pub template: Option<Template>,
     /// Method, path, query and headers parsed once (set when the profile loads).
     #[serde(skip)]
     pub compiled: Option<CompiledRequest>,
+}
+
+/// How a lookup's `match` field is compared with the row's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MatchCase {
+    /// Ignoring case (and outer spaces), as the duplicate check compares keys.
+    #[default]
+    Insensitive,
+    /// Exactly, outer spaces aside.
+    Sensitive,
+}
+
+impl MatchCase {
+    /// Whether a field's text found on the target names the same user as `key`.
+    pub fn same(self, found: &str, key: &str) -> bool {
+        match self {
+            MatchCase::Insensitive => {
+                crate::plan::normal_key(found) == crate::plan::normal_key(key)
+            }
+            MatchCase::Sensitive => found.trim() == key.trim(),
+        }
+    }
 }
 
 /// The parts of a [`RequestSpec`] every row fills in, parsed once.
@@ -402,9 +443,13 @@ pub struct Responses {
     /// JSON pointers tried in order for the server's error message (`/details`, `/ErrorMessage`).
     #[serde(default)]
     pub error_message: Vec<String>,
-    /// Extra statuses worth retrying on top of 429, 502, 503, 504.
+    /// Extra statuses worth retrying on top of 408, 429, 500, 502, 503, 504.
     #[serde(default)]
     pub retry: Vec<u16>,
+    /// Statuses never retried, even from that default set (a target whose 500 means a
+    /// refused value, say).
+    #[serde(default)]
+    pub no_retry: Vec<u16>,
 }
 
 /// A target, fully loaded and checked.
@@ -594,11 +639,47 @@ impl Profile {
             }
             check_names(&format!("requests.{which}"), names)
         };
-        if let Some(s) = p.requests.create.as_mut() {
-            compile("create", s)?;
+        for (which, spec) in [
+            ("create", &mut p.requests.create),
+            ("update", &mut p.requests.update),
+        ] {
+            if let Some(s) = spec.as_mut() {
+                compile(which, s)?;
+                if s.list.is_some() || s.match_field.is_some() {
+                    return Err(err(format!(
+                        "requests.{which}: list and match belong to requests.lookup"
+                    )));
+                }
+            }
         }
-        if let Some(s) = p.requests.update.as_mut() {
-            compile("update", s)?;
+        if let Some(s) = p.requests.create.as_mut() {
+            if let Some(pat) = &s.conflict_match {
+                if s.conflict.is_empty() {
+                    return Err(err(
+                        "requests.create: conflict_match needs the statuses it refines: conflict = [400, 409]".into(),
+                    ));
+                }
+                s.conflict_regex = Some(
+                    regex::RegexBuilder::new(pat)
+                        .case_insensitive(true)
+                        .build()
+                        .map_err(|e| {
+                            err(format!(
+                                "requests.create: conflict_match does not compile: {e}"
+                            ))
+                        })?,
+                );
+            }
+        }
+        for (which, spec) in [
+            ("update", &p.requests.update),
+            ("lookup", &p.requests.lookup),
+        ] {
+            if spec.as_ref().is_some_and(|s| s.conflict_match.is_some()) {
+                return Err(err(format!(
+                    "requests.{which}: conflict_match belongs to requests.create"
+                )));
+            }
         }
         if let Some(s) = p.requests.lookup.as_mut() {
             compile("lookup", s)?;
@@ -606,6 +687,21 @@ impl Profile {
                 return Err(err(
                     "requests.lookup must say what \"not found\" looks like: not_found = [404] or list = \"/pointer\"".into(),
                 ));
+            }
+            if s.list.is_some() && s.match_field.is_none() {
+                return Err(err(format!(
+                    "requests.lookup has list = {:?} but no match: say which field of each item must equal the key {:?}, for example match = \"/{}\" (a list lookup never takes the first item on trust)",
+                    s.list.as_deref().unwrap_or(""),
+                    p.key,
+                    p.key
+                )));
+            }
+            if let Some(m) = &s.match_field {
+                if !m.starts_with('/') {
+                    return Err(err(format!(
+                        "requests.lookup: match = {m:?} must be a JSON pointer starting with /"
+                    )));
+                }
             }
         }
         if let Auth::TokenLogin(tl) = &mut p.auth {
@@ -708,7 +804,24 @@ impl Profile {
 
     /// Statuses worth retrying.
     pub fn is_retryable(&self, status: u16) -> bool {
-        matches!(status, 408 | 429 | 502 | 503 | 504) || self.responses.retry.contains(&status)
+        if self.responses.no_retry.contains(&status) {
+            return false;
+        }
+        matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+            || self.responses.retry.contains(&status)
+    }
+
+    /// Whether a create's answer says "this user already exists": a `conflict` status and,
+    /// when the profile has a `conflict_match`, a body (or server message) that matches it.
+    pub fn is_conflict(&self, spec: &RequestSpec, status: u16, body: &[u8]) -> bool {
+        if !spec.conflict.contains(&status) {
+            return false;
+        }
+        let Some(re) = &spec.conflict_regex else {
+            return true;
+        };
+        re.is_match(&String::from_utf8_lossy(body))
+            || self.error_message(body).is_some_and(|m| re.is_match(&m))
     }
 
     /// The server's error message from an error body, using the profile's pointers.

@@ -151,6 +151,10 @@ pub struct SandboxConfig {
     pub password: String,
     /// Static bearer token for SCIM.
     pub token: String,
+    /// SCIM lookups search the way many user APIs do: `userName eq "lee"` returns every
+    /// user whose userName, displayName or email contains "lee" (case ignored), in
+    /// creation order, so a client that takes the first item gets the wrong user.
+    pub lookup_substring: bool,
 }
 
 impl Default for SandboxConfig {
@@ -168,6 +172,7 @@ impl Default for SandboxConfig {
             username: "admin".to_string(),
             password: "sandbox".to_string(),
             token: "sandbox-token".to_string(),
+            lookup_substring: false,
         }
     }
 }

@@ -286,6 +286,22 @@ fn parse_filter(f: &str) -> Result<Filter, String> {
 }
 
 impl Filter {
+    /// Whether `user` contains the value anywhere a search box would look (the
+    /// `lookup_substring` knob): userName, displayName, the emails.
+    fn contained(&self, user: &Value) -> bool {
+        let needle = self.value.to_lowercase();
+        let has = |v: Option<&str>| v.is_some_and(|t| t.to_lowercase().contains(&needle));
+        has(user.get("userName").and_then(Value::as_str))
+            || has(user.get("displayName").and_then(Value::as_str))
+            || user
+                .get("emails")
+                .and_then(Value::as_array)
+                .is_some_and(|a| {
+                    a.iter()
+                        .any(|e| has(e.get("value").and_then(Value::as_str)))
+                })
+    }
+
     fn matches(&self, user: &Value) -> bool {
         let s = |k: &str| user.get(k).and_then(Value::as_str);
         match self.attr.to_ascii_lowercase().as_str() {
@@ -333,7 +349,15 @@ async fn list(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Respons
     let matching: Vec<Value> = lock(&app.store)
         .records
         .iter()
-        .filter(|r| filter.as_ref().is_none_or(|f| f.matches(&r.user)))
+        .filter(|r| {
+            filter.as_ref().is_none_or(|f| {
+                if app.cfg.lookup_substring && f.attr.eq_ignore_ascii_case("userName") {
+                    f.contained(&r.user)
+                } else {
+                    f.matches(&r.user)
+                }
+            })
+        })
         .map(|r| r.user.clone())
         .collect();
     let total = matching.len();
