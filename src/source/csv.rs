@@ -403,15 +403,11 @@ impl RowSource for CsvRows {
                 }
                 let keep = self.keep.as_deref().unwrap_or(&[]);
                 let cells = kept_cells(self.record.iter(), keep, self.width, self.guessed);
-                Some(cells.map(|cells| RawRow { number, cells }).map_err(|()| {
-                    bad_row(
-                        number,
-                        self.record.iter(),
-                        self.width,
-                        &self.headers,
-                        self.guessed,
-                    )
-                }))
+                Some(
+                    cells
+                        .map(|cells| RawRow { number, cells })
+                        .map_err(|()| self.bad_record(number)),
+                )
             }
             Ok(false) => {
                 self.done = true;
