@@ -19,7 +19,8 @@ use crate::source::SourceOptions;
     about = "Provision users in bulk from the spreadsheets people actually hand over",
     long_about = None,
     after_help = "Exit codes: 0 all rows fine, 1 some rows failed or were invalid, 2 usage error, \
-                  3 input or profile refused, 4 run could not start, 5 state locked, 6 interrupted."
+                  3 input or profile refused, 4 run could not start, 5 state locked, 6 interrupted, \
+                  7 an outcome could not be recorded (journal or report)."
 )]
 pub struct Cli {
     #[command(subcommand)]

@@ -443,6 +443,9 @@ fn hostile_echoes_never_leak_secrets() {
 
 // ---- 3. answers bounded ----
 
+/// Creates of `bigok-*` users the server received.
+static BIG_CREATED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Answers of 5 MiB to a create and 17 MiB to a lookup end their rows with a clear
 /// message; an answer that is not JSON (a proxy's sign-in page) fails its row with an
 /// excerpt, on a create and on a lookup; nothing panics and every row gets one outcome.
@@ -471,6 +474,11 @@ fn hostile_answers_are_bounded_and_checked() {
                 (StatusCode::BAD_REQUEST, big).into_response()
             }
             (_, "htmlcreate") => (StatusCode::OK, html).into_response(),
+            (_, "bigok") => {
+                BIG_CREATED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let big = format!("{{\"id\":\"{}\"}}", "z".repeat(5 << 20));
+                (StatusCode::CREATED, big).into_response()
+            }
             _ => json(201, serde_json::json!({"id": user})),
         }
     });
@@ -478,13 +486,13 @@ fn hostile_answers_are_bounded_and_checked() {
     wd.write("hostile.toml", PROFILE.replace("AUTH", NO_AUTH));
     wd.write(
         "users.csv",
-        "userId,name,password\nbigcreate-1,A,\nbiglookup-2,B,\nhtmlcreate-3,C,\nhtmllookup-4,D,\nfine-5,E,\n",
+        "userId,name,password\nbigcreate-1,A,\nbiglookup-2,B,\nhtmlcreate-3,C,\nhtmllookup-4,D,\nfine-5,E,\nbigok-6,F,\n",
     );
     let r = run(&wd, &url, &["--mode", "upsert"]);
     r.expect_code(1);
     assert!(!r.stderr().contains("panicked"), "{}", r.stderr());
     let got = outcomes(&wd, "out.csv");
-    assert_eq!(got.len(), 5, "{got:#?}");
+    assert_eq!(got.len(), 6, "{got:#?}");
     let find = |u: &str| got.iter().find(|g| g.0 == u).expect(u).clone();
     let (_, o, m) = find("bigcreate-1");
     assert_eq!(o, "failed", "{m}");
@@ -498,9 +506,22 @@ fn hostile_answers_are_bounded_and_checked() {
     let (_, o, m) = find("htmlcreate-3");
     assert_eq!(o, "failed", "{m}");
     assert!(
-        m.starts_with("the answer (200) is not JSON: <html><body>Please sign in"),
+        m.starts_with(
+            "the target answered 200 (created), but the answer (200) is not JSON: <html><body>Please sign in"
+        ),
         "{m}"
     );
+    // A create answered 201 with more than enlist reads was applied: it is never sent
+    // again (on a target without a uniqueness check, that would be a second user).
+    let (_, o, m) = find("bigok-6");
+    assert_eq!(o, "failed", "{m}");
+    assert!(
+        m.starts_with(
+            "the target answered 201 (created), but the answer (201) is larger than 1 MiB"
+        ),
+        "{m}"
+    );
+    assert_eq!(BIG_CREATED.load(std::sync::atomic::Ordering::SeqCst), 1);
     let (_, o, m) = find("htmllookup-4");
     assert_eq!(o, "failed", "{m}");
     assert!(

@@ -561,7 +561,7 @@ async fn csv_report_cells_that_excel_would_run_are_defused() {
     let (_srv, url) = server().await;
     let wd = Arc::new(setup(
         "sinks_formula",
-        "userId,name,Phone\na@x.io,\"=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\",+4930111\n",
+        "userId,name,Phone\na@x.io,\"=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\",+4930111\nb@x.io,'=quoted,1\n",
         100.0,
     ));
     let r = run_binary(
@@ -573,13 +573,18 @@ async fn csv_report_cells_that_excel_would_run_are_defused() {
     r.expect_code(0);
     let text = wd.read("out.csv");
     let mut rd = csv::Reader::from_reader(text.as_bytes());
-    let rec = rd.records().next().expect("a row").expect("csv");
+    // Rows are written as they finish: find them by key.
+    let recs: Vec<csv::StringRecord> = rd.records().map(|r| r.expect("csv")).collect();
+    let rec = recs.iter().find(|r| &r[0] == "a@x.io").expect("row a");
     assert_eq!(&rec[1], "'=HYPERLINK(\"http://evil\",\"x\")");
     assert_eq!(&rec[2], "'+4930111");
+    let rec = recs.iter().find(|r| &r[0] == "b@x.io").expect("row b");
+    assert_eq!(&rec[1], "''=quoted");
     // The JSON lines keep the values as they were.
     let out = jsonl(&wd, "users.outcome.jsonl");
-    assert_eq!(out[0]["cells"][1], "=HYPERLINK(\"http://evil\",\"x\")");
-    assert_eq!(out[0]["cells"][2], "+4930111");
+    let a = out.iter().find(|o| o["key"] == "a@x.io").expect("a");
+    assert_eq!(a["cells"][1], "=HYPERLINK(\"http://evil\",\"x\")");
+    assert_eq!(a["cells"][2], "+4930111");
     // Fed back as input, the CSV report gives the values as they were, not the escapes.
     let r = wd.run(&[
         "check",
@@ -587,15 +592,20 @@ async fn csv_report_cells_that_excel_would_run_are_defused() {
         "--profile",
         "./sinks.toml",
         "--show-requests",
-        "1",
+        "2",
     ]);
     let shown = r.stdout();
+    // A value that itself began with a quote comes back with it.
+    assert!(
+        shown.contains(r#""name":"'=quoted"#) || shown.contains(r#""name": "'=quoted"#),
+        "{shown}"
+    );
     assert!(
         shown.contains(r#""name":"=HYPERLINK"#) || shown.contains(r#""name": "=HYPERLINK"#),
         "{shown}\n{}",
         r.stderr()
     );
-    assert!(!shown.contains("'="), "{shown}");
+    assert!(!shown.contains("'=HYPERLINK"), "{shown}");
 }
 
 // ---- 7. console findings are capped ----

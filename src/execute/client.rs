@@ -70,6 +70,10 @@ pub struct Resp {
     pub body: bytes::Bytes,
     /// For a redirect (3xx with a Location), what happened in words.
     pub redirect: Option<String>,
+    /// The answer was larger than enlist reads ([`MAX_ANSWER`], [`MAX_PAGE`]): why, in
+    /// words. The body is then empty, but the status stands: a create answered 201 with
+    /// too much was applied, and is never sent again.
+    pub oversized: Option<String>,
 }
 
 impl Resp {
@@ -232,15 +236,12 @@ pub enum SendError {
     NotSent(String),
     /// The server may have received and applied it.
     Uncertain(String),
-    /// The server answered, with more than enlist reads ([`MAX_ANSWER`], [`MAX_PAGE`]):
-    /// sending again would only bring the same answer.
-    TooLarge(String),
 }
 
 impl SendError {
     pub fn message(&self) -> &str {
         match self {
-            SendError::NotSent(m) | SendError::Uncertain(m) | SendError::TooLarge(m) => m,
+            SendError::NotSent(m) | SendError::Uncertain(m) => m,
         }
     }
 }
@@ -253,6 +254,9 @@ pub const MAX_PAGE: usize = 16 << 20;
 /// When the answer is not JSON at all, why, with a short excerpt (for a row's message).
 /// An empty answer is not counted: many targets answer a create with no body.
 pub fn not_json(resp: &Resp) -> Option<String> {
+    if let Some(m) = &resp.oversized {
+        return Some(m.clone());
+    }
     if resp.body.iter().all(u8::is_ascii_whitespace)
         || serde_json::from_slice::<serde::de::IgnoredAny>(&resp.body).is_ok()
     {
@@ -368,14 +372,21 @@ impl Http {
         } else {
             MAX_ANSWER
         };
-        let too_large = || {
-            SendError::TooLarge(format!(
-                "the answer ({status}) is larger than {} MiB; enlist reads at most that much of an answer",
-                limit >> 20
-            ))
+        let redirect = redirected(status, &headers, &url, host.as_deref());
+        let too_large = |headers: HeaderMap, redirect: Option<String>| {
+            Ok(Resp {
+                status,
+                headers,
+                body: bytes::Bytes::new(),
+                redirect,
+                oversized: Some(format!(
+                    "the answer ({status}) is larger than {} MiB; enlist reads at most that much of an answer",
+                    limit >> 20
+                )),
+            })
         };
         if resp.content_length().is_some_and(|n| n > limit as u64) {
-            return Err(too_large());
+            return too_large(headers, redirect);
         }
         let cut_short = |e: reqwest::Error| {
             SendError::Uncertain(format!(
@@ -389,13 +400,13 @@ impl Http {
             Some(first) => match resp.chunk().await.map_err(cut_short)? {
                 // The usual case, one piece: kept as hyper handed it over (no copy).
                 None if first.len() <= limit => first,
-                None => return Err(too_large()),
+                None => return too_large(headers, redirect),
                 Some(second) => {
                     let mut all = bytes::BytesMut::from(&first[..]);
                     let mut next = Some(second);
                     while let Some(piece) = next {
                         if all.len() + piece.len() > limit {
-                            return Err(too_large());
+                            return too_large(headers, redirect);
                         }
                         all.extend_from_slice(&piece);
                         next = resp.chunk().await.map_err(cut_short)?;
@@ -404,12 +415,12 @@ impl Http {
                 }
             },
         };
-        let redirect = redirected(status, &headers, &url, host.as_deref());
         Ok(Resp {
             status,
             headers,
             body,
             redirect,
+            oversized: None,
         })
     }
 }
@@ -576,7 +587,16 @@ fn redirected(
 /// Sorts a reqwest error into "never sent" and "may have been applied".
 fn classify(e: reqwest::Error) -> SendError {
     let text = describe(&e);
-    if e.is_connect() && text.contains("certificate") {
+    if e.is_connect() && (text.contains("not valid for name") || text.contains("NotValidForName")) {
+        SendError::NotSent(format!(
+            "the server's certificate is not valid for this host name: use the name it was \
+             issued for in the base URL ({text})"
+        ))
+    } else if e.is_connect() && (text.contains("expired") || text.contains("Expired")) {
+        SendError::NotSent(format!(
+            "the server's certificate has expired: ask its owners to renew it ({text})"
+        ))
+    } else if e.is_connect() && text.contains("certificate") {
         SendError::NotSent(format!(
             "certificate not trusted: pass --ca-file with the CA that signed it (or, for a \
              server whose certificate is its own CA, that certificate) ({text})"
@@ -619,7 +639,7 @@ pub fn failure_message(profile: &crate::profile::Profile, resp: &Resp) -> String
         .ok()
         .and_then(|s| s.canonical_reason())
         .unwrap_or("");
-    if let Some(r) = &resp.redirect {
+    if let Some(r) = resp.redirect.as_ref().or(resp.oversized.as_ref()) {
         return format!("{} {reason}: {r}", resp.status);
     }
     if let Some(m) = profile.error_message(&resp.body) {

@@ -465,8 +465,11 @@ async fn create(
         };
         if spec.is_success(resp.status) {
             if let Some(m) = not_json(&resp).filter(|_| spec.remote_id.is_some()) {
+                // The status says the create was applied: never sent again, but the answer
+                // gives no remote id, so a person should look.
                 return Ok(End::failed(format!(
-                    "{m}; whether the user was created is unknown: check this user"
+                    "the target answered {} (created), but {m}: the user was probably                      created without enlist learning its id; check this user before running again",
+                    resp.status
                 )));
             }
             let rid = resp_id(&resp, spec.remote_id.as_deref());
@@ -609,10 +612,7 @@ async fn call(
                 }
                 (failure_message(&sh.profile, &resp), Some(resp))
             }
-            Err(SendError::Uncertain(m) | SendError::TooLarge(m)) if !idempotent => {
-                return Err(CallErr::Uncertain(m))
-            }
-            Err(SendError::TooLarge(m)) => return Err(CallErr::GaveUp(m)),
+            Err(SendError::Uncertain(m)) if !idempotent => return Err(CallErr::Uncertain(m)),
             Err(e) => (e.message().to_string(), None),
         };
         // The server's own wait is honoured by the gate (nobody sends until then); the

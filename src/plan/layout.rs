@@ -176,16 +176,18 @@ impl Layout {
     }
 
     /// An outcome report fed back as input: a text cell that the CSV report wrote with a
-    /// leading `'` (so that a spreadsheet would not run it as a formula: `'+4930123`) is
-    /// read as the value it escapes (`+4930123`).
+    /// leading `'` (so that a spreadsheet would not run it as a formula: `'+4930123`, and
+    /// `''=x` for a cell that was `'=x`) is read as the value it escapes.
     pub fn undo_report_escapes(&self, raw: &mut RawRow) {
         if self.outcome_col.is_none() {
             return;
         }
         for cell in &mut raw.cells {
             if let Cell::Text(t) = cell {
-                let b = t.as_bytes();
-                if b.len() > 1 && b[0] == b'\'' && matches!(b[1], b'=' | b'+' | b'-' | b'@') {
+                let unquoted = t.trim_start_matches('\'');
+                if unquoted.len() < t.len()
+                    && matches!(unquoted.as_bytes().first(), Some(b'=' | b'+' | b'-' | b'@'))
+                {
                     *cell = Cell::text(&t[1..]);
                 }
             }

@@ -82,8 +82,13 @@ impl OutcomeSink for CsvSink {
 /// A cell a spreadsheet would run as a formula gets a leading `'` (OWASP's advice on CSV
 /// injection); every other cell is written as it is.
 pub fn defuse(cell: &str) -> std::borrow::Cow<'_, str> {
-    match cell.as_bytes().first() {
-        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{cell}").into(),
+    // A cell that already begins with quotes before a formula character gets one more, so
+    // that reading the report back (which takes one off) gives the cell as it was.
+    let unquoted = cell.trim_start_matches('\'');
+    let quoted = unquoted.len() < cell.len();
+    match unquoted.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@') => format!("'{cell}").into(),
+        Some(b'\t' | b'\r') if !quoted => format!("'{cell}").into(),
         _ => cell.into(),
     }
 }
@@ -105,8 +110,12 @@ mod tests {
         for c in ["=1+2", "+4930123", "-5", "@SUM(A1)", "\tx", "\rx"] {
             assert_eq!(defuse(c), format!("'{c}"));
         }
-        for c in ["", "a=b", "4930123", "'quoted", " =x"] {
+        for c in ["", "a=b", "4930123", "'quoted", " =x", "'\tx"] {
             assert_eq!(defuse(c), c);
         }
+        // A cell that already looks escaped gets one more quote, so reading it back
+        // (one quote off) gives it as it was.
+        assert_eq!(defuse("'=x"), "''=x");
+        assert_eq!(defuse("''+1"), "'''+1");
     }
 }
