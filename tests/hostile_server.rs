@@ -622,6 +622,12 @@ fn hostile_own_ca_certificate_is_trusted_only_with_it_in_ca_file() {
         args.extend_from_slice(extra);
         let refused = run(&wd, &url, &args);
         assert_eq!(refused.code(), 1, "{}", refused.stderr());
+        // A refused certificate is not tried again: another attempt cannot help.
+        assert!(
+            refused.stdout().contains("requests=2 retries=0"),
+            "{}",
+            refused.stdout()
+        );
         let got = outcomes(&wd, "out.csv");
         assert_eq!(got.len(), 2, "{got:#?}");
         for (user, outcome, message) in &got {

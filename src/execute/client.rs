@@ -236,12 +236,14 @@ pub enum SendError {
     NotSent(String),
     /// The server may have received and applied it.
     Uncertain(String),
+    /// Never sent, and sending again cannot help (the server's certificate is refused).
+    Refused(String),
 }
 
 impl SendError {
     pub fn message(&self) -> &str {
         match self {
-            SendError::NotSent(m) | SendError::Uncertain(m) => m,
+            SendError::NotSent(m) | SendError::Uncertain(m) | SendError::Refused(m) => m,
         }
     }
 }
@@ -588,16 +590,16 @@ fn redirected(
 fn classify(e: reqwest::Error) -> SendError {
     let text = describe(&e);
     if e.is_connect() && (text.contains("not valid for name") || text.contains("NotValidForName")) {
-        SendError::NotSent(format!(
+        SendError::Refused(format!(
             "the server's certificate is not valid for this host name: use the name it was \
              issued for in the base URL ({text})"
         ))
     } else if e.is_connect() && (text.contains("expired") || text.contains("Expired")) {
-        SendError::NotSent(format!(
+        SendError::Refused(format!(
             "the server's certificate has expired: ask its owners to renew it ({text})"
         ))
     } else if e.is_connect() && text.contains("certificate") {
-        SendError::NotSent(format!(
+        SendError::Refused(format!(
             "certificate not trusted: pass --ca-file with the CA that signed it (or, for a \
              server whose certificate is its own CA, that certificate) ({text})"
         ))

@@ -465,10 +465,19 @@ async fn create(
         };
         if spec.is_success(resp.status) {
             if let Some(m) = not_json(&resp).filter(|_| spec.remote_id.is_some()) {
-                // The status says the create was applied: never sent again, but the answer
-                // gives no remote id, so a person should look.
+                // The status says the create was applied: never sent again. Its id is
+                // learnt by lookup where the profile can; otherwise a person should look.
+                if let Some(lk) = &job.lookup {
+                    if let Found::Yes(id) = Box::pin(lookup(sh, cx, lk, &row.key)).await? {
+                        return Ok(End::new(
+                            Status::Created,
+                            format!("created ({m}; its id was found by lookup)"),
+                        )
+                        .with_id(id_text(&id)));
+                    }
+                }
                 return Ok(End::failed(format!(
-                    "the target answered {} (created), but {m}: the user was probably                      created without enlist learning its id; check this user before running again",
+                    "the target answered {} (created), but {m}: the user was probably created without enlist learning its id; check this user before running again",
                     resp.status
                 )));
             }
@@ -613,6 +622,7 @@ async fn call(
                 (failure_message(&sh.profile, &resp), Some(resp))
             }
             Err(SendError::Uncertain(m)) if !idempotent => return Err(CallErr::Uncertain(m)),
+            Err(SendError::Refused(m)) => return Err(CallErr::GaveUp(m)),
             Err(e) => (e.message().to_string(), None),
         };
         // The server's own wait is honoured by the gate (nobody sends until then); the
