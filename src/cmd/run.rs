@@ -254,8 +254,8 @@ pub fn settings(args: &RunArgs, profile: &crate::profile::Profile) -> Result<Run
         ProgressArg::Auto if std::io::stderr().is_terminal() => Progress::Bar,
         ProgressArg::Auto => Progress::Lines(interval),
     };
+    // `input_sha256` is set by the caller, from the private copy the run reads.
     s.input_file = args.input.sheet.display().to_string();
-    s.input_sha256 = execute::file_sha256(&args.input.sheet)?;
     s.command_line = super::command_line();
     s.validate()?;
     Ok(s)
