@@ -19,7 +19,6 @@
 //! - [`cmd`]: the subcommands of the CLI.
 //! - [`template_book`]: input workbooks made for one profile (`enlist template`).
 pub mod cell;
-pub mod cli;
 pub mod cmd;
 pub mod collect;
 pub mod error;

@@ -10,7 +10,7 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = enlist::cli::Cli::parse();
+    let cli = enlist::cmd::Cli::parse();
     // Rows are planned on rayon's threads; named, they can be told apart in a profiler.
     let _ = rayon::ThreadPoolBuilder::new()
         .thread_name(|i| format!("enlist-plan-{i}"))

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::PlannedRow;
 use crate::profile::Action;
 
 /// How a row ended. Every input row ends as exactly one of these.
@@ -100,27 +99,6 @@ pub struct Outcome {
     /// What was applied (delta sync), for rows that reached the target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
-}
-
-impl Outcome {
-    /// The outcome of a row that is never sent (invalid or skipped).
-    pub fn unsent(row: &PlannedRow, status: Status, message: String) -> Outcome {
-        Outcome {
-            seq: row.seq,
-            row: row.row,
-            key: row.key.clone(),
-            status,
-            action: row.action,
-            http_status: None,
-            attempts: 0,
-            duration_ms: 0,
-            message,
-            remote_id: None,
-            finished_at: now_rfc3339(),
-            cells: row.cells.clone(),
-            fingerprint: None,
-        }
-    }
 }
 
 pub fn now_rfc3339() -> String {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use clap::Args;
 use serde_json::json;
 
-use crate::cli::{Format, InputArgs};
+use super::{Format, InputArgs};
 use crate::error::{exit, Result};
 use crate::input::Input;
 use crate::outcome::{now_rfc3339, Outcome, RunSummary, Status};
@@ -290,16 +290,14 @@ pub fn run(args: CheckArgs) -> Result<u8> {
 /// A row's line in a check report: nothing was sent, so valid rows are `not-attempted`.
 fn check_outcome(row: &PlannedRow) -> Outcome {
     if row.is_invalid() {
-        Outcome::unsent(row, Status::Invalid, row.error_message())
+        row.unsent(Status::Invalid, row.error_message())
     } else if row.action == Action::Skip {
-        Outcome::unsent(
-            row,
+        row.unsent(
             Status::Skipped,
             "skipped: the row asks to be skipped".into(),
         )
     } else {
-        Outcome::unsent(
-            row,
+        row.unsent(
             Status::NotAttempted,
             format!(
                 "valid: would {} (checked only, nothing sent)",

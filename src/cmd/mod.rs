@@ -1,5 +1,6 @@
 //! One file per command (after xsv): each has its clap `Args` and a `run` function.
 
+mod args;
 pub mod check;
 pub mod demo;
 pub mod profiles;
@@ -7,8 +8,8 @@ pub mod run;
 pub mod sandbox;
 pub mod template;
 
-use crate::cli::{Cli, Command};
 use crate::error::Result;
+pub use args::{Cli, Command, Format, InputArgs, Mode};
 
 /// Runs the command and returns the process exit code.
 pub fn run(cli: Cli) -> Result<u8> {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::cli::InputArgs;
+use super::InputArgs;
 use crate::collect::Progress;
 use crate::error::{exit, Error, Result};
 use crate::execute::{self, RunSettings, Secrets};

@@ -571,17 +571,13 @@ fn feed(
         let outcome = if let Some(s) = &row.settled {
             // Decided from the journal (unchanged, or done by the interrupted run). No
             // fingerprint: the journal already holds this row, nothing new to record.
-            let mut o = Outcome::unsent(&row, s.status, s.message.clone());
+            let mut o = row.unsent(s.status, s.message.clone());
             o.remote_id = s.remote_id.clone();
             Some(o)
         } else if row.is_invalid() {
-            Some(Outcome::unsent(&row, Status::Invalid, row.error_message()))
+            Some(row.unsent(Status::Invalid, row.error_message()))
         } else if row.action == Action::Skip || row.job.is_none() {
-            Some(Outcome::unsent(
-                &row,
-                Status::Skipped,
-                "the row asks to be skipped".into(),
-            ))
+            Some(row.unsent(Status::Skipped, "the row asks to be skipped".into()))
         } else if stop.is_cancelled() {
             room = None; // hand back the reserved slots: the channels are being drained
             Some(not_attempted(&row, NOT_SENT))
@@ -771,7 +767,7 @@ fn test_fault(row: &PlannedRow) {
 }
 
 fn not_attempted(row: &PlannedRow, message: &str) -> Outcome {
-    Outcome::unsent(row, Status::NotAttempted, message.to_string())
+    row.unsent(Status::NotAttempted, message.to_string())
 }
 
 /// SHA-256 (hex) of a file, read in 64 KiB pieces: the summary names the exact input run.

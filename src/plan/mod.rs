@@ -17,6 +17,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::outcome::{now_rfc3339, Outcome, Status};
 use crate::profile::template::{self, Scope, Var};
 use crate::profile::{Action, Profile, RequestSpec};
 use crate::source::{RawRow, RowResult};
@@ -218,12 +219,31 @@ pub struct PlannedRow {
 /// The outcome of a row decided without a request (delta sync, resume).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settled {
-    pub status: crate::outcome::Status,
+    pub status: Status,
     pub message: String,
     pub remote_id: Option<String>,
 }
 
 impl PlannedRow {
+    /// The outcome of a row that is never sent (invalid or skipped).
+    pub fn unsent(&self, status: Status, message: String) -> Outcome {
+        Outcome {
+            seq: self.seq,
+            row: self.row,
+            key: self.key.clone(),
+            status,
+            action: self.action,
+            http_status: None,
+            attempts: 0,
+            duration_ms: 0,
+            message,
+            remote_id: None,
+            finished_at: now_rfc3339(),
+            cells: self.cells.clone(),
+            fingerprint: None,
+        }
+    }
+
     pub fn is_invalid(&self) -> bool {
         self.findings.iter().any(|f| f.severity == Severity::Error)
     }

@@ -1,4 +1,4 @@
-//! The command line, as clap types. Nothing below `cmd` looks at these: each command turns
+//! The command line, as clap types. Nothing outside `cmd` looks at these: each command turns
 //! its arguments into the library's own settings (an [`InputSpec`], run settings) first.
 
 use std::path::PathBuf;
@@ -30,19 +30,19 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate a sheet and render its requests without sending anything.
-    Check(crate::cmd::check::CheckArgs),
+    Check(super::check::CheckArgs),
     /// Send the sheet's rows to the target: create, update or upsert each user.
-    Run(crate::cmd::run::RunArgs),
+    Run(super::run::RunArgs),
     /// Re-run the rows of an outcome workbook that failed, were invalid or were not attempted.
-    Retry(crate::cmd::run::RunArgs),
+    Retry(super::run::RunArgs),
     /// List the built-in profiles, or print one to copy and adapt.
-    Profiles(crate::cmd::profiles::ProfilesArgs),
+    Profiles(super::profiles::ProfilesArgs),
     /// Serve an emulation of a target API on 127.0.0.1 to rehearse against.
-    Sandbox(crate::cmd::sandbox::SandboxArgs),
+    Sandbox(super::sandbox::SandboxArgs),
     /// Write an input workbook (or CSV) made for a profile, ready to fill in.
-    Template(crate::cmd::template::TemplateArgs),
+    Template(super::template::TemplateArgs),
     /// Run a sample sheet against the embedded sandbox: no setup, no credentials.
-    Demo(crate::cmd::demo::DemoArgs),
+    Demo(super::demo::DemoArgs),
 }
 
 /// Which action a row takes when it does not say.
