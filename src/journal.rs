@@ -32,7 +32,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
 use crate::outcome::{now_rfc3339, Outcome, OutcomeSink, RunSummary, Status};
-use crate::plan::{PlannedRow, Settled};
+use crate::plan::{KnownUser, PlannedRow, Settled};
 use crate::profile::Action;
 
 /// Outcomes per transaction.
@@ -542,13 +542,9 @@ pub struct Delta {
 }
 
 impl Delta {
-    /// Whether [`Delta::decide`] needs the journal's entry for a row at all.
-    pub fn wants_history(&self) -> bool {
-        self.skip_applied || self.resumes_after.is_some()
-    }
-
-    /// Settles `row` (unchanged, or done by the interrupted run) or marks its job for
-    /// reconciliation. Invalid and skipped rows are left alone.
+    /// Settles `row` (unchanged, or done by the interrupted run), or marks its job for
+    /// reconciliation and with the user the journal knows. Invalid and skipped rows are
+    /// left alone.
     pub fn decide(&self, row: &mut PlannedRow, applied: Option<&Applied>) {
         if row.is_invalid() {
             return;
@@ -601,6 +597,12 @@ impl Delta {
         {
             job.created_in_flight = true;
         }
+        // Applied to this very target before (the journal is kept per target): an update
+        // goes straight to the user, and a lookup is needed only if the target no longer
+        // has it.
+        job.known = applied.map(|a| KnownUser {
+            remote_id: a.remote_id.clone().filter(|id| !id.is_empty()),
+        });
     }
 }
 
@@ -730,6 +732,7 @@ mod tests {
                 reconcile: false,
                 secrets: vec![],
                 created_in_flight: false,
+                known: None,
             }),
             settled: None,
         }

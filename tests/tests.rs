@@ -12,6 +12,7 @@ mod nightly;
 mod reader;
 mod real;
 mod report;
+mod requests_per_row;
 mod run;
 mod sandbox;
 mod sinks;

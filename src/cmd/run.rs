@@ -13,6 +13,7 @@ use clap::{Args, ValueEnum};
 use super::InputArgs;
 use crate::collect::Progress;
 use crate::error::{exit, Error, Result};
+use crate::execute::order::UpsertOrder;
 use crate::execute::{self, RunSettings, Secrets};
 use crate::input::Input;
 use crate::journal::{target_id, Journal, Shard};
@@ -27,6 +28,14 @@ pub enum ProgressArg {
     Auto,
     Never,
     Always,
+}
+
+/// `--upsert-order`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum UpsertOrderArg {
+    CreateFirst,
+    LookupFirst,
+    Auto,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -100,6 +109,11 @@ pub struct RunArgs {
     /// Seconds between progress lines when there is no terminal.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub progress_interval: f64,
+    /// Which request an upsert sends first: the create (one request for a new user), the
+    /// lookup (two for any user), or auto, which learns from the rows which is cheaper.
+    /// Creating first needs a profile whose create has a conflict rule.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub upsert_order: UpsertOrderArg,
     /// Log lines as text or JSON (filter with RUST_LOG).
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -171,7 +185,8 @@ fn delta_filter(
     let shard = args.shard;
     let delta = journal.delta(!(args.full || args.fresh));
     // --fresh: the history is not consulted at all (a resume still looks creates up).
-    let reader = if delta.wants_history() && !args.fresh {
+    // Otherwise even --full reads it: a known user's update needs no lookup.
+    let reader = if !args.fresh {
         Some(journal.reader()?)
     } else {
         None
@@ -236,6 +251,12 @@ pub fn settings(args: &RunArgs, profile: &crate::profile::Profile) -> Result<Run
         s.threads = usize::from(t);
     }
     s.burst = args.burst;
+    s.upsert_order = match args.upsert_order {
+        UpsertOrderArg::CreateFirst => UpsertOrder::CreateFirst,
+        UpsertOrderArg::LookupFirst => UpsertOrder::LookupFirst,
+        UpsertOrderArg::Auto => UpsertOrder::Auto,
+    };
+    s.upsert_order.check(profile)?;
     s.max_attempts = args.max_attempts;
     s.max_row_time = secs("max-row-time", args.max_row_time)?;
     s.max_pause = secs("max-pause", args.max_pause)?;

@@ -27,6 +27,7 @@
 pub mod auth;
 pub mod client;
 pub mod limiter;
+pub mod order;
 pub mod retry;
 mod worker;
 
@@ -87,6 +88,8 @@ pub struct RunSettings {
     /// Told of every create an upsert is about to send (the journal keeps it, so that a
     /// resume after a crash can tell "created by the interrupted run" from "was there").
     pub create_log: Option<Arc<dyn CreateLog>>,
+    /// `--upsert-order`: whether an upsert sends its create or its lookup first.
+    pub upsert_order: order::UpsertOrder,
 }
 
 /// Where a run notes the creates it is about to send; the note need not be durable (a
@@ -142,6 +145,7 @@ impl RunSettings {
             input_sha256: String::new(),
             command_line: String::new(),
             create_log: None,
+            upsert_order: order::UpsertOrder::Auto,
         })
     }
 
@@ -207,6 +211,8 @@ struct Shared {
     gate: Arc<limiter::Gate>,
     auth: Arc<auth::Authenticator>,
     stats: Arc<Stats>,
+    /// What the run's upserts have shown so far: create or look up first.
+    order: Arc<order::Order>,
     /// Cancelled to stop dispatching: on shutdown, or when the run cannot go on. The
     /// reader checks it before queueing a row.
     stop: CancellationToken,
@@ -231,6 +237,7 @@ impl Shared {
             gate: self.gate.clone(),
             auth: self.auth.clone(),
             stats: self.stats.clone(),
+            order: self.order.clone(),
             stop: self.stop.clone(),
             abort: self.abort.clone(),
             stopped: self.stop.child_token(),
@@ -328,6 +335,7 @@ pub async fn run(
     let total_rows = settings.total_rows;
     let threads = clients.len() + 1;
     let (stop, abort) = (CancellationToken::new(), CancellationToken::new());
+    let order = Arc::new(order::Order::new(settings.upsert_order, &profile));
     let shared = Arc::new(Shared {
         profile: profile.clone(),
         settings,
@@ -335,6 +343,7 @@ pub async fn run(
         gate: Arc::new(gate),
         auth: Arc::new(auth),
         stats: Arc::new(stats),
+        order,
         stopped: stop.child_token(),
         aborted: abort.child_token(),
         stop,

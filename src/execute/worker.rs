@@ -163,18 +163,6 @@ enum CallErr {
     Fatal(Error),
 }
 
-/// Unwraps a [`call`] result inside a function returning `Result<End, Error>`: a fatal
-/// error stops the run, any other failure ends the row as failed.
-macro_rules! sent {
-    ($e:expr) => {
-        match $e {
-            Ok(r) => r,
-            Err(CallErr::Fatal(e)) => return Err(e),
-            Err(CallErr::GaveUp(m)) | Err(CallErr::Uncertain(m)) => return Ok(End::failed(m)),
-        }
-    };
-}
-
 async fn process(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx) -> Result<End, Error> {
     let Some(job) = &row.job else {
         return Ok(End::new(Status::Skipped, "nothing to send"));
@@ -201,6 +189,9 @@ async fn process(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx) -> Result<End, 
             create(sh, row, job, cx, false).await
         }
         Action::Update => {
+            if let Some(end) = known_update(sh, job, cx).await? {
+                return Ok(end);
+            }
             if let Some(lk) = &job.lookup {
                 match lookup(sh, cx, lk, &row.key).await? {
                     Found::Yes(id) => update(sh, row, job, cx, id).await,
@@ -212,33 +203,82 @@ async fn process(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx) -> Result<End, 
             }
         }
         Action::Upsert => {
-            if let Some(lk) = &job.lookup {
-                match lookup(sh, cx, lk, &row.key).await? {
-                    Found::Yes(id) if job.created_in_flight => Ok(End::new(
-                        Status::Created,
-                        "confirmed by lookup after a restart: created by the interrupted run",
-                    )
-                    .with_id(id_text(&id))),
-                    Found::Yes(id) => update(sh, row, job, cx, id).await,
-                    Found::No if !job.missing_for_create.is_empty() => {
-                        let cols = job.missing_for_create.join(", ");
-                        let verb = if job.missing_for_create.len() == 1 {
-                            "is"
-                        } else {
-                            "are"
-                        };
-                        Ok(End::failed(format!(
-                            "no user {:?} yet, and {cols} {verb} required to create this user",
-                            row.key
-                        )))
-                    }
-                    Found::No => create(sh, row, job, cx, true).await,
-                    Found::Failed(end) => Ok(end),
+            let known = job.known.is_some();
+            if let Some(end) = known_update(sh, job, cx).await? {
+                return Ok(end);
+            }
+            let Some(lk) = &job.lookup else {
+                return create(sh, row, job, cx, true).await;
+            };
+            // A resumed row keeps looking up first (its reconciliation needs the lookup), as
+            // does a row that could not be created and one whose known user was gone.
+            let plain = !(job.reconcile || job.created_in_flight || known);
+            if plain && job.missing_for_create.is_empty() && sh.order.create_first() {
+                let end = create(sh, row, job, cx, true).await?;
+                match end.status {
+                    Status::Created => sh.order.saw(true),
+                    Status::Updated | Status::Exists => sh.order.saw(false),
+                    _ => {}
                 }
-            } else {
-                create(sh, row, job, cx, true).await
+                return Ok(end);
+            }
+            let found = lookup(sh, cx, lk, &row.key).await?;
+            if plain {
+                match found {
+                    Found::Yes(_) => sh.order.saw(false),
+                    Found::No => sh.order.saw(true),
+                    Found::Failed(_) => {}
+                }
+            }
+            match found {
+                Found::Yes(id) if job.created_in_flight => Ok(End::new(
+                    Status::Created,
+                    "confirmed by lookup after a restart: created by the interrupted run",
+                )
+                .with_id(id_text(&id))),
+                Found::Yes(id) => update(sh, row, job, cx, id).await,
+                Found::No if !job.missing_for_create.is_empty() => {
+                    let cols = job.missing_for_create.join(", ");
+                    let verb = if job.missing_for_create.len() == 1 {
+                        "is"
+                    } else {
+                        "are"
+                    };
+                    Ok(End::failed(format!(
+                        "no user {:?} yet, and {cols} {verb} required to create this user",
+                        row.key
+                    )))
+                }
+                Found::No => create(sh, row, job, cx, true).await,
+                Found::Failed(end) => Ok(end),
             }
         }
+    }
+}
+
+/// An update of a user the journal knows, sent without a lookup: `None` when the row must
+/// take the usual way (nothing known, no usable id, or the target no longer has the user).
+async fn known_update(sh: &Shared, job: &Job, cx: &mut RowCtx) -> Result<Option<End>, Error> {
+    let (Some(known), Some(req), Some(_)) = (&job.known, &job.update, &job.lookup) else {
+        // Without a lookup the update goes straight out anyway.
+        return Ok(None);
+    };
+    if job.created_in_flight {
+        return Ok(None);
+    }
+    let id = match (&known.remote_id, req.needs_remote_id()) {
+        (_, false) => None,
+        // The journal keeps the id as text: a body that carries it typed gets it from a
+        // lookup, as the target gives it.
+        (Some(id), true) if !req.body_needs_remote_id() => Some(Value::String(id.clone())),
+        (_, true) => return Ok(None),
+    };
+    match send_update(sh, job, cx, id).await? {
+        Sent::Done(end) => {
+            let id = end.remote_id.clone().or_else(|| known.remote_id.clone());
+            Ok(Some(end.with_id(id)))
+        }
+        Sent::Gone => Ok(None),
     }
 }
 
@@ -365,8 +405,28 @@ async fn update(
     cx: &mut RowCtx,
     id: Option<Value>,
 ) -> Result<End, Error> {
+    match send_update(sh, job, cx, id).await? {
+        Sent::Done(end) => Ok(end),
+        Sent::Gone => Ok(not_found(row)),
+    }
+}
+
+/// How an update ended.
+enum Sent {
+    Done(End),
+    /// The target answered the update spec's `not_found`.
+    Gone,
+}
+
+async fn send_update(
+    sh: &Shared,
+    job: &Job,
+    cx: &mut RowCtx,
+    id: Option<Value>,
+) -> Result<Sent, Error> {
+    let done = |end| Ok(Sent::Done(end));
     let (Some(req), Some(spec)) = (&job.update, sh.profile.requests.update.as_ref()) else {
-        return Ok(End::failed(format!(
+        return done(End::failed(format!(
             "the user exists and profile {} cannot update users",
             sh.profile.name
         )));
@@ -374,7 +434,7 @@ async fn update(
     let req = match (&id, req.needs_remote_id()) {
         (Some(id), true) => req.with_remote_id(id),
         (None, true) => {
-            return Ok(End::failed(format!(
+            return done(End::failed(format!(
                 "the lookup found the user but its answer has no remote id at {}",
                 sh.profile
                     .requests
@@ -386,14 +446,18 @@ async fn update(
         }
         (_, false) => req.clone(),
     };
-    let resp = sent!(call(sh, cx, &req, true).await);
+    let resp = match call(sh, cx, &req, true).await {
+        Ok(r) => r,
+        Err(CallErr::Fatal(e)) => return Err(e),
+        Err(CallErr::GaveUp(m)) | Err(CallErr::Uncertain(m)) => return done(End::failed(m)),
+    };
     if spec.is_success(resp.status) {
         let rid = resp_id(&resp, spec.remote_id.as_deref());
-        Ok(End::new(Status::Updated, "updated").with_id(id_text(&rid).or(id_text(&id))))
+        done(End::new(Status::Updated, "updated").with_id(id_text(&rid).or(id_text(&id))))
     } else if spec.not_found.contains(&resp.status) {
-        Ok(not_found(row))
+        Ok(Sent::Gone)
     } else {
-        Ok(End::failed(failure_message(&sh.profile, &resp)))
+        done(End::failed(failure_message(&sh.profile, &resp)))
     }
 }
 

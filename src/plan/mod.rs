@@ -113,6 +113,12 @@ impl Request {
             .and_then(|b| serde_json::from_slice(b).ok())
     }
 
+    /// Whether the body carries the remote id as a typed JSON value (a number stays a
+    /// number): only an id as the target gave it may fill it, not one kept as text.
+    pub fn body_needs_remote_id(&self) -> bool {
+        self.body.as_deref().is_some_and(body_has_remote_id)
+    }
+
     pub fn needs_remote_id(&self) -> bool {
         self.path.contains(REMOTE_ID)
             || self.query.iter().any(|(_, v)| v.contains(REMOTE_ID))
@@ -194,6 +200,16 @@ pub struct Job {
     /// An upsert the interrupted run was creating with this very content when it died: a
     /// lookup that finds the user means that create was applied (no update is needed).
     pub created_in_flight: bool,
+    /// The journal shows this user applied to this target by an earlier run: an update is
+    /// sent straight to it, without a lookup first.
+    pub known: Option<KnownUser>,
+}
+
+/// A user the journal shows applied to the run's target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownUser {
+    /// The remote id the target gave the user, when a run learnt one.
+    pub remote_id: Option<String>,
 }
 
 /// One data row after planning: either a job, a skip, or the reasons it is invalid.
@@ -818,6 +834,7 @@ impl Planner {
                 .filter(|t| !t.trim().is_empty())
                 .collect(),
             created_in_flight: false,
+            known: None,
         }
     }
 
