@@ -577,10 +577,9 @@ impl Delta {
         // The interrupted run may have created this user and died before recording it: a
         // create is preceded by a lookup. A key the journal knows was created before this
         // chain of runs needs none (a create then meets a conflict, as it always would).
-        // An upsert with a lookup looks up first anyway; one without cannot reconcile and
-        // relies on the conflict → update path.
-        let creates =
-            job.action == Action::Create || (job.action == Action::Upsert && job.lookup.is_none());
+        // An upsert looks up first too (rather than creating first); one without a lookup
+        // cannot reconcile and relies on the conflict → update path.
+        let creates = matches!(job.action, Action::Create | Action::Upsert);
         let known_before =
             applied.is_some_and(|a| self.resumes_after.is_some_and(|after| a.run_id <= after));
         if self.resumes_after.is_some() && creates && !known_before {
@@ -798,12 +797,12 @@ mod tests {
         resume.decide(&mut r, Some(&applied("f1", 3)));
         assert_eq!(r.settled.unwrap().status, Status::Unchanged);
 
-        // Unknown to the journal: a create is looked up first; so is an upsert that has no
-        // lookup of its own; an update or an upsert with a lookup is not marked.
+        // Unknown to the journal: a create or an upsert is looked up first (an upsert does
+        // not create first on a resume); an update is not marked.
         for (action, lookup, want) in [
             (Action::Create, true, true),
             (Action::Upsert, false, true),
-            (Action::Upsert, true, false),
+            (Action::Upsert, true, true),
             (Action::Update, true, false),
         ] {
             let mut r = planned(action, lookup);

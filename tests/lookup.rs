@@ -601,7 +601,8 @@ async fn an_upsert_whose_conflict_a_lookup_confirms_updates_that_user() {
         &base,
         &lk_profile("", "conflict = [400]\nconflict_match = \"already taken\""),
         "userName,name,email\neli,New Eli,eli@example.com\n",
-        &["--mode", "upsert"],
+        // The lookup that misses is the upsert's own, sent first.
+        &["--mode", "upsert", "--upsert-order", "lookup-first"],
     )
     .await;
     r.expect_code(0);
