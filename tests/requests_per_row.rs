@@ -310,3 +310,103 @@ async fn a_profile_without_a_conflict_rule_never_creates_first() {
     assert_eq!(cost.of("POST /scim/v2/Users 409"), 0);
     assert_eq!(user_names_once(&sb).len(), 30);
 }
+
+/// The built-in profiles that can upsert, against their sandboxes: every user of the sample
+/// sheet exists already (created under another state), and creating first must still end
+/// each row updated, never failed and never a second user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_first_is_safe_on_every_built_in_profile_that_upserts() {
+    let kinds = [
+        (
+            SandboxKind::Odin,
+            "ENLIST_ODIN_USERNAME",
+            "ENLIST_ODIN_PASSWORD",
+        ),
+        (
+            SandboxKind::SuperOffice,
+            "ENLIST_SUPEROFFICE_USERNAME",
+            "ENLIST_SUPEROFFICE_PASSWORD",
+        ),
+        (SandboxKind::Scim, "ENLIST_SCIM_TOKEN", ""),
+    ];
+    for (kind, user_env, password_env) in kinds {
+        let sb = start(SandboxConfig {
+            kind,
+            ..Default::default()
+        })
+        .await
+        .expect("sandbox");
+        let wd = Arc::new(Workdir::new(&format!("rpr_safe_{}", kind.name())));
+        let sample = std::fs::read(format!(
+            "{}/samples/{}.csv",
+            env!("CARGO_MANIFEST_DIR"),
+            kind.name()
+        ))
+        .expect("sample");
+        wd.write("users.csv", sample);
+        let run_as = |state: &'static str, report: &'static str| {
+            let (wd, url) = (wd.clone(), sb.base_url());
+            let mut c = wd.command(&[
+                "run",
+                "users.csv",
+                "--profile",
+                kind.name(),
+                "--base-url",
+                &url,
+                "--progress",
+                "never",
+                "--rate",
+                "1000",
+                "--mode",
+                "upsert",
+                "--state",
+                state,
+                "--report",
+                report,
+                "--upsert-order",
+                "create-first",
+            ]);
+            if password_env.is_empty() {
+                c.env(user_env, "sandbox-token");
+            } else {
+                c.env(user_env, "admin").env(password_env, "sandbox");
+            }
+            tokio::task::spawn_blocking(move || c.output().expect("run enlist"))
+        };
+        // The samples' deliberate mistakes make both runs exit 1.
+        let first = run_as("first", "first.jsonl").await.expect("join");
+        assert_eq!(first.status.code(), Some(1), "{kind:?}");
+        let created: Vec<String> = outcomes(&wd, "first.jsonl")
+            .into_iter()
+            .filter(|(_, o)| o["status"] == "created")
+            .map(|(k, _)| k)
+            .collect();
+        assert!(!created.is_empty(), "{kind:?}");
+        let users = sb.users().len();
+        let before = sb.stats();
+        let again = run_as("again", "again.jsonl").await.expect("join");
+        assert_eq!(again.status.code(), Some(1), "{kind:?}");
+        let outs = outcomes(&wd, "again.jsonl");
+        for k in &created {
+            assert_eq!(outs[k]["status"], "updated", "{kind:?} {k}: {}", outs[k]);
+        }
+        assert_eq!(sb.users().len(), users, "{kind:?}: no second user");
+        let conflicts = refused_posts(&sb.stats()) - refused_posts(&before);
+        assert!(conflicts >= created.len() as u64, "{kind:?}: created first");
+    }
+}
+
+/// POSTs the sandbox answered with neither 200 nor 201 (a create's conflict).
+fn refused_posts(stats: &Value) -> u64 {
+    stats["by_path_status"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| {
+                    k.starts_with("POST ") && !k.ends_with(" 201") && !k.ends_with(" 200")
+                })
+                .map(|(_, v)| v.as_u64().unwrap_or(0))
+                .sum()
+        })
+        .unwrap_or(0)
+}
