@@ -488,7 +488,12 @@ fn hostile_answers_are_bounded_and_checked() {
         "users.csv",
         "userId,name,password\nbigcreate-1,A,\nbiglookup-2,B,\nhtmlcreate-3,C,\nhtmllookup-4,D,\nfine-5,E,\nbigok-6,F,\n",
     );
-    let r = run(&wd, &url, &["--mode", "upsert"]);
+    // Lookup first: the hostile lookup answers are met by each upsert's own lookup.
+    let r = run(
+        &wd,
+        &url,
+        &["--mode", "upsert", "--upsert-order", "lookup-first"],
+    );
     r.expect_code(1);
     assert!(!r.stderr().contains("panicked"), "{}", r.stderr());
     let got = outcomes(&wd, "out.csv");
