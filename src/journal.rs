@@ -768,6 +768,15 @@ mod tests {
         assert!(r.settled.is_none());
         assert!(!r.job.unwrap().reconcile);
 
+        // A user applied before is known, with the remote id it was given.
+        let mut r = planned(Action::Upsert, true);
+        nightly.decide(&mut r, Some(&applied("old", 3)));
+        let known = r.job.unwrap().known.expect("known");
+        assert_eq!(known.remote_id.as_deref(), Some("r9"));
+        let mut r = planned(Action::Upsert, true);
+        nightly.decide(&mut r, None);
+        assert!(r.job.unwrap().known.is_none());
+
         // --full: sent even if unchanged.
         let full = Delta {
             skip_applied: false,

@@ -194,6 +194,14 @@ async fn known_users_are_updated_without_a_lookup() {
     let (r, cost) = measured(&sb, &wd, &["--full"]).await;
     r.expect_code(0);
     assert_eq!(cost.requests(), 100);
+
+    // The same state against another target (base URL) knows nobody there.
+    let other = scim().await;
+    let (r, cost) = measured(&other, &wd, &[]).await;
+    r.expect_code(0);
+    assert!(r.stdout().contains("created=100"), "{}", r.stdout());
+    assert_eq!(cost.of("PATCH "), 0);
+    assert_eq!(cost.requests(), 100);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
