@@ -211,7 +211,8 @@ async fn process(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx) -> Result<End, 
                 return create(sh, row, job, cx, true).await;
             };
             // A resumed row keeps looking up first (its reconciliation needs the lookup), as
-            // does a row that could not be created and one whose known user was gone.
+            // do a row that could not be created and a known user (gone from the target,
+            // or with no id the update can use).
             let plain = !(job.reconcile || job.created_in_flight || known);
             if plain && job.missing_for_create.is_empty() && sh.order.create_first() {
                 let end = create(sh, row, job, cx, true).await?;
