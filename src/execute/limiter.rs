@@ -29,6 +29,13 @@ const PROBE_EVERY: Duration = Duration::from_secs(1);
 const SETTLE: f64 = 0.9;
 /// `--rate auto` creeps up by this factor per step once it knows a ceiling.
 const CREEP: f64 = 1.03;
+/// Slots are this much wider than `1 / rate`: a timer wakes a request up to a
+/// millisecond or so late, and one woken late followed by one on time must still leave
+/// no second with more than `rate` requests (plus the burst).
+const SPACING: f64 = 1.01;
+/// The runtime's timer wakes a request up to this much after its slot; a start this much
+/// early against the one before is the timer's rounding, not a burst.
+const TIMER_TICK: Duration = Duration::from_millis(1);
 /// The lowest rate any cut leads to (requests per second).
 const FLOOR: f64 = 0.05;
 
@@ -83,6 +90,8 @@ struct State {
     budget: Option<(f64, Instant)>,
     last_cut: Option<Instant>,
     last_raise: Instant,
+    /// When the last request really started.
+    last_start: Option<Instant>,
 }
 
 impl Gate {
@@ -100,6 +109,7 @@ impl Gate {
                 budget: None,
                 last_cut: None,
                 last_raise: now,
+                last_start: None,
             }),
             waiting: AtomicUsize::new(0),
         }
@@ -110,27 +120,50 @@ impl Gate {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits until this request may be sent: its slot has come and no pause is in force.
+    /// Waits until this request may be sent: its slot has come, no pause is in force, and
+    /// (with a burst of 1) the request before it really started `1 / rate` ago: one whose
+    /// timer woke it late pushes the next one back, so no second ever holds more than
+    /// `rate` starts.
     pub async fn acquire(&self) {
+        let mut at = self.reserve(Instant::now());
         loop {
-            let slot = self.reserve(Instant::now());
-            if slot > Instant::now() {
+            if at > Instant::now() {
                 self.waiting.fetch_add(1, Ordering::Relaxed);
                 let _done = Waiting(&self.waiting);
-                tokio::time::sleep_until(slot).await;
+                tokio::time::sleep_until(at).await;
             }
-            // A pause may have come in while we waited: nothing is sent inside it.
-            if self.lock().paused_until.is_none_or(|t| t <= Instant::now()) {
-                return;
+            match self.start(Instant::now()) {
+                Start::Now => return,
+                Start::At(t) => at = t,
+                // A pause came in while we waited: nothing is sent inside it.
+                Start::Again => at = self.reserve(Instant::now()),
             }
         }
+    }
+
+    fn start(&self, now: Instant) -> Start {
+        let mut s = self.lock();
+        if s.paused_until.is_some_and(|t| t > now) {
+            return Start::Again;
+        }
+        if self.burst == 1 {
+            let interval = Duration::from_secs_f64(SPACING / s.effective());
+            let soonest = s
+                .last_start
+                .map(|l| l + interval.saturating_sub(TIMER_TICK));
+            if let Some(t) = soonest.filter(|t| *t > now) {
+                return Start::At(t);
+            }
+        }
+        s.last_start = Some(now);
+        Start::Now
     }
 
     /// Takes the next start slot: after any pause, `1 / rate` after the last one, and at
     /// most `burst - 1` intervals in the past (the idle spell's credit).
     fn reserve(&self, now: Instant) -> Instant {
         let mut s = self.lock();
-        let interval = Duration::from_secs_f64(1.0 / s.effective());
+        let interval = Duration::from_secs_f64(SPACING / s.effective());
         let credit = interval.saturating_mul(self.burst - 1);
         let earliest = now.checked_sub(credit).unwrap_or(now);
         let mut slot = s.next.max(earliest);
@@ -234,6 +267,15 @@ impl State {
     }
 }
 
+/// What [`Gate::start`] decided.
+enum Start {
+    Now,
+    /// Too soon after the last start: check again at this instant.
+    At(Instant),
+    /// Paused: take a new slot.
+    Again,
+}
+
 /// Counts a request out of [`Gate::waiting`] however its wait ends (also when the task
 /// is dropped mid-wait).
 struct Waiting<'a>(&'a AtomicUsize);
@@ -295,7 +337,7 @@ mod tests {
         let t = Instant::now() + Duration::from_secs(5);
         let slots: Vec<_> = (0..4).map(|_| g.reserve(t)).collect();
         let ms = |i: usize| slots[i].saturating_duration_since(slots[0]).as_millis();
-        assert_eq!((ms(1), ms(2), ms(3)), (100, 200, 300));
+        assert_eq!((ms(1), ms(2), ms(3)), (101, 202, 303));
         assert!(
             slots[0] < t,
             "an idle spell's credit lets the burst start at once"
