@@ -1,16 +1,165 @@
 //! The collector: the one task that receives every [`Outcome`], counts them, hands them
 //! to the sinks and owns the progress display. Workers never print, so the bar and the
 //! log lines never tear each other apart, and sinks need no locking.
+//!
+//! [`run`] is where a run is wired: the executor's outcome channel to the collector,
+//! then the summary and the sinks' finish. The commands and the tests all go through it.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::Error;
-use crate::outcome::{Outcome, OutcomeSink, Status};
+use crate::error::{Error, Result};
+use crate::execute::{self, RunSettings, Stats};
+use crate::outcome::{now_rfc3339, Outcome, OutcomeSink, RunSummary, Status};
+use crate::plan::PlannedRow;
+use crate::profile::Profile;
+
+/// Outcomes that may wait for the collector (it takes them in batches); a row only waits
+/// for room beyond that.
+const OUTCOMES_IN_FLIGHT: usize = 4096;
+
+/// Runs every planned row through the executor into `sinks`, and returns the summary
+/// once every row has an outcome and the sinks are finished.
+///
+/// `shutdown` resolves when the run should stop (Ctrl-C in the binary; tests pass their own
+/// future). Errors: the run could not start (login refused, bad CA file: the sinks are
+/// abandoned) or had to stop (re-login refused: `Error::CannotStart`, after the outcomes
+/// were recorded), or a sink could not write (`Error::Unrecorded`, which carries the
+/// summary: the run stopped sending at the first failed write, and every row still has an
+/// outcome in the sinks that work).
+pub async fn run(
+    profile: Arc<Profile>,
+    settings: RunSettings,
+    rows: impl Iterator<Item = PlannedRow> + Send + 'static,
+    sinks: Vec<Box<dyn OutcomeSink>>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<RunSummary> {
+    let started = Instant::now();
+    let started_at = now_rfc3339();
+    let stats = Arc::new(Stats::default());
+    let stop = CancellationToken::new();
+    let (out, outcomes) = mpsc::channel::<Outcome>(OUTCOMES_IN_FLIGHT);
+    let collector = {
+        let (progress, total) = (settings.progress.clone(), settings.total_rows);
+        let (stats, stop) = (stats.clone(), stop.clone());
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            collect(outcomes, sinks, progress, total, &stats, runtime, stop)
+        })
+    };
+    let summary_base = (
+        settings.base_url.to_string(),
+        settings.input_file.clone(),
+        settings.input_sha256.clone(),
+        settings.command_line.clone(),
+    );
+    let executed = execute::run(
+        profile.clone(),
+        settings,
+        rows,
+        out,
+        stats.clone(),
+        stop,
+        shutdown,
+    )
+    .await;
+    let mut collected = collector
+        .await
+        .map_err(|e| Error::Other(anyhow::anyhow!("the collector failed: {e}")))?;
+    let executed = match executed {
+        Ok(x) => x,
+        Err(e) => {
+            // Not one row was sent: the sinks (the journal) may forget this run.
+            for sink in collected.sinks.iter_mut() {
+                sink.abandon();
+            }
+            return Err(e);
+        }
+    };
+    // Every row handed out must have come back once; one that did not is a bug, and is
+    // counted as failed so that the summary and the exit code show it.
+    if let Some(routed) = &executed.routed {
+        let (lost, first) = routed.missing_from(&collected.seen, 10);
+        if lost > 0 {
+            tracing::error!(
+                "{lost} rows have no outcome: internal error, please report (data rows {})",
+                first
+                    .iter()
+                    .map(|s| (s + 1).to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            *collected.counts.entry(Status::Failed).or_default() += lost;
+        }
+    }
+    let duration = started.elapsed().as_secs_f64();
+    let (requests, retries, throttled_429) = stats.counts();
+    let (base_url, input_file, input_sha256, command_line) = summary_base;
+    let summary = RunSummary {
+        unchanged: collected
+            .counts
+            .get(&Status::Unchanged)
+            .copied()
+            .unwrap_or(0),
+        counts: collected.counts,
+        started_at,
+        finished_at: now_rfc3339(),
+        duration_secs: duration,
+        achieved_rate: if duration > 0.0 {
+            requests as f64 / duration
+        } else {
+            0.0
+        },
+        requests,
+        retries,
+        throttled_429,
+        settled_concurrency: executed.concurrency as u64,
+        settled_rate: executed.rate,
+        profile: profile.name.clone(),
+        base_url,
+        input_file,
+        input_sha256,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        command_line,
+        interrupted: executed.interrupted,
+    };
+    let stopped_by_sink = collected.error.is_some();
+    let mut sink_error = collected.error;
+    // A sink that failed is not finished: the journal of a run whose outcomes it could not
+    // all record stays unfinished, so that the next run resumes (and looks creates up).
+    for (mut sink, broken) in collected.sinks.into_iter().zip(collected.broken) {
+        if broken {
+            continue;
+        }
+        if let Err(e) = sink.finish(&summary) {
+            tracing::error!("cannot finish recording the outcomes: {e}");
+            sink_error.get_or_insert(e);
+        }
+    }
+    if let Some(e) = executed.fatal {
+        return Err(e);
+    }
+    if let Some(e) = sink_error {
+        return Err(Error::Unrecorded {
+            message: if stopped_by_sink {
+                format!(
+                    "an outcome could not be recorded ({e}); the run stopped sending at once: \
+                     rows not sent are not-attempted"
+                )
+            } else {
+                format!("every row was done, but an outcome could not be recorded: {e}")
+            },
+            summary: Box::new(summary),
+        });
+    }
+    Ok(summary)
+}
 
 /// How progress is shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +255,7 @@ impl SeqSet {
     }
 }
 
-/// Receives outcomes until every sender is gone. Runs on a thread of its own (not a
+/// Receives outcomes until every sender is gone. Runs on a blocking thread (not a
 /// runtime worker): the journal's commits wait for the disk, and the report is written as
 /// outcomes arrive, so neither may hold up the tasks that send requests. `runtime` serves
 /// the timers.
@@ -118,6 +267,7 @@ pub fn collect(
     mut sinks: Vec<Box<dyn OutcomeSink>>,
     progress: Progress,
     total: Option<u64>,
+    live: &Stats,
     runtime: tokio::runtime::Handle,
     stop: CancellationToken,
 ) -> Collected {
@@ -171,9 +321,11 @@ pub fn collect(
                 span.pb_inc(kept as u64);
                 let bad = st.counts.get(&Status::Failed).copied().unwrap_or(0)
                     + st.counts.get(&Status::Invalid).copied().unwrap_or(0);
+                let mut msg = live_text(live);
                 if bad > 0 {
-                    span.pb_set_message(&format!("{bad} failed/invalid"));
+                    msg.push_str(&format!("  {bad} failed/invalid"));
                 }
+                span.pb_set_message(&msg);
             }
             batch.clear();
         }
@@ -184,7 +336,8 @@ pub fn collect(
         }
         if let (Some(at), Some(d)) = (next_line, every) {
             if now >= at {
-                eprintln!("{}", progress_line(&st.counts, total, started.elapsed()));
+                let line = progress_line(&st.counts, total, started.elapsed());
+                eprintln!("{line}; {}", live_text(live));
                 next_line = Some(now + d);
             }
         }
@@ -279,6 +432,12 @@ impl State {
             self.stop.cancel();
         }
     }
+}
+
+/// `38 in flight, 142.0 requests/s`: the limits the executor works with now.
+fn live_text(live: &Stats) -> String {
+    let (concurrency, rate) = live.live();
+    format!("{concurrency} in flight, {rate:.1} requests/s")
 }
 
 /// `progress: 1200 of 5000 rows (created 1100, failed 3) 38.5 rows/s, 31s, about 99s left`.

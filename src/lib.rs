@@ -9,7 +9,7 @@
 //! - [`cell`]: the typed value of one spreadsheet cell.
 //! - [`source`]: reads CSV and Excel files into rows of cells, finding the header row.
 //! - [`plan`]: rows of cells become validated jobs with rendered requests.
-//! - [`execute`]: jobs become rate-limited, retried HTTP requests on a fixed set of workers;
+//! - [`execute`]: jobs become rate-limited, retried HTTP requests under an adaptive limit of rows in flight;
 //!   every row ends in one [`outcome::Outcome`].
 //! - [`collect`]: the one task that receives outcomes, shows progress and feeds the sinks.
 //! - [`report`]: sinks that write outcomes (JSON lines).

@@ -117,6 +117,10 @@ pub struct RunSummary {
     pub requests: u64,
     pub retries: u64,
     pub throttled_429: u64,
+    /// Rows in flight at the end (the concurrency the run settled at).
+    pub settled_concurrency: u64,
+    /// Requests per second the rate gate allowed at the end (the rate the run settled at).
+    pub settled_rate: f64,
     pub profile: String,
     /// Base URL without credentials.
     pub base_url: String,
@@ -142,6 +146,14 @@ impl RunSummary {
     /// True when no row failed, was invalid or was left unsent.
     pub fn all_ok(&self) -> bool {
         self.counts.iter().all(|(s, n)| s.is_ok() || *n == 0)
+    }
+
+    /// `settled at 38 in flight, 142 requests/s; 3 × 429`.
+    pub fn pace(&self) -> String {
+        format!(
+            "settled at {} in flight, {:.0} requests/s; {} × 429",
+            self.settled_concurrency, self.settled_rate, self.throttled_429
+        )
     }
 
     /// One line a scheduler can parse: `enlist: created=3 updated=1 ... exit=0`.

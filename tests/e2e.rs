@@ -392,10 +392,6 @@ async fn fault_run_creates_every_row_exactly_once() {
             "240",
             "--concurrency",
             "8",
-            // Three request threads, each with its own connections, share the rows and
-            // the one rate limit.
-            "--threads",
-            "3",
             "--max-attempts",
             "8",
             "--timeout",

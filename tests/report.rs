@@ -85,6 +85,8 @@ fn summary(n: u64) -> RunSummary {
         requests: 40,
         retries: 7,
         throttled_429: 2,
+        settled_concurrency: 4,
+        settled_rate: 10.0,
         profile: "users-api".into(),
         base_url: "https://admin:hunter2@api.example.com/v1".into(),
         input_file: "users.xlsx".into(),

@@ -1,6 +1,6 @@
 //! `enlist run`: the executor against small in-process servers on 127.0.0.1:0.
 //!
-//! Most tests drive the library entry point [`enlist::execute::run`] with rows planned from
+//! Most tests drive the library entry point [`enlist::collect::run`] with rows planned from
 //! hand-made cells (no sheet reader needed) and a server whose faults are scripted per test;
 //! the server counts and timestamps what it receives, so each property is checked on the
 //! server side. The `binary_*` tests run the real binary on a CSV file.
@@ -19,7 +19,8 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use enlist::cell::Cell;
-use enlist::execute::{self, RunSettings, Secrets};
+use enlist::collect;
+use enlist::execute::{Concurrency, RunSettings, Secrets};
 use enlist::outcome::{Outcome, OutcomeSink, RunSummary, Status};
 use enlist::plan::{Layout, PlanOptions, PlannedRow, Planner};
 use enlist::profile::{Action, Profile};
@@ -434,7 +435,7 @@ fn settings(p: &Profile, url: &str) -> RunSettings {
     ]);
     let mut s = RunSettings::new(p, Some(url), false, secrets).unwrap();
     s.rate = 500.0;
-    s.concurrency = 4;
+    s.concurrency = Concurrency::Fixed(4);
     s.timeout = Duration::from_secs(3);
     s
 }
@@ -447,7 +448,7 @@ async fn go(
     stop: impl std::future::Future<Output = ()> + Send,
 ) -> (enlist::error::Result<RunSummary>, Vec<Outcome>) {
     let mem = Mem::default();
-    let r = execute::run(
+    let r = collect::run(
         p.clone(),
         s,
         rows.into_iter(),
@@ -537,7 +538,7 @@ async fn run_relogs_in_once_when_the_token_is_revoked() {
     let users = many(40);
     let rows = rows(&p, Action::Create, &refs(&users));
     let mut s = settings(&p, &url);
-    s.concurrency = 4;
+    s.concurrency = Concurrency::Fixed(4);
     let (r, out) = go(&p, s, rows, never()).await;
     r.unwrap();
     assert!(out.iter().all(|o| o.status == Status::Created), "{out:?}");
@@ -610,7 +611,7 @@ async fn upsert_old_and_new(srv: &Srv, p: &Arc<Profile>, url: &str) -> Vec<Outco
         &[("old@x.io", "Renamed"), ("new@x.io", "New")],
     );
     let mut s = settings(p, url);
-    s.concurrency = 1;
+    s.concurrency = Concurrency::Fixed(1);
     // The order these tests spell out (auto would create first on a fresh run).
     s.upsert_order = enlist::execute::order::UpsertOrder::LookupFirst;
     let (r, out) = go(p, s, rows, never()).await;
@@ -680,7 +681,7 @@ async fn run_never_exceeds_the_concurrency() {
     let users = many(15);
     let rows = rows(&p, Action::Create, &refs(&users));
     let mut s = settings(&p, &url);
-    s.concurrency = 3;
+    s.concurrency = Concurrency::Fixed(3);
     s.rate = 1000.0;
     let (r, out) = go(&p, s, rows, never()).await;
     r.unwrap();
@@ -696,7 +697,7 @@ async fn run_never_exceeds_the_rate_in_any_second() {
     let rows = rows(&p, Action::Create, &refs(&users));
     let mut s = settings(&p, &url);
     s.rate = 20.0;
-    s.concurrency = 8;
+    s.concurrency = Concurrency::Fixed(8);
     let (r, _) = go(&p, s, rows, never()).await;
     let sum = r.unwrap();
     let times: Vec<Instant> = srv.arrivals.lock().unwrap().iter().map(|a| a.0).collect();
@@ -728,7 +729,7 @@ async fn run_interrupted_marks_unsent_rows_not_attempted() {
     users.push(("".into(), "no key: invalid".into()));
     let rows = rows(&p, Action::Create, &refs(&users));
     let mut s = settings(&p, &url);
-    s.concurrency = 2;
+    s.concurrency = Concurrency::Fixed(2);
     let stop = tokio::time::sleep(Duration::from_millis(400));
     let (r, out) = go(&p, s, rows, stop).await;
     let sum = r.unwrap();
@@ -784,7 +785,7 @@ async fn run_stops_when_the_re_login_is_refused() {
     let users = many(20);
     let rows = rows(&p, Action::Create, &refs(&users));
     let mut s = settings(&p, &url);
-    s.concurrency = 2;
+    s.concurrency = Concurrency::Fixed(2);
     let (r, out) = go(&p, s, rows, never()).await;
     let e = r.unwrap_err();
     assert_eq!(e.exit_code(), enlist::error::exit::CANNOT_START, "{e}");
@@ -858,7 +859,7 @@ async fn run_unthrottled_smoke_figure() {
     let mut s = settings(&p, &url);
     s.rate = 100_000.0;
     s.burst = 100;
-    s.concurrency = 8;
+    s.concurrency = Concurrency::Fixed(8);
     let (r, out) = go(&p, s, rows, never()).await;
     let sum = r.unwrap();
     eprintln!(

@@ -16,7 +16,8 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use enlist::cell::Cell;
-use enlist::execute::{self, RunSettings, Secrets};
+use enlist::collect;
+use enlist::execute::{Concurrency, RunSettings, Secrets};
 use enlist::journal::Journal;
 use enlist::outcome::{Outcome, OutcomeSink, RunSummary};
 use enlist::plan::{Layout, PlanOptions, PlannedRow, Planner};
@@ -381,8 +382,7 @@ async fn the_journal_commits_a_finished_row_while_the_next_one_hangs() {
     let journal = Journal::open(&state, "sinks test", "ab").expect("journal");
     let mut s = RunSettings::new(&p, Some(&url), false, Secrets::from_pairs([("X", "y")]))
         .expect("settings");
-    s.concurrency = 1;
-    s.threads = 1;
+    s.concurrency = Concurrency::Fixed(1);
     s.timeout = Duration::from_secs(120);
     // Rows 1-4 finish back to back (within one commit interval), row 5 hangs.
     let rows = planned(
@@ -391,7 +391,7 @@ async fn the_journal_commits_a_finished_row_while_the_next_one_hangs() {
     );
     let mem = Mem::default();
     let sinks: Vec<Box<dyn OutcomeSink>> = vec![Box::new(journal), Box::new(mem.clone())];
-    let run = tokio::spawn(execute::run(
+    let run = tokio::spawn(collect::run(
         p,
         s,
         rows.into_iter(),

@@ -1,6 +1,7 @@
 //! The integration tests: one binary, one module per area. Each test gets its own
 //! working directory through [`workdir::Workdir`] and runs the real `enlist` binary.
 
+mod adaptive;
 mod check;
 mod e2e;
 mod feedback;

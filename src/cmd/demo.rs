@@ -201,7 +201,7 @@ pub fn run(args: DemoArgs) -> Result<u8> {
             let stop = async {
                 let _ = tokio::signal::ctrl_c().await;
             };
-            execute::run(profile.clone(), s, rows, sinks, stop).await
+            crate::collect::run(profile.clone(), s, rows, sinks, stop).await
         }
         .await;
         let held = sandbox.users().len();

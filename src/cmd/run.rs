@@ -11,10 +11,10 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use super::InputArgs;
-use crate::collect::Progress;
+use crate::collect::{self, Progress};
 use crate::error::{exit, Error, Result};
 use crate::execute::order::UpsertOrder;
-use crate::execute::{self, RunSettings, Secrets};
+use crate::execute::{Concurrency, RunSettings, Secrets};
 use crate::input::Input;
 use crate::journal::{target_id, Journal, Shard};
 use crate::outcome::{OutcomeSink, RunSummary, Status};
@@ -51,16 +51,18 @@ pub struct RunArgs {
     /// The target's base URL (default: the environment variable the profile names).
     #[arg(long)]
     pub base_url: Option<String>,
-    /// Requests in flight at once (default: the profile's).
-    #[arg(long, value_name = "N")]
-    pub concurrency: Option<usize>,
-    /// Requests per second, all requests together (default: the profile's).
-    #[arg(long, value_name = "R")]
-    pub rate: Option<f64>,
-    /// Threads sending requests, each with its own connections (default: the machine's
-    /// cores; one is plenty for any rate a real target allows).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub threads: Option<u16>,
+    /// Rows in flight at once: `auto` (the default) starts at the profile's `concurrency`
+    /// and follows the target's latency and errors; a number fixes it.
+    #[arg(long, value_name = "auto|N", default_value = "auto", value_parser = parse_auto::<usize>)]
+    pub concurrency: Auto<usize>,
+    /// With `--concurrency auto`: never more rows in flight than this.
+    #[arg(long, value_name = "N", default_value_t = crate::execute::adaptive::MAX)]
+    pub max_concurrency: usize,
+    /// Requests per second, all requests together (default: the profile's). `auto`: start
+    /// at the profile's rate and find the rate the target allows (it slows down when the
+    /// target answers 429, and never goes past the budget its RateLimit headers announce).
+    #[arg(long, value_name = "auto|R", value_parser = parse_auto::<f64>)]
+    pub rate: Option<Auto<f64>>,
     /// Requests that may start back to back after an idle spell.
     #[arg(long, value_name = "B", default_value_t = 1)]
     pub burst: u32,
@@ -119,6 +121,22 @@ pub struct RunArgs {
     pub log_format: LogFormat,
     #[command(flatten)]
     pub journal: JournalArgs,
+}
+
+/// A flag that takes `auto` or a value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Auto<T> {
+    Auto,
+    Value(T),
+}
+
+fn parse_auto<T: std::str::FromStr>(s: &str) -> std::result::Result<Auto<T>, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(Auto::Auto);
+    }
+    s.parse()
+        .map(Auto::Value)
+        .map_err(|_| format!("expected `auto` or a number, not {s:?}"))
 }
 
 fn parse_report_format(s: &str) -> std::result::Result<ReportFormat, String> {
@@ -241,14 +259,17 @@ pub fn settings(args: &RunArgs, profile: &crate::profile::Profile) -> Result<Run
         args.allow_insecure_http,
         secrets,
     )?;
-    if let Some(c) = args.concurrency {
-        s.concurrency = c;
-    }
-    if let Some(r) = args.rate {
-        s.rate = r;
-    }
-    if let Some(t) = args.threads {
-        s.threads = usize::from(t);
+    s.concurrency = match args.concurrency {
+        Auto::Auto => Concurrency::Auto {
+            start: profile.concurrency,
+            max: args.max_concurrency,
+        },
+        Auto::Value(n) => Concurrency::Fixed(n),
+    };
+    match args.rate {
+        Some(Auto::Value(r)) => s.rate = r,
+        Some(Auto::Auto) => s.auto_rate = true,
+        None => {}
     }
     s.burst = args.burst;
     s.upsert_order = match args.upsert_order {
@@ -443,14 +464,10 @@ fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
     };
     settings.total_rows = total;
     sinks.insert(0, Box::new(journal));
-    // This thread drives one share of the requests; `--threads` adds more runtime threads
-    // (see `execute::run`). Planning, the journal and the reports have threads of their own.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
+    let runtime = super::runtime()
         .map_err(|e| Error::CannotStart(format!("cannot start the async runtime: {e}")))?;
     let (summary, unrecorded) =
-        match runtime.block_on(execute::run(profile, settings, rows, sinks, interrupted())) {
+        match runtime.block_on(collect::run(profile, settings, rows, sinks, interrupted())) {
             Ok(summary) => (summary, None),
             // The summary is printed all the same: it says what was sent.
             Err(Error::Unrecorded { message, summary }) => (*summary, Some(message)),
@@ -517,8 +534,11 @@ pub fn human_summary(s: &RunSummary) -> String {
         }
     ));
     t.push_str(&format!(
-        "{} requests ({:.1}/s), {} retries, {} throttled (429)\n",
-        s.requests, s.achieved_rate, s.retries, s.throttled_429
+        "{} requests ({:.1}/s achieved), {} retries; {}\n",
+        s.requests,
+        s.achieved_rate,
+        s.retries,
+        s.pace()
     ));
     if s.unchanged > 0 {
         t.push_str(&format!(

@@ -1,149 +1,190 @@
-//! The gate every request passes before it is sent: one governor rate limiter for the
-//! whole run, plus what the target itself asks for (a pause after a 429 with a reset time,
-//! and a lower rate for a while after any 429).
+//! The gate every request passes before it is sent: one rate for the whole run, plus what
+//! the target itself asks for (a pause after a 429 or an empty `RateLimit-Remaining`, a
+//! lower rate after any 429, the budget its `RateLimit-*` headers advertise).
 //!
-//! The adaptive part sits on top of governor rather than replacing the limiter: governor
-//! enforces `--rate` exactly and cheaply, and the slowed-down rate is an extra spacing
-//! between request starts that disappears once the target has been quiet for a while.
+//! Each request reserves the next start slot (slots are `1 / rate` apart; `--burst` of
+//! them may fall together after an idle spell) and sleeps on the runtime's timer until
+//! its slot. The rate can change during the run (`--rate auto`, a 429, a server's
+//! budget), which a fixed-quota limiter such as governor cannot do; and a reservation
+//! needs no polling and no timer thread of its own, so waiting costs no CPU.
+//!
+//! `--rate auto` probes: it starts at the profile's rate and grows by half every
+//! [`PROBE_EVERY`] until the target first pushes back (a 429). It then remembers the rate
+//! at which that happened, settles at [`SETTLE`] of it and creeps up by [`CREEP`] every
+//! [`PROBE_EVERY`]; the next 429 lowers the ceiling to where it came. A fixed `--rate`
+//! halves after a 429 and climbs back to the rate asked for.
 
-use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use governor::clock::Clock;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
-/// After a 429 the rate is halved at most once per this interval, so that four workers
-/// receiving the same burst of 429s do not divide it by sixteen.
+/// After a 429 the rate is cut at most once per this interval, so that workers receiving
+/// the same burst of 429s cut it once.
 const CUT_INTERVAL: Duration = Duration::from_secs(1);
+/// How often `--rate auto` (and a fixed rate recovering from a 429) may raise the rate.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// `--rate auto` settles at this share of the rate at which the target answered 429.
+const SETTLE: f64 = 0.9;
+/// `--rate auto` creeps up by this factor per step once it knows a ceiling.
+const CREEP: f64 = 1.03;
+/// Slots are this much wider than `1 / rate`: a timer wakes a request up to a
+/// millisecond or so late, and one woken late followed by one on time must still leave
+/// no second with more than `rate` requests (plus the burst).
+const SPACING: f64 = 1.01;
+/// The runtime's timer wakes a request up to this much after its slot; a start this much
+/// early against the one before is the timer's rounding, not a burst.
+const TIMER_TICK: Duration = Duration::from_millis(1);
+/// The lowest rate any cut leads to (requests per second).
+const FLOOR: f64 = 0.05;
 
-/// A wait for a governor cell shorter than this is spent yielding to the other tasks of
-/// the thread instead of sleeping (see [`Gate::cell`]).
-const SHORT_WAIT: Duration = Duration::from_micros(50);
+/// How the run's rate is decided.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RateMode {
+    /// `--rate R`: never above R.
+    Fixed(f64),
+    /// `--rate auto`: start at this rate and probe upward.
+    Auto(f64),
+}
+
+impl RateMode {
+    /// The rate a run starts with.
+    pub fn start(self) -> f64 {
+        match self {
+            RateMode::Fixed(r) | RateMode::Auto(r) => r,
+        }
+    }
+}
+
+/// A budget a server advertised (`RateLimit-Limit` / `-Remaining` / `-Reset`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    /// Requests still allowed in the current window.
+    pub remaining: u64,
+    /// Until the window resets.
+    pub reset: Duration,
+}
 
 /// Shared by all workers (behind an `Arc`).
 pub struct Gate {
-    /// Every request of the run waits here: `--rate` requests per second, `--burst` at once.
-    limiter: DefaultDirectRateLimiter,
-    /// The configured `--rate`; the adaptive rate climbs back to it.
-    full_rate: f64,
-    /// Guards the adaptive state; held only for a few instructions, never across an await.
-    state: Mutex<Adaptive>,
-    /// Set by the first 429 (and never cleared): until then the adaptive state is known to
-    /// be idle, and a request passes the gate without taking the lock.
-    adaptive: AtomicBool,
+    mode: RateMode,
+    burst: u32,
+    /// Held only for a few instructions, never across an await.
+    state: Mutex<State>,
+    /// Requests sleeping until their slot: more than none means the rate is what binds.
+    waiting: AtomicUsize,
 }
 
-/// What the target told us about its limits.
 #[derive(Debug)]
-struct Adaptive {
-    /// No request may start before this instant (429 with Retry-After or a reset header).
+struct State {
+    /// The rate now (requests per second).
+    rate: f64,
+    /// The next free start slot.
+    next: Instant,
+    /// No request may start before this instant (Retry-After, a reset header).
     paused_until: Option<Instant>,
-    /// The lowered rate after a 429, if any (`None` = `--rate`).
-    slowed: Option<f64>,
-    /// While slowed: the earliest start of the next request (spaced at `1 / slowed`).
-    next_slot: Instant,
-    /// Successful responses since `slowed` last changed; enough of them raise it again.
-    successes: u32,
-    /// When the rate was last halved (see [`CUT_INTERVAL`]).
+    /// The rate the target answered 429 at (`--rate auto` stays below it).
+    ceiling: Option<f64>,
+    /// A rate the server's own budget allows now (`RateLimit-*`), until `budget_until`.
+    budget: Option<(f64, Instant)>,
     last_cut: Option<Instant>,
+    last_raise: Instant,
+    /// When the last request really started.
+    last_start: Option<Instant>,
 }
 
 impl Gate {
     /// `rate` > 0 requests per second, `burst` ≥ 1.
-    pub fn new(rate: f64, burst: u32) -> Gate {
-        let period = Duration::from_secs_f64(1.0 / rate.max(0.001));
-        let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::with_period(period)
-            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(burst);
+    pub fn new(mode: RateMode, burst: u32) -> Gate {
+        let now = Instant::now();
         Gate {
-            limiter: RateLimiter::direct(quota),
-            full_rate: rate,
-            state: Mutex::new(Adaptive {
+            mode,
+            burst: burst.max(1),
+            state: Mutex::new(State {
+                rate: mode.start().max(FLOOR),
+                next: now,
                 paused_until: None,
-                slowed: None,
-                next_slot: Instant::now(),
-                successes: 0,
+                ceiling: None,
+                budget: None,
                 last_cut: None,
+                last_raise: now,
+                last_start: None,
             }),
-            adaptive: AtomicBool::new(false),
+            waiting: AtomicUsize::new(0),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Adaptive> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A poisoned lock only means another worker panicked mid-update of plain numbers.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits until this request may be sent: no pause in force, the slowed-down spacing
-    /// respected, and a governor cell free.
+    /// Waits until this request may be sent: its slot has come, no pause is in force, and
+    /// (with a burst of 1) the request before it really started `1 / rate` ago: one whose
+    /// timer woke it late pushes the next one back, so no second ever holds more than
+    /// `rate` starts.
     pub async fn acquire(&self) {
+        let mut at = self.reserve(Instant::now());
         loop {
-            if self.adaptive.load(Ordering::Acquire) {
-                self.adapt().await;
+            if at > Instant::now() {
+                self.waiting.fetch_add(1, Ordering::Relaxed);
+                let _done = Waiting(&self.waiting);
+                tokio::time::sleep_until(at).await;
             }
-            self.cell().await;
-            // A 429 may have arrived while we waited: check again, so nothing is sent
-            // inside a pause the server ordered.
-            if !self.adaptive.load(Ordering::Acquire) || !self.paused() {
-                return;
-            }
-        }
-    }
-
-    fn paused(&self) -> bool {
-        self.lock().paused_until.is_some_and(|t| t > Instant::now())
-    }
-
-    /// After a 429: waits out the server's pause and the slowed-down spacing.
-    async fn adapt(&self) {
-        loop {
-            let paused = self.lock().paused_until.filter(|t| *t > Instant::now());
-            match paused {
-                Some(t) => tokio::time::sleep_until(t).await,
-                None => break,
-            }
-        }
-        let slot = {
-            let mut s = self.lock();
-            match s.slowed {
-                Some(r) => {
-                    let start = s.next_slot.max(Instant::now());
-                    s.next_slot = start + Duration::from_secs_f64(1.0 / r);
-                    Some(start)
-                }
-                None => None,
-            }
-        };
-        if let Some(t) = slot {
-            tokio::time::sleep_until(t).await;
-        }
-    }
-
-    /// Takes a governor cell (`--rate`, `--burst`). governor's own wait sleeps on the
-    /// futures-timer thread, precise to microseconds but a round trip to another thread
-    /// each time. When the run is not throttled, the wait is mostly a microsecond or two
-    /// (two workers met at the same instant): such a short wait is spent letting the
-    /// thread's other tasks run, and checking again.
-    async fn cell(&self) {
-        loop {
-            let wait = match self.limiter.check() {
-                Ok(()) => return,
-                Err(not_until) => not_until.wait_time_from(self.limiter.clock().now()),
-            };
-            if wait < SHORT_WAIT {
-                tokio::task::yield_now().await;
-            } else {
-                self.limiter.until_ready().await;
-                return;
+            match self.start(Instant::now()) {
+                Start::Now => return,
+                Start::At(t) => at = t,
+                // A pause came in while we waited: nothing is sent inside it.
+                Start::Again => at = self.reserve(Instant::now()),
             }
         }
     }
 
-    /// The server said "wait `d`": nobody sends until then. The caller bounds `d`
+    fn start(&self, now: Instant) -> Start {
+        let mut s = self.lock();
+        if s.paused_until.is_some_and(|t| t > now) {
+            return Start::Again;
+        }
+        if self.burst == 1 {
+            let interval = Duration::from_secs_f64(SPACING / s.effective());
+            let soonest = s
+                .last_start
+                .map(|l| l + interval.saturating_sub(TIMER_TICK));
+            if let Some(t) = soonest.filter(|t| *t > now) {
+                return Start::At(t);
+            }
+        }
+        s.last_start = Some(now);
+        Start::Now
+    }
+
+    /// Takes the next start slot: after any pause, `1 / rate` after the last one, and at
+    /// most `burst - 1` intervals in the past (the idle spell's credit).
+    fn reserve(&self, now: Instant) -> Instant {
+        let mut s = self.lock();
+        let interval = Duration::from_secs_f64(SPACING / s.effective());
+        let credit = interval.saturating_mul(self.burst - 1);
+        let earliest = now.checked_sub(credit).unwrap_or(now);
+        let mut slot = s.next.max(earliest);
+        if let Some(p) = s.paused_until.filter(|p| *p > slot) {
+            slot = p;
+        }
+        s.next = slot + interval;
+        slot
+    }
+
+    /// True while requests wait for their slot: more requests in flight cannot help.
+    pub fn binding(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) > 0
+    }
+
+    /// The rate now, requests per second (what the server's budget allows included).
+    pub fn current_rate(&self) -> f64 {
+        self.lock().effective()
+    }
+
+    /// The server said "wait `d`": nobody starts until then. The caller bounds `d`
     /// (`--max-pause`); a wait beyond what an `Instant` can hold is cut to a day.
     pub fn pause_for(&self, d: Duration) {
         let now = Instant::now();
@@ -152,51 +193,96 @@ impl Gate {
             .unwrap_or_else(|| now + Duration::from_secs(86_400));
         let mut s = self.lock();
         s.paused_until = Some(s.paused_until.map_or(until, |t| t.max(until)));
-        self.adaptive.store(true, Ordering::Release);
     }
 
-    /// A 429 arrived: halve the rate (at most once per [`CUT_INTERVAL`]).
+    /// A 429 arrived. A fixed rate halves; `--rate auto` remembers the rate it came at and
+    /// settles just below it. At most once per [`CUT_INTERVAL`].
     pub fn throttled(&self) {
         let now = Instant::now();
         let mut s = self.lock();
-        self.adaptive.store(true, Ordering::Release);
         if s.last_cut
             .is_some_and(|t| now.duration_since(t) < CUT_INTERVAL)
         {
             return;
         }
-        let current = s.slowed.unwrap_or(self.full_rate);
-        s.slowed = Some((current / 2.0).max(self.full_rate / 64.0).max(0.05));
-        s.successes = 0;
         s.last_cut = Some(now);
-        s.next_slot = s.next_slot.max(now);
+        s.last_raise = now;
+        s.rate = match self.mode {
+            RateMode::Fixed(full) => (s.rate / 2.0).max(full / 64.0),
+            RateMode::Auto(_) => {
+                let ceiling = s.ceiling.map_or(s.rate, |c| c.min(s.rate));
+                s.ceiling = Some(ceiling);
+                ceiling * SETTLE
+            }
+        }
+        .max(FLOOR);
     }
 
-    /// A request got a non-429 answer: after about two seconds' worth of successes at the
-    /// lowered rate, raise it by half again, up to `--rate`.
+    /// A request got an answer that was not a 429: the rate may grow (see the module
+    /// docs), at most once per [`PROBE_EVERY`], and only while it is what binds.
     pub fn success(&self) {
-        if !self.adaptive.load(Ordering::Acquire) {
+        let now = Instant::now();
+        let mut s = self.lock();
+        if now.duration_since(s.last_raise) < PROBE_EVERY {
             return;
         }
-        let mut s = self.lock();
-        let Some(r) = s.slowed else {
-            return;
-        };
-        s.successes += 1;
-        if f64::from(s.successes) >= (2.0 * r).max(4.0) {
-            let next = r * 1.5;
-            s.slowed = if next >= self.full_rate {
-                None
-            } else {
-                Some(next)
-            };
-            s.successes = 0;
+        s.last_raise = now;
+        match self.mode {
+            RateMode::Fixed(full) => s.rate = (s.rate * 1.5).min(full),
+            // Growing the rate while no request waits for it would only raise a number.
+            RateMode::Auto(_) if self.binding() => {
+                let step = if s.ceiling.is_some() { CREEP } else { 1.5 };
+                s.rate *= step;
+                if let Some(c) = s.ceiling.filter(|c| s.rate > *c) {
+                    // Past the old ceiling without a 429: the target allows more now.
+                    s.ceiling = Some(c.max(s.rate / SETTLE));
+                }
+            }
+            RateMode::Auto(_) => {}
         }
     }
 
-    /// The current effective rate (for logs and tests).
-    pub fn current_rate(&self) -> f64 {
-        self.lock().slowed.unwrap_or(self.full_rate)
+    /// The server advertised its budget: spread what remains over the rest of its window
+    /// (and pause until the reset when nothing remains), so that no request meets a 429.
+    /// `in_flight`: requests that may be on their way unseen by the server; as many of
+    /// the budget are kept back for them.
+    pub fn budget(&self, b: Budget, max_pause: Duration, in_flight: u64) {
+        let now = Instant::now();
+        let reset = b.reset.clamp(Duration::from_millis(100), max_pause);
+        if b.remaining <= in_flight {
+            self.pause_for(reset);
+            return;
+        }
+        let rate = (b.remaining - in_flight) as f64 / reset.as_secs_f64();
+        self.lock().budget = Some((rate, now + reset));
+    }
+}
+
+impl State {
+    fn effective(&self) -> f64 {
+        match self.budget {
+            Some((b, until)) if until > Instant::now() => self.rate.min(b).max(FLOOR),
+            _ => self.rate,
+        }
+    }
+}
+
+/// What [`Gate::start`] decided.
+enum Start {
+    Now,
+    /// Too soon after the last start: check again at this instant.
+    At(Instant),
+    /// Paused: take a new slot.
+    Again,
+}
+
+/// Counts a request out of [`Gate::waiting`] however its wait ends (also when the task
+/// is dropped mid-wait).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -206,18 +292,83 @@ mod tests {
 
     #[test]
     fn execute_gate_halves_and_recovers() {
-        let g = Gate::new(8.0, 1);
+        let g = Gate::new(RateMode::Fixed(8.0), 1);
         g.throttled();
         assert_eq!(g.current_rate(), 4.0);
         g.throttled(); // within CUT_INTERVAL: ignored
         assert_eq!(g.current_rate(), 4.0);
-        for _ in 0..8 {
-            g.success();
-        }
+        g.lock().last_raise -= PROBE_EVERY;
+        g.success();
         assert_eq!(g.current_rate(), 6.0);
-        for _ in 0..12 {
+        g.lock().last_raise -= PROBE_EVERY;
+        g.success();
+        assert_eq!(g.current_rate(), 8.0, "never above --rate");
+    }
+
+    #[test]
+    fn auto_rate_settles_below_the_rate_that_met_a_429() {
+        let g = Gate::new(RateMode::Auto(100.0), 1);
+        g.waiting.store(1, Ordering::Relaxed); // the rate binds
+        for _ in 0..3 {
+            g.lock().last_raise -= PROBE_EVERY;
             g.success();
         }
-        assert_eq!(g.current_rate(), 8.0);
+        assert_eq!(g.current_rate(), 337.5, "grows by half until pushed back");
+        g.throttled();
+        assert!((g.current_rate() - 337.5 * SETTLE).abs() < 1e-9);
+        g.lock().last_raise -= PROBE_EVERY;
+        g.success();
+        assert!(
+            (g.current_rate() - 337.5 * SETTLE * CREEP).abs() < 1e-9,
+            "creeps"
+        );
+        g.waiting.store(0, Ordering::Relaxed);
+        g.lock().last_raise -= PROBE_EVERY;
+        g.success();
+        assert!(
+            (g.current_rate() - 337.5 * SETTLE * CREEP).abs() < 1e-9,
+            "idle: no growth"
+        );
+    }
+
+    #[test]
+    fn slots_are_spaced_at_the_rate_with_the_burst_after_idle() {
+        let g = Gate::new(RateMode::Fixed(10.0), 3);
+        let t = Instant::now() + Duration::from_secs(5);
+        let slots: Vec<_> = (0..4).map(|_| g.reserve(t)).collect();
+        let ms = |i: usize| slots[i].saturating_duration_since(slots[0]).as_millis();
+        assert_eq!((ms(1), ms(2), ms(3)), (101, 202, 303));
+        assert!(
+            slots[0] < t,
+            "an idle spell's credit lets the burst start at once"
+        );
+    }
+
+    #[test]
+    fn a_budget_spreads_what_remains_and_an_empty_one_pauses() {
+        let g = Gate::new(RateMode::Fixed(100.0), 1);
+        let max = Duration::from_secs(60);
+        g.budget(
+            Budget {
+                remaining: 11,
+                reset: Duration::from_secs(2),
+            },
+            max,
+            1,
+        );
+        assert_eq!(g.current_rate(), 5.0);
+        g.budget(
+            Budget {
+                remaining: 0,
+                reset: Duration::from_secs(2),
+            },
+            max,
+            1,
+        );
+        let now = Instant::now();
+        assert!(
+            g.reserve(now) > now + Duration::from_secs(1),
+            "held until the reset"
+        );
     }
 }

@@ -1,29 +1,28 @@
 //! Execute: planned rows become HTTP requests, and every row ends in one [`Outcome`].
 //!
-//! The shape of a run (fixed, so that memory stays flat and the target is never pushed
-//! harder than `--rate`):
+//! The shape of a run (that of oha and mini-redis: one runtime, one HTTP client):
 //!
 //! ```text
-//! rows (read and planned  ──one bounded channel──▶ workers of     ──outcomes──▶ collector
-//!  on the reader thread)    per runtime thread     that thread                  (own thread:
-//!        │                                                                      progress,
-//!        └── invalid / skipped / unsent / settled rows ─────────────────────▲   sinks)
+//! rows (read and planned ──one bounded──▶ dispatcher: a permit ──▶ row tasks ──outcomes──▶ (the
+//!  on the reader thread)    channel        of the Limit per row   (JoinSet)               command's
+//!        │                                                                                collector)
+//!        └── invalid / skipped / settled rows, and every row after a stop ──────────────────▲
 //! ```
 //!
-//! - The rows are read and planned on the reader thread, which routes each as it comes into
-//!   bounded channels, so a sheet of a million rows is read only as fast as the workers
-//!   take jobs.
-//! - `--concurrency` workers take jobs; every request they send (lookups, logins, refreshes
-//!   and every retry included) first passes the one [`limiter::Gate`]. The workers are spread
-//!   over `--threads` single-threaded runtimes, each with its own connections and its own job
-//!   channel, so neither a request nor the taking of a row hands off between threads. The
-//!   reader fills the channels in turn while they have room and, once all are full, gives
-//!   the next batch to whichever thread frees room first.
-//! - Workers never print: they send [`Outcome`]s to the one collector ([`crate::collect`]).
-//! - Stopping: the `shutdown` future passed to [`run`] (Ctrl-C in the binary, anything in
-//!   tests) stops dispatching; requests in flight get `drain_timeout` to finish; every row
-//!   not sent (still in a channel or not yet read) is recorded as `not-attempted`.
+//! - The reader (a blocking thread) routes each row as it comes; the job channel is
+//!   bounded, so a sheet of a million rows is read only as fast as rows are sent.
+//! - The dispatcher starts a task per row while the concurrency [`adaptive::Limit`] has
+//!   room; every request a row sends (lookups, logins, refreshes and every retry
+//!   included) first passes the one rate [`limiter::Gate`].
+//! - Rows never print: their outcomes go to the `out` channel, which the command wires to
+//!   the collector ([`crate::collect::run`]); [`Stats`] holds live figures it can show.
+//! - Stopping: the `shutdown` future (Ctrl-C in the binary, anything in tests) stops
+//!   dispatching; requests in flight get `drain_timeout` to finish; every row not sent
+//!   (still in the channel or not yet read) is recorded as `not-attempted`. The `stop`
+//!   token does the same without the drain limit (a sink that cannot write, a re-login
+//!   that failed).
 
+pub mod adaptive;
 pub mod auth;
 pub mod client;
 pub mod limiter;
@@ -32,7 +31,7 @@ pub mod retry;
 mod worker;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,14 +39,24 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::collect::{self, Progress};
+use crate::collect::{Progress, SeqSet};
 use crate::error::{Error, Result};
-use crate::outcome::{now_rfc3339, Outcome, OutcomeSink, RunSummary, Status};
+use crate::outcome::{Outcome, Status};
 use crate::plan::PlannedRow;
 use crate::profile::{Action, Profile};
 
 pub use auth::Secrets;
 pub use client::check_base_url;
+
+/// How many rows may be in flight at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concurrency {
+    /// `--concurrency N`.
+    Fixed(usize),
+    /// `--concurrency auto` (the default): from `start` (the profile's `concurrency`), as
+    /// the target's answers allow, never above `max` (`--max-concurrency`).
+    Auto { start: usize, max: usize },
+}
 
 /// Everything a run needs besides the profile and the rows, validated before any work.
 /// `Debug` is safe to print: [`Secrets`] shows names only.
@@ -55,10 +64,13 @@ pub use client::check_base_url;
 pub struct RunSettings {
     /// The target's base URL (already checked: https, or http to loopback / when allowed).
     pub base_url: url::Url,
-    /// Worker tasks, and so the most requests in flight at once.
-    pub concurrency: usize,
-    /// Requests per second, all requests of the run together.
+    /// Rows in flight at once: fixed, or adaptive (see [`adaptive`]).
+    pub concurrency: Concurrency,
+    /// Requests per second, all requests of the run together (with `auto_rate`: where
+    /// the probing starts).
     pub rate: f64,
+    /// `--rate auto`: find the rate the target allows (see [`limiter`]).
+    pub auto_rate: bool,
     /// Requests that may start back to back after an idle spell.
     pub burst: u32,
     /// Most sends of one request (the first included).
@@ -78,9 +90,6 @@ pub struct RunSettings {
     pub progress: Progress,
     /// Rows the run will account for, when known: the bar shows a total and an ETA.
     pub total_rows: Option<u64>,
-    /// Runtime threads that send requests (each with its own connections); at most
-    /// `concurrency`. Default: the machine's cores.
-    pub threads: usize,
     /// Filled into the summary.
     pub input_file: String,
     pub input_sha256: String,
@@ -127,8 +136,12 @@ impl RunSettings {
         let base_url = check_base_url(&text, allow_insecure_http)?;
         Ok(RunSettings {
             base_url,
-            concurrency: profile.concurrency,
+            concurrency: Concurrency::Auto {
+                start: profile.concurrency,
+                max: adaptive::MAX,
+            },
             rate: profile.rate,
+            auto_rate: false,
             burst: 1,
             max_attempts: 5,
             max_row_time: Duration::from_secs(120),
@@ -140,7 +153,6 @@ impl RunSettings {
             secrets,
             progress: Progress::Off,
             total_rows: None,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             input_file: String::new(),
             input_sha256: String::new(),
             command_line: String::new(),
@@ -149,11 +161,21 @@ impl RunSettings {
         })
     }
 
+    /// How the gate's rate is decided.
+    fn rate_mode(&self) -> limiter::RateMode {
+        if self.auto_rate {
+            limiter::RateMode::Auto(self.rate)
+        } else {
+            limiter::RateMode::Fixed(self.rate)
+        }
+    }
+
     /// Checks the numbers (after flags have been applied).
     pub fn validate(&self) -> Result<()> {
         let bad = |m: &str| Err(Error::Usage(m.to_string()));
-        if self.concurrency == 0 || self.concurrency > 1024 {
-            return bad("--concurrency must be between 1 and 1024");
+        let (Concurrency::Fixed(n) | Concurrency::Auto { max: n, .. }) = self.concurrency;
+        if n == 0 || n > 1024 {
+            return bad("--concurrency and --max-concurrency must be between 1 and 1024");
         }
         if !(self.rate > 0.0 && self.rate.is_finite()) {
             return bad("--rate must be above zero");
@@ -175,8 +197,8 @@ impl RunSettings {
     }
 }
 
-/// Request counters for the summary, updated by every worker (relaxed atomics: they are
-/// only read once all workers are done).
+/// Request counters for the summary and live figures for the progress display, updated
+/// by every request (relaxed atomics: each figure stands alone).
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Requests sent (every attempt, lookups and logins included).
@@ -185,6 +207,10 @@ pub struct Stats {
     retries: AtomicU64,
     /// 429 responses.
     throttled: AtomicU64,
+    /// The concurrency limit now.
+    concurrency: AtomicUsize,
+    /// The gate's rate now (`f64` bits).
+    rate: AtomicU64,
 }
 
 impl Stats {
@@ -197,55 +223,50 @@ impl Stats {
     pub fn throttle(&self) {
         self.throttled.fetch_add(1, Ordering::Relaxed);
     }
+    fn set_live(&self, concurrency: usize, rate: f64) {
+        self.concurrency.store(concurrency, Ordering::Relaxed);
+        self.rate.store(rate.to_bits(), Ordering::Relaxed);
+    }
+    /// Requests, retries and 429s so far.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        (
+            get(&self.requests),
+            get(&self.retries),
+            get(&self.throttled),
+        )
+    }
+    /// Rows allowed in flight and requests per second allowed, now.
+    pub fn live(&self) -> (usize, f64) {
+        (
+            self.concurrency.load(Ordering::Relaxed),
+            f64::from_bits(self.rate.load(Ordering::Relaxed)),
+        )
+    }
 }
 
-/// What every worker shares (behind one `Arc`).
-///
-/// Each runtime thread of a run has its own `Shared` (its own HTTP client and connection
-/// pool, so a request and its connection stay on one thread); everything else in it is
-/// the run's one copy.
+/// What every row task shares (behind one `Arc`).
 struct Shared {
     profile: Arc<Profile>,
     settings: RunSettings,
     http: client::Http,
-    gate: Arc<limiter::Gate>,
-    auth: Arc<auth::Authenticator>,
+    gate: limiter::Gate,
+    /// Rows in flight: the dispatcher takes a permit per row.
+    limit: Arc<adaptive::Limit>,
+    auth: auth::Authenticator,
     stats: Arc<Stats>,
     /// What the run's upserts have shown so far: create or look up first.
-    order: Arc<order::Order>,
-    /// Cancelled to stop dispatching: on shutdown, or when the run cannot go on. The
-    /// reader checks it before queueing a row.
+    order: order::Order,
+    /// Cancelled to stop dispatching: on shutdown, when a sink cannot write, or when the
+    /// run cannot go on. The reader checks it before queueing a row.
     stop: CancellationToken,
     /// Cancelled when the drain deadline passes: rows still in flight are abandoned.
     abort: CancellationToken,
-    /// This runtime thread's children of `stop` and `abort`, which its workers wait on.
-    /// Every worker waits on both for every row; a token's waiters sit behind a lock, and
-    /// with one pair per thread that lock is never fought over by two threads.
-    stopped: CancellationToken,
-    aborted: CancellationToken,
     /// Why the run could not go on (a re-login that failed); the first reason wins.
-    fatal: Arc<std::sync::Mutex<Option<Error>>>,
+    fatal: std::sync::Mutex<Option<Error>>,
 }
 
 impl Shared {
-    /// The same run with another HTTP client (for another runtime thread).
-    fn with_http(&self, http: client::Http) -> Shared {
-        Shared {
-            profile: self.profile.clone(),
-            settings: self.settings.clone(),
-            http,
-            gate: self.gate.clone(),
-            auth: self.auth.clone(),
-            stats: self.stats.clone(),
-            order: self.order.clone(),
-            stop: self.stop.clone(),
-            abort: self.abort.clone(),
-            stopped: self.stop.child_token(),
-            aborted: self.abort.child_token(),
-            fatal: self.fatal.clone(),
-        }
-    }
-
     fn fail(&self, e: Error) {
         let mut f = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
         if f.is_none() {
@@ -254,324 +275,174 @@ impl Shared {
         }
         self.stop.cancel();
     }
+
+    /// A request's round trip, for the concurrency limit and the live figures.
+    fn sample(&self, rtt: Duration, what: adaptive::Sample) {
+        let rate = self.gate.current_rate();
+        self.limit.sample(rtt, what, rate, self.gate.binding());
+        self.stats.set_live(self.limit.current(), rate);
+    }
 }
 
 /// The message of rows the run never got to.
 const NOT_SENT: &str = "the run stopped before this row was sent";
 
-/// Sends every planned row and returns the summary once every row has an outcome and the
-/// sinks are finished.
+/// How a run that started ended (the outcomes themselves went to `out`).
+pub struct Executed {
+    /// The shutdown future resolved.
+    pub interrupted: bool,
+    /// Every row the reader routed (each must have one outcome); `None`: the reader failed.
+    pub routed: Option<SeqSet>,
+    /// Why the run had to stop (a re-login refused), if it did.
+    pub fatal: Option<Error>,
+    /// The concurrency limit and the rate at the end.
+    pub concurrency: usize,
+    pub rate: f64,
+}
+
+/// Sends every planned row; each row's outcome goes to `out`. Returns once every row
+/// has been sent or recorded as not sent.
 ///
-/// `shutdown` resolves when the run should stop (Ctrl-C in the binary; tests pass their own
-/// future). Errors: the run could not start (login refused, bad CA file) or had to stop
-/// (re-login refused: `Error::CannotStart`, after the outcomes were recorded), or a sink
-/// could not write (`Error::Unrecorded`, which carries the summary: the collector stopped
-/// the run at the first failed write, and every row still has an outcome in the sinks
-/// that work).
+/// Errors: the run could not start (login refused, bad CA file); not one row was routed.
 pub async fn run(
     profile: Arc<Profile>,
     settings: RunSettings,
     rows: impl Iterator<Item = PlannedRow> + Send + 'static,
-    mut sinks: Vec<Box<dyn OutcomeSink>>,
+    out: mpsc::Sender<Outcome>,
+    stats: Arc<Stats>,
+    stop: CancellationToken,
     shutdown: impl Future<Output = ()> + Send,
-) -> Result<RunSummary> {
-    let started = tokio::time::Instant::now();
-    let started_at = now_rfc3339();
-    let client_opts = client::ClientOptions {
-        concurrency: settings.concurrency,
+) -> Result<Executed> {
+    settings.validate()?;
+    let (limit, pool) = match settings.concurrency {
+        Concurrency::Fixed(n) => (adaptive::Limit::fixed(n), n),
+        Concurrency::Auto { start, max } => (adaptive::Limit::auto(start, max), max),
+    };
+    let opts = client::ClientOptions {
+        concurrency: pool,
         timeout: settings.timeout,
         connect_timeout: settings.connect_timeout,
         ca_pem: settings.ca_pem.clone(),
     };
-    let ready = async {
-        settings.validate()?;
-        // One client per runtime thread, all built before anything starts.
-        let threads = settings.threads.clamp(1, settings.concurrency);
-        let mut clients = (0..threads)
-            .map(|_| client::Http::new(&settings.base_url, &profile.content_type, &client_opts))
-            .collect::<Result<Vec<_>>>()?;
-        let http = clients.remove(0);
-        let gate = limiter::Gate::new(settings.rate, settings.burst);
-        let auth = auth::Authenticator::new(&profile, &settings.secrets)?;
-        let stats = Stats::default();
-        // Log in before reading a single row: bad credentials stop the run here, once.
-        auth.start(&http, &gate, &stats, settings.max_attempts.min(3))
-            .await?;
-        Ok::<_, Error>((http, clients, gate, auth, stats))
-    };
-    // The reader and the collector get threads of their own, started (idle) before any
-    // work is handed to them: a thread that cannot start stops the run here.
-    let ready = async {
-        let ready = ready.await?;
-        let collector = background(
-            "enlist-collector",
-            |(rx, sinks, progress, total, rt, stop)| {
-                collect::collect(rx, sinks, progress, total, rt, stop)
-            },
-        )?;
-        let reader = background(
-            "enlist-reader",
-            |(rows, jobs, out, stop, rt): (_, Vec<mpsc::Sender<PlannedRow>>, _, _, _)| {
-                feed(rows, &jobs, &out, &stop, &rt)
-            },
-        )?;
-        Ok::<_, Error>((ready, collector, reader))
-    };
-    let ((http, clients, gate, auth, stats), (give_collector, collector), (give_reader, reader)) =
-        match ready.await {
-            Ok(ready) => ready,
-            Err(e) => {
-                // Not one row was sent: the sinks (the journal) may forget this run.
-                for sink in sinks.iter_mut() {
-                    sink.abandon();
-                }
-                return Err(e);
-            }
-        };
-
-    let concurrency = settings.concurrency;
+    let http = client::Http::new(&settings.base_url, &profile.content_type, &opts)?;
+    let gate = limiter::Gate::new(settings.rate_mode(), settings.burst);
+    let auth = auth::Authenticator::new(&profile, &settings.secrets)?;
+    // Log in before reading a single row: bad credentials stop the run here, once.
+    auth.start(&http, &gate, &stats, settings.max_attempts.min(3))
+        .await?;
+    stats.set_live(limit.current(), gate.current_rate());
     let drain = settings.drain_timeout;
-    let progress = settings.progress.clone();
-    let total_rows = settings.total_rows;
-    let threads = clients.len() + 1;
-    let (stop, abort) = (CancellationToken::new(), CancellationToken::new());
-    let order = Arc::new(order::Order::new(settings.upsert_order, &profile));
-    let shared = Arc::new(Shared {
-        profile: profile.clone(),
+    let order = order::Order::new(settings.upsert_order, &profile);
+    let sh = Arc::new(Shared {
+        profile,
         settings,
         http,
-        gate: Arc::new(gate),
-        auth: Arc::new(auth),
-        stats: Arc::new(stats),
+        gate,
+        limit: Arc::new(limit),
+        auth,
+        stats,
         order,
-        stopped: stop.child_token(),
-        aborted: abort.child_token(),
         stop,
-        abort,
-        fatal: Arc::new(std::sync::Mutex::new(None)),
+        abort: CancellationToken::new(),
+        fatal: std::sync::Mutex::new(None),
     });
 
-    // One job channel per runtime thread. A thread's workers take turns on its receiver:
-    // the mutex guards only the receiver, is held while a worker waits for its next row
-    // (never while a row is worked on), and is only ever wanted by workers of that one
-    // thread. The reader hands the rows out a batch at a time, to whichever thread has room.
-    let room = (2 * concurrency / threads + 64).max(2 * FEED_BATCH);
-    let (job_txs, job_rxs): (Vec<_>, Vec<_>) = (0..threads)
-        .map(|_| {
-            let (tx, rx) = mpsc::channel::<PlannedRow>(room);
-            (tx, Arc::new(tokio::sync::Mutex::new(rx)))
-        })
-        .unzip();
-    let (out_tx, out_rx) = mpsc::channel::<Outcome>(OUTCOMES_IN_FLIGHT);
-    let runtime = tokio::runtime::Handle::current();
-    // (A thread that took its work never drops it: these sends cannot fail.)
-    let _ = give_collector.send((
-        out_rx,
-        sinks,
-        progress,
-        total_rows,
-        runtime.clone(),
-        shared.stop.clone(),
-    ));
-    let _ = give_reader.send((rows, job_txs, out_tx.clone(), shared.stop.clone(), runtime));
-
-    // The workers are spread over `threads` runtime threads: this one, and each further
-    // one a single-threaded runtime with its own HTTP client. A request, its connection and
-    // its worker stay on one thread, with no hand-offs between threads per request.
-    let share = |t: usize| concurrency / threads + usize::from(t < concurrency % threads);
-    let mut workers = JoinSet::new();
-    spawn_workers(&mut workers, share(0), &shared, &job_rxs[0], &out_tx);
-    let mut others = Vec::new();
-    for (t, http) in (1..threads).zip(clients) {
-        let sh = Arc::new(shared.with_http(http));
-        let (jobs, out) = (job_rxs[t].clone(), out_tx.clone());
-        let n = share(t);
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name(format!("enlist-http-{t}"))
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        // As below: what this thread holds is recorded as not attempted.
-                        tracing::warn!("cannot start runtime thread {t}: {e}");
-                        jobs.blocking_lock().close();
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    let mut set = JoinSet::new();
-                    spawn_workers(&mut set, n, &sh, &jobs, &out);
-                    join_workers(set).await;
-                });
-                let _ = done_tx.send(());
-            });
-        match thread {
-            Ok(_) => others.push(done_rx),
-            Err(e) => {
-                // Nobody takes this thread's rows: the reader gives it no more, and what
-                // it holds already is recorded as not attempted below.
-                tracing::warn!("cannot start runtime thread {t}: {e}");
-                job_rxs[t].lock().await.close();
-            }
-        }
-    }
-    let all_done = async move {
-        join_workers(workers).await;
-        for done in others {
-            // An error means the thread ended without saying so (it panicked): its rows
-            // in flight are lost to it, and the channel drain below still covers the rest.
-            let _ = done.await;
-        }
+    let (job_tx, mut jobs) = mpsc::channel::<PlannedRow>(JOBS_QUEUED);
+    let reader = {
+        let (out, stop) = (out.clone(), sh.stop.clone());
+        tokio::task::spawn_blocking(move || feed(rows, &job_tx, &out, &stop))
     };
-    tokio::pin!(all_done);
     tokio::pin!(shutdown);
-    let mut interrupted = false;
-    tokio::select! {
-        _ = &mut all_done => {}
-        _ = &mut shutdown => {
-            interrupted = true;
-            shared.stop.cancel();
-            tracing::warn!(
-                "interrupted: sending nothing new; waiting up to {}s for requests in flight",
-                drain.as_secs()
-            );
-            if tokio::time::timeout(drain, &mut all_done).await.is_err() {
-                shared.abort.cancel();
-                all_done.await;
+    let interrupted = {
+        let dispatched = dispatch(&sh, &mut jobs, &out);
+        tokio::pin!(dispatched);
+        tokio::select! {
+            _ = &mut dispatched => false,
+            _ = &mut shutdown => {
+                sh.stop.cancel();
+                tracing::warn!(
+                    "interrupted: sending nothing new; waiting up to {}s for requests in flight",
+                    drain.as_secs()
+                );
+                if tokio::time::timeout(drain, &mut dispatched).await.is_err() {
+                    sh.abort.cancel();
+                    dispatched.await;
+                }
+                true
             }
         }
-    }
-
-    // Rows queued but never taken: not attempted. Closing the channels also wakes a
-    // reader blocked on full channels, which then records its remaining rows itself.
-    for rx in &job_rxs {
-        let mut rx = rx.lock().await;
-        rx.close();
-        while let Some(row) = rx.recv().await {
-            let _ = out_tx.send(not_attempted(&row, NOT_SENT)).await;
-        }
-    }
-    let routed = match reader.await {
-        Ok(routed) => Some(routed),
-        Err(_) => {
-            tracing::error!("the reader failed (its thread ended without finishing)");
-            None
-        }
     };
-    drop(out_tx);
-    let mut collected = collector.await.map_err(|_| {
-        Error::Other(anyhow::anyhow!(
-            "the collector failed (its thread ended without finishing)"
-        ))
-    })?;
-    // Every row handed out must have come back once; one that did not is a bug, and is
-    // counted as failed so that the summary and the exit code show it.
-    if let Some(routed) = routed {
-        let (lost, first) = routed.missing_from(&collected.seen, 10);
-        if lost > 0 {
-            tracing::error!(
-                "{lost} rows have no outcome: internal error, please report (data rows {})",
-                first
-                    .iter()
-                    .map(|s| (s + 1).to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            *collected.counts.entry(Status::Failed).or_default() += lost;
-        }
+    // Rows queued but never taken: not attempted. Closing the channel also wakes a reader
+    // blocked on it, which then records its remaining rows itself.
+    jobs.close();
+    while let Some(row) = jobs.recv().await {
+        let _ = out.send(not_attempted(&row, NOT_SENT)).await;
     }
-
-    let duration = started.elapsed().as_secs_f64();
-    let s = &shared.stats;
-    let requests = s.requests.load(Ordering::Relaxed);
-    let unchanged = collected
-        .counts
-        .get(&Status::Unchanged)
-        .copied()
-        .unwrap_or(0);
-    let summary = RunSummary {
-        counts: collected.counts,
-        started_at,
-        finished_at: now_rfc3339(),
-        duration_secs: duration,
-        achieved_rate: if duration > 0.0 {
-            requests as f64 / duration
-        } else {
-            0.0
-        },
-        requests,
-        retries: s.retries.load(Ordering::Relaxed),
-        throttled_429: s.throttled.load(Ordering::Relaxed),
-        profile: profile.name.clone(),
-        base_url: shared.settings.base_url.to_string(),
-        input_file: shared.settings.input_file.clone(),
-        input_sha256: shared.settings.input_sha256.clone(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        command_line: shared.settings.command_line.clone(),
-        unchanged,
+    let routed = reader
+        .await
+        .map_err(|e| tracing::error!("the reader failed: {e}"))
+        .ok();
+    let fatal = sh.fatal.lock().unwrap_or_else(|p| p.into_inner()).take();
+    Ok(Executed {
         interrupted,
-    };
-    let stopped_by_sink = collected.error.is_some();
-    let mut sink_error = collected.error;
-    // A sink that failed is not finished: the journal of a run whose outcomes it could not
-    // all record stays unfinished, so that the next run resumes (and looks creates up).
-    for (mut sink, broken) in collected.sinks.into_iter().zip(collected.broken) {
-        if broken {
-            continue;
+        routed,
+        fatal,
+        concurrency: sh.limit.current(),
+        rate: sh.gate.current_rate(),
+    })
+}
+
+/// Starts a task per row while the concurrency limit has room, until the channel closes
+/// or the run stops; then waits for the rows in flight.
+async fn dispatch(
+    sh: &Arc<Shared>,
+    jobs: &mut mpsc::Receiver<PlannedRow>,
+    out: &mpsc::Sender<Outcome>,
+) {
+    let mut tasks = JoinSet::new();
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = sh.stop.cancelled() => None,
+            next = async {
+                let permit = sh.limit.acquire().await;
+                jobs.recv().await.map(|row| (row, permit))
+            } => next,
+        };
+        let Some((row, permit)) = next else {
+            break;
+        };
+        tasks.spawn(worker::work(sh.clone(), row, out.clone(), permit));
+        while let Some(done) = tasks.try_join_next() {
+            log_lost(done);
         }
-        if let Err(e) = sink.finish(&summary) {
-            tracing::error!("cannot finish recording the outcomes: {e}");
-            sink_error.get_or_insert(e);
-        }
     }
-    let fatal = shared
-        .fatal
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take();
-    if let Some(e) = fatal {
-        return Err(e);
+    while let Some(done) = tasks.join_next().await {
+        log_lost(done);
     }
-    if let Some(e) = sink_error {
-        return Err(Error::Unrecorded {
-            message: if stopped_by_sink {
-                format!(
-                    "an outcome could not be recorded ({e}); the run stopped sending at once: \
-                     rows not sent are not-attempted"
-                )
-            } else {
-                format!("every row was done, but an outcome could not be recorded: {e}")
-            },
-            summary: Box::new(summary),
-        });
+}
+
+/// A row task that failed outside its row's own panic guard: its row has no outcome, which
+/// the accounting at the end reports.
+fn log_lost(done: std::result::Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        tracing::error!("a row task failed: {e}");
     }
-    Ok(summary)
 }
 
 /// The reader thread: routes every row exactly once: invalid and skipped
-/// rows straight to the collector, valid ones to the workers, and after a stop every row
-/// left to the collector as not attempted (reading on is cheap; no request is sent).
-///
-/// Room in the job channels is reserved several rows at a time (see [`reserve`]): waiting
-/// for one free slot per row would wake this thread (a system call on the workers' side)
-/// for every row.
+/// rows straight to the collector, valid ones to the dispatcher, and after a stop every
+/// row left to the collector as not attempted (reading on is cheap; no request is sent).
 ///
 /// Returns the rows it routed (by seq), which the collector must each have seen once.
 fn feed(
     rows: impl Iterator<Item = PlannedRow>,
-    jobs: &[mpsc::Sender<PlannedRow>],
+    jobs: &mpsc::Sender<PlannedRow>,
     out: &mpsc::Sender<Outcome>,
     stop: &CancellationToken,
-    runtime: &tokio::runtime::Handle,
-) -> collect::SeqSet {
-    let mut room: Option<mpsc::PermitIterator<'_, PlannedRow>> = None;
-    let mut turn = 0usize;
+) -> SeqSet {
     let mut warned = 0u64;
-    let mut routed = collect::SeqSet::default();
+    let mut routed = SeqSet::default();
     for row in rows {
         routed.insert(row.seq);
         if !row.is_invalid() && row.settled.is_none() {
@@ -588,24 +459,12 @@ fn feed(
         } else if row.action == Action::Skip || row.job.is_none() {
             Some(row.unsent(Status::Skipped, "the row asks to be skipped".into()))
         } else if stop.is_cancelled() {
-            room = None; // hand back the reserved slots: the channels are being drained
             Some(not_attempted(&row, NOT_SENT))
         } else {
-            let permit = match room.as_mut().and_then(Iterator::next) {
-                Some(p) => Some(p),
-                None => {
-                    room = reserve(jobs, &mut turn, runtime);
-                    room.as_mut().and_then(Iterator::next)
-                }
-            };
-            match permit {
-                Some(p) => {
-                    p.send(row);
-                    None
-                }
-                // Every channel was closed: the run stopped.
-                None => Some(not_attempted(&row, NOT_SENT)),
-            }
+            // A closed channel (the run stopped) hands the row back.
+            jobs.blocking_send(row)
+                .err()
+                .map(|e| not_attempted(&e.0, NOT_SENT))
         };
         if let Some(o) = outcome {
             if out.blocking_send(o).is_err() {
@@ -644,111 +503,8 @@ fn show_warnings(row: &PlannedRow, warned_before: u64) -> u64 {
     1
 }
 
-/// Room for the next rows. First [`FEED_CHUNK`] slots in the first channel, taken in
-/// turn, that has them now: the threads get rows alike, and a small sheet is spread over
-/// every thread's workers. When every channel is full, [`FEED_BATCH`] slots in whichever
-/// has them first: a thread that works faster gets more rows, and this thread sleeps
-/// once per batch, not once per row. `None`: every channel is closed.
-fn reserve<'a>(
-    jobs: &'a [mpsc::Sender<PlannedRow>],
-    turn: &mut usize,
-    runtime: &tokio::runtime::Handle,
-) -> Option<mpsc::PermitIterator<'a, PlannedRow>> {
-    for i in 0..jobs.len() {
-        let k = (*turn + i) % jobs.len();
-        if let Ok(p) = jobs[k].try_reserve_many(FEED_CHUNK) {
-            *turn = k + 1;
-            return Some(p);
-        }
-    }
-    let mut waits: Vec<_> = jobs
-        .iter()
-        .filter(|j| !j.is_closed())
-        .map(|j| Box::pin(j.reserve_many(FEED_BATCH)))
-        .collect();
-    runtime.block_on(async move {
-        while !waits.is_empty() {
-            match futures::future::select_all(waits).await {
-                (Ok(p), _, _) => return Some(p),
-                (Err(_), _, rest) => waits = rest, // that channel closed: the others may not be
-            }
-        }
-        None
-    })
-}
-
-/// Starts a thread of the run's own that waits for its work (sent on the returned sender),
-/// does it at a lower priority than the threads that send requests, and sends back what
-/// `work` returned. (Dropping the sender unused ends the thread.)
-///
-/// The reader (reading, planning, routing) and the collector (journal, reports, progress)
-/// can always catch up while the request threads wait for answers; when they compete for
-/// the cores, as on a small machine that also runs the target or other work, the request
-/// threads should win, so that the target is kept busy. On two cores shared with a local
-/// target this raised the rate of an unthrottled run by 5-8 %.
-fn background<A: Send + 'static, T: Send + 'static>(
-    name: &str,
-    work: impl FnOnce(A) -> T + Send + 'static,
-) -> Result<(
-    std::sync::mpsc::SyncSender<A>,
-    tokio::sync::oneshot::Receiver<T>,
-)> {
-    let (give, take) = std::sync::mpsc::sync_channel::<A>(1);
-    let (done, result) = tokio::sync::oneshot::channel::<T>();
-    std::thread::Builder::new()
-        .name(name.to_string())
-        .spawn(move || {
-            let Ok(input) = take.recv() else {
-                return; // the run did not start
-            };
-            lower_priority();
-            let _ = done.send(work(input));
-        })
-        .map_err(|e| Error::CannotStart(format!("cannot start a thread ({name}): {e}")))?;
-    Ok((give, result))
-}
-
-/// Lowers the calling thread's priority (a nice value of about 10 on Linux). Best effort:
-/// where it is refused, the thread runs as before.
-fn lower_priority() {
-    use thread_priority::{set_current_thread_priority, ThreadPriority, ThreadPriorityValue};
-    let Ok(p) = ThreadPriorityValue::try_from(22u8) else {
-        return;
-    };
-    if let Err(e) = set_current_thread_priority(ThreadPriority::Crossplatform(p)) {
-        tracing::debug!("thread priority unchanged: {e:?}");
-    }
-}
-
-/// Starts `n` workers on the current runtime.
-fn spawn_workers(
-    set: &mut JoinSet<()>,
-    n: usize,
-    shared: &Arc<Shared>,
-    jobs: &Arc<tokio::sync::Mutex<mpsc::Receiver<PlannedRow>>>,
-    out: &mpsc::Sender<Outcome>,
-) {
-    for _ in 0..n {
-        set.spawn(worker::work(shared.clone(), jobs.clone(), out.clone()));
-    }
-}
-
-/// Waits for every worker of a set; a worker that panicked is logged.
-async fn join_workers(mut set: JoinSet<()>) {
-    while let Some(r) = set.join_next().await {
-        if let Err(e) = r {
-            tracing::error!("a worker failed: {e}");
-        }
-    }
-}
-
-/// Job slots the reader reserves at once while the channels have room, and once they are
-/// full (see [`reserve`]).
-const FEED_CHUNK: usize = 8;
-const FEED_BATCH: usize = 256;
-/// Outcomes that may wait for the collector (it takes them in batches, see
-/// [`crate::collect`]); a worker only waits for room beyond that.
-const OUTCOMES_IN_FLIGHT: usize = 4096;
+/// Rows read ahead of the dispatcher.
+const JOBS_QUEUED: usize = 256;
 
 /// The message of a row whose worker panicked: the row fails, the run goes on.
 fn internal_error(panic: Box<dyn std::any::Any + Send>) -> String {
@@ -795,37 +551,4 @@ pub fn file_sha256(path: &std::path::Path) -> Result<String> {
         h.update(&buf[..n]);
     }
     Ok(crate::plan::hex_text(&h.finalize()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The nice value of the calling thread, from /proc (Linux).
-    #[cfg(target_os = "linux")]
-    fn own_nice() -> i64 {
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("stat");
-        // Field 19 (nice), counted after the command name, which may hold spaces.
-        let after = stat.rsplit_once(')').expect("comm").1;
-        after
-            .split_whitespace()
-            .nth(16)
-            .expect("nice")
-            .parse()
-            .expect("number")
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn background_threads_run_below_the_request_threads() {
-        let (give, result) = background("test-bg", |x: i64| (x, own_nice())).expect("thread");
-        give.send(7).expect("send");
-        let (x, nice) = result.blocking_recv().expect("result");
-        assert_eq!(x, 7);
-        assert!(nice > own_nice(), "nice {nice} on the background thread");
-        // A thread never given its work ends without running it.
-        let (give, result) = background("test-bg", |x: i64| x).expect("thread");
-        drop(give);
-        assert!(result.blocking_recv().is_err());
-    }
 }

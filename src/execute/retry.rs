@@ -122,6 +122,40 @@ pub fn words(d: Duration) -> String {
     }
 }
 
+/// The budget a server advertises, when it does: `RateLimit-Remaining` and
+/// `RateLimit-Reset` (IETF draft; also spelled `X-RateLimit-*`), or the draft's combined
+/// `RateLimit: limit=100, remaining=50, reset=30`. A reset that looks like a Unix time is
+/// taken as one (see [`server_wait`]); a header that does not parse is ignored.
+pub fn budget(headers: &HeaderMap) -> Option<super::limiter::Budget> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let (remaining, reset) = match (
+        text("ratelimit-remaining").or_else(|| text("x-ratelimit-remaining")),
+        text("ratelimit-reset").or_else(|| text("x-ratelimit-reset")),
+        text("ratelimit"),
+    ) {
+        (Some(rem), Some(reset), _) => (rem.trim().to_string(), reset.trim().to_string()),
+        (_, _, Some(combined)) => {
+            let field = |key: &str| {
+                combined.split([',', ';']).find_map(|part| {
+                    let (k, v) = part.split_once('=')?;
+                    (k.trim().eq_ignore_ascii_case(key)).then(|| v.trim().to_string())
+                })
+            };
+            (field("remaining")?, field("reset")?)
+        }
+        _ => return None,
+    };
+    let remaining = remaining.parse::<u64>().ok()?;
+    let reset = reset.parse::<f64>().ok().and_then(secs)?;
+    let reset = if reset > Duration::from_secs(1_000_000_000) {
+        let at = SystemTime::UNIX_EPOCH.checked_add(reset)?;
+        until(at, SystemTime::now())
+    } else {
+        reset
+    };
+    Some(super::limiter::Budget { remaining, reset })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,5 +267,41 @@ mod tests {
             e,
             "the server asked to wait 1157407 days (Retry-After); more than --max-row-time 120s allows"
         );
+    }
+
+    #[test]
+    fn a_rate_limit_budget_is_read_in_every_spelling() {
+        use super::super::limiter::Budget;
+        let h = |pairs: &[(&'static str, &str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, v.parse().unwrap());
+            }
+            m
+        };
+        let b = |remaining, secs| {
+            Some(Budget {
+                remaining,
+                reset: Duration::from_secs(secs),
+            })
+        };
+        let ietf = h(&[
+            ("ratelimit-limit", "100"),
+            ("ratelimit-remaining", "7"),
+            ("ratelimit-reset", "30"),
+        ]);
+        assert_eq!(budget(&ietf), b(7, 30));
+        let x = h(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "2")]);
+        assert_eq!(budget(&x), b(0, 2));
+        let combined = h(&[("ratelimit", "limit=100, remaining=50, reset=9")]);
+        assert_eq!(budget(&combined), b(50, 9));
+        for bad in [
+            h(&[("ratelimit-remaining", "-1"), ("ratelimit-reset", "3")]),
+            h(&[("ratelimit-remaining", "5"), ("ratelimit-reset", "NaN")]),
+            h(&[("ratelimit-remaining", "5")]),
+            h(&[("ratelimit", "limit=100")]),
+        ] {
+            assert_eq!(budget(&bad), None);
+        }
     }
 }

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::adaptive::{Permit, Sample};
 use super::auth::Known;
 use super::client::{failure_message, not_json, Resp, SendError};
 use super::{retry, Shared, NOT_SENT};
@@ -19,48 +20,38 @@ use crate::plan::{Job, PlannedRow, Request};
 use crate::profile::template::value_text;
 use crate::profile::{Action, RequestSpec};
 
-/// Takes rows until the channel closes or the run stops.
+/// Carries one row to its outcome, sent to `out`; `_permit` is the row's room in the
+/// concurrency limit, given back when the row is done.
 pub(super) async fn work(
     sh: Arc<Shared>,
-    jobs: Arc<Mutex<mpsc::Receiver<PlannedRow>>>,
+    row: PlannedRow,
     out: mpsc::Sender<Outcome>,
+    _permit: Permit,
 ) {
-    loop {
-        let row = tokio::select! {
-            biased;
-            _ = sh.stopped.cancelled() => None,
-            r = async { jobs.lock().await.recv().await } => r,
-        };
-        let Some(row) = row else {
-            break;
-        };
-        let mut cx = RowCtx::new(&sh, &row);
-        let result = tokio::select! {
-            // A panic ends this row as failed (and the worker goes on): never a lost row.
-            r = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
-                super::test_fault(&row);
-                process(&sh, &row, &mut cx).await
-            })) => Some(r.unwrap_or_else(|p| Ok(End::failed(super::internal_error(p))))),
-            _ = sh.aborted.cancelled() => None,
-        };
-        let end = match result {
-            Some(Ok(end)) => end,
-            Some(Err(fatal)) => {
-                let msg = format!("the run stopped: {fatal}");
-                sh.fail(fatal);
-                End::new(Status::NotAttempted, msg)
-            }
-            None if cx.attempts == 0 => End::new(Status::NotAttempted, NOT_SENT),
-            None => End::new(
-                Status::Failed,
-                "the run stopped while this row's request was in flight: \
-                 whether the target applied it is unknown; check this user",
-            ),
-        };
-        if out.send(cx.outcome(row, end)).await.is_err() {
-            break;
+    let mut cx = RowCtx::new(&sh, &row);
+    let result = tokio::select! {
+        // A panic ends this row as failed (and the run goes on): never a lost row.
+        r = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
+            super::test_fault(&row);
+            process(&sh, &row, &mut cx).await
+        })) => Some(r.unwrap_or_else(|p| Ok(End::failed(super::internal_error(p))))),
+        _ = sh.abort.cancelled() => None,
+    };
+    let end = match result {
+        Some(Ok(end)) => end,
+        Some(Err(fatal)) => {
+            let msg = format!("the run stopped: {fatal}");
+            sh.fail(fatal);
+            End::new(Status::NotAttempted, msg)
         }
-    }
+        None if cx.attempts == 0 => End::new(Status::NotAttempted, NOT_SENT),
+        None => End::new(
+            Status::Failed,
+            "the run stopped while this row's request was in flight: \
+             whether the target applied it is unknown; check this user",
+        ),
+    };
+    let _ = out.send(cx.outcome(row, end)).await;
 }
 
 /// How a row ended.
@@ -646,7 +637,25 @@ async fn call(
         cx.attempts += 1;
         sh.stats.request();
         let mut wait = None;
-        let (failure, last) = match sh.http.send(req, cred.header.as_ref()).await {
+        let sent_at = Instant::now();
+        let answer = sh.http.send(req, cred.header.as_ref()).await;
+        let overload = match &answer {
+            Ok(r) => r.status == 429 || r.status >= 500,
+            Err(_) => true,
+        };
+        sh.sample(
+            sent_at.elapsed(),
+            if overload {
+                Sample::Overload
+            } else {
+                Sample::Ok
+            },
+        );
+        if let Some(b) = answer.as_ref().ok().and_then(|r| retry::budget(&r.headers)) {
+            let in_flight = sh.limit.current() as u64;
+            sh.gate.budget(b, sh.settings.max_pause, in_flight);
+        }
+        let (failure, last) = match answer {
             Ok(resp) => {
                 cx.http_status = Some(resp.status);
                 if resp.status == 401 && !replayed {

@@ -595,6 +595,7 @@ impl Writer<'_> {
             ("Requests", sum.requests.to_string()),
             ("Retries", sum.retries.to_string()),
             ("429 responses", sum.throttled_429.to_string()),
+            ("Pace", sum.pace()),
             (
                 "Interrupted",
                 if sum.interrupted {
