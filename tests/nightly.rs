@@ -365,7 +365,17 @@ async fn nightly_resume_looks_up_creates_the_dead_run_never_recorded() {
     )
     .await;
     assert!(killed, "the run ended before the kill");
-    let on_server = user_names_once(&sb).len();
+    // Creates that reached the server just before the kill are still being applied (it
+    // answers after 300 ms): count once the server has been still for a while.
+    let mut on_server = user_names_once(&sb).len();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let now = user_names_once(&sb).len();
+        if now == on_server {
+            break;
+        }
+        on_server = now;
+    }
     assert!((10..ROWS).contains(&on_server), "{on_server}");
 
     let before = sb.stats();
