@@ -2,11 +2,12 @@
 //! the target itself asks for (a pause after a 429 or an empty `RateLimit-Remaining`, a
 //! lower rate after any 429, the budget its `RateLimit-*` headers advertise).
 //!
-//! Each request reserves the next start slot (slots are `1 / rate` apart; `--burst` of
-//! them may fall together after an idle spell) and sleeps on the runtime's timer until
-//! its slot. The rate can change during the run (`--rate auto`, a 429, a server's
-//! budget), which a fixed-quota limiter such as governor cannot do; and a reservation
-//! needs no polling and no timer thread of its own, so waiting costs no CPU.
+//! Two layers. governor holds the hard cap: a fixed `--rate` exactly (never more than
+//! `rate` starts in a second, plus `--burst` after an idle spell), as it has since the
+//! first release. Below that cap, a rate that changes during the run (`--rate auto`, the
+//! slowdown after a 429, a server's budget) is kept by reserving start slots `1 / rate`
+//! apart and sleeping on the runtime's timer until the slot; a run at its full fixed rate
+//! skips that layer. Both layers wait on tokio's timer: no timer thread, no polling.
 //!
 //! `--rate auto` probes: it starts at the profile's rate and grows by half every
 //! [`PROBE_EVERY`] until the target first pushes back (a 429). It then remembers the rate
@@ -14,10 +15,13 @@
 //! [`PROBE_EVERY`]; the next 429 lowers the ceiling to where it came. A fixed `--rate`
 //! halves after a 429 and climbs back to the rate asked for.
 
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use governor::clock::Clock;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
 /// After a 429 the rate is cut at most once per this interval, so that workers receiving
@@ -29,15 +33,11 @@ const PROBE_EVERY: Duration = Duration::from_secs(1);
 const SETTLE: f64 = 0.9;
 /// `--rate auto` creeps up by this factor per step once it knows a ceiling.
 const CREEP: f64 = 1.03;
-/// Slots are this much wider than `1 / rate`: a timer wakes a request up to a
-/// millisecond or so late, and one woken late followed by one on time must still leave
-/// no second with more than `rate` requests (plus the burst).
-const SPACING: f64 = 1.01;
-/// The runtime's timer wakes a request up to this much after its slot; a start this much
-/// early against the one before is the timer's rounding, not a burst.
-const TIMER_TICK: Duration = Duration::from_millis(1);
 /// The lowest rate any cut leads to (requests per second).
 const FLOOR: f64 = 0.05;
+/// governor's cap under `--rate auto`, which has no rate of its own to hold: the slots
+/// below it keep the rate the probing found.
+const AUTO_CAP: f64 = 100_000.0;
 
 /// How the run's rate is decided.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -70,6 +70,8 @@ pub struct Budget {
 pub struct Gate {
     mode: RateMode,
     burst: u32,
+    /// The hard cap: a fixed `--rate` (and `--burst`), held exactly.
+    cap: DefaultDirectRateLimiter,
     /// Held only for a few instructions, never across an await.
     state: Mutex<State>,
     /// Requests sleeping until their slot: more than none means the rate is what binds.
@@ -90,17 +92,24 @@ struct State {
     budget: Option<(f64, Instant)>,
     last_cut: Option<Instant>,
     last_raise: Instant,
-    /// When the last request really started.
-    last_start: Option<Instant>,
 }
 
 impl Gate {
     /// `rate` > 0 requests per second, `burst` ≥ 1.
     pub fn new(mode: RateMode, burst: u32) -> Gate {
         let now = Instant::now();
+        let cap = match mode {
+            RateMode::Fixed(r) => r,
+            RateMode::Auto(_) => AUTO_CAP,
+        };
+        let period = Duration::from_secs_f64(1.0 / cap.max(0.001));
+        let quota = Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN));
         Gate {
             mode,
             burst: burst.max(1),
+            cap: RateLimiter::direct(quota),
             state: Mutex::new(State {
                 rate: mode.start().max(FLOOR),
                 next: now,
@@ -109,7 +118,6 @@ impl Gate {
                 budget: None,
                 last_cut: None,
                 last_raise: now,
-                last_start: None,
             }),
             waiting: AtomicUsize::new(0),
         }
@@ -120,50 +128,55 @@ impl Gate {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits until this request may be sent: its slot has come, no pause is in force, and
-    /// (with a burst of 1) the request before it really started `1 / rate` ago: one whose
-    /// timer woke it late pushes the next one back, so no second ever holds more than
-    /// `rate` starts.
+    /// Waits until this request may be sent: no pause in force, its slot come when the
+    /// rate is below the cap, and a governor cell free.
     pub async fn acquire(&self) {
-        let mut at = self.reserve(Instant::now());
         loop {
-            if at > Instant::now() {
-                self.waiting.fetch_add(1, Ordering::Relaxed);
-                let _done = Waiting(&self.waiting);
-                tokio::time::sleep_until(at).await;
+            if let Some(at) = self.slot(Instant::now()) {
+                self.sleep_until(at).await;
             }
-            match self.start(Instant::now()) {
-                Start::Now => return,
-                Start::At(t) => at = t,
-                // A pause came in while we waited: nothing is sent inside it.
-                Start::Again => at = self.reserve(Instant::now()),
+            loop {
+                match self.cap.check() {
+                    Ok(()) => break,
+                    Err(not_until) => {
+                        let wait = not_until.wait_time_from(self.cap.clock().now());
+                        self.sleep_until(Instant::now() + wait).await;
+                    }
+                }
+            }
+            // A pause may have come in while we waited: nothing is sent inside it.
+            if self.lock().paused_until.is_none_or(|t| t <= Instant::now()) {
+                return;
             }
         }
     }
 
-    fn start(&self, now: Instant) -> Start {
-        let mut s = self.lock();
-        if s.paused_until.is_some_and(|t| t > now) {
-            return Start::Again;
-        }
-        if self.burst == 1 {
-            let interval = Duration::from_secs_f64(SPACING / s.effective());
-            let soonest = s
-                .last_start
-                .map(|l| l + interval.saturating_sub(TIMER_TICK));
-            if let Some(t) = soonest.filter(|t| *t > now) {
-                return Start::At(t);
-            }
-        }
-        s.last_start = Some(now);
-        Start::Now
+    /// Sleeps, counted in [`Gate::waiting`] (however the wait ends).
+    async fn sleep_until(&self, at: Instant) {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _done = Waiting(&self.waiting);
+        tokio::time::sleep_until(at).await;
+    }
+
+    /// This request's start slot, when the slot layer is in force: a pause, or a rate
+    /// below the cap. `None`: governor alone decides.
+    fn slot(&self, now: Instant) -> Option<Instant> {
+        let below = {
+            let s = self.lock();
+            s.paused_until.is_some_and(|t| t > now)
+                || match self.mode {
+                    RateMode::Fixed(full) => s.effective() < full,
+                    RateMode::Auto(_) => true,
+                }
+        };
+        below.then(|| self.reserve(now))
     }
 
     /// Takes the next start slot: after any pause, `1 / rate` after the last one, and at
     /// most `burst - 1` intervals in the past (the idle spell's credit).
     fn reserve(&self, now: Instant) -> Instant {
         let mut s = self.lock();
-        let interval = Duration::from_secs_f64(SPACING / s.effective());
+        let interval = Duration::from_secs_f64(1.0 / s.effective());
         let credit = interval.saturating_mul(self.burst - 1);
         let earliest = now.checked_sub(credit).unwrap_or(now);
         let mut slot = s.next.max(earliest);
@@ -267,15 +280,6 @@ impl State {
     }
 }
 
-/// What [`Gate::start`] decided.
-enum Start {
-    Now,
-    /// Too soon after the last start: check again at this instant.
-    At(Instant),
-    /// Paused: take a new slot.
-    Again,
-}
-
 /// Counts a request out of [`Gate::waiting`] however its wait ends (also when the task
 /// is dropped mid-wait).
 struct Waiting<'a>(&'a AtomicUsize);
@@ -337,7 +341,7 @@ mod tests {
         let t = Instant::now() + Duration::from_secs(5);
         let slots: Vec<_> = (0..4).map(|_| g.reserve(t)).collect();
         let ms = |i: usize| slots[i].saturating_duration_since(slots[0]).as_millis();
-        assert_eq!((ms(1), ms(2), ms(3)), (101, 202, 303));
+        assert_eq!((ms(1), ms(2), ms(3)), (100, 200, 300));
         assert!(
             slots[0] < t,
             "an idle spell's credit lets the burst start at once"
