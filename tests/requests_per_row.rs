@@ -418,3 +418,80 @@ fn refused_posts(stats: &Value) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// A profile whose conflict rule misses the status the target really uses for a duplicate
+/// (it says 409; the SuperOffice sandbox answers 400): creating first meets a refusal the
+/// profile does not call a conflict, and the row looks the user up before failing, so an
+/// existing user is still updated, as looking up first would have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_refused_for_another_reason_looks_before_failing_the_row() {
+    let sb = start(SandboxConfig {
+        kind: SandboxKind::SuperOffice,
+        ..Default::default()
+    })
+    .await
+    .expect("sandbox");
+    let wd = Arc::new(Workdir::new("rpr_misdeclared_conflict"));
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/templates/");
+    let toml = std::fs::read_to_string(format!("{dir}superoffice.toml")).expect("toml");
+    let rule = "conflict = [400, 409]\nconflict_match = \"(?i)already in use|already exists\"\n";
+    assert!(toml.contains(rule));
+    wd.write(
+        "so409.toml",
+        toml.replace(rule, "conflict = [409]\n")
+            .replace("name = \"superoffice\"", "name = \"so409\""),
+    );
+    wd.write(
+        "superoffice.user.json",
+        std::fs::read(format!("{dir}superoffice.user.json")).expect("body"),
+    );
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/superoffice.csv");
+    wd.write("users.csv", std::fs::read(sample).expect("sample"));
+    let go = |state: &'static str, report: &'static str| {
+        let (wd, url) = (wd.clone(), sb.base_url());
+        let mut c = wd.command(&[
+            "run",
+            "users.csv",
+            "--profile",
+            "so409.toml",
+            "--base-url",
+            &url,
+            "--progress",
+            "never",
+            "--mode",
+            "upsert",
+            "--state",
+            state,
+            "--report",
+            report,
+            "--upsert-order",
+            "create-first",
+        ]);
+        c.env("ENLIST_SUPEROFFICE_USERNAME", "admin")
+            .env("ENLIST_SUPEROFFICE_PASSWORD", "sandbox");
+        tokio::task::spawn_blocking(move || Run {
+            output: c.output().expect("run enlist"),
+        })
+    };
+    // The sample's deliberate mistakes make both runs exit 1.
+    go("first", "first.jsonl")
+        .await
+        .expect("join")
+        .expect_code(1);
+    let created: Vec<String> = outcomes(&wd, "first.jsonl")
+        .into_iter()
+        .filter(|(_, o)| o["status"] == "created")
+        .map(|(k, _)| k)
+        .collect();
+    assert!(!created.is_empty());
+    let users = sb.users().len();
+    go("again", "again.jsonl")
+        .await
+        .expect("join")
+        .expect_code(1);
+    let outs = outcomes(&wd, "again.jsonl");
+    for k in &created {
+        assert_eq!(outs[k]["status"], "updated", "{k}: {}", outs[k]);
+    }
+    assert_eq!(sb.users().len(), users, "no second user");
+}

@@ -89,6 +89,8 @@ struct RowCtx {
     http_status: Option<u16>,
     /// The remote id a lookup found (used when the update's answer carries none).
     lookup_id: Option<String>,
+    /// A lookup was sent for this row.
+    looked_up: bool,
     /// The run's secrets and this row's secret cells: masked in any message or log line.
     known: Arc<Known>,
     secrets: Vec<String>,
@@ -103,6 +105,7 @@ impl RowCtx {
             attempts: 0,
             http_status: None,
             lookup_id: None,
+            looked_up: false,
             known: sh.auth.known(),
             secrets: row
                 .job
@@ -212,7 +215,23 @@ async fn process(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx) -> Result<End, 
                     Status::Updated | Status::Exists => sh.order.saw(false),
                     _ => {}
                 }
-                return Ok(end);
+                // A create the target refused for a reason the profile does not call a
+                // conflict (a profile that says 409 where the target answers 400) may
+                // still mean the user exists: look before failing the row, as looking up
+                // first would have.
+                let refused = matches!(cx.http_status, Some(400..=499))
+                    && !matches!(cx.http_status, Some(401 | 403 | 408 | 429));
+                if end.status != Status::Failed || !refused || cx.looked_up {
+                    return Ok(end);
+                }
+                let status = cx.http_status;
+                return Ok(match Box::pin(lookup(sh, cx, lk, &row.key)).await? {
+                    Found::Yes(id) => Box::pin(update(sh, row, job, cx, id)).await?,
+                    Found::No | Found::Failed(_) => {
+                        cx.http_status = status;
+                        end
+                    }
+                });
             }
             let found = lookup(sh, cx, lk, &row.key).await?;
             if plain {
@@ -328,6 +347,7 @@ async fn lookup(sh: &Shared, cx: &mut RowCtx, req: &Request, key: &str) -> Resul
     let Some(spec) = sh.profile.requests.lookup.as_ref() else {
         return Ok(Found::No);
     };
+    cx.looked_up = true;
     let resp = match call(sh, cx, req, true).await {
         Ok(r) => r,
         Err(CallErr::Fatal(e)) => return Err(e),
