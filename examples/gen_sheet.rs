@@ -66,7 +66,7 @@ fn write_csv(path: &str, rows: u64) -> Result<(), Box<dyn std::error::Error>> {
 
 fn write_xlsx(path: &str, rows: u64) -> Result<(), Box<dyn std::error::Error>> {
     let mut wb = rust_xlsxwriter::Workbook::new();
-    let ws = wb.add_worksheet_with_constant_memory();
+    let ws = wb.add_worksheet_with_constant_memory()?;
     for (c, h) in HEADER.iter().enumerate() {
         ws.write_string(0, c as u16, *h)?;
     }

@@ -53,7 +53,7 @@ fn count_by_status(o: &[Value]) -> HashMap<String, usize> {
 }
 
 fn scim_users(base: &str, token: &str, prefix: &str) -> Vec<Value> {
-    let client = reqwest::blocking::Client::new();
+    let client = blocking_client();
     let url = format!("{base}/Users");
     let v: Value = client
         .get(url)
@@ -203,7 +203,7 @@ fn scim2_server_create_then_update_from_an_edited_sheet() {
 }
 
 fn pocketbase_people(base: &str, user: &str, pass: &str, prefix: &str) -> Vec<Value> {
-    let client = reqwest::blocking::Client::new();
+    let client = blocking_client();
     let login: Value = client
         .post(format!(
             "{base}/collections/provisioners/auth-with-password"
@@ -299,4 +299,10 @@ fn pocketbase_with_its_rate_limiter_on_gets_every_user_exactly_once() {
     names.sort();
     names.dedup();
     assert_eq!(names.len(), 220);
+}
+
+/// reqwest is built without a crypto provider of its own (enlist brings ring).
+fn blocking_client() -> reqwest::blocking::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::blocking::Client::new()
 }

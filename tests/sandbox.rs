@@ -16,6 +16,8 @@ async fn sandbox(kind: SandboxKind, tweak: impl FnOnce(&mut SandboxConfig)) -> R
 }
 
 fn client() -> reqwest::Client {
+    // reqwest is built without a crypto provider of its own (enlist brings ring).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()

@@ -287,8 +287,10 @@ pub struct Http {
 
 impl Http {
     pub fn new(base: &url::Url, content_type: &str, opts: &ClientOptions) -> Result<Http> {
-        let mut b = reqwest::Client::builder()
-            .use_rustls_tls()
+        let b = reqwest::Client::builder()
+            // Our own rustls settings on ring, with or without `--ca-file`: reqwest 0.13's
+            // own would need aws-lc (a C build) and the platform's certificate store.
+            .tls_backend_preconfigured(tls::config(opts.ca_pem.as_deref())?)
             .pool_max_idle_per_host(opts.concurrency)
             .timeout(opts.timeout)
             .connect_timeout(opts.connect_timeout)
@@ -299,9 +301,6 @@ impl Http {
             // counted in the row's attempts, and enlist alone decides what is sent again.
             // (The default also copied every request's headers in case it had to resend.)
             .retry(reqwest::retry::never().max_retries_per_request(0));
-        if let Some(pem) = &opts.ca_pem {
-            b = b.use_preconfigured_tls(tls::config(pem)?);
-        }
         let client = b
             .build()
             .map_err(|e| Error::CannotStart(format!("cannot set up the HTTP client: {e}")))?;
@@ -441,8 +440,32 @@ mod tls {
 
     use crate::error::{Error, Result};
 
-    /// The client's TLS settings for the PEM text of `--ca-file`.
-    pub(super) fn config(pem: &[u8]) -> Result<rustls::ClientConfig> {
+    /// The client's TLS settings: the Mozilla roots that webpki-roots carries, and the
+    /// PEM text of `--ca-file` when given.
+    pub(super) fn config(pem: Option<&[u8]>) -> Result<rustls::ClientConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::CannotStart(format!("cannot set up TLS: {e}")))?;
+        let mut config = match pem {
+            None => builder.with_root_certificates(roots).with_no_client_auth(),
+            Some(pem) => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(own_ca(pem, roots, provider)?))
+                .with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(config)
+    }
+
+    /// The verifier for `--ca-file`: its certificates added to the roots.
+    fn own_ca(
+        pem: &[u8],
+        mut roots: RootCertStore,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<OwnCa> {
         let certs = CertificateDer::pem_slice_iter(pem)
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| {
@@ -453,8 +476,6 @@ mod tls {
                 "--ca-file holds no PEM certificate".into(),
             ));
         }
-        let mut roots = RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         for c in &certs {
             roots.add(c.clone()).map_err(|e| {
                 Error::CannotStart(format!(
@@ -462,23 +483,14 @@ mod tls {
                 ))
             })?;
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
             .map_err(|e| Error::CannotStart(format!("cannot use --ca-file: {e}")))?;
-        let verifier = OwnCa {
+        Ok(OwnCa {
             webpki,
             listed: certs,
-            provider: provider.clone(),
-        };
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| Error::CannotStart(format!("cannot set up TLS: {e}")))?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(config)
+            provider,
+        })
     }
 
     /// The usual verification with the roots; when it refuses a certificate only because

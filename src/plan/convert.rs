@@ -152,12 +152,12 @@ pub fn convert(
             shown()
         ));
     }
-    if let Some(re) = &col.regex {
-        if !re.is_match(&text) {
+    if let Some(pattern) = &col.pattern {
+        if !pattern.regex.is_match(&text) {
             let hint = col
                 .pattern_hint
                 .clone()
-                .unwrap_or_else(|| format!("match {}", re.as_str()));
+                .unwrap_or_else(|| format!("match {}", pattern.text));
             broken.push(format!("{} is not {hint}", shown()));
         }
     }

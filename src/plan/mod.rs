@@ -744,11 +744,7 @@ impl Planner {
                 mask: false,
                 remote_id: false,
             };
-            let text = match &col.default_text {
-                Some(t) => t.fill(&scope, &|s, out| out.push_str(s)),
-                None => template::interpolate(d, &scope, &|s| s.to_string()),
-            };
-            if let Some(text) = text {
+            if let Some(text) = d.fill(&scope, &|s, out| out.push_str(s)) {
                 let cell = crate::cell::Cell::text(&text);
                 let mut ignore = Vec::new();
                 if let Ok(v) = convert(
@@ -868,17 +864,6 @@ impl Planner {
 
 /// Renders one request of the profile for one row.
 pub fn render_request(spec: &RequestSpec, scope: &dyn Scope) -> Request {
-    // Parsed once when the profile loaded; parsed here only for a spec built otherwise.
-    let fallback;
-    let c = match &spec.compiled {
-        Some(c) => c,
-        None => {
-            let method = reqwest::Method::from_bytes(spec.method.as_bytes())
-                .unwrap_or(reqwest::Method::POST);
-            fallback = spec.compile_parts(method, &|_| None);
-            &fallback
-        }
-    };
     let segment = |s: &str, out: &mut String| {
         if s == REMOTE_ID {
             out.push_str(s)
@@ -887,12 +872,12 @@ pub fn render_request(spec: &RequestSpec, scope: &dyn Scope) -> Request {
         }
     };
     let as_is = |s: &str, out: &mut String| out.push_str(s);
-    let path = match c.path.as_static() {
+    let path = match spec.path.as_static() {
         Some(p) => p.to_string(),
-        None => c
+        None => spec
             .path
             .fill(scope, &segment)
-            .unwrap_or_else(|| spec.path.clone()),
+            .unwrap_or_else(|| spec.path.source().to_string()),
     };
     let pairs = |list: &[(String, template::Text)]| {
         list.iter()
@@ -904,10 +889,10 @@ pub fn render_request(spec: &RequestSpec, scope: &dyn Scope) -> Request {
         .as_ref()
         .map(|t| bytes::Bytes::from(t.render(scope)));
     Request {
-        method: c.method.clone(),
+        method: spec.method.clone(),
         path,
-        query: pairs(&c.query),
-        headers: pairs(&c.headers),
+        query: pairs(&spec.query),
+        headers: pairs(&spec.headers),
         body,
     }
 }

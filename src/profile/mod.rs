@@ -10,6 +10,7 @@
 //! columns, requests exist for the default mode) so that a mistake in a profile is found
 //! before the first row is read.
 
+mod raw;
 pub mod template;
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,6 +20,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use raw::{RawAuth, RawBody, RawColumn, RawProfile, RawRequest, RawRequests};
 pub use template::Template;
 
 /// The built-in profiles: (name, TOML, [(body file name, JSON)]).
@@ -142,65 +144,49 @@ impl ColumnType {
 }
 
 /// One column a sheet may carry for this target.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct Column {
     /// The canonical name, used in templates as `{{name}}`.
     pub name: String,
     /// Other header texts that mean this column (matched ignoring case, spaces, `_`, `-`, `.`).
-    #[serde(default)]
     pub aliases: Vec<String>,
-    #[serde(default, rename = "type")]
     pub kind: ColumnType,
-    #[serde(default)]
     pub required: bool,
     /// Needed when the user is created, not on update (an initial password).
-    #[serde(default)]
     pub required_on_create: bool,
     /// A regular expression the whole text must match.
-    #[serde(default)]
-    pub pattern: Option<String>,
+    pub pattern: Option<Pattern>,
     /// What the pattern means, for people ("4 to 6 digits").
-    #[serde(default)]
     pub pattern_hint: Option<String>,
-    #[serde(default)]
     pub min_length: Option<usize>,
-    #[serde(default)]
     pub max_length: Option<usize>,
     /// The value must be an email address.
-    #[serde(default)]
     pub email: bool,
     /// The value must be one of these (matched ignoring case; the canonical spelling is sent).
-    #[serde(default)]
     pub one_of: Vec<String>,
     /// A password or token: masked in every output.
-    #[serde(default)]
     pub secret: bool,
     /// Used when the cell is empty; may name other columns (`{{firstName}}`).
-    #[serde(default)]
-    pub default: Option<String>,
-    /// Separator for `list` columns (default `;`).
-    #[serde(default)]
-    pub separator: Option<String>,
+    pub default: Option<template::Text>,
+    /// Separator for `list` columns (`;` unless the profile says otherwise).
+    pub separator: String,
     /// The value is an identifier that must stay text (phone, extension): Excel must not turn it
     /// into a number. Templates format these columns as text.
-    #[serde(default)]
     pub text_only: bool,
-    #[serde(default)]
     pub description: String,
-    #[serde(default)]
     pub example: Option<String>,
-    /// Compiled `pattern`.
-    #[serde(skip)]
-    pub regex: Option<Regex>,
-    /// Compiled `default`.
-    #[serde(skip)]
-    pub default_text: Option<template::Text>,
+}
+
+/// A column's `pattern`: as written, and compiled to match the whole text.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    pub text: String,
+    pub regex: Regex,
 }
 
 impl Column {
     pub fn separator(&self) -> &str {
-        self.separator.as_deref().unwrap_or(";")
+        &self.separator
     }
 
     /// A one-line summary of the rules, for notes and instructions.
@@ -223,7 +209,7 @@ impl Column {
         if let Some(h) = &self.pattern_hint {
             r.push(h.clone());
         } else if let Some(p) = &self.pattern {
-            r.push(format!("matches {p}"));
+            r.push(format!("matches {}", p.text));
         }
         if !self.one_of.is_empty() {
             r.push(format!("one of: {}", self.one_of.join(", ")));
@@ -232,7 +218,7 @@ impl Column {
             r.push(format!("items separated by '{}'", self.separator()));
         }
         if let Some(d) = &self.default {
-            r.push(format!("default {d}"));
+            r.push(format!("default {}", d.source()));
         }
         if self.secret {
             r.push("secret (masked in reports)".into());
@@ -242,8 +228,7 @@ impl Column {
 }
 
 /// How to authenticate.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub enum Auth {
     None,
     /// HTTP Basic with a username and password from the environment.
@@ -259,7 +244,6 @@ pub enum Auth {
     ApiKey {
         header: String,
         key_env: String,
-        #[serde(default)]
         prefix: String,
     },
     /// A login request whose JSON response holds a token.
@@ -267,95 +251,57 @@ pub enum Auth {
 }
 
 /// A login request whose response carries a token used for every later request.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct TokenLogin {
     pub username_env: String,
     pub password_env: String,
     pub login: RequestSpec,
     /// JSON pointer to the token in the login response (`/token`).
     pub token_pointer: String,
-    /// The header that carries the token afterwards (default `Authorization`).
-    #[serde(default = "default_auth_header")]
+    /// The header that carries the token afterwards (`Authorization` unless the profile
+    /// says otherwise).
     pub header: String,
-    /// Text put before the token (default `Bearer `; PocketBase uses none).
-    #[serde(default = "default_bearer_prefix")]
+    /// Text put before the token (`Bearer ` unless the profile says otherwise; PocketBase
+    /// uses none).
     pub prefix: String,
     /// How long a token lives, in seconds (refreshed or renewed before it ends).
-    #[serde(default)]
     pub lifetime_secs: Option<u64>,
     /// A request that returns a fresh token (Odin `PUT /auth/token`), run before the lifetime ends.
-    #[serde(default)]
     pub refresh: Option<RequestSpec>,
 }
 
-fn default_auth_header() -> String {
-    "Authorization".into()
-}
-fn default_bearer_prefix() -> String {
-    "Bearer ".into()
-}
-
-/// A body given inline (a TOML table) or as the name of a JSON file beside the profile.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum BodySpec {
-    File(String),
-    Inline(serde_json::Value),
-}
-
-/// One request as the profile describes it, before any row fills it in.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One request as the profile describes it, compiled: every row fills it in.
+#[derive(Debug, Clone)]
 pub struct RequestSpec {
-    pub method: String,
+    pub method: reqwest::Method,
     /// Path relative to the base URL; `{{column}}` placeholders are URL-encoded.
-    pub path: String,
-    #[serde(default)]
-    pub query: BTreeMap<String, String>,
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    #[serde(default)]
-    pub body: Option<BodySpec>,
-    /// Statuses that mean success (default: any 2xx).
-    #[serde(default)]
+    pub path: template::Text,
+    pub query: Vec<(String, template::Text)>,
+    pub headers: Vec<(String, template::Text)>,
+    /// The compiled body template (none: the request has no body).
+    pub template: Option<Template>,
+    /// Statuses that mean success (empty: any 2xx).
     pub success: Vec<u16>,
-    /// Statuses that mean "the user already exists" (create) .
-    #[serde(default)]
+    /// Statuses that mean "the user already exists" (create).
     pub conflict: Vec<u16>,
     /// Create only: a regular expression (case ignored) that the error body, or the server's
     /// message found by `responses.error_message`, must match for a `conflict` status to
     /// mean "already exists" (`already|taken|unique`). Without it every `conflict` status
     /// counts; with it, such a status whose body does not match fails the row.
-    #[serde(default)]
-    pub conflict_match: Option<String>,
-    /// Compiled `conflict_match`.
-    #[serde(skip)]
-    pub conflict_regex: Option<Regex>,
+    pub conflict_match: Option<Regex>,
     /// Statuses that mean "no such user" (update, lookup).
-    #[serde(default)]
     pub not_found: Vec<u16>,
     /// JSON pointer to the remote id in a success response.
-    #[serde(default)]
     pub remote_id: Option<String>,
     /// Lookup only: JSON pointer to a list of matches; an empty list means "not found".
-    #[serde(default)]
     pub list: Option<String>,
     /// Lookup only: JSON pointer, inside each list item (or the one answer without `list`),
     /// of the field that must equal the row's key. Required with `list`: many APIs search
     /// by substring, so the first item may be another user.
-    #[serde(default, rename = "match")]
     pub match_field: Option<String>,
     /// How `match` compares: `insensitive` (the default, as keys are compared) or `sensitive`.
     /// Both ignore outer spaces.
-    #[serde(default)]
     pub match_case: MatchCase,
-    /// The compiled body template.
-    #[serde(skip)]
-    pub template: Option<Template>,
-    /// Method, path, query and headers parsed once (set when the profile loads).
-    #[serde(skip)]
-    pub compiled: Option<CompiledRequest>,
 }
 
 /// How a lookup's `match` field is compared with the row's key.
@@ -381,34 +327,7 @@ impl MatchCase {
     }
 }
 
-/// The parts of a [`RequestSpec`] every row fills in, parsed once.
-#[derive(Debug, Clone)]
-pub struct CompiledRequest {
-    pub method: reqwest::Method,
-    pub path: template::Text,
-    pub query: Vec<(String, template::Text)>,
-    pub headers: Vec<(String, template::Text)>,
-}
-
 impl RequestSpec {
-    /// Method, path, query and headers parsed for rows to fill; `slot` numbers the
-    /// placeholders that name columns.
-    pub fn compile_parts(
-        &self,
-        method: reqwest::Method,
-        slot: &dyn Fn(&str) -> Option<usize>,
-    ) -> CompiledRequest {
-        let text = |s: &str| template::Text::with_slots(s, slot);
-        let pairs =
-            |m: &BTreeMap<String, String>| m.iter().map(|(k, v)| (k.clone(), text(v))).collect();
-        CompiledRequest {
-            method,
-            path: text(&self.path),
-            query: pairs(&self.query),
-            headers: pairs(&self.headers),
-        }
-    }
-
     pub fn is_success(&self, status: u16) -> bool {
         if self.success.is_empty() {
             (200..300).contains(&status)
@@ -417,19 +336,18 @@ impl RequestSpec {
         }
     }
 
-    /// True when the request names the user without a server-assigned id, so it can be
-    /// sent without a lookup first.
+    /// True when the request names the user by a server-assigned id, so a lookup must
+    /// find that id before it is sent.
     pub fn needs_remote_id(&self) -> bool {
-        let uses = |s: &str| s.contains("{{remote_id}}");
-        uses(&self.path)
-            || self.query.values().any(|v| uses(v))
-            || self.template.as_ref().is_some_and(|t| t.uses("remote_id"))
+        let id = "remote_id";
+        self.path.uses(id)
+            || self.query.iter().any(|(_, v)| v.uses(id))
+            || self.template.as_ref().is_some_and(|t| t.uses(id))
     }
 }
 
 /// The requests a profile can make.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct Requests {
     pub create: Option<RequestSpec>,
     pub update: Option<RequestSpec>,
@@ -437,74 +355,49 @@ pub struct Requests {
 }
 
 /// Profile-wide response handling.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct Responses {
     /// JSON pointers tried in order for the server's error message (`/details`, `/ErrorMessage`).
-    #[serde(default)]
     pub error_message: Vec<String>,
     /// Extra statuses worth retrying on top of 408, 429, 500, 502, 503, 504.
-    #[serde(default)]
     pub retry: Vec<u16>,
     /// Statuses never retried, even from that default set (a target whose 500 means a
     /// refused value, say).
-    #[serde(default)]
     pub no_retry: Vec<u16>,
 }
 
-/// A target, fully loaded and checked.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A target, fully loaded and checked: every value decided, nothing left to fall back on.
+#[derive(Debug, Clone)]
 pub struct Profile {
     pub name: String,
-    #[serde(default)]
     pub description: String,
     /// Where the API documentation for this target lives (for people).
-    #[serde(default)]
     pub docs: Option<String>,
     /// Environment variable holding the base URL (`--base-url` overrides).
     pub base_url_env: String,
     /// An example base URL, shown in help and templates.
-    #[serde(default)]
     pub base_url_example: Option<String>,
     /// The column that identifies a user.
     pub key: String,
-    /// The mode when neither the row nor `--mode` says (default: upsert with a lookup, else create).
-    #[serde(default)]
-    pub default_mode: Option<Action>,
+    /// Its position among `columns`.
+    key_index: usize,
+    /// The mode when neither the row nor `--mode` says (the profile's `default_mode`, else
+    /// upsert with a lookup and an update, else create, else update).
+    pub default_mode: Action,
     /// Requests per second when `--rate` is not given.
-    #[serde(default = "default_rate")]
     pub rate: f64,
     /// Concurrent requests when `--concurrency` is not given.
-    #[serde(default = "default_concurrency")]
     pub concurrency: usize,
     /// Content type of request bodies (default `application/json`).
-    #[serde(default = "default_content_type")]
     pub content_type: String,
     /// The text that blanks a field on purpose (default `<clear>`).
-    #[serde(default = "default_clear_marker")]
     pub clear_marker: String,
     pub auth: Auth,
-    #[serde(default)]
     pub responses: Responses,
     pub columns: Vec<Column>,
     pub requests: Requests,
     /// Where the profile came from (a built-in name or a file path).
-    #[serde(skip)]
     pub origin: String,
-}
-
-fn default_rate() -> f64 {
-    10.0
-}
-fn default_concurrency() -> usize {
-    4
-}
-fn default_content_type() -> String {
-    "application/json".into()
-}
-fn default_clear_marker() -> String {
-    "<clear>".into()
 }
 
 /// Normalises a header or column name for matching: lower case, without spaces, `_`, `-`, `.`.
@@ -550,192 +443,27 @@ impl Profile {
         Profile::parse(&text, spec, &lookup)
     }
 
-    /// Parses and checks a profile; `body_file` resolves body template file names.
+    /// Parses and checks a profile; `body_file` resolves body template file names. Whatever
+    /// is wrong is refused here, naming the key and what to write instead.
     pub fn parse(
         text: &str,
         origin: &str,
         body_file: &dyn Fn(&str) -> std::result::Result<String, String>,
     ) -> Result<Profile> {
-        let mut p: Profile =
+        let raw: RawProfile =
             toml::from_str(text).map_err(|e| Error::profile(origin, e.to_string()))?;
-        p.origin = origin.to_string();
-        let err = |m: String| Error::profile(origin, m);
-
-        let mut seen = HashMap::new();
-        for (i, c) in p.columns.iter_mut().enumerate() {
-            if let Some(pat) = &c.pattern {
-                let anchored = format!("^(?:{pat})$");
-                c.regex = Some(Regex::new(&anchored).map_err(|e| {
-                    err(format!("column {}: pattern does not compile: {e}", c.name))
-                })?);
-            }
-            for n in std::iter::once(&c.name).chain(c.aliases.iter()) {
-                if let Some(j) = seen.insert(normalize_header(n), i) {
-                    if j != i {
-                        return Err(err(format!(
-                            "the header text {n:?} would match two columns; make aliases unique"
-                        )));
-                    }
-                }
-            }
-        }
-        if p.column_index(&p.key).is_none() {
-            return Err(err(format!(
-                "key column {:?} is not among the columns",
-                p.key
-            )));
-        }
-        if !p.rate.is_finite() || p.rate <= 0.0 || p.concurrency == 0 {
-            return Err(err("rate and concurrency must be above zero".into()));
-        }
-        let known: Vec<String> = p.columns.iter().map(|c| c.name.clone()).collect();
-        let check_names = |what: &str, names: Vec<String>| -> Result<()> {
-            for n in names {
-                let ok = known.contains(&n) || n == "remote_id" || n.starts_with("auth.");
-                if !ok {
-                    return Err(err(format!(
-                        "{what} uses {{{{{n}}}}}, which is not a column of this profile"
-                    )));
-                }
-            }
-            Ok(())
+        let load = Load {
+            origin,
+            body_file,
+            known: raw.columns.iter().map(|c| c.name.clone()).collect(),
+            key: raw.key.clone(),
         };
-        let slot = |name: &str| known.iter().position(|c| c == name);
-        for c in &mut p.columns {
-            if let Some(d) = &c.default {
-                check_names(
-                    &format!("column {} default", c.name),
-                    template::placeholders(d),
-                )?;
-                c.default_text = Some(template::Text::with_slots(d, &slot));
-            }
-        }
-        let compile = |which: &str, spec: &mut RequestSpec| -> Result<()> {
-            spec.method = spec.method.to_ascii_uppercase();
-            let method = reqwest::Method::from_bytes(spec.method.as_bytes())
-                .map_err(|_| err(format!("requests.{which}: unknown method {}", spec.method)))?;
-            spec.compiled = Some(spec.compile_parts(method, &slot));
-            let body = match &spec.body {
-                None => None,
-                Some(BodySpec::Inline(v)) => Some(v.clone()),
-                Some(BodySpec::File(f)) => {
-                    let text = body_file(f).map_err(|e| err(format!("requests.{which}: {e}")))?;
-                    Some(serde_json::from_str(&text).map_err(|e| {
-                        err(format!(
-                            "requests.{which}: body template {f} is not valid JSON: {e}"
-                        ))
-                    })?)
-                }
-            };
-            if let Some(b) = body {
-                let mut t = Template::compile(&b);
-                t.resolve(&slot);
-                check_names(&format!("requests.{which} body"), t.names())?;
-                spec.template = Some(t);
-            }
-            let mut names = template::placeholders(&spec.path);
-            for v in spec.query.values().chain(spec.headers.values()) {
-                names.extend(template::placeholders(v));
-            }
-            check_names(&format!("requests.{which}"), names)
-        };
-        for (which, spec) in [
-            ("create", &mut p.requests.create),
-            ("update", &mut p.requests.update),
-        ] {
-            if let Some(s) = spec.as_mut() {
-                compile(which, s)?;
-                if s.list.is_some() || s.match_field.is_some() {
-                    return Err(err(format!(
-                        "requests.{which}: list and match belong to requests.lookup"
-                    )));
-                }
-            }
-        }
-        if let Some(s) = p.requests.create.as_mut() {
-            if let Some(pat) = &s.conflict_match {
-                if s.conflict.is_empty() {
-                    return Err(err(
-                        "requests.create: conflict_match needs the statuses it refines: conflict = [400, 409]".into(),
-                    ));
-                }
-                s.conflict_regex = Some(
-                    regex::RegexBuilder::new(pat)
-                        .case_insensitive(true)
-                        .build()
-                        .map_err(|e| {
-                            err(format!(
-                                "requests.create: conflict_match does not compile: {e}"
-                            ))
-                        })?,
-                );
-            }
-        }
-        for (which, spec) in [
-            ("update", &p.requests.update),
-            ("lookup", &p.requests.lookup),
-        ] {
-            if spec.as_ref().is_some_and(|s| s.conflict_match.is_some()) {
-                return Err(err(format!(
-                    "requests.{which}: conflict_match belongs to requests.create"
-                )));
-            }
-        }
-        if let Some(s) = p.requests.lookup.as_mut() {
-            compile("lookup", s)?;
-            if s.not_found.is_empty() && s.list.is_none() {
-                return Err(err(
-                    "requests.lookup must say what \"not found\" looks like: not_found = [404] or list = \"/pointer\"".into(),
-                ));
-            }
-            if s.list.is_some() && s.match_field.is_none() {
-                return Err(err(format!(
-                    "requests.lookup has list = {:?} but no match: say which field of each item must equal the key {:?}, for example match = \"/{}\" (a list lookup never takes the first item on trust)",
-                    s.list.as_deref().unwrap_or(""),
-                    p.key,
-                    p.key
-                )));
-            }
-            if let Some(m) = &s.match_field {
-                if !m.starts_with('/') {
-                    return Err(err(format!(
-                        "requests.lookup: match = {m:?} must be a JSON pointer starting with /"
-                    )));
-                }
-            }
-        }
-        if let Auth::TokenLogin(tl) = &mut p.auth {
-            compile("login", &mut tl.login)?;
-            if let Some(r) = tl.refresh.as_mut() {
-                compile("refresh", r)?;
-            }
-        }
-        if p.requests.create.is_none() && p.requests.update.is_none() {
-            return Err(err(
-                "a profile needs at least a create or an update request".into(),
-            ));
-        }
-        let mode = p.default_action();
-        if p.supports(mode).is_err() {
-            return Err(err(format!(
-                "default_mode {} is not possible with its requests",
-                mode.as_str()
-            )));
-        }
-        Ok(p)
+        load.profile(raw)
     }
 
     /// The action for rows that say nothing and when `--mode` is not given.
     pub fn default_action(&self) -> Action {
-        self.default_mode.unwrap_or(
-            if self.requests.lookup.is_some() && self.requests.update.is_some() {
-                Action::Upsert
-            } else if self.requests.create.is_some() {
-                Action::Create
-            } else {
-                Action::Update
-            },
-        )
+        self.default_mode
     }
 
     /// Whether this profile can carry out `action`; the error says why not.
@@ -765,11 +493,7 @@ impl Profile {
                         self.name
                     ));
                 }
-                let upd = r
-                    .update
-                    .as_ref()
-                    .map(RequestSpec::needs_remote_id)
-                    .unwrap_or(false);
+                let upd = r.update.as_ref().is_some_and(RequestSpec::needs_remote_id);
                 if r.lookup.is_none() && upd {
                     return Err(format!(
                         "profile {} cannot upsert: updates need a remote id and there is no lookup",
@@ -797,9 +521,9 @@ impl Profile {
         })
     }
 
+    /// The position of the key column among `columns`.
     pub fn key_index(&self) -> usize {
-        // Checked in `parse`.
-        self.column_index(&self.key).unwrap_or(0)
+        self.key_index
     }
 
     /// Statuses worth retrying.
@@ -817,7 +541,7 @@ impl Profile {
         if !spec.conflict.contains(&status) {
             return false;
         }
-        let Some(re) = &spec.conflict_regex else {
+        let Some(re) = &spec.conflict_match else {
             return true;
         };
         re.is_match(&String::from_utf8_lossy(body))
@@ -836,5 +560,409 @@ impl Profile {
             }
         }
         None
+    }
+}
+
+/// The HTTP methods a request may use.
+const METHODS: [reqwest::Method; 5] = [
+    reqwest::Method::GET,
+    reqwest::Method::POST,
+    reqwest::Method::PUT,
+    reqwest::Method::PATCH,
+    reqwest::Method::DELETE,
+];
+
+/// What compiling one profile needs: where it came from (for messages), how to read its
+/// body files, and its column names (what placeholders may name).
+struct Load<'a> {
+    origin: &'a str,
+    body_file: &'a dyn Fn(&str) -> std::result::Result<String, String>,
+    known: Vec<String>,
+    /// The profile's `key`, for examples in messages.
+    key: String,
+}
+
+impl Load<'_> {
+    fn err(&self, message: String) -> Error {
+        Error::profile(self.origin, message)
+    }
+
+    /// The column a placeholder names, by position.
+    fn slot(&self, name: &str) -> Option<usize> {
+        self.known.iter().position(|c| c == name)
+    }
+
+    fn text(&self, s: &str) -> template::Text {
+        template::Text::with_slots(s, &|n| self.slot(n))
+    }
+
+    /// Refuses a placeholder that names nothing a row has.
+    fn check_names(&self, what: &str, names: Vec<String>) -> Result<()> {
+        for n in names {
+            let ok = self.known.contains(&n) || n == "remote_id" || n.starts_with("auth.");
+            if !ok {
+                return Err(self.err(format!(
+                    "{what} uses {{{{{n}}}}}, which is not a column of this profile; the \
+                     columns are: {}",
+                    self.known.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a JSON pointer that cannot point anywhere.
+    fn pointer(&self, key: &str, p: &str) -> Result<()> {
+        if p.starts_with('/') {
+            return Ok(());
+        }
+        Err(self.err(format!(
+            "{key} = {p:?} is not a JSON pointer: write it with a leading slash, as \"/{}\"",
+            p.trim_start_matches(['.', '$'])
+        )))
+    }
+
+    /// Refuses a number that is not an HTTP status.
+    fn statuses(&self, key: &str, list: &[u16]) -> Result<()> {
+        match list.iter().find(|s| !(100..=599).contains(*s)) {
+            None => Ok(()),
+            Some(s) => Err(self.err(format!(
+                "{key} lists {s}, which is not an HTTP status: write statuses from 100 to 599"
+            ))),
+        }
+    }
+
+    fn header_name(&self, key: &str, name: &str) -> Result<()> {
+        reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map(drop)
+            .map_err(|_| {
+                self.err(format!(
+                    "{key} = {name:?} is not a header name: write letters, digits and \
+                     dashes, as \"X-Api-Key\""
+                ))
+            })
+    }
+
+    fn profile(&self, raw: RawProfile) -> Result<Profile> {
+        let mut columns = Vec::with_capacity(raw.columns.len());
+        let mut seen = HashMap::new();
+        for (i, c) in raw.columns.into_iter().enumerate() {
+            for n in std::iter::once(&c.name).chain(c.aliases.iter()) {
+                if let Some(j) = seen.insert(normalize_header(n), i) {
+                    if j != i {
+                        return Err(self.err(format!(
+                            "the header text {n:?} would match two columns; make aliases unique"
+                        )));
+                    }
+                }
+            }
+            columns.push(self.column(c)?);
+        }
+        let Some(key_index) = self.slot(&raw.key) else {
+            return Err(self.err(format!(
+                "key = {:?} is not among the columns: write one of {}",
+                raw.key,
+                self.known.join(", ")
+            )));
+        };
+        if !raw.rate.is_finite() || raw.rate <= 0.0 {
+            return Err(self.err(format!(
+                "rate = {} must be a number of requests per second above zero, as rate = 10",
+                raw.rate
+            )));
+        }
+        if raw.concurrency == 0 {
+            return Err(self.err(
+                "concurrency = 0: write how many requests may be in flight at once, as \
+                 concurrency = 4"
+                    .into(),
+            ));
+        }
+        if reqwest::header::HeaderValue::from_str(&raw.content_type).is_err() {
+            return Err(self.err(format!(
+                "content_type = {:?} cannot be sent as a header: write a media type, as \
+                 \"application/json\"",
+                raw.content_type
+            )));
+        }
+        for p in &raw.responses.error_message {
+            self.pointer("responses.error_message", p)?;
+        }
+        self.statuses("responses.retry", &raw.responses.retry)?;
+        self.statuses("responses.no_retry", &raw.responses.no_retry)?;
+        let requests = self.requests(raw.requests)?;
+        let auth = self.auth(raw.auth)?;
+        let default_mode =
+            raw.default_mode
+                .unwrap_or(if requests.lookup.is_some() && requests.update.is_some() {
+                    Action::Upsert
+                } else if requests.create.is_some() {
+                    Action::Create
+                } else {
+                    Action::Update
+                });
+        let p = Profile {
+            name: raw.name,
+            description: raw.description,
+            docs: raw.docs,
+            base_url_env: raw.base_url_env,
+            base_url_example: raw.base_url_example,
+            key: raw.key,
+            key_index,
+            default_mode,
+            rate: raw.rate,
+            concurrency: raw.concurrency,
+            content_type: raw.content_type,
+            clear_marker: raw.clear_marker,
+            auth,
+            responses: Responses {
+                error_message: raw.responses.error_message,
+                retry: raw.responses.retry,
+                no_retry: raw.responses.no_retry,
+            },
+            columns,
+            requests,
+            origin: self.origin.to_string(),
+        };
+        if let Err(why) = p.supports(default_mode) {
+            return Err(self.err(format!(
+                "default_mode = \"{}\" is not possible: {why}",
+                default_mode.as_str()
+            )));
+        }
+        Ok(p)
+    }
+
+    fn column(&self, c: RawColumn) -> Result<Column> {
+        let key = |k: &str| format!("column {}: {k}", c.name);
+        let pattern = match c.pattern {
+            None => None,
+            Some(text) => {
+                let regex = Regex::new(&format!("^(?:{text})$"))
+                    .map_err(|e| self.err(format!("{} does not compile: {e}", key("pattern"))))?;
+                Some(Pattern { text, regex })
+            }
+        };
+        if let (Some(a), Some(b)) = (c.min_length, c.max_length) {
+            if a > b {
+                return Err(self.err(format!(
+                    "{} = {a} is above max_length = {b}: write the smaller number first",
+                    key("min_length")
+                )));
+            }
+        }
+        if c.kind == ColumnType::List && c.separator.is_empty() {
+            return Err(self.err(format!(
+                "{} is empty: write the text between items, as separator = \";\"",
+                key("separator")
+            )));
+        }
+        let default = match c.default {
+            None => None,
+            Some(d) => {
+                self.check_names(&key("default"), template::placeholders(&d))?;
+                Some(self.text(&d))
+            }
+        };
+        Ok(Column {
+            name: c.name,
+            aliases: c.aliases,
+            kind: c.kind,
+            required: c.required,
+            required_on_create: c.required_on_create,
+            pattern,
+            pattern_hint: c.pattern_hint,
+            min_length: c.min_length,
+            max_length: c.max_length,
+            email: c.email,
+            one_of: c.one_of,
+            secret: c.secret,
+            default,
+            separator: c.separator,
+            text_only: c.text_only,
+            description: c.description,
+            example: c.example,
+        })
+    }
+
+    fn requests(&self, r: RawRequests) -> Result<Requests> {
+        if r.create.is_none() && r.update.is_none() {
+            return Err(self.err(
+                "a profile needs at least a create or an update request: add [requests.create] \
+                 or [requests.update]"
+                    .into(),
+            ));
+        }
+        let compile = |which: &str, spec: Option<RawRequest>| {
+            spec.map(|s| self.request(&format!("requests.{which}"), s))
+                .transpose()
+        };
+        Ok(Requests {
+            create: compile("create", r.create)?,
+            update: compile("update", r.update)?,
+            lookup: compile("lookup", r.lookup)?,
+        })
+    }
+
+    fn auth(&self, a: RawAuth) -> Result<Auth> {
+        Ok(match a {
+            RawAuth::None => Auth::None,
+            RawAuth::Basic {
+                username_env,
+                password_env,
+            } => Auth::Basic {
+                username_env,
+                password_env,
+            },
+            RawAuth::Bearer { token_env } => Auth::Bearer { token_env },
+            RawAuth::ApiKey {
+                header,
+                key_env,
+                prefix,
+            } => {
+                self.header_name("auth.header", &header)?;
+                Auth::ApiKey {
+                    header,
+                    key_env,
+                    prefix,
+                }
+            }
+            RawAuth::TokenLogin(t) => {
+                let t = *t;
+                self.header_name("auth.header", &t.header)?;
+                self.pointer("auth.token_pointer", &t.token_pointer)?;
+                Auth::TokenLogin(Box::new(TokenLogin {
+                    username_env: t.username_env,
+                    password_env: t.password_env,
+                    login: self.request("auth.login", t.login)?,
+                    token_pointer: t.token_pointer,
+                    header: t.header,
+                    prefix: t.prefix,
+                    lifetime_secs: t.lifetime_secs,
+                    refresh: t
+                        .refresh
+                        .map(|r| self.request("auth.refresh", r))
+                        .transpose()?,
+                }))
+            }
+        })
+    }
+
+    /// One request; `at` is where it sits in the file (`requests.create`).
+    fn request(&self, at: &str, s: RawRequest) -> Result<RequestSpec> {
+        let key = |k: &str| format!("{at}.{k}");
+        let upper = s.method.trim().to_ascii_uppercase();
+        let Some(method) = METHODS.iter().find(|m| m.as_str() == upper).cloned() else {
+            let names: Vec<&str> = METHODS.iter().map(reqwest::Method::as_str).collect();
+            return Err(self.err(format!(
+                "{} = {:?} is not an HTTP method enlist sends: write one of {}",
+                key("method"),
+                s.method,
+                names.join(", ")
+            )));
+        };
+        let lookup = at == "requests.lookup";
+        let create = at == "requests.create";
+        if !lookup && (s.list.is_some() || s.match_field.is_some()) {
+            return Err(self.err(format!(
+                "{at}: list and match belong to requests.lookup; remove them here"
+            )));
+        }
+        if !create && s.conflict_match.is_some() {
+            return Err(self.err(format!(
+                "{at}: conflict_match belongs to requests.create; remove it here"
+            )));
+        }
+        let mut names = template::placeholders(&s.path);
+        for v in s.query.values().chain(s.headers.values()) {
+            names.extend(template::placeholders(v));
+        }
+        self.check_names(at, names)?;
+        for name in s.headers.keys() {
+            self.header_name(&key("headers"), name)?;
+        }
+        self.statuses(&key("success"), &s.success)?;
+        self.statuses(&key("conflict"), &s.conflict)?;
+        self.statuses(&key("not_found"), &s.not_found)?;
+        for (k, p) in [
+            ("remote_id", &s.remote_id),
+            ("list", &s.list),
+            ("match", &s.match_field),
+        ] {
+            if let Some(p) = p {
+                self.pointer(&key(k), p)?;
+            }
+        }
+        let conflict_match = match &s.conflict_match {
+            None => None,
+            Some(_) if s.conflict.is_empty() => {
+                return Err(self.err(format!(
+                    "{}: conflict_match needs the statuses it refines: conflict = [400, 409]",
+                    at
+                )))
+            }
+            Some(pat) => Some(
+                regex::RegexBuilder::new(pat)
+                    .case_insensitive(true)
+                    .build()
+                    .map_err(|e| {
+                        self.err(format!("{} does not compile: {e}", key("conflict_match")))
+                    })?,
+            ),
+        };
+        if lookup {
+            if s.not_found.is_empty() && s.list.is_none() {
+                return Err(self.err(
+                    "requests.lookup must say what \"not found\" looks like: not_found = [404] or list = \"/pointer\"".into(),
+                ));
+            }
+            if s.list.is_some() && s.match_field.is_none() {
+                return Err(self.err(format!(
+                    "requests.lookup has list = {:?} but no match: say which field of each item must equal the key {:?}, for example match = \"/{}\" (a list lookup never takes the first item on trust)",
+                    s.list.as_deref().unwrap_or(""),
+                    self.key,
+                    self.key
+                )));
+            }
+        }
+        let body = match s.body {
+            None => None,
+            Some(RawBody::Inline(v)) => Some(v),
+            Some(RawBody::File(f)) => {
+                let text = (self.body_file)(&f).map_err(|e| self.err(format!("{at}: {e}")))?;
+                Some(serde_json::from_str(&text).map_err(|e| {
+                    self.err(format!("{at}: body template {f} is not valid JSON: {e}"))
+                })?)
+            }
+        };
+        let template = match body {
+            None => None,
+            Some(b) => {
+                let mut t = Template::compile(&b);
+                t.resolve(&|n| self.slot(n));
+                self.check_names(&format!("{at} body"), t.names())?;
+                Some(t)
+            }
+        };
+        let pairs = |m: &BTreeMap<String, String>| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), self.text(v)))
+                .collect::<Vec<_>>()
+        };
+        Ok(RequestSpec {
+            method,
+            path: self.text(&s.path),
+            query: pairs(&s.query),
+            headers: pairs(&s.headers),
+            template,
+            success: s.success,
+            conflict: s.conflict,
+            conflict_match,
+            not_found: s.not_found,
+            remote_id: s.remote_id,
+            list: s.list,
+            match_field: s.match_field,
+            match_case: s.match_case,
+        })
     }
 }

@@ -169,13 +169,28 @@ pub fn interpolate(s: &str, scope: &dyn Scope, encode: &dyn Fn(&str) -> String) 
 #[derive(Debug, Clone, Default)]
 pub struct Text {
     parts: Vec<Part>,
+    /// The text as written.
+    source: String,
 }
 
 impl Text {
     pub fn compile(s: &str) -> Text {
         Text {
             parts: parse_parts(s),
+            source: s.to_string(),
         }
+    }
+
+    /// The text as written, placeholders and all.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether a placeholder names `name`.
+    pub fn uses(&self, name: &str) -> bool {
+        self.parts
+            .iter()
+            .any(|p| matches!(p, Part::Var(v) if v.text == name))
     }
 
     /// [`Text::compile`], then [`Text::resolve`].

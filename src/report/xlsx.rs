@@ -462,7 +462,7 @@ impl Writer<'_> {
         let mut rows = self.sql(st.query([]))?;
         for k in 0..sheets {
             let here = per_sheet.min(total - k * per_sheet) as u32;
-            let ws = wb.add_worksheet_with_constant_memory();
+            let ws = self.xl(wb.add_worksheet_with_constant_memory())?;
             let name = if k == 0 {
                 "Results".to_string()
             } else {
@@ -643,7 +643,7 @@ impl Writer<'_> {
     }
 
     fn errors(&self, wb: &mut Workbook, f: &Formats) -> Result<()> {
-        let ws = wb.add_worksheet_with_constant_memory();
+        let ws = self.xl(wb.add_worksheet_with_constant_memory())?;
         self.xl(ws.set_name("Errors"))?;
         ws.set_landscape().set_print_fit_to_pages(1, 0);
         for (c, w) in [14.0, 8.0, 70.0, 60.0].iter().enumerate() {
