@@ -218,6 +218,8 @@ async fn a_user_deleted_between_runs_is_created_again() {
     let id = gone["id"].as_str().expect("an id").to_string();
     let url = format!("{}/Users/{id}", sb.base_url());
     let deleted = tokio::task::spawn_blocking(move || {
+        // reqwest is built without a crypto provider of its own (enlist brings ring).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         reqwest::blocking::Client::new()
             .delete(url)
             .bearer_auth("sandbox-token")
