@@ -14,6 +14,7 @@ mod real;
 mod report;
 mod run;
 mod sandbox;
+mod sandbox_knobs;
 mod sinks;
 mod template;
 mod workdir;
