@@ -87,13 +87,14 @@ run_enlist() {
   local secs=$1; shift
   rm -f "$dir/time.txt"
   /usr/bin/time -f "%U %S %e" -o "$dir/time.txt" \
-    timeout -s INT "$secs" "$bin" run "$@" --profile odin --base-url "http://127.0.0.1:$port/api/v2" \
+    timeout --foreground -s INT "$secs" "$bin" run "$@" --profile odin --base-url "http://127.0.0.1:$port/api/v2" \
     --progress never >"$dir/run.out" 2>"$dir/run.err" || true
   summary=$(grep '^enlist summary:' "$dir/run.out" || true)
   if [ -z "$summary" ]; then
     echo "enlist printed no summary:" >&2; tail -20 "$dir/run.err" >&2; exit 1
   fi
-  read -r user sys wall <"$dir/time.txt"
+  # The last line: before it, time says "Command exited with non-zero status" after Ctrl-C.
+  read -r user sys wall < <(tail -n 1 "$dir/time.txt")
   cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }')
 }
 field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$summary"; }
@@ -121,7 +122,7 @@ run_enlist 120 "$dir/new.csv" --mode upsert "${order[@]}" --rate 2000 --concurre
 n=$(stats | api_requests)
 created=$(field created)
 rpr=$(awk -v n="$n" -v r="$created" 'BEGIN { printf "%.2f", r ? n / r : 0 }')
-figure "requests per row, 1,000 new users, upsert" "--mode upsert ${order[*]:-} --concurrency 16" \
+figure "requests per row, 1,000 new users, upsert" "$(echo --mode upsert "${order[@]}") --concurrency 16" \
   "$rpr ($n for $created)" "≤ 1.05" "$(verdict "$rpr" "<=" 1.05)"
 run_enlist 120 "$dir/changed.csv" --mode upsert "${order[@]}" --rate 2000 --concurrency 16 \
   --state "$dir/state" --report "$dir/changed.jsonl"
