@@ -12,10 +12,6 @@ use enlist::plan::PlanOptions;
 use enlist::profile::Profile;
 use enlist::source::SourceOptions;
 
-// The allocator the `enlist` binary uses, so the figures are the binary's.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn rows_from_env(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()

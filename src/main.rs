@@ -4,11 +4,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-// Planning a sheet and running its requests make many small, short-lived allocations
-// (cells, values, headers); mimalloc serves them markedly faster than the system allocator.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = enlist::cmd::Cli::parse();
     // Rows are planned on rayon's threads; named, they can be told apart in a profiler.

@@ -17,6 +17,7 @@ mod report;
 mod requests_per_row;
 mod run;
 mod sandbox;
+mod sandbox_knobs;
 mod sinks;
 mod template;
 mod workdir;

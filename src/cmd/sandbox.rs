@@ -17,13 +17,25 @@ pub struct SandboxArgs {
     #[arg(long, value_name = "P", default_value_t = 0)]
     pub port: u16,
 
-    /// Refuse requests beyond N per second with 429.
+    /// Refuse requests beyond N per second with 429 (counted over fixed windows aligned to
+    /// the clock; see --rate-window).
     #[arg(long, value_name = "N")]
     pub rate_limit: Option<u32>,
 
+    /// Length of a rate-limit window in seconds: each window admits N × SECS requests, and
+    /// Retry-After is the rest of the window, rounded up to whole seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 1, requires = "rate_limit",
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub rate_window: u64,
+
     /// Answer 429 without a Retry-After header.
-    #[arg(long)]
+    #[arg(long, requires = "rate_limit")]
     pub no_retry_after: bool,
+
+    /// Send RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset (IETF draft) with
+    /// every answer.
+    #[arg(long, requires = "rate_limit")]
+    pub rate_limit_headers: bool,
 
     /// Probability (0 to 1) of answering 503 before doing anything.
     #[arg(long, value_name = "P", default_value_t = 0.0)]
@@ -37,6 +49,11 @@ pub struct SandboxArgs {
     /// Delay added to every request, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub latency: u64,
+
+    /// From SECS seconds after the first API request on, the delay is MS milliseconds
+    /// instead (a target that slows down mid-run), e.g. 10:500.
+    #[arg(long, value_name = "SECS:MS", value_parser = parse_latency_after)]
+    pub latency_after: Option<(Duration, Duration)>,
 
     /// Lifetime of an Odin token, in seconds.
     #[arg(long, value_name = "S", default_value_t = 24 * 3600)]
@@ -81,10 +98,13 @@ impl SandboxArgs {
             kind: self.profile,
             port: self.port,
             rate_limit: self.rate_limit,
+            rate_window: Duration::from_secs(self.rate_window),
             retry_after: !self.no_retry_after,
+            rate_limit_headers: self.rate_limit_headers,
             fail_rate: self.fail_rate,
             reset_rate: self.reset_rate,
             latency: Duration::from_millis(self.latency),
+            latency_after: self.latency_after,
             token_ttl: Duration::from_secs(self.token_ttl),
             seed: self.seed,
             username: self.username.clone(),
@@ -93,6 +113,24 @@ impl SandboxArgs {
             lookup_substring: self.lookup_substring,
         })
     }
+}
+
+/// Parses `SECS:MS` (seconds after the first request, then the new latency in ms).
+fn parse_latency_after(s: &str) -> std::result::Result<(Duration, Duration), String> {
+    let (secs, ms) = s
+        .split_once(':')
+        .ok_or_else(|| format!("expected SECS:MS (e.g. 10:500), got {s:?}"))?;
+    let secs: f64 = secs
+        .trim()
+        .parse()
+        .map_err(|_| format!("SECS in {s:?} is not a number of seconds"))?;
+    let after = Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("SECS in {s:?} must be zero or more seconds"))?;
+    let ms: u64 = ms
+        .trim()
+        .parse()
+        .map_err(|_| format!("MS in {s:?} is not a whole number of milliseconds"))?;
+    Ok((after, Duration::from_millis(ms)))
 }
 
 /// What to tell the admin: where the sandbox is, how to log in, what to export.
@@ -139,7 +177,16 @@ fn banner(cfg: &SandboxConfig, base_url: &str, addr: std::net::SocketAddr) -> St
         } else {
             "without Retry-After"
         };
-        faults.push(format!("rate limit {n}/s ({header})"));
+        let window = match cfg.rate_window.as_secs() {
+            0 | 1 => String::new(),
+            w => format!(" over {w} s windows"),
+        };
+        let extra = if cfg.rate_limit_headers {
+            ", RateLimit-* headers"
+        } else {
+            ""
+        };
+        faults.push(format!("rate limit {n}/s{window} ({header}{extra})"));
     }
     if cfg.fail_rate > 0.0 {
         faults.push(format!("503 rate {}", cfg.fail_rate));
@@ -149,6 +196,13 @@ fn banner(cfg: &SandboxConfig, base_url: &str, addr: std::net::SocketAddr) -> St
     }
     if !cfg.latency.is_zero() {
         faults.push(format!("latency {} ms", cfg.latency.as_millis()));
+    }
+    if let Some((after, latency)) = cfg.latency_after {
+        faults.push(format!(
+            "latency {} ms from {} s after the first request",
+            latency.as_millis(),
+            after.as_secs_f64()
+        ));
     }
     if !faults.is_empty() {
         out.push_str(&format!(

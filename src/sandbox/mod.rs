@@ -23,7 +23,9 @@
 //! # Faults
 //!
 //! Every request (outside `/_sandbox`) goes through [`front`]: it is counted, checked against
-//! the rate limit, delayed by the configured latency, then the seeded dice decide between a
+//! the rate limit (a fixed window; see [`stats`]), delayed by the configured latency (which
+//! can change once, some seconds after the first request, to emulate a target that slows
+//! down mid-run), then the seeded dice decide between a
 //! 503, a connection reset before the handler runs, a reset after the handler has applied its
 //! change (the dangerous case: the change happened but the client never hears of it), or
 //! nothing. Then authentication, then the API handler.
@@ -48,7 +50,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Bytes;
@@ -132,10 +134,18 @@ pub struct SandboxConfig {
     pub kind: SandboxKind,
     /// 0 = any free port; the sandbox always binds 127.0.0.1.
     pub port: u16,
-    /// Max requests per second (all paths except `/_sandbox`); beyond → 429.
+    /// Max requests per second on average (all paths except `/_sandbox`), counted over
+    /// fixed windows of `rate_window`; beyond → 429.
     pub rate_limit: Option<u32>,
-    /// Send `Retry-After: 1` on 429; false = 429 with no such header at all.
+    /// Length of a rate-limit window (whole seconds, at least one); a window admits
+    /// `rate_limit × rate_window` requests.
+    pub rate_window: Duration,
+    /// Send `Retry-After` (whole seconds to the end of the window) on 429; false = 429 with
+    /// no such header at all.
     pub retry_after: bool,
+    /// Send `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (IETF
+    /// httpapi-ratelimit-headers draft) with every answer when there is a rate limit.
+    pub rate_limit_headers: bool,
     /// Probability of a 503 (with the API's error body shape), before applying anything.
     pub fail_rate: f64,
     /// Probability of dropping the TCP connection without a response; half of these happen
@@ -143,6 +153,9 @@ pub struct SandboxConfig {
     pub reset_rate: f64,
     /// Added to every request.
     pub latency: Duration,
+    /// From this long after the first API request on, `latency` is replaced by the second
+    /// value.
+    pub latency_after: Option<(Duration, Duration)>,
     /// Odin token lifetime; an expired token gets 401.
     pub token_ttl: Duration,
     /// Seed of all randomness (faults, ids, tokens), for repeatable runs.
@@ -163,10 +176,13 @@ impl Default for SandboxConfig {
             kind: SandboxKind::Odin,
             port: 0,
             rate_limit: None,
+            rate_window: Duration::from_secs(1),
             retry_after: true,
+            rate_limit_headers: false,
             fail_rate: 0.0,
             reset_rate: 0.0,
             latency: Duration::ZERO,
+            latency_after: None,
             token_ttl: Duration::from_secs(24 * 3600),
             seed: 0,
             username: "admin".to_string(),
@@ -253,6 +269,8 @@ pub(crate) struct App {
     pub(crate) id_rng: Mutex<SmallRng>,
     /// Guards Odin's live bearer tokens and the instant each one expires.
     pub(crate) tokens: Mutex<HashMap<String, Instant>>,
+    /// When the first API request arrived: the clock of `latency_after`.
+    pub(crate) first_request: OnceLock<Instant>,
 }
 
 /// The users a sandbox holds.
@@ -285,11 +303,21 @@ impl App {
                 records: Vec::new(),
                 next_id: 1000,
             }),
-            stats: Mutex::new(Stats::new(cfg.rate_limit)),
+            stats: Mutex::new(Stats::new(cfg.rate_limit, cfg.rate_window)),
             fault_rng: Mutex::new(fault_rng),
             id_rng: Mutex::new(id_rng),
             tokens: Mutex::new(HashMap::new()),
+            first_request: OnceLock::new(),
             cfg,
+        }
+    }
+
+    /// The delay of a request arriving now.
+    fn latency(&self) -> Duration {
+        let first = *self.first_request.get_or_init(Instant::now);
+        match self.cfg.latency_after {
+            Some((after, latency)) if first.elapsed() >= after => latency,
+            _ => self.cfg.latency,
         }
     }
 
@@ -365,12 +393,45 @@ async fn front(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
         return next.run(req).await;
     }
     let key = format!("{} {}", req.method(), stats::path_key(&path));
-    let _in_flight = stats::InFlight::begin(app.clone());
-    let admitted = lock(&app.stats).admit();
-    if !app.cfg.latency.is_zero() {
-        tokio::time::sleep(app.cfg.latency).await;
+    let mut in_flight = stats::InFlight::begin(app.clone());
+    let admission = lock(&app.stats).admit();
+    let mut resp = answer(&app, &key, &path, req, next, admission, &mut in_flight).await;
+    in_flight.done();
+    rate_limit_headers(&app, admission, &mut resp);
+    resp
+}
+
+/// Adds the RateLimit-* headers of `admission` to an answer, if the sandbox sends them.
+fn rate_limit_headers(app: &App, admission: Option<stats::Admission>, resp: &mut Response) {
+    let Some(a) = admission.filter(|_| app.cfg.rate_limit_headers) else {
+        return;
+    };
+    let headers = resp.headers_mut();
+    for (name, value) in [
+        ("ratelimit-limit", a.quota),
+        ("ratelimit-remaining", a.remaining),
+        ("ratelimit-reset", a.reset_secs),
+    ] {
+        headers.insert(name, HeaderValue::from(value));
     }
-    if !admitted {
+}
+
+/// Everything [`front`] does once the request is counted and the limiter has decided:
+/// latency, the 429, the fault dice, authentication, the handler.
+async fn answer(
+    app: &Arc<App>,
+    key: &str,
+    path: &str,
+    req: Request,
+    next: Next,
+    admission: Option<stats::Admission>,
+    in_flight: &mut stats::InFlight,
+) -> Response {
+    let latency = app.latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(a) = admission.filter(|a| !a.admitted) {
         let mut resp = api_error(
             app.cfg.kind,
             StatusCode::TOO_MANY_REQUESTS,
@@ -378,20 +439,20 @@ async fn front(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
         );
         if app.cfg.retry_after {
             resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(a.reset_secs));
         }
         let mut stats = lock(&app.stats);
-        stats.rate_limited += 1;
-        stats.record(&key, "429");
+        stats.refused();
+        stats.record(key, "429");
         return resp;
     }
     let kill = req.extensions().get::<ConnKill>().cloned();
-    let fault = faults::roll(&app);
+    let fault = faults::roll(app);
     match fault {
         Fault::Fail => {
             let mut stats = lock(&app.stats);
             stats.failures += 1;
-            stats.record(&key, "503");
+            stats.record(key, "503");
             return api_error(
                 app.cfg.kind,
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -402,14 +463,15 @@ async fn front(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
             {
                 let mut stats = lock(&app.stats);
                 stats.resets += 1;
-                stats.record(&key, "reset-before");
+                stats.record(key, "reset-before");
             }
+            in_flight.done();
             return faults::drop_connection(app.cfg.kind, kill).await;
         }
         Fault::ResetAfter | Fault::None => {}
     }
-    if let Err(resp) = check_auth(&app, req.method(), &path, req.headers()) {
-        lock(&app.stats).record(&key, "401");
+    if let Err(resp) = check_auth(app, req.method(), path, req.headers()) {
+        lock(&app.stats).record(key, "401");
         return resp;
     }
     let resp = next.run(req).await;
@@ -417,11 +479,12 @@ async fn front(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
         {
             let mut stats = lock(&app.stats);
             stats.resets += 1;
-            stats.record(&key, "reset-after");
+            stats.record(key, "reset-after");
         }
+        in_flight.done();
         return faults::drop_connection(app.cfg.kind, kill).await;
     }
-    lock(&app.stats).record(&key, resp.status().as_str());
+    lock(&app.stats).record(key, resp.status().as_str());
     resp
 }
 
