@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use enlist::sandbox::{start, RunningSandbox, SandboxConfig, SandboxKind};
 
+use crate::workdir::{counted, user_names_once};
 use crate::workdir::{Run, Workdir};
 
 async fn scim(latency_ms: u64) -> Arc<RunningSandbox> {
@@ -91,33 +92,9 @@ fn statuses(outcomes: &[Value]) -> BTreeMap<String, usize> {
     m
 }
 
-/// Requests the sandbox counted whose "METHOD /path STATUS" starts with `prefix`.
-fn counted(stats: &Value, prefix: &str) -> u64 {
-    stats["by_path_status"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter(|(k, _)| k.starts_with(prefix))
-                .map(|(_, v)| v.as_u64().unwrap_or(0))
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 /// Data requests (creates and updates) the sandbox counted.
 fn data_requests(stats: &Value) -> u64 {
     counted(stats, "POST /scim/v2/Users") + counted(stats, "PATCH /scim/v2/Users")
-}
-
-/// Every stored user's userName, asserting none is there twice.
-fn user_names_once(sb: &RunningSandbox) -> HashSet<String> {
-    let users = sb.users();
-    let names: HashSet<String> = users
-        .iter()
-        .map(|u| u["userName"].as_str().unwrap_or("").to_lowercase())
-        .collect();
-    assert_eq!(names.len(), users.len(), "a user was created twice");
-    names
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 //! Counted by the embedded SCIM sandbox (which needs no login, so every request it counts
 //! is a row's).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use enlist::sandbox::{start, RunningSandbox, SandboxConfig, SandboxKind};
 
+use crate::workdir::{counted, user_names_once};
 use crate::workdir::{Run, Workdir};
 
 async fn scim() -> Arc<RunningSandbox> {
@@ -71,19 +72,6 @@ async fn run(wd: &Arc<Workdir>, url: &str, extra: &[&str]) -> Run {
     .expect("blocking task")
 }
 
-/// Requests the sandbox counted whose "METHOD /path STATUS" starts with `prefix`.
-fn counted(stats: &Value, prefix: &str) -> u64 {
-    stats["by_path_status"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter(|(k, _)| k.starts_with(prefix))
-                .map(|(_, v)| v.as_u64().unwrap_or(0))
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 /// What one run cost, counted by the sandbox.
 struct Cost {
     before: Value,
@@ -107,17 +95,6 @@ async fn measured(sb: &RunningSandbox, wd: &Arc<Workdir>, extra: &[&str]) -> (Ru
     let r = run(wd, &sb.base_url(), extra).await;
     let after = sb.stats();
     (r, Cost { before, after })
-}
-
-/// Every stored user's userName, asserting none is there twice.
-fn user_names_once(sb: &RunningSandbox) -> HashSet<String> {
-    let users = sb.users();
-    let names: HashSet<String> = users
-        .iter()
-        .map(|u| u["userName"].as_str().unwrap_or("").to_lowercase())
-        .collect();
-    assert_eq!(names.len(), users.len(), "a user was created twice");
-    names
 }
 
 /// The outcomes of a JSON lines report, by key.

@@ -101,3 +101,27 @@ impl Run {
         self
     }
 }
+
+/// Requests the sandbox counted whose "METHOD /path STATUS" starts with `prefix`.
+pub fn counted(stats: &serde_json::Value, prefix: &str) -> u64 {
+    stats["by_path_status"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| k.starts_with(prefix))
+                .map(|(_, v)| v.as_u64().unwrap_or(0))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Every stored user's userName, asserting none is there twice.
+pub fn user_names_once(sb: &enlist::sandbox::RunningSandbox) -> std::collections::HashSet<String> {
+    let users = sb.users();
+    let names: std::collections::HashSet<String> = users
+        .iter()
+        .map(|u| u["userName"].as_str().unwrap_or("").to_lowercase())
+        .collect();
+    assert_eq!(names.len(), users.len(), "a user was created twice");
+    names
+}
