@@ -148,11 +148,12 @@ impl RunSummary {
         self.counts.iter().all(|(s, n)| s.is_ok() || *n == 0)
     }
 
-    /// `settled at 38 in flight, 142 requests/s; 3 × 429`.
+    /// `settled at 38 in flight, 142 requests/s (limit 150/s); 3 × 429`: the rows in
+    /// flight and the rate limit at the end, and the rate the whole run achieved.
     pub fn pace(&self) -> String {
         format!(
-            "settled at {} in flight, {:.0} requests/s; {} × 429",
-            self.settled_concurrency, self.settled_rate, self.throttled_429
+            "settled at {} in flight, {:.0} requests/s (limit {:.0}/s); {} × 429",
+            self.settled_concurrency, self.achieved_rate, self.settled_rate, self.throttled_429
         )
     }
 
