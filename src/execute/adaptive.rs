@@ -5,7 +5,8 @@
 //! is a sample. Once per window (as many samples as the limit, or a second) the limit
 //! becomes `limit × gradient + √limit`, where the gradient `1.5 × long / short`, clamped
 //! to `0.5..=1`, compares the window's mean round trip with a slow average of earlier
-//! ones: while the target answers as fast as usual the limit grows by √limit; when its
+//! ones: while the target answers as fast as usual the limit grows by √limit (by half while
+//! the rate is not reached, so a target that became slower gets rows enough soon); when its
 //! answers slow down (a queue forms at the target) it shrinks, by at most half. A window
 //! with a 429, a 5xx or a timeout shrinks it by a tenth instead. The limit never exceeds
 //! `--max-concurrency`, and never grows past what the rate can use (`rate × round trip`
@@ -29,7 +30,7 @@ const TOLERANCE: f64 = 1.5;
 /// Weight of one window in the long average: the average follows a lasting change of
 /// latency within a few windows, so a target that became slower for good is not treated
 /// as overloaded for long.
-const LONG_WEIGHT: f64 = 0.25;
+const LONG_WEIGHT: f64 = 0.5;
 /// A window lasts at most this long.
 const WINDOW: Duration = Duration::from_secs(1);
 
@@ -182,7 +183,13 @@ impl Gradient {
             self.limit * 0.9
         } else {
             let gradient = (TOLERANCE * long / short.max(1e-6)).clamp(0.5, 1.0);
-            self.limit * gradient + self.limit.sqrt()
+            if gradient >= 1.0 && !binding {
+                // No queue at the target and the rate not reached: grow by half (the
+                // cap below keeps it within what the rate can use).
+                self.limit + (self.limit / 2.0).max(self.limit.sqrt())
+            } else {
+                self.limit * gradient + self.limit.sqrt()
+            }
         };
         // Rows the rate can keep busy, with room for the spread of round trips.
         let usable = rate * short * 1.5 + 4.0;
@@ -270,8 +277,8 @@ mod tests {
         let mut g = gradient(64);
         let high = feed(&mut g, 30, 20, Sample::Ok, 10_000.0);
         assert_eq!(high, 64);
-        let low = feed(&mut g, 2, 500, Sample::Ok, 10_000.0);
-        assert!(low < 40, "{low}");
+        let low = feed(&mut g, 1, 500, Sample::Ok, 10_000.0);
+        assert!(low < 60, "{low}");
         // The long average takes the new latency in: growth resumes.
         assert_eq!(feed(&mut g, 30, 500, Sample::Ok, 10_000.0), 64);
     }
