@@ -13,10 +13,9 @@
 //!
 //! `--rate auto` probes: it starts at the profile's rate and grows by half every
 //! [`PROBE_FAST`] until the target first pushes back (a 429). It then remembers the rate
-//! at which that happened as the ceiling, goes back to the last step that met no 429, and
-//! every [`PROBE_EVERY`] goes halfway to [`NEAR`] of the ceiling; a later 429 lowers the
-//! ceiling to where it came and settles at [`SETTLE`] of it. After [`QUIET`] without a 429
-//! it creeps past the ceiling by [`CREEP`] a step, to find a limit that rose. A fixed `--rate`
+//! at which that happened, settles at [`SETTLE`] of it and creeps up by [`CREEP`] every
+//! [`PROBE_EVERY`] to [`NEAR`] of it; the next 429 lowers the ceiling to where it came.
+//! After [`QUIET`] without a 429 it creeps past the ceiling, to find a limit that rose. A fixed `--rate`
 //! halves after a 429 and climbs back to the rate asked for.
 
 use std::num::NonZeroU32;
@@ -39,12 +38,10 @@ const PROBE_FAST: Duration = Duration::from_millis(250);
 /// after this long without a 429 does it probe past it (the target may allow more now).
 const QUIET: Duration = Duration::from_secs(30);
 /// The share of the known ceiling `--rate auto` creeps up to.
-const NEAR: f64 = 0.95;
+const NEAR: f64 = 0.97;
 /// `--rate auto` settles at this share of the rate at which the target answered 429.
 const SETTLE: f64 = 0.9;
-/// Before the first 429, `--rate auto` grows by this factor per [`PROBE_FAST`].
-const RAMP: f64 = 1.5;
-/// `--rate auto` creeps up by this factor per step past a ceiling (after [`QUIET`]).
+/// `--rate auto` creeps up by this factor per step once it knows a ceiling.
 const CREEP: f64 = 1.03;
 /// The lowest rate any cut leads to (requests per second).
 const FLOOR: f64 = 0.05;
@@ -234,11 +231,6 @@ impl Gate {
         s.last_raise = now;
         s.rate = match self.mode {
             RateMode::Fixed(full) => (s.rate / 2.0).max(full / 64.0),
-            // The first 429 of a ramp: back to the last step that met none.
-            RateMode::Auto(_) if s.ceiling.is_none() => {
-                s.ceiling = Some(s.rate);
-                s.rate / RAMP
-            }
             RateMode::Auto(_) => {
                 let ceiling = s.ceiling.map_or(s.rate, |c| c.min(s.rate));
                 s.ceiling = Some(ceiling);
@@ -267,10 +259,10 @@ impl Gate {
             RateMode::Auto(_) if self.binding() => {
                 let quiet = s.last_cut.is_none_or(|t| now.duration_since(t) >= QUIET);
                 s.rate = match s.ceiling {
-                    None => s.rate * RAMP,
+                    None => s.rate * 1.5,
                     Some(_) if quiet => s.rate * CREEP,
-                    // A 429 came not long ago: halfway to just below its rate each step.
-                    Some(c) => s.rate + ((c * NEAR - s.rate) / 2.0).max(0.0),
+                    // Near the rate that met a 429, and not for long: stay below it.
+                    Some(c) => (s.rate * CREEP).min((c * NEAR).max(s.rate)),
                 };
                 if let Some(c) = s.ceiling.filter(|c| s.rate > *c) {
                     // Past the old ceiling without a 429: the target allows more now.
@@ -345,35 +337,20 @@ mod tests {
         }
         assert_eq!(g.current_rate(), 337.5, "grows by half until pushed back");
         g.throttled();
-        assert_eq!(
-            g.current_rate(),
-            225.0,
-            "back to the last step without a 429"
-        );
+        assert!((g.current_rate() - 337.5 * SETTLE).abs() < 1e-9);
         g.lock().last_raise -= PROBE_EVERY;
         g.success();
-        let near = 337.5 * NEAR;
         assert!(
-            (g.current_rate() - (225.0 + near) / 2.0).abs() < 1e-9,
-            "halfway"
+            (g.current_rate() - 337.5 * SETTLE * CREEP).abs() < 1e-9,
+            "creeps"
         );
-        for _ in 0..20 {
-            g.lock().last_raise -= PROBE_EVERY;
-            g.success();
-        }
-        assert!(g.current_rate() <= near && g.current_rate() > near - 1.0);
-        g.lock().last_cut = None;
-        g.throttled();
-        assert!((g.current_rate() - g.lock().ceiling.unwrap() * SETTLE).abs() < 1e-9);
-        assert!(
-            g.lock().ceiling.unwrap() <= near,
-            "a later 429 lowers the ceiling"
-        );
-        let settled = g.current_rate();
         g.waiting.store(0, Ordering::Relaxed);
         g.lock().last_raise -= PROBE_EVERY;
         g.success();
-        assert_eq!(g.current_rate(), settled, "idle: no growth");
+        assert!(
+            (g.current_rate() - 337.5 * SETTLE * CREEP).abs() < 1e-9,
+            "idle: no growth"
+        );
     }
 
     #[test]
