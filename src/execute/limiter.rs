@@ -12,10 +12,9 @@
 //! needs).
 //!
 //! `--rate auto` probes: it starts at the profile's rate and grows by half every
-//! [`PROBE_FAST`] until the target first pushes back (a 429). It then remembers the rate
+//! [`PROBE_EVERY`] until the target first pushes back (a 429). It then remembers the rate
 //! at which that happened, settles at [`SETTLE`] of it and creeps up by [`CREEP`] every
-//! [`PROBE_EVERY`] to [`NEAR`] of it; the next 429 lowers the ceiling to where it came.
-//! After [`QUIET`] without a 429 it creeps past the ceiling, to find a limit that rose. A fixed `--rate`
+//! [`PROBE_EVERY`]; the next 429 lowers the ceiling to where it came. A fixed `--rate`
 //! halves after a 429 and climbs back to the rate asked for.
 
 use std::num::NonZeroU32;
@@ -31,14 +30,6 @@ use tokio::time::Instant;
 const CUT_INTERVAL: Duration = Duration::from_secs(1);
 /// How often `--rate auto` (and a fixed rate recovering from a 429) may raise the rate.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
-/// Before the target first pushes back, `--rate auto` raises the rate this often: a run
-/// should not spend its first seconds far below what the target allows.
-const PROBE_FAST: Duration = Duration::from_millis(250);
-/// Once a ceiling is known, `--rate auto` creeps up to [`NEAR`] of it and stays there; only
-/// after this long without a 429 does it probe past it (the target may allow more now).
-const QUIET: Duration = Duration::from_secs(30);
-/// The share of the known ceiling `--rate auto` creeps up to.
-const NEAR: f64 = 0.97;
 /// `--rate auto` settles at this share of the rate at which the target answered 429.
 const SETTLE: f64 = 0.9;
 /// `--rate auto` creeps up by this factor per step once it knows a ceiling.
@@ -245,11 +236,7 @@ impl Gate {
     pub fn success(&self) {
         let now = Instant::now();
         let mut s = self.lock();
-        let every = match (self.mode, s.ceiling) {
-            (RateMode::Auto(_), None) => PROBE_FAST,
-            _ => PROBE_EVERY,
-        };
-        if now.duration_since(s.last_raise) < every {
+        if now.duration_since(s.last_raise) < PROBE_EVERY {
             return;
         }
         s.last_raise = now;
@@ -257,13 +244,8 @@ impl Gate {
             RateMode::Fixed(full) => s.rate = (s.rate * 1.5).min(full),
             // Growing the rate while no request waits for it would only raise a number.
             RateMode::Auto(_) if self.binding() => {
-                let quiet = s.last_cut.is_none_or(|t| now.duration_since(t) >= QUIET);
-                s.rate = match s.ceiling {
-                    None => s.rate * 1.5,
-                    Some(_) if quiet => s.rate * CREEP,
-                    // Near the rate that met a 429, and not for long: stay below it.
-                    Some(c) => (s.rate * CREEP).min((c * NEAR).max(s.rate)),
-                };
+                let step = if s.ceiling.is_some() { CREEP } else { 1.5 };
+                s.rate *= step;
                 if let Some(c) = s.ceiling.filter(|c| s.rate > *c) {
                     // Past the old ceiling without a 429: the target allows more now.
                     s.ceiling = Some(c.max(s.rate / SETTLE));
