@@ -20,20 +20,7 @@ use serde_json::{json, Value};
 
 use enlist::sandbox::{self, SandboxConfig, SandboxKind};
 
-use crate::workdir::{Run, Workdir};
-
-/// Runs the binary off the async runtime (the servers live on it and must keep serving).
-async fn run_bin(wd: &Workdir, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = wd.command(args);
-    cmd.args(["--progress", "never"]);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let output = tokio::task::spawn_blocking(move || cmd.output().expect("run enlist"))
-        .await
-        .expect("join");
-    Run { output }
-}
+use crate::workdir::{run_bin, Workdir};
 
 /// A SCIM sheet of `n` new users.
 fn scim_sheet(wd: &Workdir, n: usize) {

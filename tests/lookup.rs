@@ -19,20 +19,7 @@ use serde_json::{json, Value};
 use enlist::profile::Profile;
 use enlist::sandbox::{self, SandboxConfig, SandboxKind};
 
-use crate::workdir::{Run, Workdir};
-
-/// Runs the binary off the async runtime (the servers live on it and must keep serving).
-async fn run_bin(wd: &Workdir, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = wd.command(args);
-    cmd.args(["--progress", "never"]);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let output = tokio::task::spawn_blocking(move || cmd.output().expect("run enlist"))
-        .await
-        .expect("join");
-    Run { output }
-}
+use crate::workdir::{run_bin, Run, Workdir};
 
 /// The outcome lines of a JSON lines report, by key.
 fn outcomes(path: &Path) -> BTreeMap<String, Value> {

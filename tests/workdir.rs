@@ -125,3 +125,16 @@ pub fn user_names_once(sb: &enlist::sandbox::RunningSandbox) -> std::collections
     assert_eq!(names.len(), users.len(), "a user was created twice");
     names
 }
+
+/// Runs the binary off the async runtime (the servers live on it and must keep serving).
+pub async fn run_bin(wd: &Workdir, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = wd.command(args);
+    cmd.args(["--progress", "never"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let output = tokio::task::spawn_blocking(move || cmd.output().expect("run enlist"))
+        .await
+        .expect("join");
+    Run { output }
+}

@@ -137,9 +137,8 @@ impl Gate {
                 self.sleep_until(at).await;
             }
             if self.cap.check().is_err() {
-                // governor's own wait: precise to microseconds (tokio's timer rounds up to
-                // whole milliseconds, and with a burst of 1 each late start would be lost
-                // rate: 240/s came out as 190/s).
+                // governor's own wait, precise to microseconds: tokio's timer rounds up to
+                // whole milliseconds, and with a burst of 1 each late start is lost rate.
                 self.waiting.fetch_add(1, Ordering::Relaxed);
                 let _done = Waiting(&self.waiting);
                 self.cap.until_ready().await;
