@@ -203,7 +203,7 @@ pub fn run(args: CheckArgs) -> Result<u8> {
             profile: profile.name.clone(),
             base_url: report::strip_userinfo(&base),
             input_file: input.path().display().to_string(),
-            input_sha256: crate::execute::file_sha256(input.path())?,
+            input_sha256: crate::source::file_sha256(input.path())?,
             version: env!("CARGO_PKG_VERSION").to_string(),
             command_line: super::command_line(),
             ..RunSummary::default()

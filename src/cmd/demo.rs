@@ -15,7 +15,7 @@ use clap::Args;
 
 use crate::collect::Progress;
 use crate::error::{exit, Error, Result};
-use crate::execute::{self, RunSettings, Secrets};
+use crate::execute::{RunSettings, Secrets};
 use crate::input::{Input, InputSpec};
 use crate::outcome::{OutcomeSink, RunSummary, Status};
 use crate::plan::PlanOptions;
@@ -196,7 +196,7 @@ pub fn run(args: DemoArgs) -> Result<u8> {
             };
             s.total_rows = Some(input.rows_total);
             s.input_file = sheet.display().to_string();
-            s.input_sha256 = execute::file_sha256(&sheet)?;
+            s.input_sha256 = crate::source::file_sha256(&sheet)?;
             s.command_line = super::command_line();
             let stop = async {
                 let _ = tokio::signal::ctrl_c().await;

@@ -6,7 +6,6 @@
 //! timeout, a connection dropped after the request was written, a body cut short) must not
 //! be replayed blindly when it creates something.
 
-use std::borrow::Cow;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -66,7 +65,6 @@ pub struct ClientOptions {
 pub struct Resp {
     pub status: u16,
     pub headers: HeaderMap,
-    /// As hyper handed it over (no copy).
     pub body: bytes::Bytes,
     /// For a redirect (3xx with a Location), what happened in words.
     pub redirect: Option<String>,
@@ -81,151 +79,10 @@ impl Resp {
         serde_json::from_slice(&self.body).ok()
     }
 
-    /// The value at `pointer` in the JSON body: what `self.json()?.pointer(pointer)` gives,
-    /// without building the whole document (see [`json_at`]).
+    /// The value at JSON pointer `pointer` in the body; `None` when the body is not JSON
+    /// or holds nothing there.
     pub fn json_at(&self, pointer: &str) -> Option<serde_json::Value> {
-        json_at(&self.body, pointer)
-    }
-}
-
-/// The value at JSON pointer `pointer` (RFC 6901, read as `serde_json::Value::pointer`
-/// reads it) in the JSON document `body`; `None` when `body` is not JSON or holds nothing
-/// there.
-///
-/// Every response of a row is searched for the remote id. Parsing it into a `Value` first
-/// cost more than the rest of the response handling: every key and string allocated, every
-/// key hashed into a map, and `Value::pointer` allocating each token again. Here the
-/// document is still checked whole (invalid JSON gives `None`, as before), but only the
-/// value found is built; everything else is skipped by serde's `IgnoredAny`. A key that
-/// appears twice counts with its last value, as in a `Value`.
-pub fn json_at(body: &[u8], pointer: &str) -> Option<serde_json::Value> {
-    use serde::de::DeserializeSeed;
-    let path: Vec<Cow<'_, str>> = match pointer {
-        "" => Vec::new(),
-        p => p
-            .strip_prefix('/')?
-            .split('/')
-            .map(|t| match t.contains('~') {
-                true => Cow::Owned(t.replace("~1", "/").replace("~0", "~")),
-                false => Cow::Borrowed(t),
-            })
-            .collect(),
-    };
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let found = At(&path).deserialize(&mut de).ok()?;
-    de.end().ok()?;
-    found
-}
-
-/// Seed for [`json_at`]: the rest of the path to follow from the value being read.
-struct At<'p>(&'p [Cow<'p, str>]);
-
-impl<'de> serde::de::DeserializeSeed<'de> for At<'_> {
-    type Value = Option<serde_json::Value>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(
-        self,
-        d: D,
-    ) -> std::result::Result<Self::Value, D::Error> {
-        use serde::Deserialize;
-        if self.0.is_empty() {
-            serde_json::Value::deserialize(d).map(Some)
-        } else {
-            d.deserialize_any(self)
-        }
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for At<'_> {
-    type Value = Option<serde_json::Value>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(
-        self,
-        mut map: A,
-    ) -> std::result::Result<Self::Value, A::Error> {
-        use serde::de::IgnoredAny;
-        let (key, rest) = (&self.0[0], &self.0[1..]);
-        let mut found = None;
-        while let Some(hit) = map.next_key_seed(KeyIs(key))? {
-            if hit {
-                found = map.next_value_seed(At(rest))?;
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(found)
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(
-        self,
-        mut seq: A,
-    ) -> std::result::Result<Self::Value, A::Error> {
-        use serde::de::IgnoredAny;
-        // As `Value::pointer`: no sign, no leading zeros.
-        let token = &self.0[0];
-        let index = match token.starts_with('+') || (token.starts_with('0') && token.len() > 1) {
-            true => None,
-            false => token.parse::<usize>().ok(),
-        };
-        let mut found = None;
-        for i in 0.. {
-            if Some(i) == index {
-                match seq.next_element_seed(At(&self.0[1..]))? {
-                    Some(v) => found = v,
-                    None => break,
-                }
-            } else if seq.next_element::<IgnoredAny>()?.is_none() {
-                break;
-            }
-        }
-        Ok(found)
-    }
-
-    // A scalar where the path goes on: nothing there.
-    fn visit_bool<E>(self, _: bool) -> std::result::Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E>(self, _: i64) -> std::result::Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E>(self, _: u64) -> std::result::Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E>(self, _: f64) -> std::result::Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_str<E>(self, _: &str) -> std::result::Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
-        Ok(None)
-    }
-}
-
-/// Seed for an object key: whether it is the one wanted (compared without allocating).
-struct KeyIs<'a>(&'a str);
-
-impl<'de> serde::de::DeserializeSeed<'de> for KeyIs<'_> {
-    type Value = bool;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<bool, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for KeyIs<'_> {
-    type Value = bool;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an object key")
-    }
-
-    fn visit_str<E>(self, k: &str) -> std::result::Result<bool, E> {
-        Ok(k == self.0)
+        self.json()?.pointer(pointer).cloned()
     }
 }
 
@@ -276,13 +133,7 @@ pub struct Http {
     client: reqwest::Client,
     /// The base URL without a trailing slash; request paths start with `/`.
     base: String,
-    /// The same, parsed once: each request's URL is this with its path set, so the host
-    /// is not parsed again for every request.
-    base_url: url::Url,
     content_type: HeaderValue,
-    /// The last path sent and its URL. Most requests of a run go to one path (every create
-    /// does), and cloning a URL costs a tenth of setting its path (which parses it again).
-    last_url: std::sync::Mutex<Option<(String, url::Url)>>,
 }
 
 impl Http {
@@ -304,37 +155,22 @@ impl Http {
         let client = b
             .build()
             .map_err(|e| Error::CannotStart(format!("cannot set up the HTTP client: {e}")))?;
-        let content_type = HeaderValue::from_str(content_type)
-            .unwrap_or_else(|_| HeaderValue::from_static("application/json"));
+        // The profile refused a content type that is no header value when it loaded.
+        let content_type = HeaderValue::from_str(content_type).map_err(|_| {
+            Error::CannotStart(format!("content type {content_type:?} is not valid"))
+        })?;
         Ok(Http {
             client,
             base: base.as_str().trim_end_matches('/').to_string(),
-            base_url: base.clone(),
             content_type,
-            last_url: std::sync::Mutex::new(None),
         })
     }
 
-    /// The URL a request goes to (query added by the caller).
+    /// The URL a request goes to (query added by the caller; a profile path may carry
+    /// its own).
     fn request_url(&self, path: &str) -> std::result::Result<url::Url, SendError> {
-        if path.contains(['?', '#']) {
-            // A profile path with its own query: parsed whole, as written.
-            return url::Url::parse(&format!("{}{path}", self.base))
-                .map_err(|e| SendError::NotSent(format!("the request URL is not valid: {e}")));
-        }
-        // A poisoned lock only means a panic elsewhere mid-update of a plain cache: use it.
-        let mut last = self.last_url.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((p, url)) = &*last {
-            if p == path {
-                return Ok(url.clone());
-            }
-        }
-        let mut url = self.base_url.clone();
-        let full = format!("{}{path}", self.base_url.path().trim_end_matches('/'));
-        url.set_path(&full);
-        url.set_query(None);
-        *last = Some((path.to_string(), url.clone()));
-        Ok(url)
+        url::Url::parse(&format!("{}{path}", self.base))
+            .map_err(|e| SendError::NotSent(format!("the request URL is not valid: {e}")))
     }
 
     /// The full URL of a request, for messages (no secrets: they travel in headers).
@@ -396,26 +232,14 @@ impl Http {
             ))
         };
         // Read piece by piece, so that an answer that never ends cannot fill the memory.
-        let body = match resp.chunk().await.map_err(cut_short)? {
-            None => bytes::Bytes::new(),
-            Some(first) => match resp.chunk().await.map_err(cut_short)? {
-                // The usual case, one piece: kept as hyper handed it over (no copy).
-                None if first.len() <= limit => first,
-                None => return too_large(headers, redirect),
-                Some(second) => {
-                    let mut all = bytes::BytesMut::from(&first[..]);
-                    let mut next = Some(second);
-                    while let Some(piece) = next {
-                        if all.len() + piece.len() > limit {
-                            return too_large(headers, redirect);
-                        }
-                        all.extend_from_slice(&piece);
-                        next = resp.chunk().await.map_err(cut_short)?;
-                    }
-                    all.freeze()
-                }
-            },
-        };
+        let mut body = bytes::BytesMut::new();
+        while let Some(piece) = resp.chunk().await.map_err(cut_short)? {
+            if body.len() + piece.len() > limit {
+                return too_large(headers, redirect);
+            }
+            body.extend_from_slice(&piece);
+        }
+        let body = body.freeze();
         Ok(Resp {
             status,
             headers,
@@ -696,57 +520,6 @@ pub fn excerpt(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_at_finds_what_value_pointer_finds() {
-        let docs = [
-            r#"{"econtext":{"result":{"user":{"id":"x"}}}}"#,
-            r#"{"data":[{"id":1},{"id":2,"n":null}],"a/b":{"m~n":true},"":{"":3}}"#,
-            r#"{"id":1,"id":2,"x":{"id":"first"},"x":"second"}"#,
-            r#"[10,[20,21],{"k":"v\"q"}]"#,
-            r#""just a string""#,
-            r#"{"id":"\u00e9t\u00e9","list":[]}"#,
-        ];
-        let pointers = [
-            "",
-            "/",
-            "/id",
-            "/econtext/result/user/id",
-            "/econtext/result/nope",
-            "/data",
-            "/data/1/id",
-            "/data/1/n",
-            "/data/01",
-            "/data/+1",
-            "/data/2",
-            "/data/-1",
-            "/a~1b/m~0n",
-            "/a~1b",
-            "//",
-            "/x",
-            "/x/id",
-            "/0",
-            "/1/1",
-            "/2/k",
-            "/list/0",
-            "id",
-            "/econtext/result/user/id/deeper",
-        ];
-        for doc in docs {
-            let v: serde_json::Value = serde_json::from_str(doc).unwrap();
-            for p in pointers {
-                assert_eq!(
-                    json_at(doc.as_bytes(), p),
-                    v.pointer(p).cloned(),
-                    "{p} in {doc}"
-                );
-            }
-        }
-        // Not JSON (or JSON followed by more): nothing, as from a failed parse.
-        for bad in [r#"{"id":1"#, r#"{"id":1} x"#, "", r#"{"a":[1,}"#] {
-            assert_eq!(json_at(bad.as_bytes(), "/id"), None, "{bad}");
-        }
-    }
 
     #[test]
     fn execute_base_url_rules() {

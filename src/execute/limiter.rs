@@ -11,16 +11,22 @@
 //! own timer thread (precise to microseconds, which a fixed rate of hundreds a second
 //! needs).
 //!
-//! `--rate auto` probes: it starts at the profile's rate and grows by half every
-//! [`PROBE_EVERY`] until the target first pushes back (a 429). It then remembers the rate
-//! at which that happened, settles at [`SETTLE`] of it and creeps up by [`CREEP`] every
-//! [`PROBE_EVERY`]; the next 429 lowers the ceiling to where it came. A fixed `--rate`
-//! halves after a 429 and climbs back to the rate asked for.
+//! `--rate auto` probes. Until the target first pushes back (a 429) it doubles the rate
+//! every [`CLIMB_EVERY`] while the rate is what binds (requests wait for their slot). At
+//! a 429 it takes as the target's ceiling what the target *answered* in its current
+//! second (see `State::quota_seen`; never the rate asked for, which may have run far
+//! ahead of what the rows in flight sent), sends nothing until that second ends (or the
+//! target's Retry-After), settles at [`SETTLE`] of the ceiling and creeps by [`CREEP`] a
+//! second up to [`TOP`] of it. After [`HOLD`] there without a 429 it raises the ceiling
+//! by [`CREEP`], so a target that allows more is found; a later 429 lowers the ceiling
+//! to what was answered then, and by at least [`AGAIN`]. A fixed `--rate` halves after
+//! a 429 and climbs back to the rate asked for.
 
+use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
@@ -28,12 +34,23 @@ use tokio::time::Instant;
 /// After a 429 the rate is cut at most once per this interval, so that workers receiving
 /// the same burst of 429s cut it once.
 const CUT_INTERVAL: Duration = Duration::from_secs(1);
-/// How often `--rate auto` (and a fixed rate recovering from a 429) may raise the rate.
+const SECOND: Duration = Duration::from_secs(1);
+/// How often a fixed rate recovering from a 429, and `--rate auto` once it knows a
+/// ceiling, may raise the rate.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
-/// `--rate auto` settles at this share of the rate at which the target answered 429.
+/// How often `--rate auto` doubles its rate before the first 429 (while it binds).
+const CLIMB_EVERY: Duration = Duration::from_millis(50);
+/// `--rate auto` settles at this share of the rate the target answered before a 429.
 const SETTLE: f64 = 0.9;
-/// `--rate auto` creeps up by this factor per step once it knows a ceiling.
-const CREEP: f64 = 1.03;
+/// `--rate auto` creeps up by this factor per [`PROBE_EVERY`] once it knows a ceiling...
+const CREEP: f64 = 1.02;
+/// ... up to this share of the ceiling (a rate held evenly still lands a request or
+/// two more in some of the target's seconds);
+const TOP: f64 = 0.95;
+/// ... and after this long there without a 429, raises the ceiling itself by [`CREEP`].
+const HOLD: Duration = Duration::from_secs(30);
+/// A 429 below a known ceiling lowers it to at least this share of itself.
+const AGAIN: f64 = 0.97;
 /// The lowest rate any cut leads to (requests per second).
 const FLOOR: f64 = 0.05;
 /// governor's cap under `--rate auto`, which has no rate of its own to hold: the slots
@@ -93,6 +110,11 @@ struct State {
     budget: Option<(f64, Instant)>,
     last_cut: Option<Instant>,
     last_raise: Instant,
+    /// Since when `--rate auto` has sat at [`TOP`] of its ceiling without a 429.
+    at_top: Option<Instant>,
+    /// When the requests of the last second were answered (without a 429): what the
+    /// target really allowed. Kept for `--rate auto` only.
+    answered: VecDeque<Instant>,
 }
 
 impl Gate {
@@ -119,6 +141,8 @@ impl Gate {
                 budget: None,
                 last_cut: None,
                 last_raise: now,
+                at_top: None,
+                answered: VecDeque::new(),
             }),
             waiting: AtomicUsize::new(0),
         }
@@ -144,7 +168,9 @@ impl Gate {
                 self.cap.until_ready().await;
             }
             // A pause may have come in while we waited: nothing is sent inside it.
-            if self.lock().paused_until.is_none_or(|t| t <= Instant::now()) {
+            let now = Instant::now();
+            let s = self.lock();
+            if s.paused_until.is_none_or(|t| t <= now) {
                 return;
             }
         }
@@ -207,8 +233,9 @@ impl Gate {
         s.paused_until = Some(s.paused_until.map_or(until, |t| t.max(until)));
     }
 
-    /// A 429 arrived. A fixed rate halves; `--rate auto` remembers the rate it came at and
-    /// settles just below it. At most once per [`CUT_INTERVAL`].
+    /// A 429 arrived. A fixed rate halves; `--rate auto` takes what the target answered
+    /// over the last second as its ceiling and settles below it. At most once per
+    /// [`CUT_INTERVAL`].
     pub fn throttled(&self) {
         let now = Instant::now();
         let mut s = self.lock();
@@ -219,11 +246,22 @@ impl Gate {
         }
         s.last_cut = Some(now);
         s.last_raise = now;
+        s.at_top = None;
         s.rate = match self.mode {
             RateMode::Fixed(full) => (s.rate / 2.0).max(full / 64.0),
             RateMode::Auto(_) => {
-                let ceiling = s.ceiling.map_or(s.rate, |c| c.min(s.rate));
+                let ceiling = s.quota_seen(now, SystemTime::now());
+                // Refused again below a known ceiling: that estimate was high, or the
+                // target allows less now.
+                let ceiling = s.ceiling.map_or(ceiling, |c| ceiling.min(c * AGAIN));
+                tracing::debug!(rate = s.rate, ceiling, "auto rate: a 429");
                 s.ceiling = Some(ceiling);
+                // The target's window is spent: what is sent before it ends meets a 429
+                // too. Nothing more until the wall clock's next second (where the windows
+                // that `quota_seen` assumes end), or the target's own Retry-After.
+                let rest = SECOND.saturating_sub(into_second(SystemTime::now()));
+                let until = now + rest;
+                s.paused_until = Some(s.paused_until.map_or(until, |t| t.max(until)));
                 ceiling * SETTLE
             }
         }
@@ -231,26 +269,44 @@ impl Gate {
     }
 
     /// A request got an answer that was not a 429: the rate may grow (see the module
-    /// docs), at most once per [`PROBE_EVERY`], and only while it is what binds.
+    /// docs), and only while it is what binds: growing a rate nobody waits for would only
+    /// raise a number.
     pub fn success(&self) {
         let now = Instant::now();
         let mut s = self.lock();
-        if now.duration_since(s.last_raise) < PROBE_EVERY {
-            return;
+        if let RateMode::Auto(_) = self.mode {
+            s.answered.push_back(now);
+            while s
+                .answered
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > SECOND)
+            {
+                s.answered.pop_front();
+            }
         }
-        s.last_raise = now;
-        match self.mode {
-            RateMode::Fixed(full) => s.rate = (s.rate * 1.5).min(full),
-            // Growing the rate while no request waits for it would only raise a number.
-            RateMode::Auto(_) if self.binding() => {
-                let step = if s.ceiling.is_some() { CREEP } else { 1.5 };
-                s.rate *= step;
-                if let Some(c) = s.ceiling.filter(|c| s.rate > *c) {
-                    // Past the old ceiling without a 429: the target allows more now.
-                    s.ceiling = Some(c.max(s.rate / SETTLE));
+        let since = now.duration_since(s.last_raise);
+        match (self.mode, s.ceiling) {
+            (RateMode::Fixed(full), _) if since >= PROBE_EVERY => {
+                s.rate = (s.rate * 1.5).min(full);
+                s.last_raise = now;
+            }
+            (RateMode::Auto(_), None) if since >= CLIMB_EVERY && self.binding() => {
+                s.rate *= 2.0;
+                s.last_raise = now;
+                tracing::debug!(rate = s.rate, "auto rate: climbs");
+            }
+            (RateMode::Auto(_), Some(c)) if since >= PROBE_EVERY && self.binding() => {
+                s.last_raise = now;
+                if s.rate < c * TOP {
+                    s.rate = (s.rate * CREEP).min(c * TOP);
+                } else if s.at_top.is_some_and(|t| now.duration_since(t) >= HOLD) {
+                    s.ceiling = Some(c * CREEP);
+                    s.at_top = None;
+                } else if s.at_top.is_none() {
+                    s.at_top = Some(now);
                 }
             }
-            RateMode::Auto(_) => {}
+            _ => {}
         }
     }
 
@@ -271,12 +327,41 @@ impl Gate {
 }
 
 impl State {
+    /// What the target allows in a second, judged at a 429: the requests it answered
+    /// since the wall clock's second began, when that lies between half and all of those
+    /// it answered over the last second. Most fixed-window limiters count per wall-clock
+    /// second, and the count since that second began is then their quota exactly; the
+    /// last second's count may also hold the end of the target's previous window (up to
+    /// twice the quota). With nothing answered yet, half the rate asked for.
+    fn quota_seen(&self, now: Instant, wall: SystemTime) -> f64 {
+        let last_second = self.answered.len() as f64;
+        if last_second < 1.0 {
+            return self.rate / 2.0;
+        }
+        let into = into_second(wall);
+        let this_second = self
+            .answered
+            .iter()
+            .rev()
+            .take_while(|t| now.duration_since(**t) <= into)
+            .count() as f64;
+        this_second.clamp(last_second / 2.0, last_second)
+    }
+
     fn effective(&self) -> f64 {
         match self.budget {
             Some((b, until)) if until > Instant::now() => self.rate.min(b).max(FLOOR),
             _ => self.rate,
         }
     }
+}
+
+/// How far the wall clock is into its current second.
+fn into_second(wall: SystemTime) -> Duration {
+    wall.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(Duration::ZERO, |d| {
+            Duration::from_nanos(d.subsec_nanos().into())
+        })
 }
 
 /// Counts a request out of [`Gate::waiting`] however its wait ends (also when the task
@@ -309,27 +394,56 @@ mod tests {
     }
 
     #[test]
-    fn auto_rate_settles_below_the_rate_that_met_a_429() {
+    fn auto_rate_climbs_while_it_binds_and_settles_below_what_was_answered() {
         let g = Gate::new(RateMode::Auto(100.0), 1);
-        g.waiting.store(1, Ordering::Relaxed); // the rate binds
-        for _ in 0..3 {
-            g.lock().last_raise -= PROBE_EVERY;
+        let climb = |g: &Gate| {
+            g.lock().last_raise -= CLIMB_EVERY;
             g.success();
-        }
-        assert_eq!(g.current_rate(), 337.5, "grows by half until pushed back");
+        };
+        climb(&g);
+        assert_eq!(
+            g.current_rate(),
+            100.0,
+            "nobody waits for the rate: no climb"
+        );
+        g.waiting.store(1, Ordering::Relaxed);
+        climb(&g);
+        climb(&g);
+        assert_eq!(g.current_rate(), 400.0, "doubles while it binds");
+        // The target answered 150 in the last second, 120 of them in this wall second.
+        let now = Instant::now();
+        let mut s = g.lock();
+        s.answered = (0..150)
+            .map(|i| now - Duration::from_millis(900 - i * 6))
+            .collect();
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_millis(1_000_000_000_000 + 721);
+        assert_eq!(s.quota_seen(now, wall), 120.0, "what this second allowed");
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_millis(1_000_000_000_000 + 10);
+        assert_eq!(
+            s.quota_seen(now, wall),
+            75.0,
+            "never below half the last second"
+        );
+        drop(s);
         g.throttled();
-        assert!((g.current_rate() - 337.5 * SETTLE).abs() < 1e-9);
+        let c = g.lock().ceiling.expect("a ceiling");
+        assert!((75.0..=150.0).contains(&c), "what was answered: {c}");
+        assert!((g.current_rate() - c * SETTLE).abs() < 1e-9);
+        assert!(
+            g.lock().paused_until.is_some(),
+            "nothing until the second ends"
+        );
         g.lock().last_raise -= PROBE_EVERY;
         g.success();
         assert!(
-            (g.current_rate() - 337.5 * SETTLE * CREEP).abs() < 1e-9,
+            (g.current_rate() - c * SETTLE * CREEP).abs() < 1e-9,
             "creeps"
         );
         g.waiting.store(0, Ordering::Relaxed);
         g.lock().last_raise -= PROBE_EVERY;
         g.success();
         assert!(
-            (g.current_rate() - 337.5 * SETTLE * CREEP).abs() < 1e-9,
+            (g.current_rate() - c * SETTLE * CREEP).abs() < 1e-9,
             "idle: no growth"
         );
     }

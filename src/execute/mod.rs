@@ -534,21 +534,3 @@ fn test_fault(row: &PlannedRow) {
 fn not_attempted(row: &PlannedRow, message: &str) -> Outcome {
     row.unsent(Status::NotAttempted, message.to_string())
 }
-
-/// SHA-256 (hex) of a file, read in 64 KiB pieces: the summary names the exact input run.
-pub fn file_sha256(path: &std::path::Path) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)
-        .map_err(|e| Error::input(path, format!("cannot read the file: {e}")))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(crate::plan::hex_text(&h.finalize()))
-}

@@ -532,6 +532,16 @@ impl<S: RowSource> DataRows<S> {
 }
 
 /// The row error that ends a sheet with more than `max` data rows.
+/// SHA-256 (hex) of a file: the summary names the exact input run.
+pub fn file_sha256(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path)
+        .map_err(|e| Error::input(path, format!("cannot read the file: {e}")))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(crate::plan::hex_text(&h.finalize()))
+}
+
 pub fn too_many_rows_message(max: u64) -> String {
     format!(
         "the sheet has more than {max} data rows; enlist reads at most {max}: split the \

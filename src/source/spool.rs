@@ -229,7 +229,7 @@ mod tests {
         assert_eq!(std::fs::read(copy.path()).unwrap(), b"email\na@x.io\n");
         assert_eq!(
             copy.sha256(),
-            crate::execute::file_sha256(&p).unwrap().as_str()
+            crate::source::file_sha256(&p).unwrap().as_str()
         );
         // Appended to while it is copied: refused, never a copy of half a row.
         let copy = PrivateCopy::of_with(&p, || {
