@@ -594,8 +594,7 @@ fn read_steps_in_flight(path: &Path, after: i64, this_run: i64) -> HashMap<Strin
     };
     for line in std::io::BufReader::new(f).lines() {
         let Ok(line) = line else { break };
-        let Ok((run, kind, key, id)) =
-            serde_json::from_str::<(i64, String, String, String)>(&line)
+        let Ok((run, kind, key, id)) = serde_json::from_str::<(i64, String, String, String)>(&line)
         else {
             continue;
         };

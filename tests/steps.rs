@@ -26,7 +26,10 @@ async fn sandbox(kind: SandboxKind) -> RunningSandbox {
 fn scim_sheet(n: usize, groups: impl Fn(usize) -> String) -> String {
     let mut s = String::from("userName,givenName,familyName,groups\n");
     for i in 0..n {
-        s.push_str(&format!("u{i}@example.com,Given{i},Family{i},{}\n", groups(i)));
+        s.push_str(&format!(
+            "u{i}@example.com,Given{i},Family{i},{}\n",
+            groups(i)
+        ));
     }
     s
 }
@@ -73,8 +76,16 @@ async fn run(
     let r = run_bin(
         wd,
         &[
-            "run", "users.csv", "--profile", profile, "--base-url", &url, "--rate", "5000",
-            "--report", report,
+            "run",
+            "users.csv",
+            "--profile",
+            profile,
+            "--base-url",
+            &url,
+            "--rate",
+            "5000",
+            "--report",
+            report,
         ],
         &[
             ("ENLIST_SCIM_TOKEN", "sandbox-token"),
@@ -109,7 +120,7 @@ async fn thirty_users_land_in_their_groups() {
     let sb = sandbox(SandboxKind::Scim).await;
     let wd = Workdir::new("steps_groups");
     let groups = |i: usize| {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             "staff;sales".to_string()
         } else {
             "staff;support;engineering".to_string()
@@ -120,7 +131,10 @@ async fn thirty_users_land_in_their_groups() {
     r.expect_code(0);
     assert!(r.stdout().contains("created=30"), "{}", r.stdout());
     assert_eq!(user_names_once(&sb).len(), 30);
-    assert_eq!(cost(&before, &after, "PATCH /scim/v2/Groups/"), 15 * 2 + 15 * 3);
+    assert_eq!(
+        cost(&before, &after, "PATCH /scim/v2/Groups/"),
+        15 * 2 + 15 * 3
+    );
     let m = memberships(&sb);
     for i in 0..30 {
         let name = format!("u{i}@example.com");
@@ -174,7 +188,10 @@ async fn a_failed_step_names_its_group_and_a_rerun_sends_only_what_is_missing() 
     assert_eq!(user_names_once(&sb).len(), 30);
     let m = memberships(&sb);
     assert!(m["staff"].contains("u7@example.com"));
-    assert!(!m["sales"].contains("u7@example.com"), "steps stop at the failure");
+    assert!(
+        !m["sales"].contains("u7@example.com"),
+        "steps stop at the failure"
+    );
 
     // The sheet is fixed (the group it meant is "support"): only the two memberships
     // missing are sent, no create and no update.
@@ -188,9 +205,21 @@ async fn a_failed_step_names_its_group_and_a_rerun_sends_only_what_is_missing() 
     wd.write("users.csv", scim_sheet(30, fixed));
     let (r, before, after) = run(&wd, &sb, "scim", "fixed.jsonl").await;
     r.expect_code(0);
-    assert!(r.stdout().contains("updated=1 ") && r.stdout().contains("unchanged=29"), "{}", r.stdout());
-    assert_eq!(cost(&before, &after, "PATCH /scim/v2/Groups/support 200"), 1, "{after}");
-    assert_eq!(cost(&before, &after, "PATCH /scim/v2/Groups/sales 200"), 1, "{after}");
+    assert!(
+        r.stdout().contains("updated=1 ") && r.stdout().contains("unchanged=29"),
+        "{}",
+        r.stdout()
+    );
+    assert_eq!(
+        cost(&before, &after, "PATCH /scim/v2/Groups/support 200"),
+        1,
+        "{after}"
+    );
+    assert_eq!(
+        cost(&before, &after, "PATCH /scim/v2/Groups/sales 200"),
+        1,
+        "{after}"
+    );
     assert_eq!(requests(&before, &after), 2, "{after}");
     let m = memberships(&sb);
     for g in ["staff", "support", "sales"] {
@@ -226,7 +255,10 @@ async fn odin_assigns_service_packs_after_the_create() {
     assert_eq!(cost(&before, &after, "PUT /api/v2/users/services 200"), 18);
     let packs = sb.service_packs();
     for i in 0..10 {
-        let got = packs.get(&format!("u{i}@acme.example")).cloned().unwrap_or_default();
+        let got = packs
+            .get(&format!("u{i}@acme.example"))
+            .cloned()
+            .unwrap_or_default();
         if i == 3 {
             assert!(got.is_empty(), "{got:?}");
         } else {
@@ -234,10 +266,17 @@ async fn odin_assigns_service_packs_after_the_create() {
         }
     }
     // A pack added to one row: one request, for it alone.
-    wd.write("users.csv", s.replace("Welcome-2024-3,", "Welcome-2024-3,Premium"));
+    wd.write(
+        "users.csv",
+        s.replace("Welcome-2024-3,", "Welcome-2024-3,Premium"),
+    );
     let (r, before, after) = run(&wd, &sb, "odin", "odin2.jsonl").await;
     r.expect_code(0);
-    assert_eq!(cost(&before, &after, "PUT /api/v2/users/services 200"), 1, "{after}");
+    assert_eq!(
+        cost(&before, &after, "PUT /api/v2/users/services 200"),
+        1,
+        "{after}"
+    );
     assert_eq!(cost(&before, &after, "POST /api/v2/users "), 0, "{after}");
     assert_eq!(sb.service_packs()["u3@acme.example"], ["Premium"]);
 }

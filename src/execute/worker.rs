@@ -825,7 +825,10 @@ async fn steps(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx, end: End) -> Resu
                         Found::Yes(found) => id = found,
                         Found::No => {}
                         Found::Failed(f) => {
-                            failed = Some((s, format!("the user's remote id is unknown ({})", f.message)));
+                            failed = Some((
+                                s,
+                                format!("the user's remote id is unknown ({})", f.message),
+                            ));
                             break;
                         }
                     }
@@ -875,7 +878,10 @@ async fn steps(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx, end: End) -> Resu
         })
         .collect();
     let done_text = steps_done_text(sh, &done);
-    let remote_id = end.remote_id.clone().or_else(|| id.as_ref().and_then(|v| id_text(&Some(v.clone()))));
+    let remote_id = end
+        .remote_id
+        .clone()
+        .or_else(|| id.as_ref().and_then(|v| id_text(&Some(v.clone()))));
     let end = match failed {
         None => End::new(end.status, format!("{}; {done_text}", end.message)).with_id(remote_id),
         Some((s, why)) => {

@@ -8,8 +8,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{hex_text, render_request, Request, RowJson, Values};
-use crate::profile::template::{value_text, Name, Scope, Var};
 use crate::outcome::Status;
+use crate::profile::template::{value_text, Name, Scope, Var};
 use crate::profile::{Profile, ITEM};
 
 /// One request of one step for one row.
@@ -113,8 +113,20 @@ pub(super) fn render(p: &Profile, values: &[Option<Value>], json: &RowJson) -> V
                     render_request(&step.request, &masked),
                 ),
                 Some(v) => (
-                    render_request(&step.request, &WithItem { row: &plain, item: v }),
-                    render_request(&step.request, &WithItem { row: &masked, item: v }),
+                    render_request(
+                        &step.request,
+                        &WithItem {
+                            row: &plain,
+                            item: v,
+                        },
+                    ),
+                    render_request(
+                        &step.request,
+                        &WithItem {
+                            row: &masked,
+                            item: v,
+                        },
+                    ),
                 ),
             };
             let item = item.map(|v| value_text(&v).into_owned());

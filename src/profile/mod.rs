@@ -1094,8 +1094,14 @@ impl Load<'_> {
             };
             let request = load.request(&at, request)?;
             if request.needs_remote_id() {
-                let learns = requests.create.as_ref().is_some_and(|c| c.remote_id.is_some())
-                    || requests.lookup.as_ref().is_some_and(|l| l.remote_id.is_some());
+                let learns = requests
+                    .create
+                    .as_ref()
+                    .is_some_and(|c| c.remote_id.is_some())
+                    || requests
+                        .lookup
+                        .as_ref()
+                        .is_some_and(|l| l.remote_id.is_some());
                 if !learns {
                     return Err(self.err(format!(
                         "{at} uses {{{{remote_id}}}}, but no request says where the remote id is: add remote_id = \"/id\" to requests.create or requests.lookup"

@@ -25,7 +25,10 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         .route("/api/v2/auth/token", post(login).put(refresh))
         .route("/api/v2/users", get(read).post(create).put(update))
         .route("/api/v2/password/generate", get(password_generate))
-        .route("/api/v2/users/services", get(read_services).put(put_services))
+        .route(
+            "/api/v2/users/services",
+            get(read_services).put(put_services),
+        )
 }
 
 fn err(status: StatusCode, details: &str) -> Response {
@@ -443,7 +446,11 @@ async fn read_services(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -
     {
         return err(StatusCode::NOT_FOUND, &format!("User not found: {user_id}"));
     }
-    let packs = store.service_packs.get(&user_id).cloned().unwrap_or_default();
+    let packs = store
+        .service_packs
+        .get(&user_id)
+        .cloned()
+        .unwrap_or_default();
     drop(store);
     json_response(StatusCode::OK, services_answer(&user_id, &packs))
 }

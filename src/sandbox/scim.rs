@@ -621,7 +621,12 @@ async fn list_groups(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> 
         if k == "filter" {
             match parse_filter(&v) {
                 Ok(f) if f.attr.eq_ignore_ascii_case("displayName") => name = Some(f.value),
-                Ok(f) => return bad("invalidFilter", &format!("Unsupported filter attribute {}", f.attr)),
+                Ok(f) => {
+                    return bad(
+                        "invalidFilter",
+                        &format!("Unsupported filter attribute {}", f.attr),
+                    )
+                }
                 Err(m) => return bad("invalidFilter", &m),
             }
         }
@@ -629,7 +634,10 @@ async fn list_groups(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> 
     let groups: Vec<Value> = lock(&app.store)
         .groups
         .iter()
-        .filter(|g| name.as_deref().is_none_or(|n| g["displayName"].as_str() == Some(n)))
+        .filter(|g| {
+            name.as_deref()
+                .is_none_or(|n| g["displayName"].as_str() == Some(n))
+        })
         .cloned()
         .collect();
     scim_json(
@@ -667,7 +675,11 @@ async fn create_group(State(app): State<Arc<App>>, headers: HeaderMap, body: Byt
     let id = app.new_uuid();
     let group = group_resource(&app.base_url, &id, &name);
     let mut store = lock(&app.store);
-    if store.groups.iter().any(|g| g["displayName"].as_str() == Some(name.as_str())) {
+    if store
+        .groups
+        .iter()
+        .any(|g| g["displayName"].as_str() == Some(name.as_str()))
+    {
         return error(
             StatusCode::CONFLICT,
             Some("uniqueness"),
@@ -701,7 +713,10 @@ async fn patch_group(
         .and_then(Value::as_array)
         .is_some_and(|a| a.iter().any(|s| s.as_str() == Some(PATCH_SCHEMA)));
     if !is_patch {
-        return bad("invalidSyntax", &format!("schemas must contain {PATCH_SCHEMA}"));
+        return bad(
+            "invalidSyntax",
+            &format!("schemas must contain {PATCH_SCHEMA}"),
+        );
     }
     let Some(ops) = body.get("Operations").and_then(Value::as_array) else {
         return bad("invalidSyntax", "Operations must be an array");
@@ -715,7 +730,11 @@ async fn patch_group(
         .cloned()
         .unwrap_or_default();
     for op in ops {
-        let kind = op.get("op").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
+        let kind = op
+            .get("op")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_ascii_lowercase();
         let path = op.get("path").and_then(Value::as_str).unwrap_or("");
         match (kind.as_str(), path) {
             ("add", "members") => {
