@@ -873,6 +873,107 @@ mod tests {
         }
     }
 
+    /// A row with one step request (`id`), after create and update.
+    fn with_step(mut row: PlannedRow, id: &str) -> PlannedRow {
+        let request = crate::plan::Request {
+            method: reqwest::Method::PATCH,
+            path: "/Groups/sales".into(),
+            query: vec![],
+            headers: vec![],
+            body: None,
+        };
+        if let Some(job) = row.job.as_mut() {
+            job.steps.push(crate::plan::StepJob {
+                step: 0,
+                item: Some("sales".into()),
+                after_create: true,
+                after_update: true,
+                request,
+                id: id.into(),
+            });
+        }
+        row
+    }
+
+    #[test]
+    fn steps_left_to_do_are_sent_alone_and_done_ones_never_again() {
+        let nightly = Delta {
+            skip_applied: true,
+            resumes_after: None,
+            run_id: 5,
+            in_flight: Default::default(),
+            steps_in_flight: Default::default(),
+        };
+        // Content applied, its step not done: only the step is sent, to the known user.
+        let mut r = with_step(planned(Action::Upsert, true), "s1");
+        nightly.decide(&mut r, Some(&applied("f1", 3)));
+        assert!(r.settled.is_none());
+        let job = r.job.expect("job");
+        assert_eq!(job.steps_only, Some(Status::Created));
+        assert_eq!(job.steps.len(), 1);
+        assert_eq!(job.known.and_then(|k| k.remote_id).as_deref(), Some("r9"));
+        // The step done too: unchanged.
+        let done = Applied {
+            steps: vec!["s1".into()],
+            ..applied("f1", 3)
+        };
+        let mut r = with_step(planned(Action::Upsert, true), "s1");
+        nightly.decide(&mut r, Some(&done));
+        assert_eq!(r.settled.expect("settled").status, Status::Unchanged);
+        // Changed content: the update goes out, the done step does not.
+        let mut r = with_step(planned(Action::Upsert, true), "s1");
+        nightly.decide(
+            &mut r,
+            Some(&Applied {
+                fingerprint: "old".into(),
+                ..done.clone()
+            }),
+        );
+        let job = r.job.expect("job");
+        assert!(job.steps.is_empty() && job.steps_only.is_none());
+        // A resume: the step the killed run noted as done is not sent again, although the
+        // run died before recording its row.
+        let resume = Delta {
+            resumes_after: Some(3),
+            steps_in_flight: Arc::new(HashMap::from([(
+                "ann@x".to_string(),
+                vec!["s1".to_string()],
+            )])),
+            ..nightly.clone()
+        };
+        let mut r = with_step(planned(Action::Upsert, true), "s1");
+        resume.decide(&mut r, Some(&applied("f1", 4)));
+        assert!(r.job.is_none() || r.job.as_ref().is_some_and(|j| j.steps.is_empty()));
+    }
+
+    #[test]
+    fn steps_done_survive_in_the_journal_and_the_in_flight_notes() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut j = Journal::open(dir.path(), "t http://x", "sha").expect("open");
+        let log = j.create_log().expect("log");
+        log.step_done("Ann@X", "s-noted");
+        let mut o = outcome("ann@x", Status::Failed, F1);
+        o.steps = Some(Box::new(crate::outcome::StepLog {
+            base: Some(Status::Created),
+            done: vec!["join: sales".into()],
+            ids: vec!["s1".into()],
+            failed: Some("step 'join' failed for 'x': 404".into()),
+        }));
+        j.record(&o).expect("record");
+        j.commit().expect("commit");
+        let a = j
+            .reader()
+            .expect("reader")
+            .get("ann@x")
+            .expect("get")
+            .expect("applied");
+        assert_eq!(a.status, Status::Created, "the create happened");
+        assert_eq!(a.fingerprint, F1);
+        assert_eq!(a.steps, ["s1"]);
+        let noted = read_steps_in_flight(&dir.path().join(INFLIGHT_FILE), 0, i64::MAX);
+        assert_eq!(noted["ann@x"], ["s-noted"]);
+    }
+
     #[test]
     fn delta_settles_unchanged_and_interrupted_rows() {
         let nightly = Delta {

@@ -280,3 +280,85 @@ async fn odin_assigns_service_packs_after_the_create() {
     assert_eq!(cost(&before, &after, "POST /api/v2/users "), 0, "{after}");
     assert_eq!(sb.service_packs()["u3@acme.example"], ["Premium"]);
 }
+
+/// A profile with one step (`step` is its TOML, after `[[steps]]`), loaded.
+fn load_with_step(step: &str) -> Result<enlist::profile::Profile, String> {
+    let text = format!(
+        r#"
+name = "t"
+base_url_env = "T_URL"
+key = "user"
+[auth]
+type = "none"
+[requests.create]
+method = "POST"
+path = "/users"
+body = {{ user = "{{{{user}}}}" }}
+remote_id = "/id"
+[[columns]]
+name = "user"
+[[columns]]
+name = "groups"
+type = "list"
+[[columns]]
+name = "title"
+[[steps]]
+{step}
+"#
+    );
+    enlist::profile::Profile::parse(&text, "t.toml", &|f| Err(format!("no file {f}")))
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn step_mistakes_are_refused_when_the_profile_loads() {
+    let ok = load_with_step(
+        r#"name = "join"
+after = ["create"]
+for_each = "groups"
+method = "PATCH"
+path = "/groups/{{item}}"
+body = { add = "{{remote_id}}" }"#,
+    );
+    let p = ok.expect("a good step loads");
+    assert_eq!(p.steps.len(), 1);
+    // The list only steps use is no part of what the create sends, so it stays out of the
+    // row's fingerprint (a new group is one step request, not an update).
+    assert!(p.is_step_only("groups") && !p.is_step_only("user") && !p.is_step_only("title"));
+
+    for (step, says) in [
+        (
+            "name = \"s\"\nafter = [\"created\"]\nmethod = \"POST\"\npath = \"/x\"",
+            "steps[1] (\"s\").after lists \"created\"",
+        ),
+        (
+            "name = \"s\"\nafter = [\"create\"]\nwhen = \"titel\"\nmethod = \"POST\"\npath = \"/x\"",
+            "steps[1] (\"s\").when = \"titel\" is not a column",
+        ),
+        (
+            "name = \"s\"\nafter = [\"create\"]\nfor_each = \"title\"\nmethod = \"POST\"\npath = \"/x/{{item}}\"",
+            "for_each = \"title\": that column is not a list",
+        ),
+        (
+            "name = \"s\"\nafter = [\"update\"]\nmethod = \"POST\"\npath = \"/x/{{item}}\"",
+            "uses {{item}}, which is not a column",
+        ),
+        (
+            "name = \"s\"\nafter = [\"create\"]\nfor_each = \"groups\"\nmethod = \"POST\"\npath = \"/x\"\nbody = { g = \"{{grups}}\" }",
+            "uses {{grups}}, which is not a column",
+        ),
+        (
+            "name = \"s\"\nafter = [\"create\"]\nmethod = \"SEND\"\npath = \"/x\"",
+            "steps[1] (\"s\").method = \"SEND\"",
+        ),
+        (
+            "name = \"s\"\nafter = [\"create\"]\nmethod = \"POST\"\npath = \"/x\"\nretry = [500]",
+            "unknown field `retry`",
+        ),
+    ] {
+        match load_with_step(step) {
+            Ok(_) => panic!("loaded: {step}"),
+            Err(e) => assert!(e.contains(says), "{e}\n(expected {says:?})"),
+        }
+    }
+}
