@@ -550,10 +550,13 @@ impl Profile {
 
     /// Whether column `name` is used by steps only (see [`Profile::step_only`]).
     pub fn is_step_only(&self, name: &str) -> bool {
-        self.step_only
-            .iter()
-            .zip(&self.columns)
-            .any(|(only, c)| *only && c.name == name)
+        // Asked per column of every row's fingerprint: free for a profile without steps.
+        !self.steps.is_empty()
+            && self
+                .step_only
+                .iter()
+                .zip(&self.columns)
+                .any(|(only, c)| *only && c.name == name)
     }
 
     /// The position of the key column among `columns`.
