@@ -185,6 +185,11 @@ async fn a_failed_step_names_its_group_and_a_rerun_sends_only_what_is_missing() 
         "{msg}"
     );
     assert!(msg.contains("done: add to groups: staff"), "{msg}");
+    assert_eq!(bad["steps"]["base"], "created", "{bad}");
+    assert_eq!(
+        bad["steps"]["done"],
+        serde_json::json!(["add to groups: staff"])
+    );
     assert_eq!(user_names_once(&sb).len(), 30);
     let m = memberships(&sb);
     assert!(m["staff"].contains("u7@example.com"));
