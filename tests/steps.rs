@@ -367,3 +367,62 @@ body = { add = "{{remote_id}}" }"#,
         }
     }
 }
+
+/// A profile of the user's own: a create, and a second call that sets the title only for
+/// rows that have one (`when`).
+const TITLE_PROFILE: &str = r#"
+name = "scim-title"
+base_url_env = "ENLIST_SCIM_URL"
+key = "userName"
+content_type = "application/scim+json"
+[auth]
+type = "bearer"
+token_env = "ENLIST_SCIM_TOKEN"
+[requests.create]
+method = "POST"
+path = "/Users"
+body = { schemas = ["urn:ietf:params:scim:schemas:core:2.0:User"], userName = "{{userName}}" }
+remote_id = "/id"
+[[steps]]
+name = "set title"
+after = ["create"]
+when = "title"
+method = "PATCH"
+path = "/Users/{{remote_id}}"
+body = { schemas = ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], Operations = [{ op = "replace", path = "title", value = "{{title}}" }] }
+[[columns]]
+name = "userName"
+[[columns]]
+name = "title"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_with_when_is_sent_only_for_rows_that_fill_the_column() {
+    let sb = sandbox(SandboxKind::Scim).await;
+    let wd = Workdir::new("steps_when");
+    wd.write("title.toml", TITLE_PROFILE);
+    let mut s = String::from("userName,title\n");
+    for i in 0..12usize {
+        let title = if i.is_multiple_of(3) { "Engineer" } else { "" };
+        s.push_str(&format!("w{i}@example.com,{title}\n"));
+    }
+    wd.write("users.csv", &s);
+    let profile = wd.path("title.toml").display().to_string();
+    let (r, before, after) = run(&wd, &sb, &profile, "when.jsonl").await;
+    r.expect_code(0);
+    assert_eq!(cost(&before, &after, "POST /scim/v2/Users 201"), 12);
+    assert_eq!(cost(&before, &after, "PATCH /scim/v2/Users/{id} 200"), 4);
+    for u in sb.users() {
+        let n: usize = u["userName"].as_str().unwrap_or("")[1..]
+            .split('@')
+            .next()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(99);
+        let want = if n.is_multiple_of(3) {
+            Some("Engineer")
+        } else {
+            None
+        };
+        assert_eq!(u["title"].as_str(), want, "{u}");
+    }
+}
