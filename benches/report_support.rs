@@ -31,6 +31,7 @@ pub fn outcome(i: u64) -> Outcome {
             format!("0{i:06}"),
         ],
         fingerprint: None,
+        steps: None,
     }
 }
 

@@ -75,6 +75,19 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 ";
 
+/// Follow-up steps done, per user: one row per step request (step, item and content, as
+/// [`crate::plan::StepJob::id`]). Kept apart from `applied` so that a state without steps
+/// reads as before, and an older enlist simply ignores it.
+const STEPS_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS steps_done (
+    target      INTEGER NOT NULL,
+    key         TEXT NOT NULL,
+    step        TEXT NOT NULL,
+    run_id      INTEGER NOT NULL,
+    PRIMARY KEY (target, key, step)
+) WITHOUT ROWID;
+";
+
 /// Brings a state database to [`SCHEMA_VERSION`], in one transaction: a state written by
 /// an earlier enlist keeps its whole history. Each `applied` row is about half its old
 /// size (an integer for the target, 32 bytes for the fingerprint), which makes the row a
@@ -150,6 +163,8 @@ pub struct Applied {
     pub status: Status,
     pub run_id: i64,
     pub at: String,
+    /// The ids of the follow-up steps done for this user ([`crate::plan::StepJob::id`]).
+    pub steps: Vec<String>,
 }
 
 /// The state of one run: the write side (an [`OutcomeSink`]) and the lock.
@@ -167,6 +182,8 @@ pub struct Journal {
     /// On a resume: the creates the interrupted run(s) were sending, by journal key (the
     /// content's fingerprint), read from [`INFLIGHT_FILE`].
     in_flight: Arc<HashMap<String, String>>,
+    /// On a resume: the step requests the interrupted run(s) did, by journal key.
+    steps_in_flight: Arc<HashMap<String, Vec<String>>>,
     /// Held for the life of the run; dropping it releases the lock.
     _lock: File,
     path: PathBuf,
@@ -176,6 +193,8 @@ pub struct Journal {
 pub struct JournalReader {
     conn: Connection,
     target_id: i64,
+    /// This target has steps done: [`JournalReader::get`] reads them too.
+    has_steps: bool,
 }
 
 fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
@@ -230,6 +249,7 @@ impl Journal {
         let db = dir.join("enlist.sqlite");
         let mut conn = open_conn(&db)?;
         migrate(&mut conn, &db)?;
+        conn.execute_batch(STEPS_SCHEMA).map_err(sql_err(&db))?;
         conn.execute(
             "INSERT OR IGNORE INTO targets (name) VALUES (?1)",
             params![target],
@@ -282,6 +302,10 @@ impl Journal {
             Some(after) => read_in_flight(&dir.join(INFLIGHT_FILE), after, run_id),
             None => HashMap::new(),
         };
+        let steps_in_flight = match resumes_after {
+            Some(after) => read_steps_in_flight(&dir.join(INFLIGHT_FILE), after, run_id),
+            None => HashMap::new(),
+        };
         Ok(Journal {
             conn,
             target_id,
@@ -291,6 +315,7 @@ impl Journal {
             pending: 0,
             last_commit: Instant::now(),
             in_flight: Arc::new(in_flight),
+            steps_in_flight: Arc::new(steps_in_flight),
             _lock: lock,
             path: db,
         })
@@ -309,6 +334,7 @@ impl Journal {
             resumes_after: self.resumes_after,
             run_id: self.run_id,
             in_flight: self.in_flight.clone(),
+            steps_in_flight: self.steps_in_flight.clone(),
         }
     }
 
@@ -332,9 +358,18 @@ impl Journal {
 
     /// A second connection for the planner thread.
     pub fn reader(&self) -> Result<JournalReader> {
+        let conn = open_conn(&self.path)?;
+        let has_steps = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM steps_done WHERE target = ?1)",
+                params![self.target_id],
+                |r| r.get(0),
+            )
+            .map_err(sql_err(&self.path))?;
         Ok(JournalReader {
-            conn: open_conn(&self.path)?,
+            conn,
             target_id: self.target_id,
+            has_steps,
         })
     }
 
@@ -370,8 +405,11 @@ impl OutcomeSink for Journal {
                 )
                 .map_err(sql_err(&self.path))?;
             for o in outcomes {
-                let applied =
-                    matches!(o.status, Status::Created | Status::Updated | Status::Exists);
+                // A row whose step failed after its create or update: the user is there,
+                // recorded as what that request did, with the steps that were done.
+                let base = o.steps.as_ref().and_then(|s| s.base);
+                let applied = base.is_some()
+                    || matches!(o.status, Status::Created | Status::Updated | Status::Exists);
                 if let (true, Some(fp)) = (applied, &o.fingerprint) {
                     // A fingerprint is always SHA-256 hex (see the planner); anything else
                     // would be a bug, and is not recorded: the row is sent again next time.
@@ -387,12 +425,26 @@ impl OutcomeSink for Journal {
                         journal_key(&o.key),
                         &fp[..],
                         o.remote_id,
-                        o.status.as_str(),
+                        base.unwrap_or(o.status).as_str(),
                         self.run_id,
                         o.finished_at
                     ])
                     .map_err(write_err(&self.path))?;
                     self.pending += 1;
+                    if let Some(steps) = o.steps.as_ref().filter(|s| !s.ids.is_empty()) {
+                        let mut done = self
+                            .conn
+                            .prepare_cached(
+                                "INSERT OR IGNORE INTO steps_done (target, key, step, run_id)
+                                 VALUES (?1, ?2, ?3, ?4)",
+                            )
+                            .map_err(sql_err(&self.path))?;
+                        let key = journal_key(&o.key);
+                        for id in &steps.ids {
+                            done.execute(params![self.target_id, key, id, self.run_id])
+                                .map_err(write_err(&self.path))?;
+                        }
+                    }
                 }
             }
         }
@@ -473,19 +525,38 @@ impl JournalReader {
                 "SELECT fingerprint, remote_id, status, run_id, at FROM applied WHERE target = ?1 AND key = ?2",
             )
             .map_err(|e| Error::Other(e.into()))?;
-        stmt.query_row(params![self.target_id, journal_key(key)], |r| {
-            let status: String = r.get(2)?;
-            let fingerprint: Vec<u8> = r.get(0)?;
-            Ok(Applied {
-                fingerprint: crate::plan::hex_text(&fingerprint),
-                remote_id: r.get(1)?,
-                status: Status::parse(&status).unwrap_or(Status::Updated),
-                run_id: r.get(3)?,
-                at: r.get(4)?,
+        let mut found = stmt
+            .query_row(params![self.target_id, journal_key(key)], |r| {
+                let status: String = r.get(2)?;
+                let fingerprint: Vec<u8> = r.get(0)?;
+                Ok(Applied {
+                    fingerprint: crate::plan::hex_text(&fingerprint),
+                    remote_id: r.get(1)?,
+                    status: Status::parse(&status).unwrap_or(Status::Updated),
+                    run_id: r.get(3)?,
+                    at: r.get(4)?,
+                    steps: Vec::new(),
+                })
             })
-        })
-        .optional()
-        .map_err(|e| Error::Other(e.into()))
+            .optional()
+            .map_err(|e| Error::Other(e.into()))?;
+        if let (true, Some(a)) = (self.has_steps, found.as_mut()) {
+            a.steps = self.steps_done(key)?;
+        }
+        Ok(found)
+    }
+
+    /// The ids of the steps done for `key` on this target.
+    fn steps_done(&self, key: &str) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT step FROM steps_done WHERE target = ?1 AND key = ?2")
+            .map_err(|e| Error::Other(e.into()))?;
+        let rows = stmt
+            .query_map(params![self.target_id, journal_key(key)], |r| r.get(0))
+            .map_err(|e| Error::Other(e.into()))?;
+        rows.collect::<std::result::Result<Vec<String>, _>>()
+            .map_err(|e| Error::Other(e.into()))
     }
 }
 
@@ -504,6 +575,34 @@ impl crate::execute::CreateLog for InFlightLog {
             tracing::debug!("cannot note a create in flight: {e}");
         }
     }
+
+    fn step_done(&self, key: &str, step: &str) {
+        let line = serde_json::json!([self.run_id, "step", journal_key(key), step]).to_string();
+        let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = writeln!(f, "{line}") {
+            tracing::debug!("cannot note a step done: {e}");
+        }
+    }
+}
+
+/// The step requests that runs after `after` (and before `this_run`) noted as done, by
+/// journal key (lines `[run, "step", key, id]` of [`INFLIGHT_FILE`]).
+fn read_steps_in_flight(path: &Path, after: i64, this_run: i64) -> HashMap<String, Vec<String>> {
+    let mut map: HashMap<String, Vec<String>> = HashMap::new();
+    let Ok(f) = File::open(path) else {
+        return map;
+    };
+    for line in std::io::BufReader::new(f).lines() {
+        let Ok(line) = line else { break };
+        let Ok((run, kind, key, id)) = serde_json::from_str::<(i64, String, String, String)>(&line)
+        else {
+            continue;
+        };
+        if kind == "step" && run > after && run < this_run {
+            map.entry(key).or_default().push(id);
+        }
+    }
+    map
 }
 
 /// The creates that runs after `after` (and before `this_run`) noted; later lines win.
@@ -539,6 +638,8 @@ pub struct Delta {
     /// On a resume: the creates the interrupted run(s) were sending (journal key →
     /// fingerprint).
     pub in_flight: Arc<HashMap<String, String>>,
+    /// On a resume: the step requests the interrupted run(s) did (journal key → ids).
+    pub steps_in_flight: Arc<HashMap<String, Vec<String>>>,
 }
 
 impl Delta {
@@ -552,7 +653,28 @@ impl Delta {
         let Some(job) = row.job.as_mut() else {
             return;
         };
+        if let Some(a) = applied.filter(|a| self.skip_applied && !a.steps.is_empty()) {
+            // Steps done before are not sent again (the same request, by its id).
+            job.steps.retain(|s| !a.steps.contains(&s.id));
+        }
+        if let Some(done) = self.steps_in_flight.get(&journal_key(&row.key)) {
+            // Done by the interrupted run, which died before recording its row.
+            job.steps.retain(|s| !done.contains(&s.id));
+        }
         if let Some(a) = applied.filter(|a| self.skip_applied && a.fingerprint == job.fingerprint) {
+            // The user's content is there, but steps of its create or update are not done
+            // (one failed, or was added to the profile, or the list has a new item): only
+            // those are sent, never a second create.
+            if matches!(a.status, Status::Created | Status::Updated)
+                && job.steps.iter().any(|s| s.runs_after(a.status))
+            {
+                job.steps.retain(|s| s.runs_after(a.status));
+                job.steps_only = Some(a.status);
+                job.known = Some(KnownUser {
+                    remote_id: a.remote_id.clone().filter(|id| !id.is_empty()),
+                });
+                return;
+            }
             let by_interrupted = self
                 .resumes_after
                 .is_some_and(|after| a.run_id > after && a.run_id < self.run_id);
@@ -669,6 +791,7 @@ mod tests {
             finished_at: now_rfc3339(),
             cells: vec![],
             fingerprint: Some(fp.into()),
+            steps: None,
         }
     }
 
@@ -732,6 +855,8 @@ mod tests {
                 secrets: vec![],
                 created_in_flight: false,
                 known: None,
+                steps: vec![],
+                steps_only: None,
             }),
             settled: None,
         }
@@ -744,7 +869,109 @@ mod tests {
             status: Status::Created,
             run_id,
             at: "2026-01-01T00:00:00.000Z".into(),
+            steps: vec![],
         }
+    }
+
+    /// A row with one step request (`id`), after create and update.
+    fn with_step(mut row: PlannedRow, id: &str) -> PlannedRow {
+        let request = crate::plan::Request {
+            method: reqwest::Method::PATCH,
+            path: "/Groups/sales".into(),
+            query: vec![],
+            headers: vec![],
+            body: None,
+        };
+        if let Some(job) = row.job.as_mut() {
+            job.steps.push(crate::plan::StepJob {
+                step: 0,
+                item: Some("sales".into()),
+                after_create: true,
+                after_update: true,
+                request,
+                id: id.into(),
+            });
+        }
+        row
+    }
+
+    #[test]
+    fn steps_left_to_do_are_sent_alone_and_done_ones_never_again() {
+        let nightly = Delta {
+            skip_applied: true,
+            resumes_after: None,
+            run_id: 5,
+            in_flight: Default::default(),
+            steps_in_flight: Default::default(),
+        };
+        // Content applied, its step not done: only the step is sent, to the known user.
+        let mut r = with_step(planned(Action::Upsert, true), "s1");
+        nightly.decide(&mut r, Some(&applied("f1", 3)));
+        assert!(r.settled.is_none());
+        let job = r.job.expect("job");
+        assert_eq!(job.steps_only, Some(Status::Created));
+        assert_eq!(job.steps.len(), 1);
+        assert_eq!(job.known.and_then(|k| k.remote_id).as_deref(), Some("r9"));
+        // The step done too: unchanged.
+        let done = Applied {
+            steps: vec!["s1".into()],
+            ..applied("f1", 3)
+        };
+        let mut r = with_step(planned(Action::Upsert, true), "s1");
+        nightly.decide(&mut r, Some(&done));
+        assert_eq!(r.settled.expect("settled").status, Status::Unchanged);
+        // Changed content: the update goes out, the done step does not.
+        let mut r = with_step(planned(Action::Upsert, true), "s1");
+        nightly.decide(
+            &mut r,
+            Some(&Applied {
+                fingerprint: "old".into(),
+                ..done.clone()
+            }),
+        );
+        let job = r.job.expect("job");
+        assert!(job.steps.is_empty() && job.steps_only.is_none());
+        // A resume: the step the killed run noted as done is not sent again, although the
+        // run died before recording its row.
+        let resume = Delta {
+            resumes_after: Some(3),
+            steps_in_flight: Arc::new(HashMap::from([(
+                "ann@x".to_string(),
+                vec!["s1".to_string()],
+            )])),
+            ..nightly.clone()
+        };
+        let mut r = with_step(planned(Action::Upsert, true), "s1");
+        resume.decide(&mut r, Some(&applied("f1", 4)));
+        assert!(r.job.is_none() || r.job.as_ref().is_some_and(|j| j.steps.is_empty()));
+    }
+
+    #[test]
+    fn steps_done_survive_in_the_journal_and_the_in_flight_notes() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut j = Journal::open(dir.path(), "t http://x", "sha").expect("open");
+        let log = j.create_log().expect("log");
+        log.step_done("Ann@X", "s-noted");
+        let mut o = outcome("ann@x", Status::Failed, F1);
+        o.steps = Some(Box::new(crate::outcome::StepLog {
+            base: Some(Status::Created),
+            done: vec!["join: sales".into()],
+            ids: vec!["s1".into()],
+            failed: Some("step 'join' failed for 'x': 404".into()),
+        }));
+        j.record(&o).expect("record");
+        j.commit().expect("commit");
+        let a = j
+            .reader()
+            .expect("reader")
+            .get("ann@x")
+            .expect("get")
+            .expect("applied");
+        assert_eq!(a.status, Status::Created, "the create happened");
+        assert_eq!(a.fingerprint, F1);
+        assert_eq!(a.steps, ["s1"]);
+        let noted = read_steps_in_flight(&dir.path().join(INFLIGHT_FILE), 0, i64::MAX);
+        assert_eq!(noted["ann@x"], ["s-noted"]);
     }
 
     #[test]
@@ -754,6 +981,7 @@ mod tests {
             resumes_after: None,
             run_id: 5,
             in_flight: Default::default(),
+            steps_in_flight: Default::default(),
         };
         let mut r = planned(Action::Upsert, true);
         nightly.decide(&mut r, Some(&applied("f1", 3)));
@@ -792,6 +1020,7 @@ mod tests {
             resumes_after: Some(3),
             run_id: 5,
             in_flight: Arc::new(HashMap::from([("ann@x".to_string(), "f1".to_string())])),
+            steps_in_flight: Default::default(),
         };
         let mut r = planned(Action::Create, true);
         resume.decide(&mut r, Some(&applied("f1", 4)));

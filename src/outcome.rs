@@ -99,6 +99,27 @@ pub struct Outcome {
     /// What was applied (delta sync), for rows that reached the target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
+    /// What the row's follow-up steps did, for rows whose profile has steps that ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Box<StepLog>>,
+}
+
+/// What a row's follow-up steps (`[[steps]]`) did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepLog {
+    /// How the row's own request ended before its steps ran (created or updated; on a
+    /// re-run that sends only missing steps, what the journal had). The journal records
+    /// the user as this even when a step then failed: the user exists, and a re-run goes
+    /// straight to the missing steps.
+    pub base: Option<Status>,
+    /// The step requests done in this run, as `name` or `name: item`.
+    pub done: Vec<String>,
+    /// Their journal ids (see [`crate::plan::StepJob::id`]).
+    #[serde(skip)]
+    pub ids: Vec<String>,
+    /// The step request that failed, as `step 'name' failed for 'item': why`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
 }
 
 pub fn now_rfc3339() -> String {

@@ -68,6 +68,7 @@ fn outcome(i: u64) -> Outcome {
             format!("0{i:03}"),
         ],
         fingerprint: None,
+        steps: None,
     }
 }
 

@@ -485,6 +485,7 @@ fn a_workbook_that_cannot_be_written_keeps_the_outcomes_as_json_lines() {
             finished_at: "2026-12-02T00:00:00Z".into(),
             cells: vec![format!("u{i}"), "secret-pw".into()],
             fingerprint: None,
+            steps: None,
         })
         .expect("record");
     }

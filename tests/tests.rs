@@ -19,5 +19,6 @@ mod run;
 mod sandbox;
 mod sandbox_knobs;
 mod sinks;
+mod steps;
 mod template;
 mod workdir;

@@ -106,6 +106,9 @@ pub struct RunSettings {
 pub trait CreateLog: Send + Sync + std::fmt::Debug {
     /// An upsert found no user `key` and is about to create it with content `fingerprint`.
     fn creating(&self, key: &str, fingerprint: &str);
+    /// A step request of row `key` is done (`step`: its journal id): a run that resumes
+    /// this one does not send it again, even if this run dies before recording the row.
+    fn step_done(&self, _key: &str, _step: &str) {}
 }
 
 impl RunSettings {

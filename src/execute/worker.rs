@@ -15,8 +15,8 @@ use super::auth::Known;
 use super::client::{failure_message, not_json, Resp, SendError};
 use super::{retry, Shared, NOT_SENT};
 use crate::error::Error;
-use crate::outcome::{now_rfc3339, Outcome, Status};
-use crate::plan::{Job, PlannedRow, Request};
+use crate::outcome::{now_rfc3339, Outcome, Status, StepLog};
+use crate::plan::{Job, PlannedRow, Request, StepJob};
 use crate::profile::template::value_text;
 use crate::profile::{Action, RequestSpec};
 
@@ -33,7 +33,11 @@ pub(super) async fn work(
         // A panic ends this row as failed (and the run goes on): never a lost row.
         r = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
             super::test_fault(&row);
-            process(&sh, &row, &mut cx).await
+            let end = match row.job.as_ref().and_then(|j| j.steps_only.map(|b| (j, b))) {
+                Some((job, base)) => steps_pending(job, base),
+                None => process(&sh, &row, &mut cx).await?,
+            };
+            steps(&sh, &row, &mut cx, end).await
         })) => Some(r.unwrap_or_else(|p| Ok(End::failed(super::internal_error(p))))),
         _ = sh.abort.cancelled() => None,
     };
@@ -94,6 +98,8 @@ struct RowCtx {
     /// The run's secrets and this row's secret cells: masked in any message or log line.
     known: Arc<Known>,
     secrets: Vec<String>,
+    /// What the row's follow-up steps did (none ran: `None`).
+    steps: Option<Box<StepLog>>,
 }
 
 impl RowCtx {
@@ -112,6 +118,7 @@ impl RowCtx {
                 .as_ref()
                 .map(|j| j.secrets.clone())
                 .unwrap_or_default(),
+            steps: None,
         }
     }
 
@@ -124,7 +131,9 @@ impl RowCtx {
 
     /// The row's outcome; takes the row, so its cells and key move rather than copy.
     fn outcome(&self, row: PlannedRow, end: End) -> Outcome {
-        let applied = matches!(end.status, Status::Created | Status::Updated);
+        // A step that failed after a create or update: that request was applied.
+        let applied = matches!(end.status, Status::Created | Status::Updated)
+            || self.steps.as_ref().is_some_and(|s| s.base.is_some());
         Outcome {
             seq: row.seq,
             row: row.row,
@@ -143,6 +152,7 @@ impl RowCtx {
             } else {
                 None
             },
+            steps: self.steps.clone(),
         }
     }
 }
@@ -741,4 +751,156 @@ async fn call(
         sh.stats.retry();
         tokio::time::sleep(delay).await;
     }
+}
+
+// ---- follow-up steps (`[[steps]]`) ----
+
+/// A row whose content the journal shows applied, with steps left to do: nothing is sent
+/// for the user itself; [`steps`] sends what is missing.
+fn steps_pending(job: &Job, base: Status) -> End {
+    let how = if base == Status::Created {
+        "created"
+    } else {
+        "updated"
+    };
+    End::new(
+        Status::Updated,
+        format!("updated: only the steps left to do (the user was {how} by an earlier run)"),
+    )
+    .with_id(job.known.as_ref().and_then(|k| k.remote_id.clone()))
+}
+
+/// `name` or `name: a, b` per step, in the order done.
+fn steps_done_text(sh: &Shared, done: &[&StepJob]) -> String {
+    let mut parts: Vec<(usize, Vec<&str>)> = Vec::new();
+    for s in done {
+        match parts.iter_mut().find(|(i, _)| *i == s.step) {
+            Some((_, items)) => items.extend(s.item.as_deref()),
+            None => parts.push((s.step, s.item.as_deref().into_iter().collect())),
+        }
+    }
+    parts
+        .iter()
+        .map(|(i, items)| {
+            let name = &sh.profile.steps[*i].name;
+            if items.is_empty() {
+                name.clone()
+            } else {
+                format!("{name}: {}", items.join(", "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// After the row's create or update succeeded: its steps for that, in order, each through
+/// [`call`] (the gate, the retry policy) like any request. The first step that fails ends
+/// the row as failed, naming the step and item; the steps done are recorded either way.
+async fn steps(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx, end: End) -> Result<End, Error> {
+    let Some(job) = row.job.as_ref().filter(|j| !j.steps.is_empty()) else {
+        return Ok(end);
+    };
+    let base = job.steps_only.unwrap_or(end.status);
+    let todo: Vec<&StepJob> = job.steps.iter().filter(|s| s.runs_after(base)).collect();
+    if todo.is_empty() {
+        return Ok(end);
+    }
+    let mut log = StepLog {
+        base: Some(base),
+        ..StepLog::default()
+    };
+    let mut done: Vec<&StepJob> = Vec::new();
+    let mut id = end
+        .remote_id
+        .clone()
+        .or_else(|| cx.lookup_id.clone())
+        .map(Value::String);
+    let mut failed = None;
+    for s in todo {
+        let spec = &sh.profile.steps[s.step];
+        let req = if s.request.needs_remote_id() {
+            if id.is_none() {
+                if let Some(lk) = &job.lookup {
+                    match Box::pin(lookup(sh, cx, lk, &row.key)).await? {
+                        Found::Yes(found) => id = found,
+                        Found::No => {}
+                        Found::Failed(f) => {
+                            failed = Some((
+                                s,
+                                format!("the user's remote id is unknown ({})", f.message),
+                            ));
+                            break;
+                        }
+                    }
+                }
+            }
+            match &id {
+                Some(v) => s.request.with_remote_id(v),
+                None => {
+                    failed = Some((s, "the user's remote id is unknown".to_string()));
+                    break;
+                }
+            }
+        } else {
+            s.request.clone()
+        };
+        let idempotent = spec.request.method != reqwest::Method::POST;
+        match call(sh, cx, &req, idempotent).await {
+            Ok(resp)
+                if spec.request.is_success(resp.status)
+                    || spec.request.conflict.contains(&resp.status) =>
+            {
+                if let Some(log) = &sh.settings.create_log {
+                    log.step_done(&row.key, &s.id);
+                }
+                done.push(s);
+            }
+            Ok(resp) => {
+                failed = Some((s, failure_message(&sh.profile, &resp)));
+                break;
+            }
+            Err(CallErr::Fatal(e)) => return Err(e),
+            Err(CallErr::GaveUp(m)) | Err(CallErr::Uncertain(m)) => {
+                failed = Some((s, m));
+                break;
+            }
+        }
+    }
+    log.ids = done.iter().map(|s| s.id.clone()).collect();
+    log.done = done
+        .iter()
+        .map(|s| {
+            let name = &sh.profile.steps[s.step].name;
+            match &s.item {
+                Some(i) => format!("{name}: {i}"),
+                None => name.clone(),
+            }
+        })
+        .collect();
+    let done_text = steps_done_text(sh, &done);
+    let remote_id = end
+        .remote_id
+        .clone()
+        .or_else(|| id.as_ref().and_then(|v| id_text(&Some(v.clone()))));
+    let end = match failed {
+        None => End::new(end.status, format!("{}; {done_text}", end.message)).with_id(remote_id),
+        Some((s, why)) => {
+            let name = &sh.profile.steps[s.step].name;
+            let item = s
+                .item
+                .as_ref()
+                .map(|i| format!(" for '{i}'"))
+                .unwrap_or_default();
+            let before = if done.is_empty() {
+                String::new()
+            } else {
+                format!(" (done: {done_text})")
+            };
+            let failure = format!("step '{name}' failed{item}: {why}{before}");
+            log.failed = Some(failure.clone());
+            End::failed(format!("{}; {failure}", end.message)).with_id(remote_id)
+        }
+    };
+    cx.steps = Some(Box::new(log));
+    Ok(end)
 }

@@ -8,6 +8,7 @@
 
 mod convert;
 mod layout;
+mod steps;
 pub mod text;
 
 use std::borrow::Cow;
@@ -24,6 +25,7 @@ use crate::source::{RawRow, RowResult};
 
 pub use convert::convert;
 pub use layout::{is_header, Layout};
+pub use steps::StepJob;
 
 /// The text put in place of a secret wherever a person or a file could see it.
 pub const MASK: &str = "********";
@@ -203,6 +205,11 @@ pub struct Job {
     /// The journal shows this user applied to this target by an earlier run: an update is
     /// sent straight to it, without a lookup first.
     pub known: Option<KnownUser>,
+    /// The row's follow-up steps not yet done (see [`crate::profile::Step`]).
+    pub steps: Vec<StepJob>,
+    /// The journal shows this exact content applied (with this status, created or updated)
+    /// but some of its steps not done: only those are sent, never a second create.
+    pub steps_only: Option<Status>,
 }
 
 /// A user the journal shows applied to the run's target.
@@ -257,6 +264,7 @@ impl PlannedRow {
             finished_at: now_rfc3339(),
             cells: self.cells.clone(),
             fingerprint: None,
+            steps: None,
         }
     }
 
@@ -831,6 +839,8 @@ impl Planner {
                 .collect(),
             created_in_flight: false,
             known: None,
+            steps: steps::render(p, values, &json),
+            steps_only: None,
         }
     }
 
@@ -904,7 +914,7 @@ fn fingerprint(p: &Profile, action: Action, values: &[Option<Value>]) -> String 
     h.update([0]);
     h.update(action.as_str().as_bytes());
     for (c, v) in p.columns.iter().zip(values) {
-        if c.secret {
+        if c.secret || p.is_step_only(&c.name) {
             continue;
         }
         h.update([0]);

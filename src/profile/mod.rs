@@ -20,7 +20,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use raw::{RawAuth, RawBody, RawColumn, RawProfile, RawRequest, RawRequests};
+use raw::{RawAuth, RawBody, RawColumn, RawProfile, RawRequest, RawRequests, RawStep};
 pub use template::Template;
 
 /// The built-in profiles: (name, TOML, [(body file name, JSON)]).
@@ -398,7 +398,33 @@ pub struct Profile {
     pub requests: Requests,
     /// Where the profile came from (a built-in name or a file path).
     pub origin: String,
+    /// Follow-up requests after a create and/or an update, in the order they run.
+    pub steps: Vec<Step>,
+    /// Per column: used by steps only (not by create, update, lookup or a default). Left
+    /// out of the row's fingerprint: the journal tracks each step's requests itself, so a
+    /// changed group list sends the missing memberships, not an update.
+    pub step_only: Vec<bool>,
 }
+
+/// A follow-up request (`[[steps]]`): after the create and/or update of a row succeeded,
+/// once, or once per item of a list column (`{{item}}`), only when its `when` cell is filled.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Named in outcomes and the journal ("add to groups").
+    pub name: String,
+    pub after_create: bool,
+    pub after_update: bool,
+    /// Column index: the step is sent only when this cell is filled.
+    pub when: Option<usize>,
+    /// Column index of a list column: one request per item.
+    pub for_each: Option<usize>,
+    /// `success` (default any 2xx) means done; `conflict` means done already (a member
+    /// already in the group); anything else fails the row, naming the step.
+    pub request: RequestSpec,
+}
+
+/// The placeholder that names the current item of a `for_each` step.
+pub const ITEM: &str = "item";
 
 /// Normalises a header or column name for matching: lower case, without spaces, `_`, `-`, `.`.
 pub fn normalize_header(s: &str) -> String {
@@ -457,6 +483,7 @@ impl Profile {
             body_file,
             known: raw.columns.iter().map(|c| c.name.clone()).collect(),
             key: raw.key.clone(),
+            kinds: raw.columns.iter().map(|c| c.kind).collect(),
         };
         load.profile(raw)
     }
@@ -521,6 +548,17 @@ impl Profile {
         })
     }
 
+    /// Whether column `name` is used by steps only (see [`Profile::step_only`]).
+    pub fn is_step_only(&self, name: &str) -> bool {
+        // Asked per column of every row's fingerprint: free for a profile without steps.
+        !self.steps.is_empty()
+            && self
+                .step_only
+                .iter()
+                .zip(&self.columns)
+                .any(|(only, c)| *only && c.name == name)
+    }
+
     /// The position of the key column among `columns`.
     pub fn key_index(&self) -> usize {
         self.key_index
@@ -580,6 +618,8 @@ struct Load<'a> {
     known: Vec<String>,
     /// The profile's `key`, for examples in messages.
     key: String,
+    /// Each column's type, by position (steps' `for_each` needs a list).
+    kinds: Vec<ColumnType>,
 }
 
 impl Load<'_> {
@@ -720,6 +760,8 @@ impl Load<'_> {
                 retry: raw.responses.retry,
                 no_retry: raw.responses.no_retry,
             },
+            step_only: self.step_only(&columns, &requests, &raw.steps),
+            steps: self.steps(raw.steps, &requests)?,
             columns,
             requests,
             origin: self.origin.to_string(),
@@ -964,5 +1006,165 @@ impl Load<'_> {
             match_field: s.match_field,
             match_case: s.match_case,
         })
+    }
+}
+
+impl Load<'_> {
+    /// Compiles `[[steps]]`, refusing what cannot work: an unknown `after`, a `when` or
+    /// `for_each` that names no column (or a column that is not a list), `{{item}}` outside
+    /// a `for_each` step, two steps of one name, and `{{remote_id}}` in a profile that never
+    /// learns one.
+    fn steps(&self, raw: Vec<RawStep>, requests: &Requests) -> Result<Vec<Step>> {
+        let mut out: Vec<Step> = Vec::with_capacity(raw.len());
+        for (i, s) in raw.into_iter().enumerate() {
+            let at = format!("steps[{}] ({:?})", i + 1, s.name);
+            if s.name.trim().is_empty() {
+                return Err(self.err(format!(
+                    "steps[{}]: name is empty: write what the step does, as name = \"add to groups\"",
+                    i + 1
+                )));
+            }
+            if out.iter().any(|o| o.name == s.name) {
+                return Err(self.err(format!(
+                    "{at}: two steps are named {:?}; the journal tells steps apart by name, so give each its own",
+                    s.name
+                )));
+            }
+            let (mut after_create, mut after_update) = (false, false);
+            for a in &s.after {
+                match a.trim().to_ascii_lowercase().as_str() {
+                    "create" => after_create = true,
+                    "update" => after_update = true,
+                    _ => {
+                        return Err(self.err(format!(
+                            "{at}.after lists {a:?}: write [\"create\"], [\"update\"] or [\"create\", \"update\"]"
+                        )))
+                    }
+                }
+            }
+            if !after_create && !after_update {
+                return Err(self.err(format!(
+                    "{at}.after is empty: write [\"create\"], [\"update\"] or [\"create\", \"update\"]"
+                )));
+            }
+            let column = |key: &str, name: &Option<String>| -> Result<Option<usize>> {
+                let Some(n) = name else { return Ok(None) };
+                match self.slot(n) {
+                    Some(c) => Ok(Some(c)),
+                    None => Err(self.err(format!(
+                        "{at}.{key} = {n:?} is not a column of this profile; the columns are: {}",
+                        self.known.join(", ")
+                    ))),
+                }
+            };
+            let when = column("when", &s.when)?;
+            let for_each = column("for_each", &s.for_each)?;
+            if let Some(c) = for_each {
+                if self.kinds[c] != ColumnType::List {
+                    return Err(self.err(format!(
+                        "{at}.for_each = {:?}: that column is not a list; add type = \"list\" (and its separator) to the column",
+                        self.known[c]
+                    )));
+                }
+                if self.slot(ITEM).is_some() {
+                    return Err(self.err(format!(
+                        "{at}: a column is named {ITEM:?}, which {{{{{ITEM}}}}} of for_each would hide; rename the column"
+                    )));
+                }
+            }
+            let request = RawRequest {
+                method: s.method,
+                path: s.path,
+                query: s.query,
+                headers: s.headers,
+                body: s.body,
+                success: s.success,
+                conflict: s.conflict,
+                not_found: s.not_found,
+                ..Default::default()
+            };
+            // `{{item}}` is a name only inside a for_each step.
+            let mut known = self.known.clone();
+            if for_each.is_some() {
+                known.push(ITEM.to_string());
+            }
+            let load = Load {
+                origin: self.origin,
+                body_file: self.body_file,
+                known,
+                key: self.key.clone(),
+                kinds: self.kinds.clone(),
+            };
+            let request = load.request(&at, request)?;
+            if request.needs_remote_id() {
+                let learns = requests
+                    .create
+                    .as_ref()
+                    .is_some_and(|c| c.remote_id.is_some())
+                    || requests
+                        .lookup
+                        .as_ref()
+                        .is_some_and(|l| l.remote_id.is_some());
+                if !learns {
+                    return Err(self.err(format!(
+                        "{at} uses {{{{remote_id}}}}, but no request says where the remote id is: add remote_id = \"/id\" to requests.create or requests.lookup"
+                    )));
+                }
+            }
+            out.push(Step {
+                name: s.name,
+                after_create,
+                after_update,
+                when,
+                for_each,
+                request,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Per column: named by a step (placeholder, `when`, `for_each`) and by nothing else.
+    fn step_only(&self, columns: &[Column], requests: &Requests, steps: &[RawStep]) -> Vec<bool> {
+        let in_steps = |name: &str| {
+            steps.iter().any(|s| {
+                s.when.as_deref() == Some(name)
+                    || s.for_each.as_deref() == Some(name)
+                    || template::placeholders(&s.path).iter().any(|p| p == name)
+                    || s.query
+                        .values()
+                        .chain(s.headers.values())
+                        .any(|v| template::placeholders(v).iter().any(|p| p == name))
+                    || match &s.body {
+                        Some(RawBody::Inline(v)) => Template::compile(v).uses(name),
+                        Some(RawBody::File(f)) => (self.body_file)(f)
+                            .ok()
+                            .and_then(|t| serde_json::from_str(&t).ok())
+                            .is_some_and(|v| Template::compile(&v).uses(name)),
+                        None => false,
+                    }
+            })
+        };
+        let in_requests = |name: &str| {
+            [&requests.create, &requests.update, &requests.lookup]
+                .into_iter()
+                .flatten()
+                .any(|r| {
+                    r.path.uses(name)
+                        || r.query.iter().chain(&r.headers).any(|(_, v)| v.uses(name))
+                        || r.template.as_ref().is_some_and(|t| t.uses(name))
+                })
+                || columns
+                    .iter()
+                    .any(|c| c.default.as_ref().is_some_and(|d| d.uses(name)))
+        };
+        columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| i != self.key_index() && in_steps(&c.name) && !in_requests(&c.name))
+            .collect()
+    }
+
+    fn key_index(&self) -> usize {
+        self.slot(&self.key).unwrap_or(usize::MAX)
     }
 }

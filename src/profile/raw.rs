@@ -36,6 +36,8 @@ pub(super) struct RawProfile {
     pub responses: RawResponses,
     pub columns: Vec<RawColumn>,
     pub requests: RawRequests,
+    #[serde(default)]
+    pub steps: Vec<RawStep>,
 }
 
 fn default_rate() -> f64 {
@@ -143,7 +145,7 @@ pub(super) enum RawBody {
     Inline(serde_json::Value),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRequest {
     pub method: String,
@@ -189,4 +191,32 @@ pub(super) struct RawResponses {
     pub retry: Vec<u16>,
     #[serde(default)]
     pub no_retry: Vec<u16>,
+}
+
+/// `[[steps]]`: a follow-up request after a create and/or an update (group membership, a
+/// service pack). The request keys are those of a request; `serde(flatten)` would lose
+/// `deny_unknown_fields`, so they are spelled out.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStep {
+    pub name: String,
+    pub after: Vec<String>,
+    #[serde(default)]
+    pub when: Option<String>,
+    #[serde(default)]
+    pub for_each: Option<String>,
+    pub method: String,
+    pub path: String,
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: Option<RawBody>,
+    #[serde(default)]
+    pub success: Vec<u16>,
+    #[serde(default)]
+    pub conflict: Vec<u16>,
+    #[serde(default)]
+    pub not_found: Vec<u16>,
 }

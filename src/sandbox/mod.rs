@@ -214,6 +214,16 @@ impl RunningSandbox {
         self.app.users()
     }
 
+    /// SCIM: the groups with their members (`members[].value` are user ids).
+    pub fn groups(&self) -> Vec<Value> {
+        lock(&self.app.store).groups.clone()
+    }
+
+    /// Odin: the service packs assigned to each user id (`PUT /users/services`).
+    pub fn service_packs(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        lock(&self.app.store).service_packs.clone()
+    }
+
     /// The same JSON as `GET /_sandbox/stats`.
     pub fn stats(&self) -> Value {
         lock(&self.app.stats).to_json()
@@ -279,6 +289,10 @@ pub(crate) struct Store {
     pub(crate) records: Vec<Record>,
     /// Next SuperOffice `AssociateId`.
     pub(crate) next_id: i64,
+    /// SCIM Groups (a few seeded ones, and those created), with their members.
+    pub(crate) groups: Vec<Value>,
+    /// Odin: the service packs assigned to each user id.
+    pub(crate) service_packs: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// One stored user: the entity as the API returns it, and when it last changed.
@@ -297,11 +311,17 @@ impl App {
     fn new(cfg: SandboxConfig, base_url: String) -> App {
         let fault_rng = SmallRng::seed_from_u64(cfg.seed);
         let id_rng = SmallRng::seed_from_u64(cfg.seed ^ 0x5eed_1d5e_ed1d_5eed);
+        let groups = match cfg.kind {
+            SandboxKind::Scim => scim::seed_groups(&base_url),
+            _ => Vec::new(),
+        };
         App {
             base_url,
             store: Mutex::new(Store {
                 records: Vec::new(),
                 next_id: 1000,
+                groups,
+                service_packs: Default::default(),
             }),
             stats: Mutex::new(Stats::new(cfg.rate_limit, cfg.rate_window)),
             fault_rng: Mutex::new(fault_rng),

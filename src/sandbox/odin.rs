@@ -25,6 +25,10 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         .route("/api/v2/auth/token", post(login).put(refresh))
         .route("/api/v2/users", get(read).post(create).put(update))
         .route("/api/v2/password/generate", get(password_generate))
+        .route(
+            "/api/v2/users/services",
+            get(read_services).put(put_services),
+        )
 }
 
 fn err(status: StatusCode, details: &str) -> Response {
@@ -360,4 +364,93 @@ async fn password_generate(State(app): State<Arc<App>>, RawQuery(query): RawQuer
             ),
         },
     }
+}
+
+// ---- services (odins_spear `put.user_services()`, `get.user_services_assigned()`) ----
+
+/// The service packs the sandbox's system offers; any other name is refused.
+pub const SERVICE_PACKS: &[&str] = &["Basic", "Standard", "Premium", "Voicemail", "Mobility"];
+
+/// The user's assignments as Odin lists them.
+fn services_answer(user_id: &str, packs: &[String]) -> Value {
+    json!({
+        "userId": user_id,
+        "userServices": [],
+        "servicePackServices": packs
+            .iter()
+            .map(|p| json!({"serviceName": p, "assigned": true}))
+            .collect::<Vec<_>>(),
+    })
+}
+
+/// `PUT /users/services` with `{userId, servicePackServices: [{serviceName, assigned}]}`:
+/// assigns (or with `assigned: false` unassigns) service packs. An unknown user is 404,
+/// an unknown service pack 400, as BroadWorks refuses it.
+async fn put_services(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let body = match parse_object(&body) {
+        Ok(b) => b,
+        Err(m) => return err(StatusCode::BAD_REQUEST, &m),
+    };
+    let user_id = str_field(&body, "userId").to_string();
+    if user_id.is_empty() {
+        return err(StatusCode::BAD_REQUEST, "Missing field: userId");
+    }
+    let mut changes = Vec::new();
+    for key in ["servicePackServices", "userServices"] {
+        let Some(list) = body.get(key) else { continue };
+        let Some(list) = list.as_array() else {
+            return err(StatusCode::BAD_REQUEST, &format!("{key} must be a list"));
+        };
+        for s in list {
+            let name = s.get("serviceName").and_then(Value::as_str).unwrap_or("");
+            let assigned = s.get("assigned").and_then(Value::as_bool).unwrap_or(true);
+            if key == "userServices" || !SERVICE_PACKS.contains(&name) {
+                return err(
+                    StatusCode::BAD_REQUEST,
+                    &format!("[Error 4008] Service not authorized or not found: {name:?}"),
+                );
+            }
+            changes.push((name.to_string(), assigned));
+        }
+    }
+    let mut store = lock(&app.store);
+    let exists = store
+        .records
+        .iter()
+        .any(|r| r.user.get("userId").and_then(Value::as_str) == Some(user_id.as_str()));
+    if !exists {
+        return err(StatusCode::NOT_FOUND, &format!("User not found: {user_id}"));
+    }
+    let packs = store.service_packs.entry(user_id.clone()).or_default();
+    for (name, assigned) in changes {
+        packs.retain(|p| *p != name);
+        if assigned {
+            packs.push(name);
+        }
+    }
+    let answer = services_answer(&user_id, packs);
+    drop(store);
+    json_response(StatusCode::OK, answer)
+}
+
+/// `GET /users/services?userId=`: what is assigned.
+async fn read_services(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Response {
+    let Some(user_id) = query_param(query.as_deref(), "userId") else {
+        return err(StatusCode::BAD_REQUEST, "Missing query parameter: userId");
+    };
+    let store = lock(&app.store);
+    if !store
+        .records
+        .iter()
+        .any(|r| r.user.get("userId").and_then(Value::as_str) == Some(user_id.as_str()))
+    {
+        return err(StatusCode::NOT_FOUND, &format!("User not found: {user_id}"));
+    }
+    let packs = store
+        .service_packs
+        .get(&user_id)
+        .cloned()
+        .unwrap_or_default();
+    drop(store);
+    json_response(StatusCode::OK, services_answer(&user_id, &packs))
 }

@@ -1,4 +1,7 @@
-//! SCIM 2.0 Users (RFC 7643 / 7644): create, filter, read, full replace, patch, delete.
+//! SCIM 2.0 Users (RFC 7643 / 7644): create, filter, read, full replace, patch, delete;
+//! and Groups: list, read, create, and PATCH of their `members` (add, and remove by
+//! `members[value eq "id"]`), which is how a client puts a user in a group (§3.5.2).
+//! A few groups exist from the start (ids [`SEEDED_GROUPS`]), so a sheet can name them.
 //!
 //! The sandbox holds each resource as it returns it: the client's attributes (without
 //! `password`, which SCIM never returns, and without the read-only `id`, `meta`, `groups`),
@@ -57,6 +60,8 @@ pub(crate) fn routes() -> Router<Arc<App>> {
             "/scim/v2/Users/{id}",
             get(read).put(replace).patch(patch).delete(remove),
         )
+        .route("/scim/v2/Groups", get(list_groups).post(create_group))
+        .route("/scim/v2/Groups/{id}", get(read_group).patch(patch_group))
 }
 
 /// A response with `application/scim+json`.
@@ -572,4 +577,212 @@ async fn remove(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response
         return not_found(&id);
     }
     StatusCode::NO_CONTENT.into_response()
+}
+
+// ---- Groups ----
+
+const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+
+/// The groups a fresh sandbox holds: id and displayName alike.
+pub const SEEDED_GROUPS: &[&str] = &["staff", "sales", "support", "engineering", "finance"];
+
+fn group_resource(base_url: &str, id: &str, name: &str) -> Value {
+    let now = now_rfc3339();
+    json!({
+        "schemas": [GROUP_SCHEMA],
+        "id": id,
+        "displayName": name,
+        "members": [],
+        "meta": {
+            "resourceType": "Group",
+            "created": now,
+            "lastModified": now,
+            "location": format!("{base_url}/Groups/{id}"),
+            "version": "W/\"1\"",
+        },
+    })
+}
+
+pub(crate) fn seed_groups(base_url: &str) -> Vec<Value> {
+    SEEDED_GROUPS
+        .iter()
+        .map(|g| group_resource(base_url, g, g))
+        .collect()
+}
+
+fn group_id(g: &Value) -> &str {
+    g.get("id").and_then(Value::as_str).unwrap_or("")
+}
+
+/// `GET /Groups[?filter=displayName eq "x"]`.
+async fn list_groups(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Response {
+    let mut name = None;
+    for (k, v) in url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
+        if k == "filter" {
+            match parse_filter(&v) {
+                Ok(f) if f.attr.eq_ignore_ascii_case("displayName") => name = Some(f.value),
+                Ok(f) => {
+                    return bad(
+                        "invalidFilter",
+                        &format!("Unsupported filter attribute {}", f.attr),
+                    )
+                }
+                Err(m) => return bad("invalidFilter", &m),
+            }
+        }
+    }
+    let groups: Vec<Value> = lock(&app.store)
+        .groups
+        .iter()
+        .filter(|g| {
+            name.as_deref()
+                .is_none_or(|n| g["displayName"].as_str() == Some(n))
+        })
+        .cloned()
+        .collect();
+    scim_json(
+        StatusCode::OK,
+        json!({
+            "schemas": [LIST_SCHEMA],
+            "totalResults": groups.len(),
+            "Resources": groups,
+            "startIndex": 1,
+            "itemsPerPage": groups.len(),
+        }),
+    )
+}
+
+async fn read_group(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    let store = lock(&app.store);
+    match store.groups.iter().find(|g| group_id(g) == id) {
+        Some(g) => with_resource(StatusCode::OK, g.clone()),
+        None => not_found(&id),
+    }
+}
+
+/// `POST /Groups` with a displayName (unique): 201 with the new group.
+async fn create_group(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = check_content_type(&headers) {
+        return r;
+    }
+    let name = match serde_json::from_slice::<Value>(&body) {
+        Ok(v) => match v.get("displayName").and_then(Value::as_str) {
+            Some(n) if !n.trim().is_empty() => n.to_string(),
+            _ => return bad("invalidValue", "displayName must be a non-empty string"),
+        },
+        Err(e) => return bad("invalidSyntax", &format!("Malformed JSON: {e}")),
+    };
+    let id = app.new_uuid();
+    let group = group_resource(&app.base_url, &id, &name);
+    let mut store = lock(&app.store);
+    if store
+        .groups
+        .iter()
+        .any(|g| g["displayName"].as_str() == Some(name.as_str()))
+    {
+        return error(
+            StatusCode::CONFLICT,
+            Some("uniqueness"),
+            &format!("displayName {name} is already in use"),
+        );
+    }
+    store.groups.push(group.clone());
+    drop(store);
+    with_resource(StatusCode::CREATED, group)
+}
+
+/// `PATCH /Groups/{id}`: `add` to `members` (each value a user id; a member already there
+/// stays once) and `remove` of `members[value eq "id"]`. An unknown group is 404; a member
+/// that is no user is 400 `invalidValue`.
+async fn patch_group(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = check_content_type(&headers) {
+        return r;
+    }
+    let body = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(m)) => m,
+        Ok(_) => return bad("invalidSyntax", "The request body must be a JSON object"),
+        Err(e) => return bad("invalidSyntax", &format!("Malformed JSON: {e}")),
+    };
+    let is_patch = body
+        .get("schemas")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|s| s.as_str() == Some(PATCH_SCHEMA)));
+    if !is_patch {
+        return bad(
+            "invalidSyntax",
+            &format!("schemas must contain {PATCH_SCHEMA}"),
+        );
+    }
+    let Some(ops) = body.get("Operations").and_then(Value::as_array) else {
+        return bad("invalidSyntax", "Operations must be an array");
+    };
+    let mut store = lock(&app.store);
+    let Some(gi) = store.groups.iter().position(|g| group_id(g) == id) else {
+        return not_found(&id);
+    };
+    let mut members: Vec<Value> = store.groups[gi]["members"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for op in ops {
+        let kind = op
+            .get("op")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let path = op.get("path").and_then(Value::as_str).unwrap_or("");
+        match (kind.as_str(), path) {
+            ("add", "members") => {
+                let Some(values) = op.get("value").and_then(Value::as_array) else {
+                    return bad("invalidValue", "add members needs a list of {\"value\": id}");
+                };
+                for v in values {
+                    let Some(uid) = v.get("value").and_then(Value::as_str) else {
+                        return bad("invalidValue", "each member needs a value (a user id)");
+                    };
+                    let user = store
+                        .records
+                        .iter()
+                        .find(|r| r.user.get("id").and_then(Value::as_str) == Some(uid));
+                    let Some(user) = user else {
+                        return bad("invalidValue", &format!("No user with id {uid}"));
+                    };
+                    let display = user_name(&user.user).to_string();
+                    if !members.iter().any(|m| m["value"].as_str() == Some(uid)) {
+                        members.push(json!({
+                            "value": uid,
+                            "display": display,
+                            "$ref": format!("{}/Users/{uid}", app.base_url),
+                        }));
+                    }
+                }
+            }
+            ("remove", p) if p.starts_with("members[") => {
+                let Ok(f) = parse_filter(p.trim_start_matches("members[").trim_end_matches(']'))
+                else {
+                    return bad("invalidFilter", &format!("Unsupported path {p}"));
+                };
+                members.retain(|m| m["value"].as_str() != Some(f.value.as_str()));
+            }
+            _ => {
+                return bad(
+                    "invalidPath",
+                    &format!("The sandbox patches members only (add, or remove members[value eq \"id\"]), not {kind} {path}"),
+                )
+            }
+        }
+    }
+    let group = &mut store.groups[gi];
+    group["members"] = Value::Array(members);
+    let version = version_of(group) + 1;
+    group["meta"]["version"] = Value::String(format!("W/\"{version}\""));
+    group["meta"]["lastModified"] = Value::String(now_rfc3339());
+    let group = group.clone();
+    drop(store);
+    with_resource(StatusCode::OK, group)
 }
