@@ -20,4 +20,5 @@ mod sandbox;
 mod sandbox_knobs;
 mod sinks;
 mod template;
+mod update_semantics;
 mod workdir;
