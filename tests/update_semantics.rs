@@ -451,3 +451,81 @@ async fn a_changed_password_resends_its_row_and_only_a_keyed_hash_is_kept() {
     );
     assert_eq!(requests(&sb), n + 1);
 }
+
+#[test]
+fn each_empty_rule_sends_what_it_names_on_an_update() {
+    let wd = Workdir::new("semantics-empty-rules");
+    wd.write(
+        "body.json",
+        r#"{"email": "{{email}}", "name": "{{name}}", "nick": "{{nick}}", "note": "{{note}}",
+            "team": "{{team}}", "groups": "{{groups}}", "display": "{{name}} ({{nick}})"}"#,
+    );
+    wd.write(
+        "profile.toml",
+        r#"name = "rules"
+base_url_env = "X_URL"
+key = "email"
+[auth]
+type = "none"
+[requests.update]
+method = "PATCH"
+path = "/users/{{email}}"
+body = "body.json"
+[[columns]]
+name = "email"
+required = true
+[[columns]]
+name = "name"
+default = "nobody"
+[[columns]]
+name = "nick"
+empty = "empty-string"
+[[columns]]
+name = "note"
+empty = "null"
+[[columns]]
+name = "team"
+default = "none"
+empty = "default"
+[[columns]]
+name = "groups"
+type = "list"
+empty = "empty-list"
+"#,
+    );
+    wd.write(
+        "users.csv",
+        "email,name,nick,note,team,groups\na@example.com,,,,,\nb@example.com,Bo,,,,\n",
+    );
+    let r = wd.run(&[
+        "check",
+        "users.csv",
+        "-p",
+        "profile.toml",
+        "--show-requests",
+        "2",
+    ]);
+    r.expect_code(0);
+    let out = r.stdout();
+    // The JSON bodies, in row order.
+    let bodies: Vec<Value> = out
+        .split("Content-Type: application/json\n")
+        .skip(1)
+        .map(|rest| {
+            let end = rest.find("\n}").map(|i| i + 2).unwrap_or(rest.len());
+            serde_json::from_str(&rest[..end]).expect("body is JSON")
+        })
+        .collect();
+    // A merge update leaves the name's default out; `empty` decides the rest, and mixed
+    // text renders its empty part as "".
+    assert_eq!(
+        bodies,
+        [
+            json!({"email": "a@example.com", "nick": "", "note": null, "team": "none",
+                   "groups": [], "display": " ()"}),
+            json!({"email": "b@example.com", "name": "Bo", "nick": "", "note": null,
+                   "team": "none", "groups": [], "display": "Bo ()"}),
+        ],
+        "{out}"
+    );
+}
