@@ -502,9 +502,7 @@ impl Values<'_> {
             Some(v) => Var::Value(Cow::Borrowed(v)),
         }
     }
-}
 
-impl Values<'_> {
     /// What column `i` sends when its cell is empty (and no default fills it).
     fn empty(&self, i: usize) -> Var<'_> {
         if !self.rules {
@@ -880,7 +878,8 @@ impl Planner {
                     .columns
                     .iter()
                     .zip(values)
-                    .filter(|(c, v)| c.secret && matches!(v, None | Some(Value::Null)))
+                    // `<clear>` (null) asks to blank it on purpose: sent as asked.
+                    .filter(|(c, v)| c.secret && v.is_none())
                     .filter(|(c, _)| u.template.as_ref().is_some_and(|t| t.uses(&c.name)))
                     .map(|(c, _)| c.name.clone())
                     .collect(),

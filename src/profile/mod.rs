@@ -198,7 +198,9 @@ pub enum EmptyCell {
     Default,
 }
 
-/// What a create or update body means to the target (the request's `semantics` key).
+/// What a create or update body means to the target (the request's `semantics` key). A
+/// create's body is the whole new user either way (defaults applied): the two differ on
+/// updates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Semantics {
