@@ -341,7 +341,7 @@ async fn a_remote_id_from_the_location_header_serves_later_updates() {
 }
 
 #[test]
-fn a_remote_id_pattern_needs_exactly_one_group_and_a_header() {
+fn a_remote_id_pattern_needs_one_group_and_each_new_key_is_checked_at_load() {
     let wd = Workdir::new("semantics-pattern");
     wd.write("body.json", BODY);
     wd.write(
@@ -371,10 +371,39 @@ fn a_remote_id_pattern_needs_exactly_one_group_and_a_header() {
             r.stderr()
         );
     }
-    wd.write("profile.toml", profile(BODY_ID, "", "empty = \"nothing\""));
-    let r = wd.run(&["check", "users.csv", "-p", "profile.toml"]);
-    r.expect_code(3);
-    assert!(r.stderr().contains("nothing"), "{}", r.stderr());
+    // The other keys of this module, each refused where it means nothing.
+    let on_lookup = profile(BODY_ID, "", "").replace(
+        "match = \"/email\"",
+        "match = \"/email\"\nsemantics = \"replace\"",
+    );
+    for (text, says) in [
+        (profile(BODY_ID, "", "empty = \"nothing\""), "nothing"),
+        (
+            profile(BODY_ID, "", "empty = \"default\""),
+            "column groups: empty = \"default\" but the column has no default",
+        ),
+        (
+            profile(BODY_ID, "remote_id_header = \"Location\"", ""),
+            "remote_id_header belongs to requests.create",
+        ),
+        (
+            profile(
+                &format!("{BODY_ID}\nremote_id_header = \"Location\""),
+                "",
+                "",
+            ),
+            "both remote_id and remote_id_header",
+        ),
+        (
+            on_lookup,
+            "semantics belongs to requests.create and requests.update",
+        ),
+    ] {
+        wd.write("profile.toml", text);
+        let r = wd.run(&["check", "users.csv", "-p", "profile.toml"]);
+        r.expect_code(3);
+        assert!(r.stderr().contains(says), "{says}: {}", r.stderr());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
