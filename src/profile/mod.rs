@@ -1102,3 +1102,24 @@ impl Load<'_> {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_location_gives_its_id_percent_decoded() {
+        let h = RemoteIdHeader {
+            name: reqwest::header::LOCATION,
+            pattern: Regex::new("/users/([^/?]+)/?(?:\\?.*)?$").expect("pattern"),
+        };
+        assert_eq!(
+            h.id_in("https://api.example/v1/users/a%40b.example")
+                .as_deref(),
+            Some("a@b.example")
+        );
+        assert_eq!(h.id_in("/users/42/?x=1").as_deref(), Some("42"));
+        assert_eq!(h.id_in("/groups/42"), None);
+        assert_eq!(h.id_in("/users/%FF"), None, "not UTF-8 once decoded");
+    }
+}
