@@ -155,6 +155,89 @@ pub fn journal_key(key: &str) -> String {
     crate::plan::normal_key(key).into_owned()
 }
 
+/// The file in the state directory that holds the key of the secret cells' keyed hash.
+pub const SECRET_KEY_FILE: &str = "secret-hash.key";
+
+/// The key of the keyed hash (HMAC-SHA256) that the row fingerprint takes of the secret
+/// cells, so that a changed password resends its row while the journal holds neither the
+/// password nor a plain hash of it (a guessable password's plain hash is the password).
+///
+/// Made on first use: 32 random bytes written to a temporary file (mode 0600) beside it,
+/// synced, then linked into place, so a crash never leaves half a key and two runs
+/// starting at once end up with the same one. A key file that group or others may read,
+/// or that cannot be read, or that is not 32 bytes, is refused with what to do.
+pub fn secret_key(dir: &Path) -> Result<[u8; 32]> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::input(dir, format!("cannot create the state directory: {e}")))?;
+    let path = dir.join(SECRET_KEY_FILE);
+    let start_over = "delete it to start over (rows with a secret are then sent once more)";
+    for _ in 0..2 {
+        match std::fs::metadata(&path) {
+            Ok(meta) => {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    return Err(Error::input(
+                        &path,
+                        format!(
+                            "the key of the secrets' hash may be read by others (mode \
+                             {mode:o}): run chmod 600 {}",
+                            path.display()
+                        ),
+                    ));
+                }
+                let bytes = std::fs::read(&path).map_err(|e| {
+                    Error::input(
+                        &path,
+                        format!("cannot read the key of the secrets' hash: {e}"),
+                    )
+                })?;
+                return <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+                    Error::input(
+                        &path,
+                        format!(
+                            "holds {} bytes, not the 32 of a key: {start_over}",
+                            bytes.len()
+                        ),
+                    )
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key: [u8; 32] = rand::random();
+                let fail = |e: std::io::Error| {
+                    Error::input(
+                        dir,
+                        format!("cannot write the key of the secrets' hash: {e}"),
+                    )
+                };
+                // tempfile creates its files with mode 0600.
+                let mut tmp = tempfile::Builder::new()
+                    .prefix(".secret-hash.key.")
+                    .tempfile_in(dir)
+                    .map_err(fail)?;
+                tmp.write_all(&key).map_err(fail)?;
+                tmp.as_file().sync_all().map_err(fail)?;
+                match tmp.persist_noclobber(&path) {
+                    Ok(_) => return Ok(key),
+                    // Another run made it first: use that one.
+                    Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(fail(e.error)),
+                }
+            }
+            Err(e) => {
+                return Err(Error::input(
+                    &path,
+                    format!("cannot read the key of the secrets' hash: {e}"),
+                ))
+            }
+        }
+    }
+    Err(Error::input(
+        &path,
+        format!("the key of the secrets' hash keeps changing: {start_over}"),
+    ))
+}
+
 /// What the journal knows about one key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Applied {
@@ -857,6 +940,7 @@ mod tests {
                 known: None,
                 steps: vec![],
                 steps_only: None,
+                missing_for_update: Vec::new(),
             }),
             settled: None,
         }

@@ -105,6 +105,7 @@ fn rows(p: &Arc<Profile>, mode: Action, users: &[(&str, &str)]) -> Vec<PlannedRo
             mode: Some(mode),
             fingerprint: true,
             without_cells: false,
+            secret_key: None,
         },
         Default::default(),
     );

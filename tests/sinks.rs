@@ -340,6 +340,7 @@ fn planned(p: &Arc<Profile>, users: &[&str]) -> Vec<PlannedRow> {
             mode: Some(Action::Create),
             fingerprint: true,
             without_cells: false,
+            secret_key: None,
         },
         Default::default(),
     );

@@ -21,4 +21,5 @@ mod sandbox_knobs;
 mod sinks;
 mod steps;
 mod template;
+mod update_semantics;
 mod workdir;

@@ -134,6 +134,7 @@ impl InputArgs {
                 mode,
                 fingerprint: true,
                 without_cells: false,
+                secret_key: None,
             },
             profile,
         })

@@ -434,6 +434,11 @@ fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
     let mut settings = settings(&args, &profile)?;
     settings.input_sha256 = copy.sha256().to_string();
     init_logging(args.log_format, settings.progress == Progress::Bar);
+    if profile.columns.iter().any(|c| c.secret) {
+        let dir = state_dir(&args.journal, &args.input.sheet);
+        let key = crate::journal::secret_key(&dir)?;
+        spec.plan.secret_key = Some(crate::plan::SecretKey::new(key));
+    }
     let mut journal = open_journal(&args.journal, &args.input.sheet, &profile, &settings)?;
     settings.create_log = Some(journal.create_log()?);
     let prepared = (|| {

@@ -79,6 +79,19 @@ pub struct SandboxArgs {
     /// APIs search ("lee" also finds "klee"), to rehearse a profile's `match` rule.
     #[arg(long)]
     pub lookup_substring: bool,
+
+    /// users-api: what `PUT /users/user/{id}` does: `merge` changes the fields the body
+    /// holds; `replace` stores exactly the body, so a field left out (the password too) is
+    /// cleared, and email, name and groups are required.
+    #[arg(long, value_name = "STYLE", default_value = "merge",
+          value_parser = ["merge", "replace"])]
+    pub put: String,
+
+    /// users-api: how a create answers: `body` (200 with the user) or `location` (201 with
+    /// a Location header and an empty body).
+    #[arg(long, value_name = "STYLE", default_value = "body",
+          value_parser = ["body", "location"])]
+    pub create_answer: String,
 }
 
 impl SandboxArgs {
@@ -111,6 +124,8 @@ impl SandboxArgs {
             password: self.password.clone(),
             token: self.token.clone(),
             lookup_substring: self.lookup_substring,
+            put_replace: self.put == "replace",
+            create_location: self.create_answer == "location",
         })
     }
 }
@@ -202,6 +217,17 @@ fn banner(cfg: &SandboxConfig, base_url: &str, addr: std::net::SocketAddr) -> St
             "latency {} ms from {} s after the first request",
             latency.as_millis(),
             after.as_secs_f64()
+        ));
+    }
+    if cfg.kind == SandboxKind::UsersApi {
+        let put = if cfg.put_replace { "replace" } else { "merge" };
+        let create = if cfg.create_location {
+            "201 + Location"
+        } else {
+            "200 + the user"
+        };
+        out.push_str(&format!(
+            "PUT /users/user/{{id}}: {put}; a create answers {create}\n"
         ));
     }
     if !faults.is_empty() {

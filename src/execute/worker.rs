@@ -326,6 +326,22 @@ fn resp_id(resp: &Resp, pointer: Option<&str>) -> Option<Value> {
     resp.json_at(pointer?).and_then(usable_id)
 }
 
+/// The remote id a create's answer carries in the header the profile names; why not, in
+/// words, when it does not.
+fn id_in_header(resp: &Resp, h: &crate::profile::RemoteIdHeader) -> Result<String, String> {
+    let Some(value) = resp.headers.get(&h.name) else {
+        return Err(format!("its answer has no {} header", h.name));
+    };
+    let text = value.to_str().unwrap_or("");
+    h.id_in(text).ok_or_else(|| {
+        format!(
+            "its {} header {text:?} has no id matching {:?}",
+            h.name,
+            h.pattern.as_str()
+        )
+    })
+}
+
 fn id_text(v: &Option<Value>) -> Option<String> {
     v.as_ref().map(|v| value_text(v).into_owned())
 }
@@ -453,6 +469,13 @@ async fn send_update(
             sh.profile.name
         )));
     };
+    if !job.missing_for_update.is_empty() {
+        let cols = job.missing_for_update.join(", ");
+        return done(End::failed(format!(
+            "the user exists, and its update replaces the whole user, but this row's {cols} \
+             is empty: fill it in (nothing was sent, so the stored {cols} is kept)"
+        )));
+    }
     let req = match (&id, req.needs_remote_id()) {
         (Some(id), true) => req.with_remote_id(id),
         (None, true) => {
@@ -550,7 +573,14 @@ async fn create(
             Err(CallErr::Fatal(e)) => return Err(e),
         };
         if spec.is_success(resp.status) {
-            if let Some(m) = not_json(&resp).filter(|_| spec.remote_id.is_some()) {
+            let (header_id, missing) = match &spec.remote_id_header {
+                Some(h) => match id_in_header(&resp, h) {
+                    Ok(id) => (Some(Value::String(id)), None),
+                    Err(m) => (None, Some(m)),
+                },
+                None => (None, not_json(&resp).filter(|_| spec.remote_id.is_some())),
+            };
+            if let Some(m) = missing {
                 // The status says the create was applied: never sent again. Its id is
                 // learnt by lookup where the profile can; otherwise a person should look.
                 if let Some(lk) = &job.lookup {
@@ -567,7 +597,7 @@ async fn create(
                     resp.status
                 )));
             }
-            let rid = resp_id(&resp, spec.remote_id.as_deref());
+            let rid = header_id.or_else(|| resp_id(&resp, spec.remote_id.as_deref()));
             let msg = if uncertain.is_some() {
                 "created (on a retry after an uncertain attempt)"
             } else {

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::outcome::{now_rfc3339, Outcome, Status};
 use crate::profile::template::{self, Scope, Var};
-use crate::profile::{Action, Profile, RequestSpec};
+use crate::profile::{Action, EmptyCell, Profile, RequestSpec, Semantics};
 use crate::source::{RawRow, RowResult};
 
 pub use convert::convert;
@@ -210,6 +210,9 @@ pub struct Job {
     /// The journal shows this exact content applied (with this status, created or updated)
     /// but some of its steps not done: only those are sent, never a second create.
     pub steps_only: Option<Status>,
+    /// Secret columns a `replace` update sends that the row leaves empty: such an update is
+    /// not sent (it would clear the stored secret), and the row says which to fill in.
+    pub missing_for_update: Vec<String>,
 }
 
 /// A user the journal shows applied to the run's target.
@@ -296,6 +299,25 @@ pub struct PlanOptions {
     /// Leave [`PlannedRow::cells`] empty (`check` without a report shows no cells): the
     /// cells' text then becomes the values without a copy.
     pub without_cells: bool,
+    /// The key of the secret cells' keyed hash in the fingerprint (the state's
+    /// [`crate::journal::secret_key`]): without one, secrets are left out of it entirely.
+    pub secret_key: Option<SecretKey>,
+}
+
+/// The key of the keyed hash of a row's secret cells. Never printed.
+#[derive(Clone)]
+pub struct SecretKey(Arc<[u8; 32]>);
+
+impl SecretKey {
+    pub fn new(key: [u8; 32]) -> SecretKey {
+        SecretKey(Arc::new(key))
+    }
+}
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(********)")
+    }
 }
 
 /// Keys that occur on more than one row, with all their row numbers.
@@ -469,20 +491,36 @@ struct Values<'a> {
     mask: bool,
     /// What `{{remote_id}}` renders as in this request.
     remote_id: bool,
+    /// Empty cells send what their column's `empty` rule says (requests); off while
+    /// defaults are worked out, where an empty cell is just empty.
+    rules: bool,
 }
 
 impl Values<'_> {
     fn column(&self, i: usize) -> Var<'_> {
         if self.hide.is_some_and(|h| h[i]) {
-            return Var::Empty;
+            return self.empty(i);
         }
         match &self.values[i] {
-            None => Var::Empty,
+            None => self.empty(i),
             Some(Value::Null) => Var::Clear,
             Some(_) if self.mask && self.profile.columns[i].secret => {
                 Var::Value(Cow::Owned(Value::String(MASK.into())))
             }
             Some(v) => Var::Value(Cow::Borrowed(v)),
+        }
+    }
+
+    /// What column `i` sends when its cell is empty (and no default fills it).
+    fn empty(&self, i: usize) -> Var<'_> {
+        if !self.rules {
+            return Var::Empty;
+        }
+        match self.profile.columns[i].empty {
+            EmptyCell::Omit | EmptyCell::Default => Var::Empty,
+            EmptyCell::EmptyString => Var::Value(Cow::Owned(Value::String(String::new()))),
+            EmptyCell::Null => Var::Clear,
+            EmptyCell::EmptyList => Var::Value(Cow::Owned(Value::Array(Vec::new()))),
         }
     }
 }
@@ -751,6 +789,7 @@ impl Planner {
                 hide: None,
                 mask: false,
                 remote_id: false,
+                rules: false,
             };
             if let Some(text) = d.fill(&scope, &|s, out| out.push_str(s)) {
                 let cell = crate::cell::Cell::text(&text);
@@ -770,11 +809,13 @@ impl Planner {
         defaulted
     }
 
-    /// `values` with defaults (creates, lookups); an update leaves out the `defaulted` ones.
+    /// `values` with defaults (creates, lookups); a `merge` update leaves out the
+    /// `defaulted` ones (except columns whose `empty` is `default`).
     fn job(&self, action: Action, values: &[Option<Value>], defaulted: &[bool]) -> Job {
         let p = &*self.profile;
         let r = &p.requests;
         let json = RowJson::new(values);
+        let hidden = self.update_hides(defaulted);
         let render = |spec: &Option<RequestSpec>, remote_id: bool, mask: bool| {
             spec.as_ref().map(|s| {
                 render_request(
@@ -783,9 +824,10 @@ impl Planner {
                         profile: p,
                         values,
                         json: Some(&json),
-                        hide: remote_id.then_some(defaulted),
+                        hide: if remote_id { hidden.as_deref() } else { None },
                         mask,
                         remote_id,
+                        rules: true,
                     },
                 )
             })
@@ -823,7 +865,7 @@ impl Planner {
             update,
             missing_for_create,
             fingerprint: if self.opts.fingerprint {
-                fingerprint(p, action, values)
+                fingerprint(p, action, values, self.opts.secret_key.as_ref())
             } else {
                 String::new()
             },
@@ -841,7 +883,41 @@ impl Planner {
             known: None,
             steps: steps::render(p, values, &json),
             steps_only: None,
+            missing_for_update: match &r.update {
+                Some(u) if u.semantics == Semantics::Replace && action != Action::Create => p
+                    .columns
+                    .iter()
+                    .zip(values)
+                    // `<clear>` (null) asks to blank it on purpose: sent as asked.
+                    .filter(|(c, v)| c.secret && v.is_none())
+                    .filter(|(c, _)| u.template.as_ref().is_some_and(|t| t.uses(&c.name)))
+                    .map(|(c, _)| c.name.clone())
+                    .collect(),
+                _ => Vec::new(),
+            },
         }
+    }
+
+    /// Which defaulted columns an update leaves out: none for a `replace` update (the body
+    /// is the whole user), else all but those whose `empty` is `default`. `None` when it
+    /// leaves out nothing.
+    fn update_hides(&self, defaulted: &[bool]) -> Option<Vec<bool>> {
+        let p = &*self.profile;
+        let replace = p
+            .requests
+            .update
+            .as_ref()
+            .is_some_and(|u| u.semantics == Semantics::Replace);
+        if replace || !defaulted.iter().any(|d| *d) {
+            return None;
+        }
+        Some(
+            p.columns
+                .iter()
+                .zip(defaulted)
+                .map(|(c, d)| *d && c.empty != EmptyCell::Default)
+                .collect(),
+        )
     }
 
     /// Renders a row's requests again with secrets masked, for display (`--show-requests`).
@@ -849,6 +925,7 @@ impl Planner {
         let p = &*self.profile;
         let (mut values, broken) = self.convert_row(&mut row.clone(), false, &mut Vec::new());
         let defaulted = self.apply_defaults(&mut values, &broken);
+        let hidden = self.update_hides(&defaulted);
         let mut out = Vec::new();
         let r = &p.requests;
         for (name, spec, rid) in [
@@ -861,9 +938,10 @@ impl Planner {
                     profile: p,
                     values: &values,
                     json: None,
-                    hide: rid.then_some(&defaulted[..]),
+                    hide: if rid { hidden.as_deref() } else { None },
                     mask: true,
                     remote_id: rid,
+                    rules: true,
                 };
                 out.push((name, render_request(s, &scope)));
             }
@@ -907,8 +985,16 @@ pub fn render_request(spec: &RequestSpec, scope: &dyn Scope) -> Request {
     }
 }
 
-/// Hash of what a row asks the target to hold: action and every non-secret value.
-fn fingerprint(p: &Profile, action: Action, values: &[Option<Value>]) -> String {
+/// Hash of what a row asks the target to hold: action and every non-secret value, and,
+/// with a key, the keyed hash (HMAC-SHA256) of the filled secret cells, so that a changed
+/// password changes the fingerprint while what is stored reveals nothing of it. A row
+/// whose secret cells are all empty hashes as it would without a key.
+fn fingerprint(
+    p: &Profile,
+    action: Action,
+    values: &[Option<Value>],
+    key: Option<&SecretKey>,
+) -> String {
     let mut h = Sha256::new();
     h.update(p.name.as_bytes());
     h.update([0]);
@@ -927,6 +1013,26 @@ fn fingerprint(p: &Profile, action: Action, values: &[Option<Value>]) -> String 
             // (Writing a `Value` into a hasher cannot fail.)
             Some(v) => {
                 let _ = serde_json::to_writer(&mut h, v);
+            }
+        }
+    }
+    if let Some(key) = key {
+        use hmac::Mac;
+        let secrets = p.columns.iter().zip(values).filter(|(c, _)| c.secret);
+        if secrets.clone().any(|(_, v)| v.is_some()) {
+            // HMAC takes a key of any length: a 32-byte one cannot be refused.
+            if let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(&key.0[..]) {
+                for (c, v) in secrets {
+                    mac.update(c.name.as_bytes());
+                    mac.update(&[1]);
+                    match v {
+                        None => mac.update(b"-"),
+                        Some(v) => mac.update(&serde_json::to_vec(v).unwrap_or_default()),
+                    }
+                    mac.update(&[0]);
+                }
+                h.update([2]);
+                h.update(mac.finalize().into_bytes());
             }
         }
     }

@@ -175,6 +175,43 @@ pub struct Column {
     pub text_only: bool,
     pub description: String,
     pub example: Option<String>,
+    /// What an empty cell sends when no default fills it.
+    pub empty: EmptyCell,
+}
+
+/// What a column's empty cell sends (the column's `empty` key), when no default fills it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EmptyCell {
+    /// The field is left out (a placeholder that is the whole string), so a merge-style
+    /// update never blanks what the sheet did not mention.
+    #[default]
+    Omit,
+    /// `""`.
+    EmptyString,
+    /// `null`.
+    Null,
+    /// `[]` (a list the target requires, even when it holds nothing).
+    EmptyList,
+    /// The column's `default`, on updates too (without this, a default fills creates
+    /// only, unless the update's `semantics` is `replace`).
+    Default,
+}
+
+/// What a create or update body means to the target (the request's `semantics` key). A
+/// create's body is the whole new user either way (defaults applied): the two differ on
+/// updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Semantics {
+    /// The body holds what the sheet says: an update leaves out empty cells and defaults,
+    /// so the target keeps what it has (a PATCH, or a PUT that merges).
+    #[default]
+    Merge,
+    /// The body is the whole user (a PUT that stores exactly the body): every column is
+    /// sent, defaults included on update, and an update whose row leaves a secret the body
+    /// uses empty is not sent (it would clear the stored password).
+    Replace,
 }
 
 /// A column's `pattern`: as written, and compiled to match the whole text.
@@ -302,6 +339,33 @@ pub struct RequestSpec {
     /// How `match` compares: `insensitive` (the default, as keys are compared) or `sensitive`.
     /// Both ignore outer spaces.
     pub match_case: MatchCase,
+    /// Create and update: `merge` (the sheet's cells) or `replace` (the whole user).
+    pub semantics: Semantics,
+    /// Create only: the response header that carries the new user's id (`Location`), and
+    /// the pattern whose one capture group is the id (percent-decoded), for targets that
+    /// answer `201` with an empty body.
+    pub remote_id_header: Option<RemoteIdHeader>,
+}
+
+/// Where a create's answer carries the remote id in a header.
+#[derive(Debug, Clone)]
+pub struct RemoteIdHeader {
+    pub name: reqwest::header::HeaderName,
+    /// Matches somewhere in the header's value; capture group 1 is the id.
+    pub pattern: Regex,
+}
+
+impl RemoteIdHeader {
+    /// The id in a header value: group 1 of the pattern, percent-decoded; `None` when the
+    /// pattern does not match or the id is empty.
+    pub fn id_in(&self, value: &str) -> Option<String> {
+        let id = self.pattern.captures(value)?.get(1)?.as_str();
+        let id = percent_encoding::percent_decode_str(id)
+            .decode_utf8()
+            .ok()?
+            .into_owned();
+        (!id.is_empty()).then_some(id)
+    }
 }
 
 /// How a lookup's `match` field is compared with the row's key.
@@ -799,6 +863,13 @@ impl Load<'_> {
                 key("separator")
             )));
         }
+        if c.empty == EmptyCell::Default && c.default.is_none() {
+            return Err(self.err(format!(
+                "{} = \"default\" but the column has no default: add default = \"...\" or \
+                 choose omit, empty-string, null or empty-list",
+                key("empty")
+            )));
+        }
         let default = match c.default {
             None => None,
             Some(d) => {
@@ -824,6 +895,7 @@ impl Load<'_> {
             text_only: c.text_only,
             description: c.description,
             example: c.example,
+            empty: c.empty,
         })
     }
 
@@ -915,6 +987,13 @@ impl Load<'_> {
                 "{at}: conflict_match belongs to requests.create; remove it here"
             )));
         }
+        let writes = create || at == "requests.update";
+        if !writes && s.semantics.is_some() {
+            return Err(self.err(format!(
+                "{at}: semantics belongs to requests.create and requests.update; remove it here"
+            )));
+        }
+        let remote_id_header = self.remote_id_header(at, create, &s)?;
         let mut names = template::placeholders(&s.path);
         for v in s.query.values().chain(s.headers.values()) {
             names.extend(template::placeholders(v));
@@ -1005,7 +1084,85 @@ impl Load<'_> {
             list: s.list,
             match_field: s.match_field,
             match_case: s.match_case,
+            semantics: s.semantics.unwrap_or_default(),
+            remote_id_header,
         })
+    }
+
+    /// A create's `remote_id_header` and `remote_id_pattern`, checked together.
+    fn remote_id_header(
+        &self,
+        at: &str,
+        create: bool,
+        s: &RawRequest,
+    ) -> Result<Option<RemoteIdHeader>> {
+        let key = |k: &str| format!("{at}.{k}");
+        let (header, pattern) = match (&s.remote_id_header, &s.remote_id_pattern) {
+            (None, None) => return Ok(None),
+            (None, Some(_)) => {
+                return Err(self.err(format!(
+                    "{} needs remote_id_header: say which header carries the id, as \
+                     remote_id_header = \"Location\"",
+                    key("remote_id_pattern")
+                )))
+            }
+            (Some(h), p) => (h, p),
+        };
+        if !create {
+            return Err(self.err(format!(
+                "{at}: remote_id_header belongs to requests.create (a create answered with \
+                 201 and a Location header); remove it here"
+            )));
+        }
+        if s.remote_id.is_some() {
+            return Err(self.err(format!(
+                "{at} has both remote_id and remote_id_header: keep the one where the \
+                 target puts the new user's id"
+            )));
+        }
+        self.header_name(&key("remote_id_header"), header)?;
+        let name = reqwest::header::HeaderName::from_bytes(header.as_bytes())
+            .map_err(|e| self.err(format!("{}: {e}", key("remote_id_header"))))?;
+        let text = pattern.as_deref().unwrap_or("^(.+)$");
+        let regex = Regex::new(text).map_err(|e| {
+            self.err(format!(
+                "{} does not compile: {e}",
+                key("remote_id_pattern")
+            ))
+        })?;
+        let groups = regex.captures_len() - 1;
+        if groups != 1 {
+            return Err(self.err(format!(
+                "{} = {text:?} has {groups} capture groups; write exactly one around the id, \
+                 as '/users/([^/]+)$' (use (?:...) for other groups)",
+                key("remote_id_pattern")
+            )));
+        }
+        Ok(Some(RemoteIdHeader {
+            name,
+            pattern: regex,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_location_gives_its_id_percent_decoded() {
+        let h = RemoteIdHeader {
+            name: reqwest::header::LOCATION,
+            pattern: Regex::new("/users/([^/?]+)/?(?:\\?.*)?$").expect("pattern"),
+        };
+        assert_eq!(
+            h.id_in("https://api.example/v1/users/a%40b.example")
+                .as_deref(),
+            Some("a@b.example")
+        );
+        assert_eq!(h.id_in("/users/42/?x=1").as_deref(), Some("42"));
+        assert_eq!(h.id_in("/groups/42"), None);
+        assert_eq!(h.id_in("/users/%FF"), None, "not UTF-8 once decoded");
     }
 }
 

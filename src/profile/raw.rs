@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{Action, ColumnType, MatchCase};
+use super::{Action, ColumnType, EmptyCell, MatchCase, Semantics};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,6 +98,8 @@ pub(super) struct RawColumn {
     pub description: String,
     #[serde(default)]
     pub example: Option<String>,
+    #[serde(default)]
+    pub empty: EmptyCell,
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,6 +174,12 @@ pub(super) struct RawRequest {
     pub match_field: Option<String>,
     #[serde(default)]
     pub match_case: MatchCase,
+    #[serde(default)]
+    pub semantics: Option<Semantics>,
+    #[serde(default)]
+    pub remote_id_header: Option<String>,
+    #[serde(default)]
+    pub remote_id_pattern: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

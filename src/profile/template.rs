@@ -4,10 +4,16 @@
 //! sheet never blanks data it did not mention:
 //! - a string leaf that is exactly one placeholder takes the column's *typed* value
 //!   (number, bool, list, object);
-//! - mixed text interpolates the values (JSON escaping is done by serde_json when the tree
-//!   is serialised, so `O"Neil` is always safe);
-//! - a placeholder whose cell is empty makes its field disappear; an object or array that
-//!   ends up with nothing from the sheet disappears too;
+//! - mixed text (`"{{a}} {{b}}"`, `"[{{tags}}]"`, `"{{a}}-x"`) renders exactly as written,
+//!   literal text and spaces kept (nothing is trimmed), each value's text in place of its
+//!   placeholder and an empty one as `""`: `"Ann "` when `b` is empty. When *every*
+//!   placeholder of the string is empty the field is left out, as a lone `"{{a}}"` would be
+//!   (a display name `" "` or a `"[]"` made of nothing is never sent); when every one is
+//!   empty or cleared and at least one is cleared (`<clear>`), the field is sent as `null`.
+//!   (JSON escaping is done when the text is written, so `O"Neil` is always safe);
+//! - a placeholder whose cell is empty makes its field disappear (unless the column's
+//!   `empty` rule says otherwise, which the scope decides); an object or array that ends up
+//!   with nothing from the sheet disappears too;
 //! - an object may carry `"$present": "col"` (or a list): it is sent only when those cells
 //!   are filled (an email object with a literal `"type": "work"` must not be sent alone);
 //! - the profile's clear marker (`<clear>`) sends `null`, blanking a field on purpose.
@@ -337,21 +343,27 @@ fn render(n: &Node, scope: &dyn Scope, out: &mut Vec<u8>) -> bool {
         Node::Mixed(parts) => {
             let mut text = String::new();
             let mut filled = false;
+            let mut cleared = false;
             for p in parts {
                 match p {
                     Part::Lit(l) => text.push_str(l),
-                    Part::Var(name) => {
-                        if let Var::Value(v) = scope.var_of(name) {
+                    Part::Var(name) => match scope.var_of(name) {
+                        Var::Value(v) => {
                             filled = true;
                             text.push_str(&value_text(&v));
                         }
-                    }
+                        Var::Clear => cleared = true,
+                        Var::Empty => {}
+                    },
                 }
             }
             if filled {
-                write_str(out, text.trim());
+                // Exactly as written: no trimming (see the module's rules).
+                write_str(out, &text);
+            } else if cleared {
+                out.extend_from_slice(b"null");
             }
-            filled
+            filled || cleared
         }
         Node::Object { fields, present } => {
             if present
@@ -638,6 +650,44 @@ mod tests {
         assert_eq!(
             String::from_utf8(t.render(&plain)).unwrap(),
             r#"{"a":"Zoë O'Brien","b":"x Zoë O'Brien"}"#
+        );
+    }
+
+    #[test]
+    fn mixed_text_renders_exactly_and_an_all_empty_one_is_left_out() {
+        let t = Template::compile(&json!({
+            "display": "{{first}} {{last}}",
+            "tags": "[{{tags}}]",
+            "code": "{{first}}-x",
+        }));
+        let some = M([("first", Some(json!("Ann")))].into_iter().collect());
+        assert_eq!(
+            t.render_value(&some),
+            json!({"display": "Ann ", "code": "Ann-x"})
+        );
+        let spaced = M([
+            ("first", Some(json!(" Ann"))),
+            ("last", Some(json!("Lee "))),
+            ("tags", Some(json!(["a", "b"]))),
+        ]
+        .into_iter()
+        .collect());
+        assert_eq!(
+            t.render_value(&spaced),
+            json!({"display": " Ann Lee ", "tags": "[a,b]", "code": " Ann-x"})
+        );
+        // Every placeholder empty (`tags` above too): left out, as a lone placeholder
+        // would be.
+        let none = M(HashMap::new());
+        assert_eq!(t.render(&none), b"{}");
+        // Empty or cleared, one cleared: blanked on purpose.
+        let cleared = M([("last", None)].into_iter().collect());
+        assert_eq!(t.render_value(&cleared), json!({"display": null}));
+        // A value that is the empty string counts as given.
+        let blank = M([("first", Some(json!("")))].into_iter().collect());
+        assert_eq!(
+            t.render_value(&blank),
+            json!({"display": " ", "code": "-x"})
         );
     }
 

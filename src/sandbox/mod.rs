@@ -168,6 +168,13 @@ pub struct SandboxConfig {
     /// user whose userName, displayName or email contains "lee" (case ignored), in
     /// creation order, so a client that takes the first item gets the wrong user.
     pub lookup_substring: bool,
+    /// users-api: `PUT /users/user/{id}` stores exactly the body (a replace-style PUT:
+    /// fields left out, the password too, are cleared); false: it changes only the fields
+    /// the body holds.
+    pub put_replace: bool,
+    /// users-api: a create answers `201` with a `Location` header and an empty body, as
+    /// some APIs do, instead of the user.
+    pub create_location: bool,
 }
 
 impl Default for SandboxConfig {
@@ -189,6 +196,8 @@ impl Default for SandboxConfig {
             password: "sandbox".to_string(),
             token: "sandbox-token".to_string(),
             lookup_substring: false,
+            put_replace: false,
+            create_location: false,
         }
     }
 }
@@ -222,6 +231,20 @@ impl RunningSandbox {
     /// Odin: the service packs assigned to each user id (`PUT /users/services`).
     pub fn service_packs(&self) -> std::collections::BTreeMap<String, Vec<String>> {
         lock(&self.app.store).service_packs.clone()
+    }
+
+    /// Whether the user with this email holds this password (users-api, which keeps the
+    /// passwords it was sent; no other kind does, and none ever shows one).
+    pub fn password_matches(&self, email: &str, password: &str) -> bool {
+        let store = lock(&self.app.store);
+        store.records.iter().any(|r| {
+            r.user.get("email").and_then(Value::as_str) == Some(email)
+                && r.user
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .and_then(|id| store.passwords.get(id))
+                    .is_some_and(|p| p == password)
+        })
     }
 
     /// The same JSON as `GET /_sandbox/stats`.
@@ -293,6 +316,8 @@ pub(crate) struct Store {
     pub(crate) groups: Vec<Value>,
     /// Odin: the service packs assigned to each user id.
     pub(crate) service_packs: std::collections::BTreeMap<String, Vec<String>>,
+    /// users-api: each user's password, by id (never shown).
+    pub(crate) passwords: HashMap<String, String>,
 }
 
 /// One stored user: the entity as the API returns it, and when it last changed.
@@ -322,6 +347,7 @@ impl App {
                 next_id: 1000,
                 groups,
                 service_packs: Default::default(),
+                passwords: HashMap::new(),
             }),
             stats: Mutex::new(Stats::new(cfg.rate_limit, cfg.rate_window)),
             fault_rng: Mutex::new(fault_rng),

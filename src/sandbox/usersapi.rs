@@ -4,14 +4,18 @@
 //! The page shows no error; the sandbox answers errors as
 //! `{"econtext": {"error": {"message": "..."}}}` with 400 (validation), 401 (auth),
 //! 404, 409 (email in use), 429 and 503. The page also shows no read; `GET /users/user?email=`
-//! and `GET /users/user/{id}` are sandbox extensions, handy for checks and tests.
+//! and `GET /users/user/{id}` are sandbox extensions, handy for checks and tests, as is
+//! `PUT /users/user/{id}`: by default it changes the fields its body holds; with
+//! `--put replace` it stores exactly the body (email, name and groups required, anything
+//! left out, the password too, cleared), the replace-style PUT many APIs have. With
+//! `--create-answer location` a create answers `201` with a `Location` header and no body.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
@@ -24,7 +28,7 @@ use super::{
 pub(crate) fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/users/user", get(find).post(create))
-        .route("/users/user/{id}", get(read))
+        .route("/users/user/{id}", get(read).put(replace))
 }
 
 fn err(status: StatusCode, message: &str) -> Response {
@@ -163,6 +167,121 @@ async fn create(State(app): State<Arc<App>>, body: Bytes) -> Response {
         user: user.clone(),
         modified: SystemTime::now(),
     });
+    store.passwords.insert(id.clone(), password.to_string());
+    drop(store);
+    if app.cfg.create_location {
+        let mut resp = Response::new(axum::body::Body::empty());
+        *resp.status_mut() = StatusCode::CREATED;
+        let location = format!("{}/users/user/{id}", app.base_url);
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        return resp;
+    }
+    ok(user, started)
+}
+
+/// Sandbox extension: `PUT /users/user/{id}`, merging or replacing (see the module).
+async fn replace(State(app): State<Arc<App>>, Path(id): Path<String>, body: Bytes) -> Response {
+    let started = Instant::now();
+    let body = match parse_object(&body) {
+        Ok(b) => b,
+        Err(m) => return err(StatusCode::BAD_REQUEST, &m),
+    };
+    let types = [
+        ("email", Ty::Str),
+        ("password", Ty::Str),
+        ("name", Ty::Str),
+        ("custom_data", Ty::ObjOrNull),
+        ("applications", Ty::StrArr),
+        ("groups", Ty::StrArr),
+    ];
+    let replace = app.cfg.put_replace;
+    let required: &[&str] = if replace {
+        &["email", "name", "groups"]
+    } else {
+        &[]
+    };
+    if let Err(m) = check_fields(&body, required, &types) {
+        return err(StatusCode::BAD_REQUEST, &m);
+    }
+    let email = body.get("email").and_then(Value::as_str);
+    if let Some(e) = email.filter(|e| !valid_email(e)) {
+        return err(
+            StatusCode::BAD_REQUEST,
+            &format!("Invalid email address: {e:?}"),
+        );
+    }
+    let password = body.get("password").and_then(Value::as_str);
+    if password.is_some_and(|p| p.chars().count() < 7) {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "Password must be at least 7 characters long",
+        );
+    }
+    let at = timestamp();
+    let mut store = lock(&app.store);
+    let same = |r: &Record| r.user.get("id").and_then(Value::as_str) == Some(id.as_str());
+    if let Some(e) = email {
+        let taken = store.records.iter().any(|r| {
+            !same(r)
+                && r.user
+                    .get("email")
+                    .and_then(Value::as_str)
+                    .is_some_and(|u| u.eq_ignore_ascii_case(e))
+        });
+        if taken {
+            return err(
+                StatusCode::CONFLICT,
+                &format!("A user with email {e} already exists"),
+            );
+        }
+    }
+    let Some(record) = store.records.iter_mut().find(|r| same(r)) else {
+        return err(StatusCode::NOT_FOUND, &format!("User not found: {id}"));
+    };
+    let linked_list = |name: &str, group: bool| -> Option<Value> {
+        let ids = body.get(name)?.as_array()?;
+        Some(Value::Array(
+            ids.iter()
+                .filter_map(Value::as_str)
+                .map(|i| linked(i, group, &at))
+                .collect(),
+        ))
+    };
+    let user = &mut record.user;
+    if replace {
+        // The body is the whole user: what it leaves out is gone.
+        user["applications"] = linked_list("applications", false).unwrap_or(json!([]));
+        user["custom_data"] = body.get("custom_data").cloned().unwrap_or(Value::Null);
+    } else {
+        if let Some(v) = linked_list("applications", false) {
+            user["applications"] = v;
+        }
+        if let Some(v) = body.get("custom_data") {
+            user["custom_data"] = v.clone();
+        }
+    }
+    if let Some(v) = linked_list("groups", true) {
+        user["groups"] = v;
+    }
+    for name in ["email", "name"] {
+        if let Some(v) = body.get(name) {
+            user[name] = v.clone();
+        }
+    }
+    user["modified_at"] = Value::String(at.clone());
+    let user = user.clone();
+    record.modified = SystemTime::now();
+    match password {
+        Some(p) => {
+            store.passwords.insert(id.clone(), p.to_string());
+        }
+        None if replace => {
+            store.passwords.remove(&id);
+        }
+        None => {}
+    }
     drop(store);
     ok(user, started)
 }
