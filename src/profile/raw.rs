@@ -81,7 +81,7 @@ pub(super) struct RawColumn {
     #[serde(default)]
     pub max_length: Option<usize>,
     #[serde(default)]
-    pub email: bool,
+    pub email: RawEmail,
     #[serde(default)]
     pub one_of: Vec<String>,
     #[serde(default)]
@@ -189,4 +189,18 @@ pub(super) struct RawResponses {
     pub retry: Vec<u16>,
     #[serde(default)]
     pub no_retry: Vec<u16>,
+}
+
+/// A column's `email`: `true` (the strict rule), `false`, or a rule's name.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawEmail {
+    On(bool),
+    Rule(String),
+}
+
+impl Default for RawEmail {
+    fn default() -> RawEmail {
+        RawEmail::On(false)
+    }
 }
