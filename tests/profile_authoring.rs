@@ -203,3 +203,290 @@ fn a_profile_written_out_loads_from_disk_and_checks_the_same() {
         .expect_code(0);
     assert_eq!(wd.read("mine/odin.create.json"), body);
 }
+
+/// docs/profiles.md against the loader. The accepted keys are asked of the loader itself:
+/// every table of every example on the page gets an unknown key, and serde's refusal
+/// (`unknown field `zz_probe`, expected one of ...`, from the `deny_unknown_fields` structs
+/// in src/profile/raw.rs) lists what that table accepts; a string value replaced by an
+/// unknown word lists an enum's values the same way. So a key added to raw.rs fails this
+/// test until it is documented, with no list here to keep in step. A new kind of table is
+/// probed once the page has an example of it (its parent's new key fails until then).
+mod doc_reference {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use enlist::profile::Profile;
+    use toml::{Table, Value};
+
+    const DOC: &str = include_str!("../docs/profiles.md");
+    const PROBE: &str = "zz_probe";
+
+    fn load(table: &Table) -> Result<Profile, String> {
+        let text = toml::to_string(table).expect("serialise");
+        Profile::parse(&text, "docs/profiles.md", &|_| Ok("{}".into())).map_err(|e| e.to_string())
+    }
+
+    /// Every ```toml block of the page.
+    fn blocks() -> Vec<String> {
+        DOC.split("```toml\n")
+            .skip(1)
+            .map(|b| b.split("\n```").next().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// A fragment merged into the complete profile: tables merge key by key, `auth` is
+    /// replaced whole (each type has its own keys), a column replaces the one of its name.
+    fn merge(base: &mut Table, frag: Table) {
+        for (k, v) in frag {
+            match (k.as_str(), base.get_mut(&k), v) {
+                ("auth", _, v) => {
+                    base.insert(k, v);
+                }
+                ("columns", Some(Value::Array(cols)), Value::Array(new)) => {
+                    for c in new {
+                        match cols.iter().position(|o| o.get("name") == c.get("name")) {
+                            Some(i) => cols[i] = c,
+                            None => cols.push(c),
+                        }
+                    }
+                }
+                (_, Some(Value::Table(b)), Value::Table(f)) => merge(b, f),
+                (_, _, v) => {
+                    base.insert(k, v);
+                }
+            }
+        }
+    }
+
+    /// Every example as a whole profile: the complete ones as written, fragments merged
+    /// into the first complete one.
+    fn examples() -> Vec<(String, Table)> {
+        let parsed: Vec<(String, Table)> = blocks()
+            .into_iter()
+            .map(|b| {
+                let t: Table = b
+                    .parse()
+                    .unwrap_or_else(|e| panic!("a TOML block does not parse: {e}\n{b}"));
+                (b, t)
+            })
+            .collect();
+        let base = parsed
+            .iter()
+            .find(|(_, t)| t.contains_key("name"))
+            .expect("the page has a complete profile")
+            .1
+            .clone();
+        parsed
+            .into_iter()
+            .map(|(b, t)| {
+                if t.contains_key("name") {
+                    (b, t)
+                } else {
+                    let mut whole = base.clone();
+                    merge(&mut whole, t);
+                    (b, whole)
+                }
+            })
+            .collect()
+    }
+
+    #[derive(Clone)]
+    enum Seg {
+        Key(String),
+        Index(usize),
+    }
+
+    /// The paths of every table below `t` (arrays of tables included).
+    fn tables(t: &Table, at: &[Seg], out: &mut Vec<Vec<Seg>>) {
+        for (k, v) in t {
+            let mut here = at.to_vec();
+            here.push(Seg::Key(k.clone()));
+            match v {
+                Value::Table(inner) => {
+                    out.push(here.clone());
+                    tables(inner, &here, out);
+                }
+                Value::Array(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        if let Value::Table(inner) = item {
+                            let mut one = here.clone();
+                            one.push(Seg::Index(i));
+                            out.push(one.clone());
+                            tables(inner, &one, out);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn table_at<'a>(t: &'a mut Table, path: &[Seg]) -> &'a mut Table {
+        let mut v: &mut Table = t;
+        let mut i = 0;
+        while i < path.len() {
+            let Seg::Key(k) = &path[i] else {
+                unreachable!()
+            };
+            let next = v.get_mut(k).expect("path");
+            v = match (next, path.get(i + 1)) {
+                (Value::Array(a), Some(Seg::Index(n))) => {
+                    i += 1;
+                    a[*n].as_table_mut().expect("table")
+                }
+                (Value::Table(t), _) => t,
+                _ => unreachable!(),
+            };
+            i += 1;
+        }
+        v
+    }
+
+    fn name(path: &[Seg]) -> String {
+        path.iter()
+            .filter_map(|s| match s {
+                Seg::Key(k) => Some(k.as_str()),
+                Seg::Index(_) => None,
+            })
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+
+    /// The backquoted words serde lists after `needle` in the loader's refusal.
+    fn expected(err: &str, needle: &str) -> Option<BTreeSet<String>> {
+        let line = err.lines().find(|l| l.contains(needle))?;
+        let rest = &line[line.find(needle)? + needle.len()..];
+        Some(
+            rest.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect(),
+        )
+    }
+
+    /// (table, key) -> the values serde names for it when it is an enum (empty: not one).
+    fn accepted() -> BTreeMap<(String, String), BTreeSet<String>> {
+        let mut keys = BTreeMap::new();
+        for (block, doc) in examples() {
+            if let Err(e) = load(&doc) {
+                panic!("an example on the page does not load: {e}\n{block}");
+            }
+            let mut paths = vec![vec![]];
+            tables(&doc, &[], &mut paths);
+            for path in paths {
+                let mut probed = doc.clone();
+                table_at(&mut probed, &path).insert(PROBE.into(), Value::Integer(1));
+                let err = load(&probed).err().unwrap_or_default();
+                // No refusal: a free-form table (a body, query or headers).
+                let Some(fields) = expected(&err, &format!("unknown field `{PROBE}`")) else {
+                    continue;
+                };
+                for f in fields {
+                    keys.entry((name(&path), f)).or_insert_with(BTreeSet::new);
+                }
+                let strings: Vec<String> = table_at(&mut doc.clone(), &path)
+                    .iter()
+                    .filter(|(_, v)| v.is_str())
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in strings {
+                    let mut probed = doc.clone();
+                    table_at(&mut probed, &path).insert(k.clone(), Value::String(PROBE.into()));
+                    let err = load(&probed).err().unwrap_or_default();
+                    if let Some(values) = expected(&err, &format!("unknown variant `{PROBE}`")) {
+                        keys.entry((name(&path), k)).or_default().extend(values);
+                    }
+                }
+            }
+        }
+        keys
+    }
+
+    /// The section of the page that documents the keys of a table. A new kind of table
+    /// (one the loader accepts after this was written) is looked for anywhere on the page:
+    /// add its section here when it gets one.
+    fn section(table: &str) -> Option<&'static str> {
+        Some(match table {
+            "" => "## Top level",
+            "auth" => "## `[auth]`",
+            "responses" => "## `[responses]`",
+            "columns" => "## `[[columns]]`",
+            "requests" | "auth.login" | "auth.refresh" => "## Requests",
+            t if t.starts_with("requests.") => "## Requests",
+            _ => return None,
+        })
+    }
+
+    /// The reference rows of a section (or of the whole page): first cell's key -> row.
+    fn rows(heading: Option<&str>) -> BTreeMap<String, String> {
+        let text = match heading {
+            None => DOC,
+            Some(h) => {
+                let start = DOC
+                    .find(&format!("{h}\n"))
+                    .unwrap_or_else(|| panic!("no {h}"));
+                let body = &DOC[start + h.len()..];
+                &body[..body.find("\n## ").unwrap_or(body.len())]
+            }
+        };
+        text.lines()
+            .filter(|l| l.starts_with("| `"))
+            .filter_map(|l| {
+                let key = l[3..].split('`').next()?;
+                Some((key.to_string(), l.to_string()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_key_the_loader_accepts_is_documented_with_its_values() {
+        let keys = accepted();
+        // The probe reached the tables it must: a broken probe must not pass quietly.
+        for (t, k) in [
+            ("", "clear_marker"),
+            ("auth", "token_pointer"),
+            ("auth", "key_env"),
+            ("auth", "type"),
+            ("auth.login", "match_case"),
+            ("responses", "no_retry"),
+            ("requests", "lookup"),
+            ("requests.lookup", "match"),
+            ("columns", "type"),
+        ] {
+            assert!(
+                keys.contains_key(&(t.into(), k.into())),
+                "{t}.{k}: {keys:?}"
+            );
+        }
+        let mut missing = Vec::new();
+        for ((table, key), values) in &keys {
+            let rows = rows(section(table));
+            match rows.get(key) {
+                None => missing.push(format!("{table} {key}")),
+                Some(row) => {
+                    for v in values {
+                        if !row.contains(&format!("`{v}`")) {
+                            missing.push(format!("{table} {key} = {v:?}"));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "docs/profiles.md does not document these keys (table, key) the loader accepts: \
+             {missing:#?}"
+        );
+    }
+
+    #[test]
+    fn every_toml_example_on_the_page_loads() {
+        let all = examples();
+        assert!(all.len() >= 8, "{}", all.len());
+        for (block, doc) in all {
+            if let Err(e) = load(&doc) {
+                panic!("{e}\n{block}");
+            }
+        }
+    }
+}

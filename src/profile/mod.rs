@@ -967,7 +967,7 @@ impl Load<'_> {
             Some(b) => {
                 let mut t = Template::compile(&b);
                 t.resolve(&|n| self.slot(n));
-                self.check_names(&key("body"), place, t.names())?;
+                self.check_names(&key("body"), place.body(), t.names())?;
                 Some(t)
             }
         };

@@ -4,8 +4,11 @@
 //! as an empty value for every row (a login without its password, a body without a field),
 //! and nothing at run time could tell a typo from an empty cell. The namespaces:
 //! - a column's name, in the requests of a row and in a column's `default`;
-//! - `remote_id`, the id the target gave the user, in every request sent after the user was
-//!   found or created (the update, and any later step), never in a create or a lookup;
+//! - `remote_id`, the id the target gave the user: in the path, query and headers of every
+//!   request sent after the user was found or created (the update, and any later step), and
+//!   in any row's body (a body shared by create and update leaves the field out on create,
+//!   as an empty cell does), never in a create's or lookup's path, query or headers, which
+//!   would name no user;
 //! - `auth.username` and `auth.password`, in `auth.login` and `auth.refresh` only: the
 //!   credentials are never put into a user's request, and a login has no row.
 
@@ -36,6 +39,15 @@ impl Place {
         }
     }
 
+    /// The place of a body at `self`: a row's body may name `remote_id` wherever it is sent,
+    /// since an empty one leaves its field out (see the module's note).
+    pub(super) fn body(self) -> Place {
+        match self {
+            Place::Row { .. } => Place::Row { remote_id: true },
+            Place::Login => Place::Login,
+        }
+    }
+
     /// Every name a placeholder may use here.
     fn names(self, columns: &[String]) -> Vec<String> {
         match self {
@@ -58,44 +70,47 @@ pub(super) fn refusal(at: &str, place: Place, name: &str, columns: &[String]) ->
         return None;
     }
     let what = match place {
-        Place::Login => "a login may use {{auth.username}} and {{auth.password}}".to_string(),
+        Place::Login => "A login may use {{auth.username}} and {{auth.password}}".to_string(),
         Place::Row { remote_id } => format!(
-            "it may use the columns ({}){}",
+            "It may use the columns ({}){}",
             columns.join(", "),
             if remote_id { " and {{remote_id}}" } else { "" }
         ),
     };
     let why = match place {
-        Place::Row { .. } if AUTH.contains(&name) || name.starts_with("auth.") => format!(
-            "{{{{{name}}}}} belongs to auth.login and auth.refresh: the credentials are never \
-             put into a user's request"
-        ),
+        Place::Row { .. } if name.starts_with("auth.") => ", which belongs to auth.login and \
+             auth.refresh: the credentials are never put into a user's request"
+            .to_string(),
         Place::Row { remote_id: false } if name == REMOTE_ID => {
             if at.ends_with("default") {
-                "a default is filled in before anything is sent, when no {{remote_id}} is known"
+                ", which a default cannot use: defaults are filled in before anything is sent"
                     .to_string()
             } else {
                 format!(
-                    "{at} is sent before the user's id is known; {{{{remote_id}}}} belongs to \
-                     the requests sent after it (requests.update)"
+                    ", which is not known when {at} is sent: it would name no user \
+                     (requests.update may use it)"
                 )
             }
         }
         Place::Login if columns.iter().any(|c| c == name) || name == REMOTE_ID => {
-            format!("{{{{{name}}}}} belongs to a user's request; a login has no row")
+            ", which belongs to a user's request: a login has no row".to_string()
         }
-        _ => match closest(name, &allowed) {
-            Some(near) => format!("{{{{{name}}}}} names nothing: did you mean {{{{{near}}}}}?"),
-            None => match name.split_once('.') {
-                Some((ns, _)) if ns != "auth" => format!(
-                    "{{{{{name}}}}} names nothing: there is no namespace {ns:?} (a placeholder \
-                     names a column, remote_id, auth.username or auth.password)"
+        _ => {
+            let nothing = match place {
+                Place::Login => ", which names nothing in a login",
+                Place::Row { .. } => ", which is not a column of this profile",
+            };
+            match (closest(name, &allowed), name.split_once('.')) {
+                (Some(near), _) => format!("{nothing}: did you mean {{{{{near}}}}}?"),
+                (None, Some((ns, _))) if ns != "auth" => format!(
+                    "{nothing}: there is no namespace {ns:?} (a placeholder names a column, \
+                     remote_id, auth.username or auth.password)"
                 ),
-                _ => format!("{{{{{name}}}}} names nothing"),
-            },
-        },
+                _ => nothing.to_string(),
+            }
+        }
     };
-    Some(format!("{at} uses {{{{{name}}}}}: {why}; {what}"))
+    Some(format!("{at} uses {{{{{name}}}}}{why}. {what}"))
 }
 
 /// The allowed name nearest `name` when it is close enough to be a typo: case and `_`/`-`
@@ -137,7 +152,7 @@ mod tests {
         let e = refusal("requests.create.body", row, "firstname_", &cols()).unwrap();
         assert!(e.contains("did you mean {{firstName}}?"), "{e}");
         let e = refusal("requests.create.body", row, "colum_typo", &cols()).unwrap();
-        assert!(e.contains("{{colum_typo}} names nothing"), "{e}");
+        assert!(e.contains("{{colum_typo}}, which is not a column"), "{e}");
         assert!(e.contains("userId, firstName, email"), "{e}");
         assert_eq!(refusal("requests.create.body", row, "email", &cols()), None);
     }
@@ -158,7 +173,14 @@ mod tests {
             None
         );
         let e = refusal("requests.create.path", create, "remote_id", &cols()).unwrap();
-        assert!(e.contains("before the user's id is known"), "{e}");
+        assert!(
+            e.contains("not known when requests.create.path is sent"),
+            "{e}"
+        );
+        assert_eq!(
+            refusal("requests.create.body", create.body(), "remote_id", &cols()),
+            None
+        );
         let e = refusal("requests.create.body", create, "auth.password", &cols()).unwrap();
         assert!(e.contains("never put into a user's request"), "{e}");
         let login = Place::of_request("auth.refresh");
