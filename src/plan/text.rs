@@ -181,16 +181,16 @@ fn mixed_scripts(key: &str) -> Option<String> {
 pub fn email_problem(text: &str, rule: EmailRule) -> Option<String> {
     let permissive = rule == EmailRule::Permissive;
     let Some((local, domain)) = text.rsplit_once('@') else {
-        return Some("has no @: write it as name@example.com".into());
+        return Some("it has no @: write it as name@example.com".into());
     };
     if local.is_empty() {
-        return Some("has nothing before the @: write it as name@example.com".into());
+        return Some("it has nothing before the @: write it as name@example.com".into());
     }
     if domain.is_empty() {
-        return Some("has no domain after the @: write it as name@example.com".into());
+        return Some("it has no domain after the @: write it as name@example.com".into());
     }
     if local.contains('@') {
-        return Some("has more than one @".into());
+        return Some("it has more than one @".into());
     }
     if let Some(why) = local_problem(local, permissive) {
         return Some(why);
@@ -253,7 +253,9 @@ fn char_name(c: char) -> String {
 
 fn domain_problem(domain: &str, permissive: bool) -> Option<String> {
     if domain.starts_with('[') {
-        return Some("has an IP address for a domain: write a domain name, as example.com".into());
+        return Some(
+            "it has an IP address for a domain: write a domain name, as example.com".into(),
+        );
     }
     let ascii: std::borrow::Cow<'_, str> = if domain.is_ascii() {
         domain.into()
