@@ -210,7 +210,7 @@ fn local_problem(local: &str, permissive: bool) -> Option<String> {
                 .into(),
         );
     }
-    if local.chars().count() > 64 {
+    if local.len() > 64 && local.chars().count() > 64 {
         return Some("the part before the @ is longer than 64 characters".into());
     }
     let bad = local.chars().find(|&c| {
@@ -279,13 +279,13 @@ fn domain_problem(domain: &str, permissive: bool) -> Option<String> {
     if ascii.len() > 253 {
         return Some("the domain is longer than 253 characters".into());
     }
-    let labels: Vec<&str> = ascii.split('.').collect();
-    if labels.len() < 2 {
+    // Checked for every row of a sheet: no allocation for an ASCII domain.
+    let Some((_, tld)) = ascii.rsplit_once('.') else {
         return Some(format!(
             "the domain {domain:?} has no dot: write the whole domain, like example.com"
         ));
-    }
-    for label in &labels {
+    };
+    for label in ascii.split('.') {
         if label.is_empty() {
             return Some(
                 "the domain may not begin or end with a dot, nor hold two dots in a row".into(),
@@ -308,7 +308,6 @@ fn domain_problem(domain: &str, permissive: bool) -> Option<String> {
             return Some("a part of the domain may not begin or end with a dash".into());
         }
     }
-    let tld = labels[labels.len() - 1];
     let punycode = tld.len() > 4 && tld[..4].eq_ignore_ascii_case("xn--");
     if !(punycode || (tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic()))) {
         return Some("the domain needs a top-level part of 2+ letters, like example.com".into());

@@ -187,4 +187,70 @@ mod tests {
         let e = refusal("auth.refresh.body", login, "userId", &cols()).unwrap();
         assert!(e.contains("a login has no row"), "{e}");
     }
+    /// Through the loader: each place a placeholder can sit is checked, and the message
+    /// names the key it sits in.
+    #[test]
+    fn the_loader_checks_every_place_a_placeholder_sits() {
+        let base = r#"
+name = "t"
+base_url_env = "U"
+key = "userId"
+[auth]
+type = "token-login"
+username_env = "A"
+password_env = "B"
+token_pointer = "/token"
+login = { method = "POST", path = "/login", body = { u = "{{auth.username}}" } }
+[requests.create]
+method = "POST"
+path = "/users"
+query = { tenant = "x" }
+headers = { X-Tenant = "x" }
+body = { id = "{{userId}}" }
+[[columns]]
+name = "userId"
+[[columns]]
+name = "firstName"
+default = "x"
+"#;
+        let load = |t: &str| super::super::Profile::parse(t, "t.toml", &|_| Ok("{}".into()));
+        assert!(load(base).is_ok());
+        for (from, to, says) in [
+            (
+                "{{auth.username}}",
+                "{{auth.usernme}}",
+                "auth.login.body uses {{auth.usernme}}",
+            ),
+            (
+                "path = \"/users\"",
+                "path = \"/u/{{usrId}}\"",
+                "requests.create.path uses",
+            ),
+            (
+                "tenant = \"x\"",
+                "tenant = \"{{usrId}}\"",
+                "requests.create.query.tenant",
+            ),
+            (
+                "X-Tenant = \"x\"",
+                "X-Tenant = \"{{usrId}}\"",
+                "requests.create.headers.X-Tenant",
+            ),
+            (
+                "default = \"x\"",
+                "default = \"{{usrId}}\"",
+                "column firstName: default uses",
+            ),
+            (
+                "id = \"{{userId}}\"",
+                "id = \"{{usrId}}\"",
+                "requests.create.body uses",
+            ),
+        ] {
+            let text = base.replacen(from, to, 1);
+            let e = load(&text).expect_err(to).to_string();
+            assert!(e.contains(says), "{to}: {e}");
+            assert!(e.contains("t.toml") && e.contains("did you mean"), "{e}");
+        }
+    }
 }
