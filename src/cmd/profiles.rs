@@ -1,5 +1,7 @@
 //! `enlist profiles`: list the built-in profiles, or print one to copy and adapt.
 
+use std::path::{Path, PathBuf};
+
 use clap::{Args, Subcommand};
 
 use crate::error::{exit, Error, Result};
@@ -19,6 +21,13 @@ pub enum ProfilesCommand {
     Show {
         /// The profile name.
         name: String,
+        /// Write NAME.toml and its body templates into this directory (made if missing) as
+        /// separate files, ready to edit and pass with --profile DIR/NAME.toml.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// With --out: replace files that are already there.
+        #[arg(long, requires = "out")]
+        force: bool,
     },
 }
 
@@ -38,15 +47,26 @@ pub fn run(args: ProfilesArgs) -> Result<u8> {
                     p.base_url_env
                 ));
             }
-            t.push_str("\n`enlist profiles show NAME` prints one; save it with its body templates and pass --profile ./file.toml\n");
+            t.push_str("\n`enlist profiles show NAME` prints one; `--out DIR` writes it with its body templates to edit, then pass --profile DIR/NAME.toml\n");
             out(&t)?;
         }
-        Some(ProfilesCommand::Show { name }) => {
+        Some(ProfilesCommand::Show {
+            name,
+            out: out_dir,
+            force,
+        }) => {
             let Some((toml, bodies)) = profile::builtin_source(&name) else {
                 return Err(Error::Usage(format!(
                     "no built-in profile {name:?}; `enlist profiles` lists them"
                 )));
             };
+            if let Some(dir) = out_dir {
+                let toml_file = format!("{name}.toml");
+                let files: Vec<(&str, &str)> = std::iter::once((toml_file.as_str(), toml))
+                    .chain(bodies)
+                    .collect();
+                return write_out(&dir, &name, &files, force);
+            }
             let mut t = format!("# ---- {name}.toml\n{toml}");
             for (file, body) in bodies {
                 t.push_str(&format!(
@@ -56,5 +76,34 @@ pub fn run(args: ProfilesArgs) -> Result<u8> {
             out(&t)?;
         }
     }
+    Ok(exit::OK)
+}
+
+/// Writes a profile's files into `dir`. Without `force`, a file already there is refused
+/// before anything is written, so a half-replaced copy never mixes two versions.
+fn write_out(dir: &Path, name: &str, files: &[(&str, &str)], force: bool) -> Result<u8> {
+    if !force {
+        if let Some((f, _)) = files.iter().find(|(f, _)| dir.join(f).exists()) {
+            return Err(Error::Usage(format!(
+                "{} already exists: edit it, write elsewhere with --out, or pass --force to \
+                 replace it",
+                dir.join(f).display()
+            )));
+        }
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::input(dir, format!("cannot make the directory: {e}")))?;
+    let mut written = Vec::new();
+    for (f, text) in files {
+        let path = dir.join(f);
+        std::fs::write(&path, text)
+            .map_err(|e| Error::input(&path, format!("cannot write the file: {e}")))?;
+        written.push(path.display().to_string());
+    }
+    out(&format!(
+        "wrote {}\nedit them, then: enlist check SHEET --profile {}\n",
+        written.join(", "),
+        dir.join(format!("{name}.toml")).display()
+    ))?;
     Ok(exit::OK)
 }

@@ -11,6 +11,8 @@
 use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
 use unicode_script::{Script, UnicodeScript};
 
+use crate::profile::EmailRule;
+
 /// Invisible or layout-changing characters, with the names a person can search for.
 const NAMED: &[(char, &str)] = &[
     ('\u{00A0}', "NO-BREAK SPACE"),
@@ -167,6 +169,152 @@ fn mixed_scripts(key: &str) -> Option<String> {
     None
 }
 
+/// Why `text` is not an email address under `rule`, in words that say what to write
+/// instead; `None` when it is one.
+///
+/// Strict (the default) takes what every mail server takes: an RFC 5322 dot-atom of ASCII
+/// before the `@`, and a dotted domain of letter-digit-dash labels after it, ending in a
+/// top-level part of 2+ letters (or an IDN one written as punycode, `xn--p1ai`). Permissive
+/// is SMTPUTF8 (RFC 6531): UTF-8 letters before the `@` and an international domain, which
+/// is held to the same rules once converted to punycode. Quoted local parts and IP-address
+/// domains are refused by both: they are valid in RFC 5322 and refused by most user APIs.
+pub fn email_problem(text: &str, rule: EmailRule) -> Option<String> {
+    let permissive = rule == EmailRule::Permissive;
+    let Some((local, domain)) = text.rsplit_once('@') else {
+        return Some("it has no @: write it as name@example.com".into());
+    };
+    if local.is_empty() {
+        return Some("it has nothing before the @: write it as name@example.com".into());
+    }
+    if domain.is_empty() {
+        return Some("it has no domain after the @: write it as name@example.com".into());
+    }
+    if local.contains('@') {
+        return Some("it has more than one @".into());
+    }
+    if let Some(why) = local_problem(local, permissive) {
+        return Some(why);
+    }
+    domain_problem(domain, permissive)
+}
+
+/// RFC 5322 `atext` in ASCII: what a dot-atom may hold besides dots.
+fn atext(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c)
+}
+
+fn local_problem(local: &str, permissive: bool) -> Option<String> {
+    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return Some(
+            "the part before the @ may not begin or end with a dot, nor hold two dots in a row"
+                .into(),
+        );
+    }
+    if local.len() > 64 && local.chars().count() > 64 {
+        return Some("the part before the @ is longer than 64 characters".into());
+    }
+    let bad = local.chars().find(|&c| {
+        !(atext(c)
+            || c == '.'
+            || (permissive
+                && !c.is_ascii()
+                && !c.is_whitespace()
+                && !c.is_control()
+                && !invisible(c)))
+    })?;
+    Some(
+        if !bad.is_ascii() && !invisible(bad) && !bad.is_whitespace() {
+            format!(
+            "the part before the @ holds {bad:?}, which is not ASCII and which most mail              servers refuse: write it in ASCII letters (the profile's email = \"permissive\" \
+             accepts it for a target that takes SMTPUTF8 addresses)"
+        )
+        } else if bad == '"' {
+            "the part before the @ is quoted: write the address without quotes".into()
+        } else {
+            format!(
+                "the part before the @ holds {}, which an address may not hold: use letters, \
+             digits, dots and !#$%&'*+/=?^_`{{|}}~-",
+                char_name(bad)
+            )
+        },
+    )
+}
+
+/// A character as a person can find it: `' '` for a space, `U+00A0 NO-BREAK SPACE`.
+fn char_name(c: char) -> String {
+    if c == ' ' {
+        "a space".into()
+    } else if invisible(c) {
+        name(c)
+    } else {
+        format!("{c:?}")
+    }
+}
+
+fn domain_problem(domain: &str, permissive: bool) -> Option<String> {
+    if domain.starts_with('[') {
+        return Some(
+            "it has an IP address for a domain: write a domain name, as example.com".into(),
+        );
+    }
+    let ascii: std::borrow::Cow<'_, str> = if domain.is_ascii() {
+        domain.into()
+    } else {
+        let puny = match url::Host::parse(domain) {
+            Ok(url::Host::Domain(d)) => d,
+            _ => {
+                return Some(format!(
+                    "the domain {domain:?} is not a domain name: write it as example.com"
+                ))
+            }
+        };
+        if !permissive {
+            return Some(format!(
+                "the domain {domain:?} is not ASCII: write it as punycode, {puny:?} (the \
+                 profile's email = \"permissive\" accepts it as written)"
+            ));
+        }
+        puny.into()
+    };
+    if ascii.len() > 253 {
+        return Some("the domain is longer than 253 characters".into());
+    }
+    // Checked for every row of a sheet: no allocation for an ASCII domain.
+    let Some((_, tld)) = ascii.rsplit_once('.') else {
+        return Some(format!(
+            "the domain {domain:?} has no dot: write the whole domain, like example.com"
+        ));
+    };
+    for label in ascii.split('.') {
+        if label.is_empty() {
+            return Some(
+                "the domain may not begin or end with a dot, nor hold two dots in a row".into(),
+            );
+        }
+        if label.len() > 63 {
+            return Some("a part of the domain is longer than 63 characters".into());
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+        {
+            return Some(format!(
+                "the domain holds {}, which a domain name may not hold: use letters, digits, \
+                 dashes and dots",
+                char_name(c)
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Some("a part of the domain may not begin or end with a dash".into());
+        }
+    }
+    let punycode = tld.len() > 4 && tld[..4].eq_ignore_ascii_case("xn--");
+    if !(punycode || (tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic()))) {
+        return Some("the domain needs a top-level part of 2+ letters, like example.com".into());
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +365,62 @@ mod tests {
             e.contains("RIGHT-TO-LEFT OVERRIDE,") && !e.contains("pass"),
             "{e}"
         );
+    }
+    #[test]
+    fn strict_email_takes_what_every_server_takes() {
+        let strict = |t: &str| email_problem(t, EmailRule::Strict);
+        for ok in [
+            "a@b.co",
+            "john.smith+tag@mail.acme-corp.example",
+            "o'neil@x.org",
+            "x@xn--exmple-cua.com",
+            "x@example.xn--p1ai",
+            "A_B@EXAMPLE.COM",
+        ] {
+            assert_eq!(strict(ok), None, "{ok}");
+        }
+        for (bad, says) in [
+            ("x@ex\u{e4}mple.com", "punycode, \"xn--exmple-cua.com\""),
+            (
+                "x@example.c",
+                "top-level part of 2+ letters, like example.com",
+            ),
+            ("x@example.123", "top-level part of 2+ letters"),
+            ("z\u{f6}e@example.com", "holds '\u{f6}', which is not ASCII"),
+            ("a@b", "has no dot"),
+            ("a..b@c.de", "two dots in a row"),
+            (".a@b.de", "begin or end with a dot"),
+            ("a@-b.de", "begin or end with a dash"),
+            ("a@b_c.de", "holds '_'"),
+            ("a b@c.de", "holds a space"),
+            ("@b.de", "nothing before the @"),
+            ("a@", "no domain after the @"),
+            ("ab.de", "has no @"),
+            ("a@@b.de", "more than one @"),
+            ("\"q\"@b.de", "quoted"),
+            ("a@b..de", "two dots in a row"),
+            ("a@[10.0.0.1]", "IP address"),
+            ("a\u{200b}b@c.de", "U+200B ZERO WIDTH SPACE"),
+        ] {
+            let why = strict(bad).unwrap_or_else(|| panic!("{bad} was taken"));
+            assert!(why.contains(says), "{bad}: {why}");
+        }
+    }
+
+    #[test]
+    fn permissive_email_takes_utf8_but_no_more() {
+        let permissive = |t: &str| email_problem(t, EmailRule::Permissive);
+        for ok in ["z\u{f6}e@ex\u{e4}mple.com", "\u{43b}\u{435}\u{43d}\u{430}@\u{43f}\u{440}\u{438}\u{43c}\u{435}\u{440}.\u{440}\u{444}", "a@b.co"] {
+            assert_eq!(permissive(ok), None, "{ok}");
+        }
+        for bad in [
+            "x@example.c",
+            "a b@c.de",
+            "a\u{200b}b@c.de",
+            "a@b",
+            "a..b@c.de",
+        ] {
+            assert!(permissive(bad).is_some(), "{bad}");
+        }
     }
 }

@@ -10,6 +10,7 @@
 //! columns, requests exist for the default mode) so that a mistake in a profile is found
 //! before the first row is read.
 
+mod names;
 mod raw;
 pub mod template;
 
@@ -20,7 +21,9 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use raw::{RawAuth, RawBody, RawColumn, RawProfile, RawRequest, RawRequests, RawStep};
+use raw::{
+    RawAuth, RawBody, RawColumn, RawEmail, RawProfile, RawRequest, RawRequests, RawStep,
+};
 pub use template::Template;
 
 /// The built-in profiles: (name, TOML, [(body file name, JSON)]).
@@ -160,8 +163,8 @@ pub struct Column {
     pub pattern_hint: Option<String>,
     pub min_length: Option<usize>,
     pub max_length: Option<usize>,
-    /// The value must be an email address.
-    pub email: bool,
+    /// The value must be an email address, under this rule.
+    pub email: Option<EmailRule>,
     /// The value must be one of these (matched ignoring case; the canonical spelling is sent).
     pub one_of: Vec<String>,
     /// A password or token: masked in every output.
@@ -214,6 +217,16 @@ pub enum Semantics {
     Replace,
 }
 
+/// Which addresses an email column takes (see [`crate::plan::text::email_problem`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailRule {
+    /// ASCII before the `@`, a dotted ASCII domain with a top-level part of 2+ letters
+    /// (`email = true` or `email = "strict"`).
+    Strict,
+    /// SMTPUTF8: UTF-8 before the `@` and an international domain (`email = "permissive"`).
+    Permissive,
+}
+
 /// A column's `pattern`: as written, and compiled to match the whole text.
 #[derive(Debug, Clone)]
 pub struct Pattern {
@@ -234,8 +247,10 @@ impl Column {
         } else if self.required_on_create {
             r.push("required to create".into());
         }
-        if self.email {
-            r.push("email address".into());
+        match self.email {
+            Some(EmailRule::Strict) => r.push("email address".into()),
+            Some(EmailRule::Permissive) => r.push("email address (UTF-8 allowed)".into()),
+            None => {}
         }
         match (self.min_length, self.max_length) {
             (Some(a), Some(b)) => r.push(format!("{a} to {b} characters")),
@@ -700,19 +715,15 @@ impl Load<'_> {
         template::Text::with_slots(s, &|n| self.slot(n))
     }
 
-    /// Refuses a placeholder that names nothing a row has.
-    fn check_names(&self, what: &str, names: Vec<String>) -> Result<()> {
-        for n in names {
-            let ok = self.known.contains(&n) || n == "remote_id" || n.starts_with("auth.");
-            if !ok {
-                return Err(self.err(format!(
-                    "{what} uses {{{{{n}}}}}, which is not a column of this profile; the \
-                     columns are: {}",
-                    self.known.join(", ")
-                )));
-            }
+    /// Refuses a placeholder that names nothing where it sits (see [`names`]).
+    fn check_names(&self, what: &str, place: names::Place, found: Vec<String>) -> Result<()> {
+        match found
+            .iter()
+            .find_map(|n| names::refusal(what, place, n, &self.known))
+        {
+            Some(why) => Err(self.err(why)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Refuses a JSON pointer that cannot point anywhere.
@@ -870,10 +881,25 @@ impl Load<'_> {
                 key("empty")
             )));
         }
+        let email = match &c.email {
+            RawEmail::On(false) => None,
+            RawEmail::On(true) => Some(EmailRule::Strict),
+            RawEmail::Rule(r) if r == "strict" => Some(EmailRule::Strict),
+            RawEmail::Rule(r) if r == "permissive" => Some(EmailRule::Permissive),
+            RawEmail::Rule(r) => {
+                return Err(self.err(format!(
+                    "{} = {r:?} is not an email rule: write email = true (or \"strict\": ASCII \
+                     addresses, what every mail server takes) or email = \"permissive\" \
+                     (UTF-8 addresses, for a target that takes SMTPUTF8)",
+                    key("email")
+                )))
+            }
+        };
         let default = match c.default {
             None => None,
             Some(d) => {
-                self.check_names(&key("default"), template::placeholders(&d))?;
+                let place = names::Place::Row { remote_id: false };
+                self.check_names(&key("default"), place, template::placeholders(&d))?;
                 Some(self.text(&d))
             }
         };
@@ -887,7 +913,7 @@ impl Load<'_> {
             pattern_hint: c.pattern_hint,
             min_length: c.min_length,
             max_length: c.max_length,
-            email: c.email,
+            email,
             one_of: c.one_of,
             secret: c.secret,
             default,
@@ -994,11 +1020,14 @@ impl Load<'_> {
             )));
         }
         let remote_id_header = self.remote_id_header(at, create, &s)?;
-        let mut names = template::placeholders(&s.path);
-        for v in s.query.values().chain(s.headers.values()) {
-            names.extend(template::placeholders(v));
+        let place = names::Place::of_request(at);
+        self.check_names(&key("path"), place, template::placeholders(&s.path))?;
+        for (k, m) in [("query", &s.query), ("headers", &s.headers)] {
+            for (name, v) in m {
+                let at = format!("{at}.{k}.{name}");
+                self.check_names(&at, place, template::placeholders(v))?;
+            }
         }
-        self.check_names(at, names)?;
         for name in s.headers.keys() {
             self.header_name(&key("headers"), name)?;
         }
@@ -1061,7 +1090,7 @@ impl Load<'_> {
             Some(b) => {
                 let mut t = Template::compile(&b);
                 t.resolve(&|n| self.slot(n));
-                self.check_names(&format!("{at} body"), t.names())?;
+                self.check_names(&key("body"), place.body(), t.names())?;
                 Some(t)
             }
         };
@@ -1257,7 +1286,7 @@ impl Load<'_> {
                 let learns = requests
                     .create
                     .as_ref()
-                    .is_some_and(|c| c.remote_id.is_some())
+                    .is_some_and(|c| c.remote_id.is_some() || c.remote_id_header.is_some())
                     || requests
                         .lookup
                         .as_ref()

@@ -83,7 +83,7 @@ pub(super) struct RawColumn {
     #[serde(default)]
     pub max_length: Option<usize>,
     #[serde(default)]
-    pub email: bool,
+    pub email: RawEmail,
     #[serde(default)]
     pub one_of: Vec<String>,
     #[serde(default)]
@@ -227,4 +227,18 @@ pub(super) struct RawStep {
     pub conflict: Vec<u16>,
     #[serde(default)]
     pub not_found: Vec<u16>,
+}
+
+/// A column's `email`: `true` (the strict rule), `false`, or a rule's name.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawEmail {
+    On(bool),
+    Rule(String),
+}
+
+impl Default for RawEmail {
+    fn default() -> RawEmail {
+        RawEmail::On(false)
+    }
 }
