@@ -86,6 +86,7 @@ pub(super) fn render(p: &Profile, values: &[Option<Value>], json: &RowJson) -> V
         hide: None,
         mask,
         remote_id: true,
+        rules: true,
     };
     let (plain, masked) = (scope(false), scope(true));
     let filled = |c: usize| !matches!(values.get(c), None | Some(None) | Some(Some(Value::Null)));
