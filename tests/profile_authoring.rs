@@ -413,6 +413,7 @@ mod doc_reference {
             "columns" => "## `[[columns]]`",
             "requests" | "auth.login" | "auth.refresh" => "## Requests",
             t if t.starts_with("requests.") => "## Requests",
+            "steps" => "## `[[steps]]`",
             _ => return None,
         })
     }

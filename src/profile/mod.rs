@@ -21,9 +21,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use raw::{
-    RawAuth, RawBody, RawColumn, RawEmail, RawProfile, RawRequest, RawRequests, RawStep,
-};
+use raw::{RawAuth, RawBody, RawColumn, RawEmail, RawProfile, RawRequest, RawRequests, RawStep};
 pub use template::Template;
 
 /// The built-in profiles: (name, TOML, [(body file name, JSON)]).
