@@ -1172,27 +1172,6 @@ impl Load<'_> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_location_gives_its_id_percent_decoded() {
-        let h = RemoteIdHeader {
-            name: reqwest::header::LOCATION,
-            pattern: Regex::new("/users/([^/?]+)/?(?:\\?.*)?$").expect("pattern"),
-        };
-        assert_eq!(
-            h.id_in("https://api.example/v1/users/a%40b.example")
-                .as_deref(),
-            Some("a@b.example")
-        );
-        assert_eq!(h.id_in("/users/42/?x=1").as_deref(), Some("42"));
-        assert_eq!(h.id_in("/groups/42"), None);
-        assert_eq!(h.id_in("/users/%FF"), None, "not UTF-8 once decoded");
-    }
-}
-
 impl Load<'_> {
     /// Compiles `[[steps]]`, refusing what cannot work: an unknown `after`, a `when` or
     /// `for_each` that names no column (or a column that is not a list), `{{item}}` outside
@@ -1350,5 +1329,26 @@ impl Load<'_> {
 
     fn key_index(&self) -> usize {
         self.slot(&self.key).unwrap_or(usize::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_location_gives_its_id_percent_decoded() {
+        let h = RemoteIdHeader {
+            name: reqwest::header::LOCATION,
+            pattern: Regex::new("/users/([^/?]+)/?(?:\\?.*)?$").expect("pattern"),
+        };
+        assert_eq!(
+            h.id_in("https://api.example/v1/users/a%40b.example")
+                .as_deref(),
+            Some("a@b.example")
+        );
+        assert_eq!(h.id_in("/users/42/?x=1").as_deref(), Some("42"));
+        assert_eq!(h.id_in("/groups/42"), None);
+        assert_eq!(h.id_in("/users/%FF"), None, "not UTF-8 once decoded");
     }
 }
