@@ -6,7 +6,6 @@
 //! "taken" and "invalid", and can fail a create with a 500 after applying it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path as UrlPath, Query, State};
@@ -19,24 +18,7 @@ use serde_json::{json, Value};
 use enlist::profile::Profile;
 use enlist::sandbox::{self, SandboxConfig, SandboxKind};
 
-use crate::workdir::{run_bin, Run, Workdir};
-
-/// The outcome lines of a JSON lines report, by key.
-fn outcomes(path: &Path) -> BTreeMap<String, Value> {
-    let text = std::fs::read_to_string(path).expect("read report");
-    text.lines()
-        .map(|l| serde_json::from_str::<Value>(l).expect("report line is JSON"))
-        .filter(|v| v.get("summary").is_none())
-        .map(|v| (v["key"].as_str().unwrap_or("").to_string(), v))
-        .collect()
-}
-
-fn status(outs: &BTreeMap<String, Value>, key: &str) -> String {
-    outs.get(key)
-        .and_then(|o| o["status"].as_str())
-        .unwrap_or("(no outcome)")
-        .to_string()
-}
+use crate::workdir::{outcomes, run_bin, status, Run, Workdir};
 
 fn message(outs: &BTreeMap<String, Value>, key: &str) -> String {
     outs.get(key)

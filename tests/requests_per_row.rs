@@ -3,7 +3,6 @@
 //! Counted by the embedded SCIM sandbox (which needs no login, so every request it counts
 //! is a row's).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use serde_json::Value;
 
 use enlist::sandbox::{start, RunningSandbox, SandboxConfig, SandboxKind};
 
-use crate::workdir::{counted, user_names_once};
+use crate::workdir::{counted, outcomes, user_names_once};
 use crate::workdir::{Run, Workdir};
 
 async fn scim() -> Arc<RunningSandbox> {
@@ -95,16 +94,6 @@ async fn measured(sb: &RunningSandbox, wd: &Arc<Workdir>, extra: &[&str]) -> (Ru
     let r = run(wd, &sb.base_url(), extra).await;
     let after = sb.stats();
     (r, Cost { before, after })
-}
-
-/// The outcomes of a JSON lines report, by key.
-fn outcomes(wd: &Workdir, name: &str) -> BTreeMap<String, Value> {
-    wd.read(name)
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line"))
-        .filter(|v| v.get("summary").is_none())
-        .map(|v| (v["key"].as_str().unwrap_or("").to_string(), v))
-        .collect()
 }
 
 const NEW: usize = 300;
@@ -211,7 +200,7 @@ async fn a_user_deleted_between_runs_is_created_again() {
     wd.write("users.csv", sheet(0..20, "b"));
     let (r, cost) = measured(&sb, &wd, &["--report", "out.jsonl"]).await;
     r.expect_code(0);
-    let outs = outcomes(&wd, "out.jsonl");
+    let outs = outcomes(&wd.path("out.jsonl"));
     assert_eq!(outs["user7@example.com"]["status"], "created");
     assert_ne!(outs["user7@example.com"]["remote_id"], id.as_str());
     assert_eq!(outs["user3@example.com"]["status"], "updated");
@@ -363,7 +352,7 @@ async fn create_first_is_safe_on_every_built_in_profile_that_upserts() {
         // The samples' deliberate mistakes make both runs exit 1.
         let first = run_as("first", "first.jsonl").await.expect("join");
         assert_eq!(first.status.code(), Some(1), "{kind:?}");
-        let created: Vec<String> = outcomes(&wd, "first.jsonl")
+        let created: Vec<String> = outcomes(&wd.path("first.jsonl"))
             .into_iter()
             .filter(|(_, o)| o["status"] == "created")
             .map(|(k, _)| k)
@@ -373,7 +362,7 @@ async fn create_first_is_safe_on_every_built_in_profile_that_upserts() {
         let before = sb.stats();
         let again = run_as("again", "again.jsonl").await.expect("join");
         assert_eq!(again.status.code(), Some(1), "{kind:?}");
-        let outs = outcomes(&wd, "again.jsonl");
+        let outs = outcomes(&wd.path("again.jsonl"));
         for k in &created {
             assert_eq!(outs[k]["status"], "updated", "{kind:?} {k}: {}", outs[k]);
         }
@@ -457,7 +446,7 @@ async fn a_create_refused_for_another_reason_looks_before_failing_the_row() {
         .await
         .expect("join")
         .expect_code(1);
-    let created: Vec<String> = outcomes(&wd, "first.jsonl")
+    let created: Vec<String> = outcomes(&wd.path("first.jsonl"))
         .into_iter()
         .filter(|(_, o)| o["status"] == "created")
         .map(|(k, _)| k)
@@ -468,7 +457,7 @@ async fn a_create_refused_for_another_reason_looks_before_failing_the_row() {
         .await
         .expect("join")
         .expect_code(1);
-    let outs = outcomes(&wd, "again.jsonl");
+    let outs = outcomes(&wd.path("again.jsonl"));
     for k in &created {
         assert_eq!(outs[k]["status"], "updated", "{k}: {}", outs[k]);
     }

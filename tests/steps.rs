@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use enlist::sandbox::{start, RunningSandbox, SandboxConfig, SandboxKind};
 
-use crate::workdir::{counted, run_bin, user_names_once, Run, Workdir};
+use crate::workdir::{counted, outcomes, run_bin, user_names_once, Run, Workdir};
 
 async fn sandbox(kind: SandboxKind) -> RunningSandbox {
     start(SandboxConfig {
@@ -105,16 +105,6 @@ fn requests(before: &Value, after: &Value) -> u64 {
     after["requests"].as_u64().unwrap_or(0) - before["requests"].as_u64().unwrap_or(0)
 }
 
-/// The outcomes of a JSON lines report, by key.
-fn outcomes(wd: &Workdir, name: &str) -> BTreeMap<String, Value> {
-    wd.read(name)
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line"))
-        .filter(|v| v.get("summary").is_none())
-        .map(|v| (v["key"].as_str().unwrap_or("").to_string(), v))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_users_land_in_their_groups() {
     let sb = sandbox(SandboxKind::Scim).await;
@@ -144,7 +134,7 @@ async fn thirty_users_land_in_their_groups() {
     }
     assert_eq!(m["staff"].len(), 30);
     assert_eq!(m["finance"].len(), 0);
-    let outs = outcomes(&wd, "first.jsonl");
+    let outs = outcomes(&wd.path("first.jsonl"));
     assert!(
         outs["u1@example.com"]["message"]
             .as_str()
@@ -175,7 +165,7 @@ async fn a_failed_step_names_its_group_and_a_rerun_sends_only_what_is_missing() 
     wd.write("users.csv", scim_sheet(30, first));
     let (r, ..) = run(&wd, &sb, "scim", "first.jsonl").await;
     r.expect_code(1);
-    let outs = outcomes(&wd, "first.jsonl");
+    let outs = outcomes(&wd.path("first.jsonl"));
     let bad = &outs["u7@example.com"];
     assert_eq!(bad["status"], "failed", "{bad}");
     assert_eq!(bad["row"], 9, "{bad}");

@@ -8,14 +8,12 @@
 //! --put replace`) and whose create answers `201` + `Location` only with `create_location`
 //! (`--create-answer location`).
 
-use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde_json::{json, Value};
 
 use enlist::sandbox::{self, RunningSandbox, SandboxConfig, SandboxKind};
 
-use crate::workdir::{counted, run_bin, Run, Workdir};
+use crate::workdir::{counted, outcomes, run_bin, status, Run, Workdir};
 
 const BODY: &str = r#"{
   "email": "{{email}}",
@@ -130,23 +128,6 @@ async fn run(wd: &Workdir, base: &str, sheet: &str, report: &str, extra: &[&str]
     ];
     args.extend_from_slice(extra);
     run_bin(wd, &args, &ENV).await
-}
-
-/// The outcome lines of a JSON lines report, by key.
-fn outcomes(path: &Path) -> BTreeMap<String, Value> {
-    let text = std::fs::read_to_string(path).expect("read report");
-    text.lines()
-        .map(|l| serde_json::from_str::<Value>(l).expect("report line is JSON"))
-        .filter(|v| v.get("summary").is_none())
-        .map(|v| (v["key"].as_str().unwrap_or("").to_string(), v))
-        .collect()
-}
-
-fn status(outs: &BTreeMap<String, Value>, key: &str) -> String {
-    outs.get(key)
-        .and_then(|o| o["status"].as_str())
-        .unwrap_or("(no outcome)")
-        .to_string()
 }
 
 /// The stored user with this email.

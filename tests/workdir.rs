@@ -138,3 +138,21 @@ pub async fn run_bin(wd: &Workdir, args: &[&str], env: &[(&str, &str)]) -> Run {
         .expect("join");
     Run { output }
 }
+
+/// The outcome lines of a JSON lines report, by key.
+pub fn outcomes(path: &Path) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let text = std::fs::read_to_string(path).expect("read report");
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("report line is JSON"))
+        .filter(|v| v.get("summary").is_none())
+        .map(|v| (v["key"].as_str().unwrap_or("").to_string(), v))
+        .collect()
+}
+
+/// The status of `key` in [`outcomes`], or "(no outcome)".
+pub fn status(outs: &std::collections::BTreeMap<String, serde_json::Value>, key: &str) -> String {
+    outs.get(key)
+        .and_then(|o| o["status"].as_str())
+        .unwrap_or("(no outcome)")
+        .to_string()
+}

@@ -502,6 +502,36 @@ fn apply_op(attrs: &mut Map<String, Value>, op: &Value) -> Result<(), Response> 
     Ok(())
 }
 
+/// The `Operations` of a PatchOp body, or the SCIM error that refuses the request (a
+/// content type, JSON, schema or Operations that is not a PatchOp's).
+fn patch_ops(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Value>, Response> {
+    check_content_type(headers)?;
+    let body = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => m,
+        Ok(_) => {
+            return Err(bad(
+                "invalidSyntax",
+                "The request body must be a JSON object",
+            ))
+        }
+        Err(e) => return Err(bad("invalidSyntax", &format!("Malformed JSON: {e}"))),
+    };
+    let is_patch = body
+        .get("schemas")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|s| s.as_str() == Some(PATCH_SCHEMA)));
+    if !is_patch {
+        return Err(bad(
+            "invalidSyntax",
+            &format!("schemas must contain {PATCH_SCHEMA}"),
+        ));
+    }
+    match body.get("Operations").and_then(Value::as_array) {
+        Some(ops) => Ok(ops.clone()),
+        None => Err(bad("invalidSyntax", "Operations must be an array")),
+    }
+}
+
 /// `PATCH /Users/{id}` with a PatchOp body → 200 with the resource.
 async fn patch(
     State(app): State<Arc<App>>,
@@ -509,27 +539,11 @@ async fn patch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = check_content_type(&headers) {
-        return r;
-    }
-    let body = match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Object(m)) => m,
-        Ok(_) => return bad("invalidSyntax", "The request body must be a JSON object"),
-        Err(e) => return bad("invalidSyntax", &format!("Malformed JSON: {e}")),
+    let ops = match patch_ops(&headers, &body) {
+        Ok(ops) => ops,
+        Err(r) => return r,
     };
-    let is_patch = body
-        .get("schemas")
-        .and_then(Value::as_array)
-        .is_some_and(|a| a.iter().any(|s| s.as_str() == Some(PATCH_SCHEMA)));
-    let Some(ops) = body.get("Operations").and_then(Value::as_array) else {
-        return bad("invalidSyntax", "Operations must be an array");
-    };
-    if !is_patch {
-        return bad(
-            "invalidSyntax",
-            &format!("schemas must contain {PATCH_SCHEMA}"),
-        );
-    }
+    let ops = &ops;
     let mut store = lock(&app.store);
     let Some(record) = find(&mut store.records, &id) else {
         return not_found(&id);
@@ -700,27 +714,11 @@ async fn patch_group(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = check_content_type(&headers) {
-        return r;
-    }
-    let body = match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Object(m)) => m,
-        Ok(_) => return bad("invalidSyntax", "The request body must be a JSON object"),
-        Err(e) => return bad("invalidSyntax", &format!("Malformed JSON: {e}")),
+    let ops = match patch_ops(&headers, &body) {
+        Ok(ops) => ops,
+        Err(r) => return r,
     };
-    let is_patch = body
-        .get("schemas")
-        .and_then(Value::as_array)
-        .is_some_and(|a| a.iter().any(|s| s.as_str() == Some(PATCH_SCHEMA)));
-    if !is_patch {
-        return bad(
-            "invalidSyntax",
-            &format!("schemas must contain {PATCH_SCHEMA}"),
-        );
-    }
-    let Some(ops) = body.get("Operations").and_then(Value::as_array) else {
-        return bad("invalidSyntax", "Operations must be an array");
-    };
+    let ops = &ops;
     let mut store = lock(&app.store);
     let Some(gi) = store.groups.iter().position(|g| group_id(g) == id) else {
         return not_found(&id);

@@ -84,21 +84,23 @@ fn ok(user: Value, started: Instant) -> Response {
     )
 }
 
+/// The fields a user may carry, with their types.
+const TYPES: [(&str, Ty); 6] = [
+    ("email", Ty::Str),
+    ("password", Ty::Str),
+    ("name", Ty::Str),
+    ("custom_data", Ty::ObjOrNull),
+    ("applications", Ty::StrArr),
+    ("groups", Ty::StrArr),
+];
+
 async fn create(State(app): State<Arc<App>>, body: Bytes) -> Response {
     let started = Instant::now();
     let body = match parse_object(&body) {
         Ok(b) => b,
         Err(m) => return err(StatusCode::BAD_REQUEST, &m),
     };
-    let types = [
-        ("email", Ty::Str),
-        ("password", Ty::Str),
-        ("name", Ty::Str),
-        ("custom_data", Ty::ObjOrNull),
-        ("applications", Ty::StrArr),
-        ("groups", Ty::StrArr),
-    ];
-    if let Err(m) = check_fields(&body, &["email", "password", "name"], &types) {
+    if let Err(m) = check_fields(&body, &["email", "password", "name"], &TYPES) {
         return err(StatusCode::BAD_REQUEST, &m);
     }
     let email = body.get("email").and_then(Value::as_str).unwrap_or("");
@@ -188,21 +190,13 @@ async fn replace(State(app): State<Arc<App>>, Path(id): Path<String>, body: Byte
         Ok(b) => b,
         Err(m) => return err(StatusCode::BAD_REQUEST, &m),
     };
-    let types = [
-        ("email", Ty::Str),
-        ("password", Ty::Str),
-        ("name", Ty::Str),
-        ("custom_data", Ty::ObjOrNull),
-        ("applications", Ty::StrArr),
-        ("groups", Ty::StrArr),
-    ];
     let replace = app.cfg.put_replace;
     let required: &[&str] = if replace {
         &["email", "name", "groups"]
     } else {
         &[]
     };
-    if let Err(m) = check_fields(&body, required, &types) {
+    if let Err(m) = check_fields(&body, required, &TYPES) {
         return err(StatusCode::BAD_REQUEST, &m);
     }
     let email = body.get("email").and_then(Value::as_str);
