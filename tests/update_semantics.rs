@@ -8,7 +8,6 @@
 //! --put replace`) and whose create answers `201` + `Location` only with `create_location`
 //! (`--create-answer location`).
 
-
 use serde_json::{json, Value};
 
 use enlist::sandbox::{self, RunningSandbox, SandboxConfig, SandboxKind};
