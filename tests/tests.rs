@@ -13,6 +13,7 @@ mod nightly;
 mod profile_load;
 mod reader;
 mod real;
+mod real_more;
 mod report;
 mod requests_per_row;
 mod run;
