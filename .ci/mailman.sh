@@ -15,7 +15,8 @@ case "$cmd" in
     t0=$SECONDS
     if [ ! -x "$BASE/mm/bin/mailman" ]; then
       python3 -m venv "$BASE/mm"
-      "$BASE/mm/bin/pip" install -q "mailman==$VERSION"
+      # Mailman 3.3.10's user list fails (500) on SQLAlchemy 2.1.
+      "$BASE/mm/bin/pip" install -q "mailman==$VERSION" 'sqlalchemy<2.1'
     fi
     echo "mailman: installed in $(( SECONDS - t0 )) s"
     ;;
