@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::workdir::Workdir;
 
 /// The server's base URL from `var`, or `None` (skip) when the servers were not started.
-fn server(var: &str) -> Option<String> {
+pub(crate) fn server(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Some(v),
         _ => {
@@ -27,7 +27,7 @@ fn server(var: &str) -> Option<String> {
 }
 
 /// A prefix unique to this test run, so reruns against the same server do not collide.
-fn nonce() -> String {
+pub(crate) fn nonce() -> String {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros())
@@ -304,7 +304,7 @@ fn pocketbase_with_its_rate_limiter_on_gets_every_user_exactly_once() {
 }
 
 /// reqwest is built without a crypto provider of its own (enlist brings ring).
-fn blocking_client() -> reqwest::blocking::Client {
+pub(crate) fn blocking_client() -> reqwest::blocking::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::blocking::Client::new()
 }

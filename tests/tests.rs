@@ -14,6 +14,7 @@ mod profile_authoring;
 mod profile_load;
 mod reader;
 mod real;
+mod real_more;
 mod report;
 mod requests_per_row;
 mod run;

@@ -37,6 +37,8 @@ const BUILTINS: &[(&str, &str)] = &[
         "pocketbase",
         include_str!("../../templates/pocketbase.toml"),
     ),
+    ("synapse", include_str!("../../templates/synapse.toml")),
+    ("mailman", include_str!("../../templates/mailman.toml")),
 ];
 
 /// Body templates of the built-in profiles, by file name.
@@ -64,6 +66,14 @@ const BUILTIN_BODIES: &[(&str, &str)] = &[
     (
         "pocketbase.person.json",
         include_str!("../../templates/pocketbase.person.json"),
+    ),
+    (
+        "synapse.user.json",
+        include_str!("../../templates/synapse.user.json"),
+    ),
+    (
+        "mailman.user.json",
+        include_str!("../../templates/mailman.user.json"),
     ),
 ];
 
