@@ -347,6 +347,31 @@ fn mailman_rest_api_creates_updates_and_then_sends_nothing() {
         mailman_users(&base, &user, &pass, &p)
     });
 
+    // The create answers 201 with only a Location header: the id comes from there, and it
+    // is the user the server keeps under that address.
+    let first = crate::workdir::outcomes(&wd.path("first.jsonl"));
+    let client = blocking_client();
+    for i in 0..3 {
+        let id = first[&key(i)]["remote_id"]
+            .as_str()
+            .expect("an id from Location");
+        let by_id: Value = client
+            .get(format!("{base}/users/{id}"))
+            .basic_auth(&user, Some(&pass))
+            .send()
+            .expect("get by id")
+            .json()
+            .expect("json");
+        let by_email: Value = client
+            .get(format!("{base}/users/{}", key(i)))
+            .basic_auth(&user, Some(&pass))
+            .send()
+            .expect("get by email")
+            .json()
+            .expect("json");
+        assert_eq!(by_id["user_id"], by_email["user_id"], "{id}");
+    }
+
     // Create-only over users that exist: the shared 400 is read as "exists" (its text says
     // so and a lookup confirms it), never as a failure or a second user.
     let mut cmd = wd.command(&[
