@@ -264,6 +264,45 @@ fn synapse_admin_api_creates_updates_and_then_sends_nothing() {
         .send()
         .expect("login");
     assert_eq!(login.status().as_u16(), 200, "the user's initial password");
+
+    // Its create is a PUT that creates or replaces: create mode must never replace a user
+    // that exists. The sheet's old names go out in create mode; the server keeps the new ones.
+    wd.write("users.csv", sheet(false));
+    let mut cmd = wd.command(&[
+        "run",
+        "users.csv",
+        "--profile",
+        "synapse",
+        "--base-url",
+        &base,
+        "--mode",
+        "create",
+        "--full",
+        "--report-format",
+        "jsonl",
+        "--report",
+        "create-mode.jsonl",
+        "--progress",
+        "never",
+    ]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let run = Run {
+        output: cmd.output().expect("run enlist"),
+    };
+    run.expect_code(0);
+    let by = statuses(&wd, "create-mode.jsonl");
+    assert_eq!(by.get("exists"), Some(&USERS), "{by:?}");
+    let on_server = synapse_users(&base, &token, &p);
+    for i in 0..EDITED {
+        assert_eq!(
+            on_server.get(&key(i)),
+            Some(&display_name(i, true)),
+            "{}",
+            key(i)
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------

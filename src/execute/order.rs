@@ -45,7 +45,7 @@ impl UpsertOrder {
 }
 
 /// Whether the profile says its target answers a duplicate create with a conflict.
-fn refuses_duplicates(profile: &Profile) -> bool {
+pub(super) fn refuses_duplicates(profile: &Profile) -> bool {
     profile
         .requests
         .create

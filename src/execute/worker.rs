@@ -175,17 +175,25 @@ async fn process(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx) -> Result<End, 
         Action::Skip => Ok(End::new(Status::Skipped, "the row asks to be skipped")),
         Action::Create => {
             // A resume: the interrupted run may have created this user without recording
-            // it, so look before sending the create again.
-            if let (true, Some(lk)) = (job.reconcile, &job.lookup) {
-                // Boxed (only on a resume): see `create`.
+            // it, so look before sending the create again. And a target that would take a
+            // second create of the same key (no conflict rule: a PUT that creates or
+            // replaces, an API that allows duplicates) is always asked first.
+            let unguarded = !super::order::refuses_duplicates(&sh.profile);
+            if let (true, Some(lk)) = (job.reconcile || unguarded, &job.lookup) {
+                // Boxed (only on a resume or for such a target): see `create`.
                 match Box::pin(lookup(sh, cx, lk, &row.key)).await? {
-                    Found::Yes(id) => {
+                    Found::Yes(id) if job.reconcile => {
                         return Ok(End::new(
                             Status::Created,
                             "confirmed by lookup: applied by the interrupted run",
                         )
                         .with_id(id_text(&id)))
                     }
+                    Found::Yes(id) => return Ok(End::new(
+                        Status::Exists,
+                        "already exists (found by lookup; create mode changes no existing user)",
+                    )
+                    .with_id(id_text(&id))),
                     Found::No => {}
                     Found::Failed(end) => return Ok(end),
                 }
