@@ -304,3 +304,37 @@ async fn canary_creates_one_user_and_finds_it() {
         sb.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_name_the_variable_and_never_show() {
+    let sb = sandbox_of(SandboxKind::Scim).await;
+    let wd = Workdir::new("preflight-credentials");
+    let file = wd.write("secrets.env", "ENLIST_SCIM_TOKEN=not-the-token-4711\n");
+    let file = file.display().to_string();
+    let run = preflight(
+        &wd,
+        &sb,
+        SandboxKind::Scim,
+        "scim",
+        &["--secret-file", &file],
+    )
+    .await;
+    run.expect_code(1);
+    let out = run.stdout();
+    assert!(
+        out.contains("✗ auth: the lookup answered 401: check $ENLIST_SCIM_TOKEN"),
+        "{out}"
+    );
+    assert!(
+        !format!("{out}{}", run.stderr()).contains("not-the-token-4711"),
+        "the token was printed"
+    );
+    sb.shutdown().await;
+}
+
+#[test]
+fn a_usage_mistake_exits_2() {
+    let wd = Workdir::new("preflight-usage");
+    wd.run(&["profiles", "test", "-p", "scim", "--no-such-flag"])
+        .expect_code(2);
+}
