@@ -24,6 +24,10 @@ fn env_of(kind: SandboxKind) -> Vec<(&'static str, &'static str)> {
             ("ENLIST_ODIN_USERNAME", "admin"),
             ("ENLIST_ODIN_PASSWORD", "sandbox"),
         ],
+        SandboxKind::SuperOffice => vec![
+            ("ENLIST_SUPEROFFICE_USERNAME", "admin"),
+            ("ENLIST_SUPEROFFICE_PASSWORD", "sandbox"),
+        ],
         _ => vec![("ENLIST_SCIM_TOKEN", SCIM_TOKEN)],
     }
 }
@@ -276,7 +280,12 @@ async fn key_shows_the_user_and_remote_id_found() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_creates_one_user_and_finds_it() {
-    for (kind, name) in [(SandboxKind::Scim, "scim"), (SandboxKind::Odin, "odin")] {
+    // SuperOffice's key column allows 20 characters: the made-up keys fit its rules.
+    for (kind, name) in [
+        (SandboxKind::Scim, "scim"),
+        (SandboxKind::Odin, "odin"),
+        (SandboxKind::SuperOffice, "superoffice"),
+    ] {
         let sb = sandbox_of(kind).await;
         let wd = Workdir::new(&format!("preflight-canary-{name}"));
         preflight(&wd, &sb, kind, name, &[]).await.expect_code(0);
@@ -287,13 +296,16 @@ async fn canary_creates_one_user_and_finds_it() {
         let out = run.stdout();
         let users = sb.users();
         assert_eq!(users.len(), 1, "{out}");
-        let key_field = if kind == SandboxKind::Odin {
-            "userId"
-        } else {
-            "userName"
+        let key_field = match kind {
+            SandboxKind::Odin => "userId",
+            SandboxKind::SuperOffice => "Name",
+            _ => "userName",
         };
         let key = users[0][key_field].as_str().expect("a key").to_string();
-        assert!(key.starts_with("enlist-canary-"), "{key}");
+        assert!(
+            key.starts_with("enlist-canary-") || key.starts_with("ecy"),
+            "{key}"
+        );
         assert!(
             out.contains(&format!("✓ requests.create: created the canary user {key}"))
                 && out.contains(&format!("✓ requests.lookup: finds the canary {key}"))

@@ -121,7 +121,14 @@ async fn checks(pf: &Preflight, profile: &Arc<Profile>, args: &TestArgs) -> Resu
         }
     }
     let written = if args.canary { "" } else { ", nothing written" };
-    if r.failed == 0 {
+    if r.failed == 0 && r.passed == 0 {
+        out(&format!(
+            "nothing could be checked without writing ({} requests): --canary checks the \
+             profile by creating one throw-away user\n",
+            pf.requests()
+        ))?;
+        Ok(exit::OK)
+    } else if r.failed == 0 {
         out(&format!(
             "every check passed ({} checks, {} requests{written})\n",
             r.passed,
@@ -264,13 +271,24 @@ fn made_up_key(profile: &Arc<Profile>, prefix: &str, action: &str) -> Result<Opt
     let n: u64 = rand::random();
     let r = format!("{:012x}", n & 0xffff_ffff_ffff);
     let digits = format!("9{:09}", n % 1_000_000_000);
-    let key_header = &profile.columns[profile.key_index()].name;
+    let key_col = &profile.columns[profile.key_index()];
+    let key_header = &key_col.name;
+    // A short form for a key column with a max_length: "epf" or "ecy" and 8 hex digits.
+    let short = if prefix.ends_with("canary") {
+        "ecy"
+    } else {
+        "epf"
+    };
+    let r8 = &r[..8];
     for key in [
         format!("{prefix}-{r}"),
         format!("{prefix}-{r}@example.com"),
         format!("{prefix}{r}"),
         format!("{prefix}.{r}"),
         format!("{prefix}_{r}"),
+        format!("{short}{r8}"),
+        format!("{short}-{r8}@example.com"),
+        format!("{}{r8}", key_col.example.as_deref().unwrap_or("")),
         digits,
     ] {
         let row = planned(profile, &key, action)?;
