@@ -10,6 +10,7 @@ mod hostile_server;
 mod keys;
 mod lookup;
 mod nightly;
+mod preflight;
 mod profile_authoring;
 mod profile_load;
 mod reader;

@@ -3,6 +3,7 @@
 mod args;
 pub mod check;
 pub mod demo;
+pub mod preflight;
 pub mod profiles;
 pub mod run;
 pub mod sandbox;

@@ -29,6 +29,10 @@ pub enum ProfilesCommand {
         #[arg(long, requires = "out")]
         force: bool,
     },
+    /// Check a profile against the live target before a real run: log in, look up a key
+    /// that cannot exist (and `--key KEY`), and with --canary create a throw-away user.
+    /// Exit 0 when every check passed, 1 when one failed.
+    Test(super::preflight::TestArgs),
 }
 
 pub fn run(args: ProfilesArgs) -> Result<u8> {
@@ -75,6 +79,7 @@ pub fn run(args: ProfilesArgs) -> Result<u8> {
             }
             out(&t)?;
         }
+        Some(ProfilesCommand::Test(a)) => return super::preflight::run(a),
     }
     Ok(exit::OK)
 }

@@ -487,8 +487,10 @@ impl TokenAuth {
         }
         self.token_from(&resp).ok_or_else(|| {
             Error::CannotStart(format!(
-                "login to {url} answered {} without a token at {}; check the profile's token_pointer",
-                resp.status, self.spec.token_pointer
+                "login to {url} answered {} without a token at {}{}",
+                resp.status,
+                self.spec.token_pointer,
+                token_hint(&resp)
             ))
         })
     }
@@ -533,6 +535,32 @@ impl TokenAuth {
             stats.retry();
             tokio::time::sleep(super::retry::backoff(tries)).await;
         }
+    }
+}
+
+/// What a login answer without a token at `token_pointer` holds instead: its top-level
+/// keys (names only, never values), and the pointer to set when one names a token.
+fn token_hint(resp: &Resp) -> String {
+    let Some(Value::Object(answer)) = resp.json() else {
+        return "; check the profile's token_pointer (the answer is not a JSON object)".into();
+    };
+    let keys: Vec<&str> = answer.keys().map(String::as_str).take(12).collect();
+    let likely = answer.iter().find(|(k, v)| {
+        v.is_string()
+            && ["token", "jwt"]
+                .iter()
+                .any(|t| k.to_lowercase().contains(t))
+    });
+    match likely {
+        Some((k, _)) => format!(
+            " (keys: {}): set token_pointer = \"/{}\"",
+            keys.join(", "),
+            k.replace('~', "~0").replace('/', "~1")
+        ),
+        None => format!(
+            " (keys: {}); check the profile's token_pointer",
+            keys.join(", ")
+        ),
     }
 }
 

@@ -27,6 +27,7 @@ pub mod auth;
 pub mod client;
 pub mod limiter;
 pub mod order;
+pub mod preflight;
 pub mod retry;
 mod worker;
 

@@ -100,6 +100,8 @@ struct RowCtx {
     secrets: Vec<String>,
     /// What the row's follow-up steps did (none ran: `None`).
     steps: Option<Box<StepLog>>,
+    /// The last lookup's answer, kept only for `enlist profiles test` (see [`probe_lookup`]).
+    answer: Option<Option<Box<Resp>>>,
 }
 
 impl RowCtx {
@@ -119,6 +121,7 @@ impl RowCtx {
                 .map(|j| j.secrets.clone())
                 .unwrap_or_default(),
             steps: None,
+            answer: None,
         }
     }
 
@@ -389,6 +392,9 @@ async fn lookup(sh: &Shared, cx: &mut RowCtx, req: &Request, key: &str) -> Resul
             return Ok(Found::Failed(End::failed(format!("lookup: {m}"))))
         }
     };
+    if let Some(kept) = &mut cx.answer {
+        *kept = Some(Box::new(resp.clone()));
+    }
     if spec.is_success(resp.status) {
         if let Some(m) = not_json(&resp).filter(|_| spec.list.is_some() || spec.remote_id.is_some())
         {
@@ -941,4 +947,31 @@ async fn steps(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx, end: End) -> Resu
     };
     cx.steps = Some(Box::new(log));
     Ok(end)
+}
+
+/// What one lookup outside a run made of a key (see [`probe_lookup`]).
+#[derive(Debug)]
+pub enum Looked {
+    /// Found; the remote id as text, when the answer carries one where the profile says.
+    Found(Option<String>),
+    NotFound,
+    /// The lookup failed: why, as a row would say it.
+    Failed(String),
+}
+
+/// One lookup of `row`'s key, as a run sends it (gate, auth, retries, the list/match rules),
+/// for `enlist profiles test`: what it made of the key, and the answer it read.
+pub(super) async fn probe_lookup(
+    sh: &Shared,
+    row: &PlannedRow,
+    req: &Request,
+) -> Result<(Looked, Option<Resp>), Error> {
+    let mut cx = RowCtx::new(sh, row);
+    cx.answer = Some(None);
+    let looked = match lookup(sh, &mut cx, req, &row.key).await? {
+        Found::Yes(id) => Looked::Found(id_text(&id)),
+        Found::No => Looked::NotFound,
+        Found::Failed(end) => Looked::Failed(cx.scrub(&end.message)),
+    };
+    Ok((looked, cx.answer.flatten().map(|b| *b)))
 }
