@@ -24,7 +24,19 @@ const EDITED: usize = 10;
 
 /// Runs `enlist run` on `users.csv` with `profile` against `base`, its report in `report`.
 fn run(wd: &Workdir, profile: &str, base: &str, report: &str, env: &[(&str, &str)]) -> Run {
-    let mut cmd = wd.command(&[
+    run_with(wd, profile, base, report, env, &[])
+}
+
+/// [`run`] with more arguments (`--mode create --full`).
+fn run_with(
+    wd: &Workdir,
+    profile: &str,
+    base: &str,
+    report: &str,
+    env: &[(&str, &str)],
+    extra: &[&str],
+) -> Run {
+    let mut args = vec![
         "run",
         "users.csv",
         "--profile",
@@ -39,7 +51,9 @@ fn run(wd: &Workdir, profile: &str, base: &str, report: &str, env: &[(&str, &str
         report,
         "--progress",
         "never",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let mut cmd = wd.command(&args);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -268,30 +282,14 @@ fn synapse_admin_api_creates_updates_and_then_sends_nothing() {
     // Its create is a PUT that creates or replaces: create mode must never replace a user
     // that exists. The sheet's old names go out in create mode; the server keeps the new ones.
     wd.write("users.csv", sheet(false));
-    let mut cmd = wd.command(&[
-        "run",
-        "users.csv",
-        "--profile",
+    run_with(
+        &wd,
         "synapse",
-        "--base-url",
         &base,
-        "--mode",
-        "create",
-        "--full",
-        "--report-format",
-        "jsonl",
-        "--report",
         "create-mode.jsonl",
-        "--progress",
-        "never",
-    ]);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let run = Run {
-        output: cmd.output().expect("run enlist"),
-    };
-    run.expect_code(0);
+        &env,
+        &["--mode", "create", "--full"],
+    );
     let by = statuses(&wd, "create-mode.jsonl");
     assert_eq!(by.get("exists"), Some(&USERS), "{by:?}");
     let on_server = synapse_users(&base, &token, &p);
@@ -413,30 +411,14 @@ fn mailman_rest_api_creates_updates_and_then_sends_nothing() {
 
     // Create-only over users that exist: the shared 400 is read as "exists" (its text says
     // so and a lookup confirms it), never as a failure or a second user.
-    let mut cmd = wd.command(&[
-        "run",
-        "users.csv",
-        "--profile",
+    run_with(
+        &wd,
         "mailman",
-        "--base-url",
         &base,
-        "--mode",
-        "create",
-        "--full",
-        "--report-format",
-        "jsonl",
-        "--report",
         "fourth.jsonl",
-        "--progress",
-        "never",
-    ]);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let fourth = Run {
-        output: cmd.output().expect("run enlist"),
-    };
-    fourth.expect_code(0);
+        &env,
+        &["--mode", "create", "--full"],
+    );
     let by = statuses(&wd, "fourth.jsonl");
     assert_eq!(by.get("exists"), Some(&USERS), "{by:?}");
     assert_eq!(mailman_users(&base, &user, &pass, &p).len(), USERS);
