@@ -123,6 +123,30 @@ async fn users_api_sets_the_status_of_rows_that_name_one() {
     let (r, before, after) = run(&wd, &sb, "users-api", "second.jsonl").await;
     r.expect_code(0);
     assert_eq!(requests(&before, &after), 0, "{}", r.stdout());
+
+    // A status filled in or changed later sends that one step to the known user, no create.
+    let mut sheet = String::from("email,password,name,status\n");
+    for i in 0..12 {
+        let st = match i {
+            0 => "DISABLED",
+            1 => "ENABLED",
+            _ => status_of(i),
+        };
+        sheet.push_str(&format!("u{i}@example.com,Secret-{i}00,User {i},{st}\n"));
+    }
+    wd.write("users.csv", sheet);
+    let (r, before, after) = run(&wd, &sb, "users-api", "third.jsonl").await;
+    r.expect_code(0);
+    assert_eq!(requests(&before, &after), 2, "{}", r.stdout());
+    assert_eq!(cost(&before, &after, "PUT /users/user/"), 2);
+    let status = |email: &str| {
+        sb.users()
+            .into_iter()
+            .find(|u| u["email"] == email)
+            .map(|u| u["status"].clone())
+    };
+    assert_eq!(status("u0@example.com"), Some("DISABLED".into()));
+    assert_eq!(status("u1@example.com"), Some("ENABLED".into()));
     sb.shutdown().await;
 }
 
