@@ -23,6 +23,7 @@ mod sandbox;
 mod sandbox_knobs;
 mod sinks;
 mod steps;
+mod steps_more;
 mod template;
 mod update_semantics;
 mod workdir;

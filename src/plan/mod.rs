@@ -881,7 +881,7 @@ impl Planner {
                 .collect(),
             created_in_flight: false,
             known: None,
-            steps: steps::render(p, values, &json),
+            steps: steps::render(p, values, &json, self.opts.secret_key.as_ref()),
             steps_only: None,
             missing_for_update: match &r.update {
                 Some(u) if u.semantics == Semantics::Replace && action != Action::Create => p
@@ -1018,7 +1018,12 @@ fn fingerprint(
     }
     if let Some(key) = key {
         use hmac::Mac;
-        let secrets = p.columns.iter().zip(values).filter(|(c, _)| c.secret);
+        // A secret only steps send is left to the steps' own journal ids.
+        let secrets = p
+            .columns
+            .iter()
+            .zip(values)
+            .filter(|(c, _)| c.secret && !p.is_step_only(&c.name));
         if secrets.clone().any(|(_, v)| v.is_some()) {
             // HMAC takes a key of any length: a 32-byte one cannot be refused.
             if let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(&key.0[..]) {

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{hex_text, render_request, Request, RowJson, Values};
+use super::{hex_text, render_request, Request, RowJson, SecretKey, Values};
 use crate::outcome::Status;
 use crate::profile::template::{value_text, Name, Scope, Var};
 use crate::profile::{Profile, ITEM};
@@ -74,7 +74,14 @@ impl Scope for WithItem<'_> {
 }
 
 /// The step requests of a row with these values (defaults applied), in the profile's order.
-pub(super) fn render(p: &Profile, values: &[Option<Value>], json: &RowJson) -> Vec<StepJob> {
+/// With a `key`, a step request that carries a secret is recorded under an id that also holds
+/// the keyed hash of what it sends, so a changed secret (a new password) sends it again.
+pub(super) fn render(
+    p: &Profile,
+    values: &[Option<Value>],
+    json: &RowJson,
+    key: Option<&SecretKey>,
+) -> Vec<StepJob> {
     let mut out = Vec::new();
     if p.steps.is_empty() {
         return out;
@@ -131,7 +138,10 @@ pub(super) fn render(p: &Profile, values: &[Option<Value>], json: &RowJson) -> V
                 ),
             };
             let item = item.map(|v| value_text(&v).into_owned());
-            let id = step_id(&step.name, item.as_deref(), &shown);
+            let mut id = step_id(&step.name, item.as_deref(), &shown);
+            if let Some(key) = key.filter(|_| request != shown) {
+                id = keyed_step_id(key, &id, &request);
+            }
             out.push(StepJob {
                 step: i,
                 item,
@@ -143,6 +153,19 @@ pub(super) fn render(p: &Profile, values: &[Option<Value>], json: &RowJson) -> V
         }
     }
     out
+}
+
+/// HMAC-SHA256 of a step's id and the request as sent, secrets and all: what the journal
+/// keeps reveals nothing of them.
+fn keyed_step_id(key: &SecretKey, id: &str, r: &Request) -> String {
+    use hmac::Mac;
+    let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(&key.0[..]) else {
+        return id.to_string();
+    };
+    mac.update(id.as_bytes());
+    mac.update(&[0]);
+    mac.update(step_id("", None, r).as_bytes());
+    hex_text(&mac.finalize().into_bytes())
 }
 
 fn step_id(name: &str, item: Option<&str>, r: &Request) -> String {

@@ -247,6 +247,20 @@ impl RunningSandbox {
         })
     }
 
+    /// SuperOffice: the password `POST /Agents/User/SetPassword` last set for this
+    /// `AssociateId` is this one (the sandbox never shows a password).
+    pub fn password_set_for(&self, associate_id: i64, password: &str) -> bool {
+        lock(&self.app.store)
+            .passwords
+            .get(&associate_id.to_string())
+            .is_some_and(|p| p == password)
+    }
+
+    /// SuperOffice: how many users were given a password with `POST /Agents/User/SetPassword`.
+    pub fn passwords_set(&self) -> usize {
+        lock(&self.app.store).passwords.len()
+    }
+
     /// The same JSON as `GET /_sandbox/stats`.
     pub fn stats(&self) -> Value {
         lock(&self.app.stats).to_json()
@@ -316,7 +330,8 @@ pub(crate) struct Store {
     pub(crate) groups: Vec<Value>,
     /// Odin: the service packs assigned to each user id.
     pub(crate) service_packs: std::collections::BTreeMap<String, Vec<String>>,
-    /// users-api: each user's password, by id (never shown).
+    /// users-api: each user's password, by id; SuperOffice: the passwords set with
+    /// `Agents/User/SetPassword`, by `AssociateId` (never shown).
     pub(crate) passwords: HashMap<String, String>,
 }
 

@@ -24,6 +24,7 @@ pub(crate) fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/api/v1/User", post(create))
         .route("/api/v1/User/{key}", get(read).put(update))
+        .route("/api/v1/Agents/User/SetPassword", post(set_password))
 }
 
 fn err(status: StatusCode, message: &str) -> Response {
@@ -278,4 +279,38 @@ async fn update(
     let (entity, modified) = (record.user.clone(), record.modified);
     drop(store);
     entity_response(entity, modified)
+}
+
+/// `POST /Agents/User/SetPassword` (the User agent's own password call): `AssociateId` and
+/// `Password` (`AssociateId` a number, or a number in a string); answers `true`. The password is kept (never shown) by `AssociateId`; an unknown
+/// `AssociateId` is 404.
+async fn set_password(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let body = match parse_object(&body) {
+        Ok(b) => b,
+        Err(m) => return err(StatusCode::BAD_REQUEST, &m),
+    };
+    // The WebAPI reads JSON with Json.NET, which takes a number in a string for an Integer
+    // (a step's `{{remote_id}}` comes as text from the journal).
+    let id = match body.get("AssociateId") {
+        Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
+        Some(v) => v.as_i64(),
+        None => None,
+    };
+    let Some(id) = id else {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "AssociateId is required and must be an integer",
+        );
+    };
+    let password = match body.get("Password").and_then(Value::as_str) {
+        Some(p) if !p.is_empty() => p,
+        _ => return err(StatusCode::BAD_REQUEST, "Password is required"),
+    };
+    let mut store = lock(&app.store);
+    if !store.records.iter().any(|r| id_of(&r.user) == Some(id)) {
+        return err(StatusCode::NOT_FOUND, &format!("User {id} not found"));
+    }
+    store.passwords.insert(id.to_string(), password.to_string());
+    drop(store);
+    json_response(StatusCode::OK, Value::Bool(true))
 }

@@ -9,6 +9,8 @@
 //! `--put replace` it stores exactly the body (email, name and groups required, anything
 //! left out, the password too, cleared), the replace-style PUT many APIs have. With
 //! `--create-answer location` a create answers `201` with a `Location` header and no body.
+//! `PUT /users/user/{id}/status` with `{"status": "ENABLED"}` sets the account status a create
+//! leaves `UNVERIFIED` (as Stormpath-style account APIs do with a second call).
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -17,7 +19,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::Router;
 use serde_json::{json, Value};
 
@@ -29,6 +31,7 @@ pub(crate) fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/users/user", get(find).post(create))
         .route("/users/user/{id}", get(read).put(replace))
+        .route("/users/user/{id}/status", put(set_status))
 }
 
 fn err(status: StatusCode, message: &str) -> Response {
@@ -317,4 +320,39 @@ async fn read(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
         Some(user) => ok(user, started),
         None => err(StatusCode::NOT_FOUND, &format!("User not found: {id}")),
     }
+}
+
+/// The account statuses `PUT /users/user/{id}/status` accepts.
+const STATUSES: [&str; 3] = ["ENABLED", "DISABLED", "UNVERIFIED"];
+
+/// `PUT /users/user/{id}/status`: sets the user's `status`; 404 for an unknown id.
+async fn set_status(State(app): State<Arc<App>>, Path(id): Path<String>, body: Bytes) -> Response {
+    let started = Instant::now();
+    let body = match parse_object(&body) {
+        Ok(b) => b,
+        Err(m) => return err(StatusCode::BAD_REQUEST, &m),
+    };
+    let status = match body.get("status").and_then(Value::as_str) {
+        Some(s) if STATUSES.contains(&s) => s.to_string(),
+        _ => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                &format!("status must be one of {}", STATUSES.join(", ")),
+            )
+        }
+    };
+    let mut store = lock(&app.store);
+    let Some(record) = store
+        .records
+        .iter_mut()
+        .find(|r| r.user.get("id").and_then(Value::as_str) == Some(id.as_str()))
+    else {
+        return err(StatusCode::NOT_FOUND, &format!("User not found: {id}"));
+    };
+    record.user["status"] = Value::String(status);
+    record.user["modified_at"] = Value::String(timestamp());
+    record.modified = SystemTime::now();
+    let user = record.user.clone();
+    drop(store);
+    ok(user, started)
 }
