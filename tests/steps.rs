@@ -64,8 +64,8 @@ fn memberships(sb: &RunningSandbox) -> BTreeMap<String, BTreeSet<String>> {
 }
 
 /// One `enlist run` of users.csv against `sb`, and the requests the sandbox counted for it
-/// (the stats before and after).
-async fn run(
+/// (the stats before and after). The credentials of every sandbox profile are set.
+pub(crate) async fn run(
     wd: &Workdir,
     sb: &RunningSandbox,
     profile: &str,
@@ -91,17 +91,21 @@ async fn run(
             ("ENLIST_SCIM_TOKEN", "sandbox-token"),
             ("ENLIST_ODIN_USERNAME", "admin"),
             ("ENLIST_ODIN_PASSWORD", "sandbox"),
+            ("ENLIST_USERS_API_USERNAME", "admin"),
+            ("ENLIST_USERS_API_PASSWORD", "sandbox"),
+            ("ENLIST_SUPEROFFICE_USERNAME", "admin"),
+            ("ENLIST_SUPEROFFICE_PASSWORD", "sandbox"),
         ],
     )
     .await;
     (r, before, sb.stats())
 }
 
-fn cost(before: &Value, after: &Value, prefix: &str) -> u64 {
+pub(crate) fn cost(before: &Value, after: &Value, prefix: &str) -> u64 {
     counted(after, prefix) - counted(before, prefix)
 }
 
-fn requests(before: &Value, after: &Value) -> u64 {
+pub(crate) fn requests(before: &Value, after: &Value) -> u64 {
     after["requests"].as_u64().unwrap_or(0) - before["requests"].as_u64().unwrap_or(0)
 }
 

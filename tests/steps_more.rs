@@ -7,11 +7,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use enlist::sandbox::{start, RunningSandbox, SandboxConfig, SandboxKind};
 
-use crate::workdir::{counted, outcomes, run_bin, Run, Workdir};
+use crate::steps::{cost, requests, run};
+use crate::workdir::{outcomes, Workdir};
 
 async fn sandbox(kind: SandboxKind) -> RunningSandbox {
     start(SandboxConfig {
@@ -21,48 +22,6 @@ async fn sandbox(kind: SandboxKind) -> RunningSandbox {
     })
     .await
     .expect("sandbox")
-}
-
-/// One `enlist run` of users.csv against `sb`, with the stats before and after.
-async fn run(
-    wd: &Workdir,
-    sb: &RunningSandbox,
-    profile: &str,
-    report: &str,
-) -> (Run, Value, Value) {
-    let before = sb.stats();
-    let url = sb.base_url();
-    let r = run_bin(
-        wd,
-        &[
-            "run",
-            "users.csv",
-            "--profile",
-            profile,
-            "--base-url",
-            &url,
-            "--rate",
-            "5000",
-            "--report",
-            report,
-        ],
-        &[
-            ("ENLIST_USERS_API_USERNAME", "admin"),
-            ("ENLIST_USERS_API_PASSWORD", "sandbox"),
-            ("ENLIST_SUPEROFFICE_USERNAME", "admin"),
-            ("ENLIST_SUPEROFFICE_PASSWORD", "sandbox"),
-        ],
-    )
-    .await;
-    (r, before, sb.stats())
-}
-
-fn cost(before: &Value, after: &Value, prefix: &str) -> u64 {
-    counted(after, prefix) - counted(before, prefix)
-}
-
-fn requests(before: &Value, after: &Value) -> u64 {
-    after["requests"].as_u64().unwrap_or(0) - before["requests"].as_u64().unwrap_or(0)
 }
 
 /// users-api row `i`'s status cell: ENABLED for every third row, DISABLED for row 4, else empty.
