@@ -6,8 +6,6 @@
 
 use std::fmt;
 
-use compact_str::CompactString;
-
 /// Largest integer an IEEE double holds exactly (2^53). Excel stores every number
 /// as a double, so an integral number beyond this has already lost digits.
 pub const MAX_EXACT_INT: f64 = 9_007_199_254_740_992.0;
@@ -20,7 +18,7 @@ pub enum Cell {
     /// Text, trimmed. Leading `+` and `0` are kept as typed. Text of up to 24 bytes (most
     /// cells) is held inline: the reader makes no allocation for it, so a row handed to
     /// another thread to be planned leaves no memory behind to be freed across threads.
-    Text(CompactString),
+    Text(String),
     /// A numeric cell holding an integral value that fits exactly (`1234`, never `1234.0`).
     Int(i64),
     /// A numeric cell with a fraction, or an integral value too large to be exact
@@ -41,7 +39,7 @@ impl Cell {
         if t.is_empty() {
             Cell::Empty
         } else {
-            Cell::Text(CompactString::from(t))
+            Cell::Text(String::from(t))
         }
     }
 

@@ -357,9 +357,8 @@ fn checked_text(
     }
 }
 
-/// A set of [`key_hash`]es (foldhash: the keys are hashes already, SipHash again would
-/// only cost time on every row of the duplicate pass).
-pub type KeyHashes = foldhash::HashSet<u64>;
+/// A set of [`key_hash`]es.
+pub type KeyHashes = std::collections::HashSet<u64>;
 
 /// A key as the duplicate check and the journal compare it: outer spaces and case
 /// ignored, in one Unicode form ([`text::key_form`]). Most keys are lower-case ASCII already and come back borrowed; other ASCII is
@@ -378,9 +377,8 @@ pub fn normal_key(key: &str) -> Cow<'_, str> {
 /// A 64-bit hash of a [`normal_key`]. The same key gives the same hash within a run
 /// (fixed seed); it is never stored.
 pub fn key_hash(key: &str) -> u64 {
-    use std::hash::BuildHasher;
-    let state = foldhash::fast::FixedState::with_seed(0x656e_6c69_7374);
-    state.hash_one(&*normal_key(key))
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(&*normal_key(key))
 }
 
 /// First pass over a sheet: the hashes of keys that occur on more than one row, and the
