@@ -388,7 +388,7 @@ async fn fault_run_creates_every_row_exactly_once() {
         "many.jsonl",
         &[
             // Over the sandbox's 120/s so that some requests meet the 429, by a margin a
-            // busy machine still reaches (at 240 against 200/s, one reached only 187/s).
+            // busy machine still reaches.
             "--rate",
             "160",
             "--concurrency",

@@ -250,7 +250,8 @@ impl Gate {
         s.rate = match self.mode {
             RateMode::Fixed(full) => (s.rate / 2.0).max(full / 64.0),
             RateMode::Auto(_) => {
-                let ceiling = s.quota_seen(now, SystemTime::now());
+                let wall = SystemTime::now();
+                let ceiling = s.quota_seen(now, wall);
                 // Refused again below a known ceiling: that estimate was high, or the
                 // target allows less now.
                 let ceiling = s.ceiling.map_or(ceiling, |c| ceiling.min(c * AGAIN));
@@ -259,7 +260,7 @@ impl Gate {
                 // The target's window is spent: what is sent before it ends meets a 429
                 // too. Nothing more until the wall clock's next second (where the windows
                 // that `quota_seen` assumes end), or the target's own Retry-After.
-                let rest = SECOND.saturating_sub(into_second(SystemTime::now()));
+                let rest = SECOND.saturating_sub(into_second(wall));
                 let until = now + rest;
                 s.paused_until = Some(s.paused_until.map_or(until, |t| t.max(until)));
                 ceiling * SETTLE
