@@ -14,6 +14,7 @@ pub fn outcome(i: u64) -> Outcome {
         action: Action::Upsert,
         http_status: Some(201),
         attempts: 1,
+        requests: 1,
         duration_ms: 42,
         message: if status == Status::Failed {
             format!("server said: quota exceeded ({})", i % 50)

@@ -868,6 +868,7 @@ mod tests {
             action: Action::Create,
             http_status: Some(201),
             attempts: 1,
+            requests: 1,
             duration_ms: 3,
             message: String::new(),
             remote_id: Some("r1".into()),

@@ -85,8 +85,14 @@ pub struct Outcome {
     pub action: Action,
     /// The HTTP status of the last response, if any.
     pub http_status: Option<u16>,
-    /// Requests sent for this row (lookups included).
+    /// Sends of the row's own request, its create or update (1 when the first send
+    /// succeeded; 0 when none was sent). A row that ends on another request (a conflict
+    /// answered by an update) counts the last one's sends.
     pub attempts: u32,
+    /// Every HTTP request the row caused: its own, lookups and follow-up steps (logins
+    /// are the run's, not a row's).
+    #[serde(default)]
+    pub requests: u32,
     pub duration_ms: u64,
     /// What happened, in words; the server's error message for failures.
     pub message: String,

@@ -476,12 +476,36 @@ async fn run_retries_then_succeeds() {
     let sum = r.unwrap();
     assert_eq!(out[0].status, Status::Created, "{:?}", out[0]);
     assert_eq!(out[0].attempts, 3);
+    assert_eq!(out[0].requests, 3);
     assert_eq!(out[0].http_status, Some(201));
     assert_eq!(out[0].remote_id.as_deref(), Some("r0"));
     assert!(out[0].fingerprint.is_some());
     assert_eq!(sum.retries, 2);
     assert_eq!(sum.requests, 3);
     assert!(sum.all_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_count_the_rows_own_request_and_requests_count_them_all() {
+    let (srv, url) = server().await;
+    let p = profile(false);
+    // A create answered 503 once: sent twice.
+    srv.fail_503.store(1, Ordering::SeqCst);
+    let created = rows(&p, Action::Create, &[("a@x.io", "A")]);
+    let (r, out) = go(&p, settings(&p, &url), created, never()).await;
+    r.unwrap();
+    assert_eq!(out[0].status, Status::Created, "{:?}", out[0]);
+    assert_eq!((out[0].attempts, out[0].requests), (2, 2));
+    // An upsert whose lookup is answered 503 once: the lookup's retry is a request, not an
+    // attempt of the create.
+    srv.fail_503.store(1, Ordering::SeqCst);
+    let rows = rows(&p, Action::Upsert, &[("b@x.io", "B")]);
+    let mut s = settings(&p, &url);
+    s.upsert_order = enlist::execute::order::UpsertOrder::LookupFirst;
+    let (r, out) = go(&p, s, rows, never()).await;
+    r.unwrap();
+    assert_eq!(out[0].status, Status::Created, "{:?}", out[0]);
+    assert_eq!((out[0].attempts, out[0].requests), (1, 3));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -628,8 +652,11 @@ async fn run_upserts_both_ways() {
     let out = upsert_old_and_new(&srv, &p, &url).await;
     assert_eq!(out[0].status, Status::Updated, "{:?}", out[0]);
     assert_eq!(out[0].remote_id.as_deref(), Some("r-old"));
-    assert_eq!(out[0].attempts, 2);
+    // Attempts count the row's own request (the update, sent once); the lookup is one
+    // of its requests.
+    assert_eq!((out[0].attempts, out[0].requests), (1, 2));
     assert_eq!(out[1].status, Status::Created, "{:?}", out[1]);
+    assert_eq!((out[1].attempts, out[1].requests), (1, 2));
     let what = srv.arrived();
     assert_eq!(
         what,
@@ -825,6 +852,7 @@ async fn run_without_lookup_reads_a_conflict_after_an_ambiguous_create_as_create
         out[0]
     );
     assert_eq!(out[0].attempts, 2);
+    assert_eq!(out[0].requests, 2);
     assert_eq!(srv.users.lock().unwrap().len(), 1);
 }
 

@@ -48,7 +48,7 @@ pub(super) async fn work(
             sh.fail(fatal);
             End::new(Status::NotAttempted, msg)
         }
-        None if cx.attempts == 0 => End::new(Status::NotAttempted, NOT_SENT),
+        None if cx.requests == 0 => End::new(Status::NotAttempted, NOT_SENT),
         None => End::new(
             Status::Failed,
             "the run stopped while this row's request was in flight: \
@@ -88,8 +88,10 @@ struct RowCtx {
     started: Instant,
     /// The row gives up retrying past this instant (`--max-row-time`).
     deadline: Instant,
-    /// Requests sent for this row.
+    /// Sends of the row's own request (its create or update; the last one sent).
     attempts: u32,
+    /// Every request sent for this row: lookups and steps too, logins not.
+    requests: u32,
     http_status: Option<u16>,
     /// The remote id a lookup found (used when the update's answer carries none).
     lookup_id: Option<String>,
@@ -111,6 +113,7 @@ impl RowCtx {
             started: now,
             deadline: now + sh.settings.max_row_time,
             attempts: 0,
+            requests: 0,
             http_status: None,
             lookup_id: None,
             looked_up: false,
@@ -145,6 +148,7 @@ impl RowCtx {
             action: row.action,
             http_status: self.http_status,
             attempts: self.attempts,
+            requests: self.requests,
             duration_ms: self.started.elapsed().as_millis() as u64,
             message: self.scrub(&end.message),
             remote_id: end.remote_id.or_else(|| self.lookup_id.clone()),
@@ -505,7 +509,8 @@ async fn send_update(
         }
         (_, false) => req.clone(),
     };
-    let resp = match call(sh, cx, &req, true).await {
+    cx.attempts = 0;
+    let resp = match own_call(sh, cx, &req, true).await {
         Ok(r) => r,
         Err(CallErr::Fatal(e)) => return Err(e),
         Err(CallErr::GaveUp(m)) | Err(CallErr::Uncertain(m)) => return done(End::failed(m)),
@@ -545,6 +550,7 @@ async fn create(
     let max = sh.settings.max_attempts;
     let mut uncertain: Option<String> = None;
     let mut sends = 0u32;
+    cx.attempts = 0;
     loop {
         if let Some(why) = &uncertain {
             if sends >= max || Instant::now() >= cx.deadline {
@@ -577,7 +583,7 @@ async fn create(
             tokio::time::sleep(retry::backoff(sends)).await;
         }
         sends += 1;
-        let resp = match call(sh, cx, req, false).await {
+        let resp = match own_call(sh, cx, req, false).await {
             Ok(r) => r,
             Err(CallErr::Uncertain(m)) => {
                 uncertain = Some(m);
@@ -687,6 +693,20 @@ async fn confirm_conflict(
     }
 }
 
+/// [`call`] for the row's own request (its create or update): its sends are the row's
+/// attempts, while [`RowCtx::requests`] counts every request.
+async fn own_call(
+    sh: &Shared,
+    cx: &mut RowCtx,
+    req: &Request,
+    idempotent: bool,
+) -> Result<Resp, CallErr> {
+    let before = cx.requests;
+    let r = call(sh, cx, req, idempotent).await;
+    cx.attempts += cx.requests - before;
+    r
+}
+
 /// Sends one request with the run's auth, through the gate, retrying what is safe to
 /// retry. Returns the final response (success or not) for the caller to interpret.
 ///
@@ -708,7 +728,7 @@ async fn call(
             .map_err(CallErr::Fatal)?;
         sh.gate.acquire().await;
         tries += 1;
-        cx.attempts += 1;
+        cx.requests += 1;
         sh.stats.request();
         let mut wait = None;
         let sent_at = Instant::now();

@@ -13,6 +13,7 @@ const REPORT_HEADERS: &[&str] = &[
     "outcome",
     "httpstatus",
     "attempts",
+    "requests",
     "durationms",
     "message",
     "remoteid",

@@ -261,6 +261,7 @@ impl PlannedRow {
             action: self.action,
             http_status: None,
             attempts: 0,
+            requests: 0,
             duration_ms: 0,
             message,
             remote_id: None,

@@ -51,6 +51,7 @@ impl OutcomeSink for CsvSink {
             o.action.as_str().to_string(),
             o.http_status.map(|h| h.to_string()).unwrap_or_default(),
             o.attempts.to_string(),
+            o.requests.to_string(),
             o.duration_ms.to_string(),
             o.message.clone(),
             o.remote_id.clone().unwrap_or_default(),
