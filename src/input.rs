@@ -208,6 +208,8 @@ impl Input {
 
     /// The data rows `keep` accepts (rows the reader could not read are always kept, so
     /// they are reported), read and planned one at a time by the thread that takes them.
+    /// `keep` may amend the row it keeps before it is planned (a report fed back gets its
+    /// masked secrets again: [`crate::source::secrets`]).
     ///
     /// This is the pace a run needs: the requests, not the planning, set its speed, and a
     /// run's cores are taken by the requests, the collector and often the target itself.
@@ -216,7 +218,7 @@ impl Input {
     /// grow with the sheet.
     pub fn rows_where(
         &self,
-        keep: impl Fn(&RawRow) -> bool + Send + 'static,
+        keep: impl Fn(&mut RawRow) -> bool + Send + 'static,
     ) -> Result<impl Iterator<Item = PlannedRow> + Send + 'static> {
         Ok(PlanEach {
             rows: self.raw_rows()?,
@@ -277,7 +279,7 @@ struct PlanEach<K> {
     done: bool,
 }
 
-impl<K: Fn(&RawRow) -> bool> Iterator for PlanEach<K> {
+impl<K: Fn(&mut RawRow) -> bool> Iterator for PlanEach<K> {
     type Item = PlannedRow;
 
     fn next(&mut self) -> Option<PlannedRow> {
@@ -285,9 +287,9 @@ impl<K: Fn(&RawRow) -> bool> Iterator for PlanEach<K> {
             return None;
         }
         let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loop {
-            let r = self.rows.next()?;
+            let mut r = self.rows.next()?;
             self.last = row_number(&r);
-            if r.as_ref().map(&self.keep).unwrap_or(true) {
+            if r.as_mut().map(&self.keep).unwrap_or(true) {
                 return Some(self.planner.plan_at(self.seq, r));
             }
         }));
@@ -414,7 +416,7 @@ mod tests {
             .chain(std::iter::from_fn(|| panic!("a reader bug")));
         let planned: Vec<PlannedRow> = PlanEach {
             rows: Box::new(rows),
-            keep: |_: &RawRow| true,
+            keep: |_: &mut RawRow| true,
             planner: input.planner(),
             seq: 0,
             last: 0,

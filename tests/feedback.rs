@@ -88,19 +88,21 @@ async fn a_failed_run_writes_a_workbook_that_retry_takes_back() {
     let book = wd.path("people.outcome.xlsx");
     let rows = sheet_rows(&book, "Results");
     assert_eq!(rows.len(), 10, "header + one row per input row");
-    let (outcome, src, pw, phone, attempts) = (
+    let (outcome, src, pw, phone, attempts, requests) = (
         col(&rows, "Outcome"),
         col(&rows, "Source row"),
         col(&rows, "password"),
         col(&rows, "phoneNumber"),
         col(&rows, "Attempts"),
+        col(&rows, "Requests"),
     );
     for (i, r) in rows[1..9].iter().enumerate() {
         assert_eq!(r[0], format!("user{i}"), "input order");
         assert_eq!(r[outcome], "failed");
         assert_eq!(r[src], (i + 2).to_string());
         assert_eq!(r[pw], "********", "secrets are masked in the workbook");
-        assert_eq!(r[attempts], "2");
+        assert_eq!(r[attempts], "2", "the create, sent twice");
+        assert_eq!(r[requests], "2", "and nothing else");
         assert!(r[phone].starts_with("+44"), "{:?}", r[phone]);
     }
     assert_eq!(rows[9][outcome], "invalid");
@@ -116,8 +118,10 @@ async fn a_failed_run_writes_a_workbook_that_retry_takes_back() {
     );
     down.shutdown().await;
 
-    // The target is back. `retry` takes the failed rows; their passwords were masked, so
-    // enlist refuses to send the mask and says what to do.
+    // The target is back. `retry` takes the failed rows; their passwords were masked and
+    // the sheet they came from has been moved away, so enlist refuses to send the mask and
+    // says what to do.
+    std::fs::rename(wd.path("people.csv"), wd.path("people.moved.csv")).expect("move");
     let up = start(SandboxConfig {
         kind: SandboxKind::Scim,
         ..SandboxConfig::default()
@@ -147,6 +151,10 @@ async fn a_failed_run_writes_a_workbook_that_retry_takes_back() {
     let report = wd.read("retry1.jsonl");
     assert!(
         report.contains("holds the mask from an outcome report"),
+        "{report}"
+    );
+    assert!(
+        report.contains("people.csv is not there any more; give --secrets-from FILE"),
         "{report}"
     );
     assert!(up.users().is_empty(), "no request carried the mask");

@@ -56,6 +56,7 @@ fn outcome(i: u64) -> Outcome {
             _ => None,
         },
         attempts: if status == Status::Failed { 3 } else { 1 },
+        requests: 3,
         duration_ms: 10 + i,
         message,
         remote_id: (status == Status::Created).then(|| format!("1234567890{i}")),
@@ -173,6 +174,7 @@ fn workbook_has_results_in_input_order_summary_and_grouped_errors() {
             "Action",
             "HTTP status",
             "Attempts",
+            "Requests",
             "Duration ms",
             "Message",
             "Remote ID",
@@ -201,12 +203,13 @@ fn workbook_has_results_in_input_order_summary_and_grouped_errors() {
         if status_of(i) == Status::Created {
             assert_eq!(r[6], Data::Float(201.0));
             assert_eq!(
-                r[10],
+                r[11],
                 Data::String(format!("1234567890{i}")),
                 "remote id as text"
             );
         }
-        assert_eq!(r[12], Data::Float((i + 2) as f64), "source row");
+        assert_eq!(r[8], Data::Float(3.0), "requests");
+        assert_eq!(r[13], Data::Float((i + 2) as f64), "source row");
     }
     // No secret anywhere in the workbook.
     for name in ["Results", "Summary", "Errors"] {
@@ -310,11 +313,11 @@ fn csv_report_has_the_results_columns_and_masks_secrets() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
         lines[0],
-        "Email,Password,Phone,Employee ID,Outcome,Action,HTTP status,Attempts,Duration ms,Message,Remote ID,Finished at,Source row"
+        "Email,Password,Phone,Employee ID,Outcome,Action,HTTP status,Attempts,Requests,Duration ms,Message,Remote ID,Finished at,Source row"
     );
     // Completion order. A cell Excel would run as a formula (`+…`) gets a leading `'`.
     assert!(lines[1].starts_with(
-        "u3@example.com,********,'+44790003,0003,failed,upsert,503,3,13,quota exceeded,,"
+        "u3@example.com,********,'+44790003,0003,failed,upsert,503,3,3,13,quota exceeded,,"
     ));
     assert!(lines[2].starts_with("u0@example.com,"));
     assert!(!text.contains("Secret"));
@@ -377,6 +380,7 @@ fn fed_back(profile: &Profile) -> (Layout, Vec<String>) {
         "Action",
         "HTTP status",
         "Attempts",
+        "Requests",
         "Duration ms",
         "Message",
         "Remote ID",
@@ -430,7 +434,7 @@ fn a_masked_secret_fed_back_makes_the_row_invalid() {
     assert!(masked.job.is_none(), "the mask is never sent");
     let msg = masked.error_message();
     assert!(
-        msg.contains("the password column holds the mask from an outcome report; supply the password again (edit the cell or pass a fresh sheet)"),
+        msg.contains("the password column holds the mask from an outcome report; supply the password again (type it in the cell, or give --secrets-from FILE"),
         "{msg}"
     );
     let fresh = planner.plan(Ok(raw(3, "N3w-passw0rd!", "failed")));

@@ -18,6 +18,7 @@ mod real;
 mod real_more;
 mod report;
 mod requests_per_row;
+mod retry;
 mod run;
 mod sandbox;
 mod sandbox_knobs;

@@ -89,6 +89,7 @@ pub fn run(args: CheckArgs) -> Result<u8> {
 
     let mut report = match &args.report {
         Some(p) => {
+            let sha256 = crate::source::file_sha256(input.path())?;
             let path = report::unique_report_path(p);
             let (headers, secret) = report::sink_columns(&input.layout);
             let unused = report::unused_columns(&input.layout);
@@ -98,6 +99,7 @@ pub fn run(args: CheckArgs) -> Result<u8> {
                 headers,
                 secret,
                 &unused,
+                report::feedback::Origin::for_report(&input, &sha256),
             )?;
             let mut warnings = report::secret_column_warnings(&input.layout, &profile.name);
             warnings.extend(warning);
@@ -106,7 +108,7 @@ pub fn run(args: CheckArgs) -> Result<u8> {
                     out(&format!("warning: {w}\n"))?;
                 }
             }
-            Some((sink, path))
+            Some((sink, path, sha256))
         }
         None => None,
     };
@@ -127,7 +129,7 @@ pub fn run(args: CheckArgs) -> Result<u8> {
     let (mut shown_rows, mut more_rows) = (0u64, 0u64);
     for row in rows {
         count(&mut tally, &row);
-        if let (Some((sink, _)), Some(o)) = (report.as_mut(), &row.outcome) {
+        if let (Some((sink, _, _)), Some(o)) = (report.as_mut(), &row.outcome) {
             sink.record(o)?;
         }
         if let Some(used) = row.used.filter(|_| shown.len() < args.show_requests) {
@@ -156,7 +158,7 @@ pub fn run(args: CheckArgs) -> Result<u8> {
 
     if more_rows > 0 && !json {
         let hint = match &report {
-            Some((_, path)) => format!("the report has them all: {}", path.display()),
+            Some((_, path, _)) => format!("the report has them all: {}", path.display()),
             None => "see --report".to_string(),
         };
         out(&format!(
@@ -195,7 +197,7 @@ pub fn run(args: CheckArgs) -> Result<u8> {
         exit::OK
     };
     let valid: u64 = tally.valid.values().sum();
-    if let Some((mut sink, path)) = report {
+    if let Some((mut sink, path, input_sha256)) = report {
         let mut summary = RunSummary {
             started_at,
             finished_at: now_rfc3339(),
@@ -203,7 +205,7 @@ pub fn run(args: CheckArgs) -> Result<u8> {
             profile: profile.name.clone(),
             base_url: report::strip_userinfo(&base),
             input_file: input.path().display().to_string(),
-            input_sha256: crate::source::file_sha256(input.path())?,
+            input_sha256,
             version: env!("CARGO_PKG_VERSION").to_string(),
             command_line: super::command_line(),
             ..RunSummary::default()

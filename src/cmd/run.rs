@@ -6,6 +6,7 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -20,8 +21,10 @@ use crate::journal::{target_id, Journal, Shard};
 use crate::outcome::{OutcomeSink, RunSummary, Status};
 use crate::plan::PlannedRow;
 use crate::profile::Profile;
-use crate::report::feedback::OnlyFilter;
+use crate::report::feedback::{OnlyFilter, Origin};
 use crate::report::{self, ReportFormat};
+use crate::source::secrets::SecretFill;
+use crate::source::RawRow;
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum ProgressArg {
@@ -105,6 +108,11 @@ pub struct RunArgs {
     /// e.g. `failed,not-attempted`.
     #[arg(long, value_name = "OUTCOMES")]
     pub only: Option<String>,
+    /// An outcome report fed back shows secrets masked: take them from this sheet (the key
+    /// column and the secret columns; matched by key) rather than from the original input
+    /// the report records.
+    #[arg(long, value_name = "FILE")]
+    pub secrets_from: Option<PathBuf>,
     /// Progress bar on a terminal (auto), never, or always.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressArg,
@@ -388,6 +396,7 @@ fn report_sinks(
     args: &RunArgs,
     input: &Input,
     profile: &Profile,
+    origin: Option<Origin>,
 ) -> Result<(Vec<Box<dyn OutcomeSink>>, PathBuf)> {
     let (headers, secret) = report::sink_columns(&input.layout);
     for w in report::secret_column_warnings(&input.layout, &profile.name) {
@@ -395,8 +404,14 @@ fn report_sinks(
     }
     let unused = report::unused_columns(&input.layout);
     let open = |f: ReportFormat, p: &Path| -> Result<Box<dyn OutcomeSink>> {
-        let (sink, warning) =
-            report::open_sink_fitted(f, p, headers.clone(), secret.clone(), &unused)?;
+        let (sink, warning) = report::open_sink_fitted(
+            f,
+            p,
+            headers.clone(),
+            secret.clone(),
+            &unused,
+            origin.clone(),
+        )?;
         if let Some(w) = warning {
             tracing::warn!("{w}");
         }
@@ -418,6 +433,41 @@ fn report_sinks(
     }
     Ok((sinks, main))
 }
+
+/// Rows of a report fed back in that `keep` takes get their masked secrets again
+/// ([`SecretFill`]); those still lacking one are named here, before anything is sent.
+/// Also returns the origin the new report records: the sheet itself for a plain sheet
+/// (hashed as `sha256`), else what the report fed back recorded.
+fn fed_back_secrets(
+    args: &RunArgs,
+    input: &Input,
+    keep: &dyn Fn(&RawRow) -> bool,
+    sha256: &str,
+) -> Result<(Option<Arc<SecretFill>>, Option<Origin>)> {
+    let origin = Origin::for_report(input, sha256);
+    let fill = SecretFill::prepare(input, keep, origin.as_ref(), args.secrets_from.as_deref())?;
+    let lines = fill.as_ref().map(|f| f.missing_lines()).unwrap_or_default();
+    if !lines.is_empty() {
+        let mut text = format!(
+            "{} rows still lack a secret and are not sent (they are reported invalid):",
+            lines.len()
+        );
+        for l in lines.iter().take(MISSING_SHOWN) {
+            text.push_str(&format!("\n  {l}"));
+        }
+        if lines.len() > MISSING_SHOWN {
+            text.push_str(&format!(
+                "\n  and {} more; see the outcome report",
+                lines.len() - MISSING_SHOWN
+            ));
+        }
+        tracing::warn!("{text}");
+    }
+    Ok((fill.map(Arc::new), origin))
+}
+
+/// Rows lacking a secret named on the console; the report names them all.
+const MISSING_SHOWN: usize = 20;
 
 fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
     let mut spec = args.input.spec()?;
@@ -453,10 +503,24 @@ fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
         // Every row of the sheet gets an outcome; with a filter, how many pass is unknown.
         let total = only.is_none().then_some(input.rows_total);
         let layout = input.layout.clone();
-        let rows =
-            input.rows_where(move |raw| only.as_ref().is_none_or(|f| f.keep(&layout, raw)))?;
+        let keep = move |raw: &RawRow| only.as_ref().is_none_or(|f| f.keep(&layout, raw));
+        let (fill, origin) = fed_back_secrets(&args, &input, &keep, copy.sha256())?;
+        let filler = fill.clone();
+        let rows = input.rows_where(move |raw| {
+            let kept = keep(raw);
+            if let (true, Some(f)) = (kept, &filler) {
+                f.fill(raw);
+            }
+            kept
+        })?;
+        let rows = rows.map(move |mut row| {
+            if let Some(f) = &fill {
+                f.explain(&mut row);
+            }
+            row
+        });
         let rows = delta_filter(rows, &args.journal, &journal)?;
-        let (sinks, report_path) = report_sinks(&args, &input, &profile)?;
+        let (sinks, report_path) = report_sinks(&args, &input, &profile, origin)?;
         Ok::<_, Error>((total, rows, sinks, report_path))
     })();
     let (total, rows, mut sinks, report_path) = match prepared {

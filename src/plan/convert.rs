@@ -49,8 +49,9 @@ pub fn convert(
     // An outcome workbook fed back shows secrets as the mask: never send the mask itself.
     if col.secret && text.trim() == crate::plan::MASK {
         return Err(err(format!(
-            "the {header} column holds the mask from an outcome report; supply the {header} again \
-             (edit the cell or pass a fresh sheet)"
+            "the {header} column {}; supply the {header} again (type it in the cell, or give \
+             --secrets-from FILE: a sheet with the key column and the secret columns)",
+            crate::source::secrets::MASK_HELD
         )));
     }
 

@@ -7,7 +7,7 @@
 //! as `********`, are refused by the planner (a row holding the mask is invalid and says to
 //! supply the secret again), so a mask is never sent as a password.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::outcome::Status;
@@ -72,5 +72,75 @@ impl OnlyFilter {
             Some(t) => Status::parse(&t),
         };
         status.is_some_and(|s| self.0.contains(&s))
+    }
+}
+
+/// The sheet a report's rows came from first, as the outcome workbook's Summary records it
+/// ("Original input", "Original input SHA-256"): where `retry` finds again the secrets the
+/// report masks. A run of a plain sheet records that sheet; a run of a report fed back
+/// carries over what the report recorded, so a retry of a retry still finds the sheet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// Absolute, so that a retry from another directory finds it.
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
+/// The Summary facts that hold an [`Origin`]. Workbooks written before they existed have
+/// only the input's own facts, which mean the same for a run of a plain sheet.
+pub(crate) const ORIGIN_FACTS: [&str; 2] = ["Original input", "Original input SHA-256"];
+const INPUT_FACTS: [&str; 2] = ["Input file", "Input SHA-256"];
+
+/// Rows of a Summary sheet looked at for the facts (it has about thirty).
+const SUMMARY_ROWS: usize = 200;
+
+impl Origin {
+    /// `path` made absolute (against the current directory), with the hash of its bytes.
+    pub fn of(path: &Path, sha256: &str) -> Origin {
+        Origin {
+            path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+            sha256: sha256.to_string(),
+        }
+    }
+
+    /// The origin a report of a run of `input` (whose bytes hash to `sha256`) records: the
+    /// sheet itself, or for a report fed back, what that report recorded.
+    pub fn for_report(input: &crate::input::Input, sha256: &str) -> Option<Origin> {
+        if !input.layout.has_outcome_column() {
+            return Some(Origin::of(input.path(), sha256));
+        }
+        let read = input.spec.source.read_from.as_deref();
+        // Only a workbook has a Summary sheet.
+        input.sheet_name.as_ref()?;
+        Origin::recorded(input.path(), read)
+    }
+
+    /// The origin an outcome workbook records on its Summary sheet; `None` for a workbook
+    /// without one (a CSV report, a sheet of someone's own). `read` is where its bytes are
+    /// (the run's private copy); `path` names it.
+    pub fn recorded(path: &Path, read: Option<&Path>) -> Option<Origin> {
+        let opts = crate::source::SourceOptions {
+            sheet: Some("Summary".into()),
+            read_from: read.map(Path::to_path_buf),
+            ..Default::default()
+        };
+        // The first row of two cells (the counts' header) serves as the header: the reader
+        // keeps as many cells of a row as the header has, and a fact is a label and a value.
+        let pair = |cells: &[String]| cells.len() >= 2;
+        let sheet = crate::source::open(path, &opts, &pair).ok()?;
+        let mut facts = std::collections::HashMap::new();
+        for row in sheet.rows.take(SUMMARY_ROWS).flatten() {
+            let mut cells = row.cells.iter().map(|c| c.to_text());
+            if let (Some(k), Some(v)) = (cells.next(), cells.next()) {
+                facts.insert(k, v);
+            }
+        }
+        [ORIGIN_FACTS, INPUT_FACTS].iter().find_map(|[p, h]| {
+            let (p, h) = (facts.get(*p)?, facts.get(*h)?);
+            (!p.is_empty() && !h.is_empty()).then(|| Origin {
+                path: PathBuf::from(p),
+                sha256: h.clone(),
+            })
+        })
     }
 }

@@ -19,11 +19,12 @@ use crate::plan::MASK;
 use crate::profile::normalize_header;
 
 /// The columns every report adds after the input's own columns, in this order.
-pub const REPORT_COLUMNS: [&str; 9] = [
+pub const REPORT_COLUMNS: [&str; 10] = [
     "Outcome",
     "Action",
     "HTTP status",
     "Attempts",
+    "Requests",
     "Duration ms",
     "Message",
     "Remote ID",
@@ -84,23 +85,26 @@ pub fn open_sink(
     headers: Vec<String>,
     secret_columns: Vec<bool>,
 ) -> Result<Box<dyn OutcomeSink>> {
-    Ok(open_sink_fitted(format, path, headers, secret_columns, &[])?.0)
+    Ok(open_sink_fitted(format, path, headers, secret_columns, &[], None)?.0)
 }
 
 /// [`open_sink`] that knows which input columns the profile does not use (`unused`, from
 /// [`unused_columns`]): a workbook too narrow for the sheet leaves out unused columns from
 /// the right, with the warning returned, so that the report can always be written. A sheet
-/// whose used columns alone do not fit is refused here, before any request.
+/// whose used columns alone do not fit is refused here, before any request. A workbook
+/// records `origin` on its Summary sheet.
 pub fn open_sink_fitted(
     format: ReportFormat,
     path: &Path,
     headers: Vec<String>,
     secret_columns: Vec<bool>,
     unused: &[bool],
+    origin: Option<feedback::Origin>,
 ) -> Result<(Box<dyn OutcomeSink>, Option<String>)> {
     Ok(match format {
         ReportFormat::Xlsx => {
-            let mut sink = xlsx::XlsxSink::create(path, headers, secret_columns)?;
+            let mut sink =
+                xlsx::XlsxSink::create(path, headers, secret_columns)?.with_origin(origin);
             let warning = sink.fit_width(unused)?;
             (Box::new(sink), warning)
         }

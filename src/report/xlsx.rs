@@ -50,6 +50,8 @@ struct Stored {
     action: Action,
     http_status: Option<u16>,
     attempts: u32,
+    #[serde(default)]
+    requests: u32,
     duration_ms: u64,
     message: String,
     remote_id: Option<String>,
@@ -76,6 +78,7 @@ pub struct XlsxSink {
     in_tx: bool,
     pending: usize,
     finished: bool,
+    origin: Option<super::feedback::Origin>,
     // Declared last: dropped after the connection is closed.
     _spill: SpillFile,
 }
@@ -127,6 +130,7 @@ impl XlsxSink {
             in_tx: false,
             pending: 0,
             finished: false,
+            origin: None,
             _spill: spill,
         })
     }
@@ -167,6 +171,13 @@ impl XlsxSink {
         &self.path
     }
 
+    /// Records on the Summary sheet the sheet the rows came from first (see
+    /// [`super::feedback::Origin`]).
+    pub fn with_origin(mut self, origin: Option<super::feedback::Origin>) -> XlsxSink {
+        self.origin = origin;
+        self
+    }
+
     fn sql<T>(&self, r: rusqlite::Result<T>) -> Result<T> {
         r.map_err(|e| report_error(&self.path, format!("scratch file: {e}")))
     }
@@ -197,6 +208,7 @@ impl OutcomeSink for XlsxSink {
             action: o.action,
             http_status: o.http_status,
             attempts: o.attempts,
+            requests: o.requests,
             duration_ms: o.duration_ms,
             message: o.message.clone(),
             remote_id: o.remote_id.clone(),
@@ -255,6 +267,7 @@ impl OutcomeSink for XlsxSink {
             columns: &self.columns,
             max_rows: self.max_rows,
             path: &self.path,
+            origin: self.origin.as_ref(),
         };
         let written = writer.write(summary, &dir, &partial).and_then(|()| {
             std::fs::rename(&partial, &self.path).map_err(|e| report_error(&self.path, e))
@@ -379,6 +392,7 @@ struct Writer<'a> {
     columns: &'a Columns,
     max_rows: u32,
     path: &'a Path,
+    origin: Option<&'a super::feedback::Origin>,
 }
 
 impl Writer<'_> {
@@ -456,7 +470,7 @@ impl Writer<'_> {
         let headers = self.columns.header_row();
         let base = self.columns.input_count() as u16;
         let last_col = headers.len() as u16 - 1;
-        let report_widths = [14.0, 9.0, 11.0, 9.0, 12.0, 60.0, 22.0, 25.0, 11.0];
+        let report_widths = [14.0, 9.0, 11.0, 9.0, 9.0, 12.0, 60.0, 22.0, 25.0, 11.0];
 
         let mut st = self.sql(self.conn.prepare("SELECT data FROM outcomes ORDER BY seq"))?;
         let mut rows = self.sql(st.query([]))?;
@@ -477,7 +491,7 @@ impl Writer<'_> {
             for (i, w) in report_widths.iter().enumerate() {
                 self.xl(ws.set_column_width(base + i as u16, *w))?;
             }
-            self.xl(ws.set_column_format(base + 6, &f.text))?;
+            self.xl(ws.set_column_format(base + 7, &f.text))?;
             self.xl(ws.set_freeze_panes(1, 0))?;
             self.xl(ws.autofilter(0, 0, here, last_col))?;
             // Printed (or saved as PDF) it reads across one page width, header on every page.
@@ -536,16 +550,17 @@ impl Writer<'_> {
             self.xl(ws.write_number(r, base + 2, f64::from(h)))?;
         }
         self.xl(ws.write_number(r, base + 3, f64::from(s.attempts)))?;
-        self.xl(ws.write_number(r, base + 4, s.duration_ms as f64))?;
+        self.xl(ws.write_number(r, base + 4, f64::from(s.requests)))?;
+        self.xl(ws.write_number(r, base + 5, s.duration_ms as f64))?;
         if !s.message.is_empty() {
-            self.xl(ws.write_string_with_format(r, base + 5, clip(&s.message), &f.message))?;
+            self.xl(ws.write_string_with_format(r, base + 6, clip(&s.message), &f.message))?;
         }
         if let Some(id) = &s.remote_id {
             // Text, so a numeric id never turns into 1.23E+10.
-            self.xl(ws.write_string_with_format(r, base + 6, clip(id), &f.text))?;
+            self.xl(ws.write_string_with_format(r, base + 7, clip(id), &f.text))?;
         }
-        self.xl(ws.write_string(r, base + 7, &s.finished_at))?;
-        self.xl(ws.write_number(r, base + 8, s.source_row as f64))?;
+        self.xl(ws.write_string(r, base + 8, &s.finished_at))?;
+        self.xl(ws.write_number(r, base + 9, s.source_row as f64))?;
         Ok(())
     }
 
@@ -611,6 +626,11 @@ impl Writer<'_> {
             ("enlist version", version),
             ("Command line", mask_command_line(&sum.command_line)),
         ];
+        if let Some(o) = self.origin {
+            let [path, sha] = super::feedback::ORIGIN_FACTS;
+            facts.push((path, o.path.display().to_string()));
+            facts.push((sha, o.sha256.clone()));
+        }
         if sum.total() != 0 && sum.total() != total {
             facts.push((
                 "Warning",

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 mod bounds;
 mod csv;
 mod excel;
+pub mod secrets;
 pub mod spool;
 
 /// How the caller wants the file read. Everything is optional: the reader detects.
