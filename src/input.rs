@@ -230,8 +230,8 @@ impl Input {
         })
     }
 
-    /// Every row `keep` accepts, planned as fast as the machine allows (`check`: planning
-    /// is the whole job), with `f` applied to each planned row on the thread that planned
+    /// Every row `keep` accepts (and may amend, as in [`Input::rows_where`]), planned as
+    /// fast as the machine allows (`check`: planning is the whole job), with `f` applied to each planned row on the thread that planned
     /// it: a caller that needs only part of a row drops the rest there, on the thread that
     /// allocated it, instead of moving it across.
     ///
@@ -240,7 +240,7 @@ impl Input {
     /// held, so memory does not grow with the sheet.
     pub fn planned_map<T: Send + 'static>(
         &self,
-        keep: impl Fn(&RawRow) -> bool + Send + 'static,
+        keep: impl Fn(&mut RawRow) -> bool + Send + 'static,
         f: impl Fn(PlannedRow) -> T + Send + Sync + 'static,
     ) -> Result<impl Iterator<Item = T> + Send + 'static> {
         let rows = self.raw_rows()?;
@@ -337,15 +337,15 @@ pub const BATCHES_IN_FLIGHT: usize = 4;
 /// A panic while reading becomes a row error, as in [`PlanEach`].
 fn read_batches(
     rows: Box<dyn Iterator<Item = RowResult> + Send>,
-    keep: impl Fn(&RawRow) -> bool,
+    keep: impl Fn(&mut RawRow) -> bool,
     tx: &std::sync::mpsc::SyncSender<Vec<RowResult>>,
 ) {
     let mut last = 0u64;
     let mut batch = Vec::with_capacity(BATCH_ROWS);
     let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        for r in rows {
+        for mut r in rows {
             last = row_number(&r);
-            if !r.as_ref().map(&keep).unwrap_or(true) {
+            if !r.as_mut().map(&keep).unwrap_or(true) {
                 continue;
             }
             batch.push(r);

@@ -196,6 +196,12 @@ async fn a_check_report_fed_back_creates_the_users_with_their_secrets() {
         "checked.xlsx",
     ]);
     r.expect_code(1);
+    // Checked again as it stands, the workbook's rows have their secrets back: only the
+    // bad row is invalid.
+    let r = wd.run(&["check", "checked.xlsx", "-p", "odin"]);
+    r.expect_code(1);
+    assert!(r.stdout().contains("7 rows read: 6 valid"), "{}", r.stdout());
+    assert!(!r.stdout().contains("mask"), "{}", r.stdout());
 
     let url = sb.base_url();
     let r = enlist(

@@ -5,6 +5,7 @@
 //! on request, the first rendered requests with secrets masked.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use clap::Args;
 use serde_json::json;
@@ -16,6 +17,7 @@ use crate::outcome::{now_rfc3339, Outcome, RunSummary, Status};
 use crate::plan::{Finding, PlannedRow, Request, Severity, MASK};
 use crate::profile::{Action, Auth, Profile};
 use crate::report::{self, ReportFormat};
+use crate::source::secrets::SecretFill;
 
 use super::out;
 
@@ -37,6 +39,10 @@ pub struct CheckArgs {
     /// later sends exactly the rows that are still to do.
     #[arg(long, value_name = "PATH")]
     pub report: Option<std::path::PathBuf>,
+    /// A report fed back shows secrets masked: take them from this sheet (the key column
+    /// and the secret columns) rather than from the original input the report records.
+    #[arg(long, value_name = "FILE")]
+    pub secrets_from: Option<std::path::PathBuf>,
     /// Print the problems of the first N rows that have any; the rest are counted (and are
     /// all in --report).
     #[arg(long, value_name = "N", default_value_t = 50)]
@@ -123,7 +129,23 @@ pub fn run(args: CheckArgs) -> Result<u8> {
     // back here, the rest (its requests, its key) is dropped on the planning thread that
     // made it.
     let with_report = report.is_some();
-    let rows = input.planned_map(|_| true, move |row| Checked::of(row, with_report))?;
+    // A report fed back is checked with its secrets as a run would send them.
+    let fill = SecretFill::prepare(&input, &|_| true, args.secrets_from.as_deref())?.map(Arc::new);
+    let filler = fill.clone();
+    let rows = input.planned_map(
+        move |raw| {
+            if let Some(f) = &filler {
+                f.fill(raw);
+            }
+            true
+        },
+        move |mut row| {
+            if let Some(f) = &fill {
+                f.explain(&mut row);
+            }
+            Checked::of(row, with_report)
+        },
+    )?;
     // Rows with problems shown, and those only counted (a sheet of millions of bad rows
     // must not print gigabytes).
     let (mut shown_rows, mut more_rows) = (0u64, 0u64);

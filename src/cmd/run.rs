@@ -445,7 +445,7 @@ fn fed_back_secrets(
     sha256: &str,
 ) -> Result<(Option<Arc<SecretFill>>, Option<Origin>)> {
     let origin = Origin::for_report(input, sha256);
-    let fill = SecretFill::prepare(input, keep, origin.as_ref(), args.secrets_from.as_deref())?;
+    let fill = SecretFill::prepare(input, keep, args.secrets_from.as_deref())?;
     let lines = fill.as_ref().map(|f| f.missing_lines()).unwrap_or_default();
     if !lines.is_empty() {
         let mut text = format!(

@@ -109,10 +109,14 @@ impl Origin {
         if !input.layout.has_outcome_column() {
             return Some(Origin::of(input.path(), sha256));
         }
-        let read = input.spec.source.read_from.as_deref();
+        Origin::recorded_in(input)
+    }
+
+    /// What `input`, a report fed back, records (see [`Origin::recorded`]).
+    pub fn recorded_in(input: &crate::input::Input) -> Option<Origin> {
         // Only a workbook has a Summary sheet.
         input.sheet_name.as_ref()?;
-        Origin::recorded(input.path(), read)
+        Origin::recorded(input.path(), input.spec.source.read_from.as_deref())
     }
 
     /// The origin an outcome workbook records on its Summary sheet; `None` for a workbook

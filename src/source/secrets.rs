@@ -198,7 +198,6 @@ impl SecretFill {
     pub fn prepare(
         input: &Input,
         keep: &dyn Fn(&RawRow) -> bool,
-        origin: Option<&Origin>,
         secrets_from: Option<&Path>,
     ) -> Result<Option<SecretFill>> {
         let layout = &input.layout;
@@ -264,8 +263,8 @@ impl SecretFill {
         };
         // The original input: by source row, then the key must agree.
         let rows: HashSet<u64> = wanted.iter().filter_map(|w| w.source_row).collect();
-        let original = match origin {
-            Some(o) => original(profile, o, input.path(), &rows),
+        let original = match Origin::recorded_in(input) {
+            Some(o) => original(profile, &o, input.path(), &rows),
             None => Err(format!(
                 "{} does not record the input it was made from",
                 file_name(input.path())
