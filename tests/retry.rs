@@ -78,8 +78,29 @@ fn assert_created_once(sb: &RunningSandbox, n: usize) {
     assert_eq!(counted(&sb.stats(), "POST /api/v2/users 409"), 0);
 }
 
-async fn enlist(wd: &Workdir, args: &[&str]) -> Run {
-    run_bin(wd, args, &ODIN).await
+/// `enlist retry WORKBOOK -p PROFILE --base-url URL --report REPORT EXTRA…`.
+async fn retry(
+    wd: &Workdir,
+    (profile, url): (&str, &str),
+    workbook: &str,
+    report: &str,
+    extra: &[&str],
+    creds: &[(&str, &str)],
+) -> Run {
+    let mut args = vec![
+        "retry",
+        workbook,
+        "-p",
+        profile,
+        "--base-url",
+        url,
+        "--rate",
+        "200",
+        "--report",
+        report,
+    ];
+    args.extend(extra);
+    run_bin(wd, &args, creds).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,20 +162,14 @@ async fn retry_after_ctrl_c_creates_every_odin_user_once() {
     assert!(rows.iter().all(|r| r["Web Password"] == "********"));
     assert_eq!(sb.users().len(), done);
 
-    let r = enlist(
+    let target = ("odin", url.as_str());
+    let r = retry(
         &wd,
-        &[
-            "retry",
-            "starters.outcome.xlsx",
-            "-p",
-            "odin",
-            "--base-url",
-            &url,
-            "--rate",
-            "200",
-            "--report",
-            "retried.xlsx",
-        ],
+        target,
+        "starters.outcome.xlsx",
+        "retried.xlsx",
+        &[],
+        &ODIN,
     )
     .await;
     r.expect_code(0);
@@ -200,26 +215,15 @@ async fn a_check_report_fed_back_creates_the_users_with_their_secrets() {
     // bad row is invalid.
     let r = wd.run(&["check", "checked.xlsx", "-p", "odin"]);
     r.expect_code(1);
-    assert!(r.stdout().contains("7 rows read: 6 valid"), "{}", r.stdout());
+    assert!(
+        r.stdout().contains("7 rows read: 6 valid"),
+        "{}",
+        r.stdout()
+    );
     assert!(!r.stdout().contains("mask"), "{}", r.stdout());
 
     let url = sb.base_url();
-    let r = enlist(
-        &wd,
-        &[
-            "retry",
-            "checked.xlsx",
-            "-p",
-            "odin",
-            "--base-url",
-            &url,
-            "--rate",
-            "200",
-            "--report",
-            "run.xlsx",
-        ],
-    )
-    .await;
+    let r = retry(&wd, ("odin", &url), "checked.xlsx", "run.xlsx", &[], &ODIN).await;
     r.expect_code(1);
     let rows = results(&wd.path("run.xlsx"));
     assert_eq!(
@@ -265,24 +269,8 @@ async fn a_changed_input_names_the_rows_and_secrets_from_fills_them() {
         ("ENLIST_USERS_API_USERNAME", "admin"),
         ("ENLIST_USERS_API_PASSWORD", "sandbox"),
     ];
-    let retry = |extra: &'static [&'static str], report: &'static str| {
-        let mut args = vec![
-            "retry",
-            "checked.xlsx",
-            "-p",
-            "users-api",
-            "--base-url",
-            url.as_str(),
-            "--rate",
-            "200",
-            "--report",
-            report,
-        ];
-        args.extend(extra);
-        let wd = &wd;
-        async move { run_bin(wd, &args, &creds).await }
-    };
-    let r = retry(&[], "first.xlsx").await;
+    let target = ("users-api", url.as_str());
+    let r = retry(&wd, target, "checked.xlsx", "first.xlsx", &[], &creds).await;
     r.expect_code(1);
     let err = r.stderr();
     assert!(err.contains("4 rows still lack a secret"), "{err}");
@@ -305,7 +293,8 @@ async fn a_changed_input_names_the_rows_and_secrets_from_fills_them() {
         "password,email\nPass-2-word,U2@example.com\nPass-0-word,u0@example.com\n\
          Pass-3-word,u3@example.com\nPass-1-word,u1@example.com\nPass-9-word,other@example.com\n",
     );
-    let r = retry(&["--secrets-from", "secrets.csv"], "second.xlsx").await;
+    let from = ["--secrets-from", "secrets.csv"];
+    let r = retry(&wd, target, "checked.xlsx", "second.xlsx", &from, &creds).await;
     r.expect_code(0);
     assert!(!r.stderr().contains("lack a secret"), "{}", r.stderr());
     assert_eq!(sb.users().len(), 4);
