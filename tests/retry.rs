@@ -24,6 +24,21 @@ async fn sandbox(kind: SandboxKind) -> RunningSandbox {
     .expect("sandbox")
 }
 
+const USERS_API: [(&str, &str); 2] = [
+    ("ENLIST_USERS_API_USERNAME", "admin"),
+    ("ENLIST_USERS_API_PASSWORD", "sandbox"),
+];
+
+/// A users-api sheet of four users, each with its own password (users-api's sandbox keeps
+/// the passwords it was sent, so a test can tell whose a user got).
+fn staff_sheet() -> String {
+    let mut csv = String::from("Email,Password,Full Name\n");
+    for i in 0..4 {
+        csv.push_str(&format!("u{i}@example.com,Pass-{i}-word,User {i}\n"));
+    }
+    csv
+}
+
 /// An odin sheet of `n` users, each with its own Web Password (the secret column).
 fn odin_sheet(n: usize) -> String {
     let mut csv = String::from(
@@ -245,10 +260,7 @@ async fn a_changed_input_names_the_rows_and_secrets_from_fills_them() {
     // users-api keeps the passwords it was sent: each user must get its own row's.
     let sb = sandbox(SandboxKind::UsersApi).await;
     let wd = Workdir::new("retry-changed-input");
-    let mut csv = String::from("Email,Password,Full Name\n");
-    for i in 0..4 {
-        csv.push_str(&format!("u{i}@example.com,Pass-{i}-word,User {i}\n"));
-    }
+    let mut csv = staff_sheet();
     wd.write("staff.csv", &csv);
     wd.run(&[
         "check",
@@ -265,12 +277,8 @@ async fn a_changed_input_names_the_rows_and_secrets_from_fills_them() {
     wd.write("staff.csv", &csv);
 
     let url = sb.base_url();
-    let creds = [
-        ("ENLIST_USERS_API_USERNAME", "admin"),
-        ("ENLIST_USERS_API_PASSWORD", "sandbox"),
-    ];
     let target = ("users-api", url.as_str());
-    let r = retry(&wd, target, "checked.xlsx", "first.xlsx", &[], &creds).await;
+    let r = retry(&wd, target, "checked.xlsx", "first.xlsx", &[], &USERS_API).await;
     r.expect_code(1);
     let err = r.stderr();
     assert!(err.contains("4 rows still lack a secret"), "{err}");
@@ -294,7 +302,15 @@ async fn a_changed_input_names_the_rows_and_secrets_from_fills_them() {
          Pass-3-word,u3@example.com\nPass-1-word,u1@example.com\nPass-9-word,other@example.com\n",
     );
     let from = ["--secrets-from", "secrets.csv"];
-    let r = retry(&wd, target, "checked.xlsx", "second.xlsx", &from, &creds).await;
+    let r = retry(
+        &wd,
+        target,
+        "checked.xlsx",
+        "second.xlsx",
+        &from,
+        &USERS_API,
+    )
+    .await;
     r.expect_code(0);
     assert!(!r.stderr().contains("lack a secret"), "{}", r.stderr());
     assert_eq!(sb.users().len(), 4);
@@ -309,5 +325,69 @@ async fn a_changed_input_names_the_rows_and_secrets_from_fills_them() {
         .flat_map(|r| r.values().cloned())
         .collect();
     assert!(!text.contains("-word"), "a secret in the report");
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_are_matched_by_source_row_and_key_never_by_position() {
+    let sb = sandbox(SandboxKind::UsersApi).await;
+    let wd = Workdir::new("retry-matching");
+    let original = wd.write("staff.csv", staff_sheet());
+    let sha = enlist::source::file_sha256(&original).expect("hash");
+    // An outcome workbook as a person left it: rows sorted differently, and one key
+    // typed over (its source row now holds another user).
+    let rows = [
+        ["Email", "Password", "Full Name", "Outcome", "Source row"],
+        ["u1@example.com", "********", "User 1", "not-attempted", "3"],
+        ["changed@example.com", "********", "User 0", "failed", "2"],
+        ["u3@example.com", "********", "User 3", "failed", "5"],
+    ];
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet().set_name("Results").expect("name");
+    for (r, row) in rows.iter().enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            sheet.write_string(r as u32, c as u16, *v).expect("cell");
+        }
+    }
+    let summary = book.add_worksheet().set_name("Summary").expect("name");
+    let facts = [
+        ["Outcome", "Rows"],
+        ["Original input", &original.display().to_string()],
+        ["Original input SHA-256", &sha],
+    ];
+    for (r, fact) in facts.iter().enumerate() {
+        for (c, v) in fact.iter().enumerate() {
+            summary
+                .write_string(r as u32 + 2, c as u16, *v)
+                .expect("cell");
+        }
+    }
+    book.save(wd.path("edited.xlsx")).expect("save");
+
+    let url = sb.base_url();
+    let target = ("users-api", url.as_str());
+    let r = retry(&wd, target, "edited.xlsx", "out.xlsx", &[], &USERS_API).await;
+    r.expect_code(1);
+    assert!(
+        r.stderr().contains(
+            "row 3 (source row 2): Password: no secret was found for it: row 2 of staff.csv \
+             is \"u0@example.com\", not \"changed@example.com\""
+        ),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(sb.users().len(), 2, "the edited row is not sent");
+    assert!(sb.password_matches("u1@example.com", "Pass-1-word"));
+    assert!(sb.password_matches("u3@example.com", "Pass-3-word"));
+    let out = results(&wd.path("out.xlsx"));
+    let changed = out
+        .iter()
+        .find(|r| r["Email"] == "changed@example.com")
+        .expect("row");
+    assert_eq!(changed["Outcome"], "invalid");
+    assert!(
+        changed["Message"].contains("not \"changed@example.com\""),
+        "{changed:?}"
+    );
     sb.shutdown().await;
 }
