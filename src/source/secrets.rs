@@ -68,16 +68,17 @@ struct SecretRow {
 }
 
 impl SecretRow {
+    /// The secret of profile column `ci`, if the row has one (not empty, not the mask).
     fn get(&self, ci: usize) -> Option<&Cell> {
         self.cells
             .iter()
-            .find(|(c, cell)| *c == ci && !is_mask(cell))
+            .find(|(c, cell)| *c == ci && !cell.is_empty() && !holds_mask(cell))
             .map(|(_, cell)| cell)
     }
 }
 
-fn is_mask(cell: &Cell) -> bool {
-    cell.is_empty() || cell.to_text().trim() == MASK
+fn holds_mask(cell: &Cell) -> bool {
+    cell.to_text().trim() == MASK
 }
 
 fn key_of(cell: Option<&Cell>) -> String {
@@ -191,6 +192,55 @@ fn original(profile: &Profile, origin: &Origin, report: &Path, rows: &HashSet<u6
     Ok((name, found.into_iter().collect()))
 }
 
+/// Where the secrets are looked for.
+struct Sources {
+    /// `--secrets-from`: its name and its rows by key (`None`: the key is on two rows).
+    file: Option<(String, HashMap<String, Option<SecretRow>>)>,
+    original: Original,
+}
+
+impl Sources {
+    /// The secret of profile column `ci` (headed `header`) for the row, or why there is
+    /// none: `--secrets-from` first, then the original input.
+    fn secret(&self, w: &Wanted, ci: usize, header: &str) -> std::result::Result<&Cell, String> {
+        let mut why = Vec::new();
+        if let Some((name, by_key)) = &self.file {
+            match by_key.get(&w.key) {
+                Some(Some(r)) => match r.get(ci) {
+                    Some(cell) => return Ok(cell),
+                    None => why.push(format!("{name} has no {header} for {:?}", w.key)),
+                },
+                Some(None) => why.push(format!("{:?} is on more than one row of {name}", w.key)),
+                None => why.push(format!("{name} has no row with key {:?}", w.key)),
+            }
+        }
+        self.in_original(w, ci, header).map_err(|e| {
+            why.push(e);
+            why.join("; ")
+        })
+    }
+
+    fn in_original(
+        &self,
+        w: &Wanted,
+        ci: usize,
+        header: &str,
+    ) -> std::result::Result<&Cell, String> {
+        let (name, rows) = self.original.as_ref().map_err(String::clone)?;
+        let n = w
+            .source_row
+            .ok_or_else(|| "the row has no Source row to find it by".to_string())?;
+        let r = rows
+            .get(&n)
+            .ok_or_else(|| format!("{name} has no user on row {n}"))?;
+        if r.key != w.key {
+            return Err(format!("row {n} of {name} is {:?}, not {:?}", r.key, w.key));
+        }
+        r.get(ci)
+            .ok_or_else(|| format!("row {n} of {name} has no {header} either"))
+    }
+}
+
 impl SecretFill {
     /// For an input that is a report fed back (it has an Outcome column): the secrets of
     /// the rows `keep` takes whose secret cells hold the mask. `None` when no such row.
@@ -223,11 +273,7 @@ impl SecretFill {
             for raw in input.raw_rows()?.flatten() {
                 let cells: Vec<(usize, usize)> = secret_cols
                     .iter()
-                    .filter(|(si, _)| {
-                        raw.cells
-                            .get(*si)
-                            .is_some_and(|c| is_mask(c) && !c.is_empty())
-                    })
+                    .filter(|(si, _)| raw.cells.get(*si).is_some_and(holds_mask))
                     .copied()
                     .collect();
                 if cells.is_empty() || !keep(&raw) {
@@ -246,7 +292,7 @@ impl SecretFill {
         }
 
         // --secrets-from: by key (a key on two of its rows gives no secret: which one?).
-        let from_file = match secrets_from {
+        let file = match secrets_from {
             None => None,
             Some(f) => {
                 let keys: HashSet<&str> = wanted.iter().map(|w| w.key.as_str()).collect();
@@ -270,61 +316,20 @@ impl SecretFill {
                 file_name(input.path())
             )),
         };
+        let sources = Sources { file, original };
 
         let mut fill = SecretFill {
             fills: HashMap::new(),
             missing: BTreeMap::new(),
         };
         for w in wanted {
-            let in_file = from_file
-                .as_ref()
-                .map(|(name, by_key)| match by_key.get(&w.key) {
-                    Some(Some(r)) => Ok(r),
-                    Some(None) => Err(format!("{:?} is on more than one row of {name}", w.key)),
-                    None => Err(format!("{name} has no row with key {:?}", w.key)),
-                });
-            let in_original = original
-                .as_ref()
-                .map_err(String::clone)
-                .and_then(|(name, rows)| {
-                    let n = w
-                        .source_row
-                        .ok_or_else(|| "the row has no Source row to find it by".to_string())?;
-                    match rows.get(&n) {
-                        Some(r) if r.key == w.key => Ok((name, n, r)),
-                        Some(r) => {
-                            Err(format!("row {n} of {name} is {:?}, not {:?}", r.key, w.key))
-                        }
-                        None => Err(format!("{name} has no user on row {n}")),
-                    }
-                });
             let mut filled = Vec::new();
             let mut lacking = Vec::new();
             for (si, ci) in &w.cells {
                 let header = layout.header(*si);
-                let from_file = in_file.as_ref().map(|r| {
-                    r.as_ref().map_err(String::clone).and_then(|r| {
-                        r.get(*ci)
-                            .ok_or_else(|| format!("it has no {header} for {:?}", w.key))
-                    })
-                });
-                let from_original =
-                    in_original
-                        .as_ref()
-                        .map_err(String::clone)
-                        .and_then(|(name, n, r)| {
-                            r.get(*ci)
-                                .ok_or_else(|| format!("row {n} of {name} has no {header} either"))
-                        });
-                match (from_file, from_original) {
-                    (Some(Ok(c)), _) | (_, Ok(c)) => filled.push((*si, c.clone())),
-                    (file, Err(orig)) => {
-                        let why = match file {
-                            Some(Err(f)) => format!("{f}; {orig}"),
-                            _ => orig,
-                        };
-                        lacking.push((header.to_string(), why));
-                    }
+                match sources.secret(&w, *ci, header) {
+                    Ok(cell) => filled.push((*si, cell.clone())),
+                    Err(why) => lacking.push((header.to_string(), why)),
                 }
             }
             if !filled.is_empty() {
