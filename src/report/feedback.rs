@@ -3,9 +3,11 @@
 //!
 //! The workbook is a valid input as it stands: its original columns come first, and
 //! [`Layout`] recognises its `Outcome` and `Source row` columns and ignores the other report
-//! columns. This module decides which rows go again. Secret columns, which the workbook shows
-//! as `********`, are refused by the planner (a row holding the mask is invalid and says to
-//! supply the secret again), so a mask is never sent as a password.
+//! columns. This module decides which rows go again, and reads the [`Origin`] a workbook
+//! records. Secret cells, which the workbook shows as `********`, are filled again from that
+//! origin or `--secrets-from` ([`crate::source::secrets`]); a cell still holding the mask is
+//! refused by the planner (the row is invalid and says why), so a mask is never sent as a
+//! password.
 
 use std::path::{Path, PathBuf};
 
