@@ -385,8 +385,9 @@ struct Invalid {
 }
 
 impl Invalid {
+    /// Takes in an invalid row.
     fn note(&mut self, row: &PlannedRow) {
-        if row.is_invalid() && self.problems.show(&row.findings) {
+        if self.problems.show(&row.findings) {
             let lines = row.findings.iter().map(|f| Problems::line(row.row, f));
             self.lines.extend(lines);
         }
@@ -490,7 +491,13 @@ fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
             input.rows_where(move |raw| only.as_ref().is_none_or(|f| f.keep(&layout, raw)))?;
         let rows = delta_filter(rows, &args.journal, &journal)?;
         let invalid = invalid.clone();
-        let rows = rows.inspect(move |row| invalid.lock().map_or((), |mut i| i.note(row)));
+        let rows = rows.inspect(move |row| {
+            if row.is_invalid() {
+                if let Ok(mut i) = invalid.lock() {
+                    i.note(row);
+                }
+            }
+        });
         let (sinks, report_path) = report_sinks(&args, &input, &profile)?;
         Ok::<_, Error>((total, rows, sinks, report_path))
     })();
