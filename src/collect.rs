@@ -166,7 +166,7 @@ pub async fn run(
 pub enum Progress {
     /// Nothing (tests, `--progress never`).
     Off,
-    /// An indicatif bar through tracing-indicatif (a terminal); log lines appear above it.
+    /// An indicatif bar (a terminal); log lines appear above it.
     Bar,
     /// One line on stderr every interval (cron, CI: no terminal).
     Lines(Duration),
@@ -283,22 +283,7 @@ pub fn collect(
         stop,
     };
     let started = Instant::now();
-    let span = tracing::info_span!("run");
-    if progress == Progress::Bar {
-        use tracing_indicatif::span_ext::IndicatifSpanExt;
-        let template = if total.is_some() {
-            "{spinner} [{wide_bar}] {pos}/{len} rows  {per_sec}  ETA {eta}  {msg}"
-        } else {
-            "{spinner} {pos} rows done  {per_sec}  {elapsed_precise}  {msg}"
-        };
-        if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
-            span.pb_set_style(&style.progress_chars("=> "));
-        }
-        if let Some(n) = total {
-            span.pb_set_length(n);
-        }
-        span.pb_start();
-    }
+    let bar = (progress == Progress::Bar).then(|| progress_bar(total));
     let every = match progress {
         Progress::Lines(d) => Some(d),
         _ => None,
@@ -316,16 +301,15 @@ pub fn collect(
         let n = received.unwrap_or(0);
         if n > 0 {
             let kept = st.record(&mut batch, &mut sinks);
-            if progress == Progress::Bar {
-                use tracing_indicatif::span_ext::IndicatifSpanExt;
-                span.pb_inc(kept as u64);
-                let bad = st.counts.get(&Status::Failed).copied().unwrap_or(0)
-                    + st.counts.get(&Status::Invalid).copied().unwrap_or(0);
-                let mut msg = live_text(live);
-                if bad > 0 {
-                    msg.push_str(&format!("  {bad} failed/invalid"));
-                }
-                span.pb_set_message(&msg);
+            if let Some(bar) = &bar {
+                bar.inc(kept as u64);
+                let count = |s| st.counts.get(&s).copied().unwrap_or(0);
+                let invalid = match count(Status::Invalid) {
+                    0 => String::new(),
+                    n => format!(", {n} invalid"),
+                };
+                let failed = count(Status::Failed);
+                bar.set_message(format!("{failed} failed{invalid} · {}", live_text(live)));
             }
             batch.clear();
         }
@@ -337,7 +321,7 @@ pub fn collect(
         if let (Some(at), Some(d)) = (next_line, every) {
             if now >= at {
                 let line = progress_line(&st.counts, total, started.elapsed());
-                eprintln!("{line}; {}", live_text(live));
+                crate::console::line(&format!("{line}; {}", live_text(live)));
                 next_line = Some(now + d);
             }
         }
@@ -346,6 +330,9 @@ pub fn collect(
         if received.is_some() && n < BATCH {
             std::thread::sleep(GATHER);
         }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
     }
     // What waited for a tick is written out by `finish`.
     Collected {
@@ -356,6 +343,30 @@ pub fn collect(
         seen: st.seen,
         duplicates: st.duplicates,
     }
+}
+
+/// The bar on a terminal: rows done of the total, rows/s, ETA; its message (failures so far
+/// and the executor's live limits) is set as outcomes arrive.
+fn progress_bar(total: Option<u64>) -> indicatif::ProgressBar {
+    // One line even on 80 columns: the message, failures first, is cut to what fits (a
+    // line that wraps leaves a copy of itself behind at every redraw).
+    let template = if total.is_some() {
+        "{spinner} [{bar:20}] {pos}/{len} rows · {rows_per_sec} · ETA {eta} · {wide_msg}"
+    } else {
+        "{spinner} {pos} rows done · {rows_per_sec} · {elapsed_precise} · {wide_msg}"
+    };
+    let bar = crate::console::bar(total);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> ").with_key(
+            "rows_per_sec",
+            |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.1} rows/s", s.per_sec());
+            },
+        ));
+    }
+    // Redrawn while no outcome arrives too (a slow target): the spinner and ETA stay alive.
+    bar.enable_steady_tick(Duration::from_millis(250));
+    bar
 }
 
 /// Outcomes taken off the channel at once.

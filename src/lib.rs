@@ -12,6 +12,7 @@
 //! - [`execute`]: jobs become rate-limited, retried HTTP requests under an adaptive limit of rows in flight;
 //!   every row ends in one [`outcome::Outcome`].
 //! - [`collect`]: the one task that receives outcomes, shows progress and feeds the sinks.
+//! - [`console`]: stderr for people and log collectors: log lines, the bar, progress lines.
 //! - [`report`]: sinks that write outcomes (JSON lines).
 //! - [`error`]: the crate's error type and the exit codes.
 //! - [`scrub`]: takes the run's secrets out of server text before it is stored or printed.
@@ -21,6 +22,7 @@
 pub mod cell;
 pub mod cmd;
 pub mod collect;
+pub mod console;
 pub mod error;
 pub mod execute;
 pub mod input;

@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     match enlist::cmd::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("enlist: {e}");
+            enlist::console::error(&e.to_string());
             ExitCode::from(e.exit_code())
         }
     }

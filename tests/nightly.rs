@@ -220,7 +220,14 @@ async fn nightly_second_run_on_a_state_is_refused() {
         took < Duration::from_secs(1),
         "refused at once, took {took:?}"
     );
-    assert!(second.stdout().is_empty(), "{}", second.stdout());
+    // Nothing done, and stdout says so in the one summary line of a fatal exit.
+    assert!(
+        second
+            .stdout()
+            .starts_with("enlist summary: status=fatal exit=5 "),
+        "{}",
+        second.stdout()
+    );
 
     let first = blocking(move || first.wait_with_output().expect("wait")).await;
     let first = Run { output: first };

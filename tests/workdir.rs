@@ -68,6 +68,32 @@ impl Workdir {
         cmd
     }
 
+    /// The real binary on a pseudo-terminal (util-linux `script`) of 120 columns: stdin,
+    /// stdout and stderr are the terminal, and what it shows comes back as `stdout` (stderr
+    /// included).
+    pub fn command_on_terminal(&self, args: &[&str]) -> Command {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+        let line: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_enlist"))
+            .chain(args.iter().copied())
+            .map(quote)
+            .collect();
+        // The same environment as `command` (enlist's own variables removed, NO_COLOR set).
+        let cmd = self.command(&[]);
+        let mut script = Command::new("script");
+        script
+            .current_dir(&self.dir)
+            .arg("-qec")
+            .arg(format!("stty cols 120 rows 40; exec {}", line.join(" ")))
+            .arg("/dev/null");
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => script.env(k, v),
+                None => script.env_remove(k),
+            };
+        }
+        script
+    }
+
     pub fn run(&self, args: &[&str]) -> Run {
         let output = self.command(args).output().expect("run enlist");
         Run { output }

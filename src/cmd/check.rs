@@ -146,9 +146,7 @@ pub fn run(args: CheckArgs) -> Result<u8> {
             Checked::of(row, with_report)
         },
     )?;
-    // Rows with problems shown, and those only counted (a sheet of millions of bad rows
-    // must not print gigabytes).
-    let (mut shown_rows, mut more_rows) = (0u64, 0u64);
+    let mut problems_shown = Problems::new(args.max_problems);
     for row in rows {
         count(&mut tally, &row);
         if let (Some((sink, _, _)), Some(o)) = (report.as_mut(), &row.outcome) {
@@ -157,35 +155,27 @@ pub fn run(args: CheckArgs) -> Result<u8> {
         if let Some(used) = row.used.filter(|_| shown.len() < args.show_requests) {
             shown.push((row.row, used));
         }
-        if !row.findings.is_empty() {
-            if shown_rows >= args.max_problems {
-                more_rows += 1;
-                continue;
-            }
-            shown_rows += 1;
+        if !problems_shown.show(&row.findings) {
+            continue;
         }
         for f in &row.findings {
             if json {
                 problems.push(json!({"row": row.row, "column": f.column, "severity": f.severity, "message": f.message}));
             } else {
-                let prefix = if f.severity == Severity::Warning {
-                    "warning: "
-                } else {
-                    ""
-                };
-                out(&format!("{prefix}{}\n", f.describe(row.row)))?;
+                out(&format!("{}\n", Problems::line(row.row, f)))?;
             }
         }
     }
+    let more_rows = problems_shown.more;
 
-    if more_rows > 0 && !json {
+    if !json {
         let hint = match &report {
             Some((_, path, _)) => format!("the report has them all: {}", path.display()),
             None => "see --report".to_string(),
         };
-        out(&format!(
-            "and {more_rows} more rows with problems; {hint}\n"
-        ))?;
+        if let Some(more) = problems_shown.tail(&hint) {
+            out(&format!("{more}\n"))?;
+        }
     }
 
     if !shown.is_empty() {
@@ -309,6 +299,54 @@ pub fn run(args: CheckArgs) -> Result<u8> {
         out(&t)?;
     }
     Ok(code)
+}
+
+/// The problems of the first rows that have any are shown, one `row 14, column extension:
+/// ...` line each; later rows are only counted (a sheet of millions of bad rows must not
+/// print gigabytes). `check` shows them as it reads; `run` those of its invalid rows.
+pub(crate) struct Problems {
+    max: u64,
+    shown: u64,
+    /// Rows with problems that were not shown.
+    pub more: u64,
+}
+
+impl Problems {
+    pub fn new(max: u64) -> Problems {
+        Problems {
+            max,
+            shown: 0,
+            more: 0,
+        }
+    }
+
+    /// Whether to show the problems of a row with these findings (false: it is counted).
+    pub fn show(&mut self, findings: &[Finding]) -> bool {
+        if findings.is_empty() {
+            return true;
+        }
+        if self.shown >= self.max {
+            self.more += 1;
+            return false;
+        }
+        self.shown += 1;
+        true
+    }
+
+    /// One finding as a line for people.
+    pub fn line(row: u64, f: &Finding) -> String {
+        let prefix = if f.severity == Severity::Warning {
+            "warning: "
+        } else {
+            ""
+        };
+        format!("{prefix}{}", f.describe(row))
+    }
+
+    /// `and N more rows with problems; <hint>`, when some were not shown.
+    pub fn tail(&self, hint: &str) -> Option<String> {
+        (self.more > 0).then(|| format!("and {} more rows with problems; {hint}", self.more))
+    }
 }
 
 /// A row's line in a check report: nothing was sent, so valid rows are `not-attempted`.

@@ -167,7 +167,7 @@ pub fn run(args: DemoArgs) -> Result<u8> {
     let (sinks, book, report) = sinks(&args.dir, &input)?;
 
     let bar = std::io::stderr().is_terminal();
-    super::run::init_logging(super::run::LogFormat::Text, bar);
+    crate::console::init(false);
     let cfg = sandbox_config(kind);
     let runtime = super::runtime()?;
     let (summary, held) = runtime.block_on(async {

@@ -6,13 +6,15 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use super::check::Problems;
 use super::InputArgs;
 use crate::collect::{self, Progress};
+use crate::console;
 use crate::error::{exit, Error, Result};
 use crate::execute::order::UpsertOrder;
 use crate::execute::{Concurrency, RunSettings, Secrets};
@@ -113,7 +115,7 @@ pub struct RunArgs {
     /// the report records.
     #[arg(long, value_name = "FILE")]
     pub secrets_from: Option<PathBuf>,
-    /// Progress bar on a terminal (auto), never, or always.
+    /// Progress bar on a terminal, else progress lines (auto); never; or always.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressArg,
     /// Seconds between progress lines when there is no terminal.
@@ -124,7 +126,8 @@ pub struct RunArgs {
     /// Creating first needs a profile whose create has a conflict rule.
     #[arg(long, value_enum, default_value = "auto")]
     pub upsert_order: UpsertOrderArg,
-    /// Log lines as text or JSON (filter with RUST_LOG).
+    /// Every stderr line as text or JSON: log lines (filter with RUST_LOG), progress, the
+    /// summary, errors. JSON draws no bar: progress comes as lines.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
     #[command(flatten)]
@@ -298,11 +301,13 @@ pub fn settings(args: &RunArgs, profile: &crate::profile::Profile) -> Result<Run
         })?);
     }
     let interval = secs("progress-interval", args.progress_interval)?;
+    // A bar is not JSON: with --log-format json progress comes as (JSON) lines.
+    let bar = args.log_format == LogFormat::Text;
     s.progress = match args.progress {
         ProgressArg::Never => Progress::Off,
-        ProgressArg::Always => Progress::Bar,
-        ProgressArg::Auto if std::io::stderr().is_terminal() => Progress::Bar,
-        ProgressArg::Auto => Progress::Lines(interval),
+        ProgressArg::Always if bar => Progress::Bar,
+        ProgressArg::Auto if bar && std::io::stderr().is_terminal() => Progress::Bar,
+        ProgressArg::Always | ProgressArg::Auto => Progress::Lines(interval),
     };
     // `input_sha256` is set by the caller, from the private copy the run reads.
     s.input_file = args.input.sheet.display().to_string();
@@ -311,49 +316,12 @@ pub fn settings(args: &RunArgs, profile: &crate::profile::Profile) -> Result<Run
     Ok(s)
 }
 
-/// Logging to stderr; on a terminal through the indicatif layer so that log lines appear
-/// above the progress bar.
-pub(crate) fn init_logging(format: LogFormat, bar: bool) {
-    use tracing_subscriber::prelude::*;
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    let registry = tracing_subscriber::registry().with(filter);
-    // Errors here mean a subscriber is already set (in-process use): keep that one.
-    if bar {
-        let layer = tracing_indicatif::IndicatifLayer::new();
-        let writer = layer.get_stderr_writer();
-        let _ = match format {
-            LogFormat::Text => registry
-                .with(layer)
-                .with(tracing_subscriber::fmt::layer().with_writer(writer))
-                .try_init(),
-            LogFormat::Json => registry
-                .with(layer)
-                .with(tracing_subscriber::fmt::layer().json().with_writer(writer))
-                .try_init(),
-        };
-    } else {
-        let _ = match format {
-            LogFormat::Text => registry
-                .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-                .try_init(),
-            LogFormat::Json => registry
-                .with(
-                    tracing_subscriber::fmt::layer()
-                        .json()
-                        .with_writer(std::io::stderr),
-                )
-                .try_init(),
-        };
-    }
-}
-
 /// Resolves on the first Ctrl-C or SIGTERM; a second one ends the process at once.
 async fn interrupted() {
     wait_signal().await;
     tokio::spawn(async {
         wait_signal().await;
-        eprintln!("enlist: second interrupt, stopping now (outcomes of rows in flight are lost)");
+        console::error("second interrupt, stopping now (outcomes of rows in flight are lost)");
         std::process::exit(i32::from(exit::INTERRUPTED));
     });
 }
@@ -382,12 +350,69 @@ async fn wait_signal() {
 
 /// `enlist run`.
 pub fn run(args: RunArgs) -> Result<u8> {
-    run_with(args, false)
+    summarised(|| run_with(args, false))
 }
 
 /// `enlist retry OUTCOME.xlsx`: the rows of an outcome workbook that did not end well.
 pub fn retry(args: RunArgs) -> Result<u8> {
-    run_with(args, true)
+    summarised(|| run_with(args, true))
+}
+
+/// Runs `run`; when it ends in an error, says it and then prints the summary line that a
+/// run prints on stdout all the same: a scheduler finds one as the last line on every exit
+/// (docs/scheduling.md).
+fn summarised(run: impl FnOnce() -> Result<u8>) -> Result<u8> {
+    let started = std::time::Instant::now();
+    run().or_else(|e| {
+        console::error(&e.to_string());
+        super::out(&format!("{}\n", fatal_line(&e, started.elapsed())))?;
+        Ok(e.exit_code())
+    })
+}
+
+/// `enlist summary: status=fatal exit=4 seconds=0.2 error="..."`: the summary line of a run
+/// that could not start or had to stop (the error quoted as a JSON string).
+fn fatal_line(e: &Error, took: Duration) -> String {
+    format!(
+        "enlist summary: status=fatal exit={} seconds={:.1} error={}",
+        e.exit_code(),
+        took.as_secs_f64(),
+        serde_json::Value::from(e.to_string())
+    )
+}
+
+/// Rows of a run whose problems are printed; the rest are in the outcome report.
+const SHOWN_INVALID_ROWS: u64 = 20;
+
+/// The problems of a run's invalid rows, gathered as the rows pass on the reader's thread
+/// and printed after the run (in the middle of it they would scroll away under the bar).
+struct Invalid {
+    problems: Problems,
+    lines: Vec<String>,
+}
+
+impl Invalid {
+    /// Takes in an invalid row.
+    fn note(&mut self, row: &PlannedRow) {
+        if self.problems.show(&row.findings) {
+            let lines = row.findings.iter().map(|f| Problems::line(row.row, f));
+            self.lines.extend(lines);
+        }
+    }
+
+    fn print(&self, report: &Path) {
+        for l in &self.lines {
+            console::line(l);
+        }
+        let kind = match ReportFormat::from_path(report) {
+            ReportFormat::Xlsx => "workbook",
+            _ => "report",
+        };
+        let hint = format!("see the outcome {kind} {}", report.display());
+        if let Some(tail) = self.problems.tail(&hint) {
+            console::line(&tail);
+        }
+    }
 }
 
 /// The report sinks: the main report (workbook unless the path says otherwise) and any
@@ -470,6 +495,8 @@ fn fed_back_secrets(
 const MISSING_SHOWN: usize = 20;
 
 fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
+    // First: every later line (a refused profile included) has the format asked for.
+    console::init(args.log_format == LogFormat::Json);
     let mut spec = args.input.spec()?;
     // Every pass reads one private copy, so the run acts on one version of the file, the
     // version whose hash the journal and the report record.
@@ -483,7 +510,9 @@ fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
     };
     let mut settings = settings(&args, &profile)?;
     settings.input_sha256 = copy.sha256().to_string();
-    init_logging(args.log_format, settings.progress == Progress::Bar);
+    if args.progress == ProgressArg::Always && settings.progress == Progress::Bar {
+        console::draw_always();
+    }
     if profile.columns.iter().any(|c| c.secret) {
         let dir = state_dir(&args.journal, &args.input.sheet);
         let key = crate::journal::secret_key(&dir)?;
@@ -491,6 +520,10 @@ fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
     }
     let mut journal = open_journal(&args.journal, &args.input.sheet, &profile, &settings)?;
     settings.create_log = Some(journal.create_log()?);
+    let invalid = Arc::new(Mutex::new(Invalid {
+        problems: Problems::new(SHOWN_INVALID_ROWS),
+        lines: Vec::new(),
+    }));
     let prepared = (|| {
         let input = Input::open(spec)?;
         test_pause_between_passes();
@@ -520,6 +553,14 @@ fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
             row
         });
         let rows = delta_filter(rows, &args.journal, &journal)?;
+        let invalid = invalid.clone();
+        let rows = rows.inspect(move |row| {
+            if row.is_invalid() {
+                if let Ok(mut i) = invalid.lock() {
+                    i.note(row);
+                }
+            }
+        });
         let (sinks, report_path) = report_sinks(&args, &input, &profile, origin)?;
         Ok::<_, Error>((total, rows, sinks, report_path))
     })();
@@ -542,16 +583,20 @@ fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
             Err(Error::Unrecorded { message, summary }) => (*summary, Some(message)),
             Err(e) => return Err(e),
         };
-    eprint!("{}", human_summary(&summary));
-    eprintln!("outcome report: {}", report_path.display());
-    if let Some(message) = &unrecorded {
-        eprintln!("enlist: {message}");
+    if let Ok(i) = invalid.lock() {
+        i.print(&report_path);
     }
-    super::out(&format!("{}\n", summary.line()))?;
-    Ok(match unrecorded {
+    console::lines(&human_summary(&summary));
+    console::line(&format!("outcome report: {}", report_path.display()));
+    if let Some(message) = &unrecorded {
+        console::error(message);
+    }
+    let code = match unrecorded {
         Some(_) => exit::UNRECORDED,
         None => exit_code(&summary),
-    })
+    };
+    super::out(&format!("{} exit={code}\n", summary.line()))?;
+    Ok(code)
 }
 
 /// For tests only: with `ENLIST_TEST_PAUSE_BETWEEN_PASSES=FILE`, creates FILE after the
