@@ -14,7 +14,7 @@ use super::InputArgs;
 use crate::collect::{self, Progress};
 use crate::error::{exit, Error, Result};
 use crate::execute::order::UpsertOrder;
-use crate::execute::{Concurrency, RunSettings, Secrets};
+use crate::execute::{Concurrency, RunSettings};
 use crate::input::Input;
 use crate::journal::{target_id, Journal, Shard};
 use crate::outcome::{OutcomeSink, RunSummary, Status};
@@ -252,12 +252,11 @@ fn secs(flag: &str, v: f64) -> Result<Duration> {
 
 /// The settings for this run, checked before anything is read or sent.
 pub fn settings(args: &RunArgs, profile: &crate::profile::Profile) -> Result<RunSettings> {
-    let secrets = Secrets::load(profile, args.secret_file.as_deref())?;
-    let mut s = RunSettings::new(
+    let mut s = RunSettings::from_env(
         profile,
         args.base_url.as_deref(),
         args.allow_insecure_http,
-        secrets,
+        args.secret_file.as_deref(),
     )?;
     s.concurrency = match args.concurrency {
         Auto::Auto => Concurrency::Auto {
