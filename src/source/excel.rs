@@ -7,7 +7,7 @@
 //! reader for them that we use), then walked row by row.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -36,6 +36,9 @@ pub(super) fn open(
     probe: &dyn HeaderProbe,
 ) -> Result<Sheet> {
     if kind == Kind::Zip {
+        if let Some(what) = zip_not_a_workbook(read, ext) {
+            return Err(Error::input(path, what));
+        }
         let cap = opts
             .max_expanded_mib
             .unwrap_or(super::DEFAULT_MAX_EXPANDED_MIB);
@@ -52,6 +55,65 @@ pub(super) fn open(
              open it in Excel and save it again as .xlsx, or save the sheet as CSV",
         )),
     }
+}
+
+/// What a zip that is no workbook is, from the names of its parts: Office files are all
+/// zips, so a Word document or a PowerPoint file renamed .xlsx would otherwise be refused
+/// as a damaged workbook. A zip the `zip` crate cannot read is left to calamine.
+fn zip_not_a_workbook(read: &Path, ext: &str) -> Option<String> {
+    let mut zip = zip::ZipArchive::new(BufReader::new(File::open(read).ok()?)).ok()?;
+    let names: Vec<String> = zip.file_names().map(str::to_string).collect();
+    let has = |prefix: &str| names.iter().any(|n| n.starts_with(prefix));
+    let named = super::named_as(ext);
+    let what = if has("xl/") {
+        return None;
+    } else if has("word/") {
+        "a Word document"
+    } else if has("ppt/") {
+        "a PowerPoint file"
+    } else if has("[Content_Types].xml") {
+        "an Office file but not an Excel workbook"
+    } else {
+        // OpenDocument says what it is in its first part.
+        let mut mime = String::new();
+        if let Ok(part) = zip.by_name("mimetype") {
+            let _ = part.take(100).read_to_string(&mut mime);
+        }
+        match mime.trim() {
+            "application/vnd.oasis.opendocument.spreadsheet" => return None,
+            m if m.ends_with(".text") => "an OpenDocument text (Writer) document",
+            m if m.ends_with(".presentation") => "an OpenDocument presentation (Impress)",
+            _ => {
+                let sheets: Vec<&str> = names
+                    .iter()
+                    .filter(|n| {
+                        let n = n.to_ascii_lowercase();
+                        [".xlsx", ".xls", ".ods", ".csv"]
+                            .iter()
+                            .any(|e| n.ends_with(e))
+                    })
+                    .take(3)
+                    .map(String::as_str)
+                    .collect();
+                return Some(if sheets.is_empty() {
+                    format!(
+                        "is a zip archive{named}, not a workbook: unpack it and give the \
+                         spreadsheet inside, or export the sheet again as .xlsx or CSV"
+                    )
+                } else {
+                    format!(
+                        "is a zip archive{named}, not a workbook: unpack it and give the \
+                         spreadsheet inside ({})",
+                        sheets.join(", ")
+                    )
+                });
+            }
+        }
+    };
+    Some(format!(
+        "is {what}{named}, not a workbook: open the spreadsheet with the users instead, or \
+         copy the table into a sheet and save it as .xlsx or CSV"
+    ))
 }
 
 fn open_workbook(
