@@ -184,11 +184,10 @@ fn open_journal(
 ) -> Result<Journal> {
     let dir = state_dir(args, sheet);
     let target = target_id(&profile.name, settings.base_url.as_str());
-    let journal = Journal::open(&dir, &target, &settings.input_sha256)?;
-    if journal.is_resume() {
-        tracing::warn!(
-            "the last run on this target did not finish: resuming (rows it finished are not sent again; creates are looked up first)"
-        );
+    let journal = Journal::open_input(&dir, &target, &settings.input_sha256, &settings.input_file)?;
+    if let Some(earlier) = journal.resumed_run() {
+        let (file, sha) = (&settings.input_file, &settings.input_sha256);
+        tracing::warn!("{}", earlier.warning(file, sha));
     }
     Ok(journal)
 }
