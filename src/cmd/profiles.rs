@@ -68,7 +68,7 @@ pub fn run(args: ProfilesArgs) -> Result<u8> {
                 let files: Vec<(&str, &str)> = std::iter::once((toml_file.as_str(), toml))
                     .chain(bodies)
                     .collect();
-                return write_out(&dir, &name, &files, force);
+                return write_out(&dir, name, &files, force);
             }
             let mut t = format!("# ---- {name}.toml\n{toml}");
             for (file, body) in bodies {
