@@ -10,6 +10,12 @@ use crate::workdir::{run_bin, Workdir};
 
 const SHEET: &str = "email,password,name\nann@x.io,Secret-11,Ann\n";
 
+/// The users-api sandbox's credentials, under the profile's names.
+const CREDENTIALS: [(&str, &str); 2] = [
+    ("ENLIST_USERS_API_USERNAME", "admin"),
+    ("ENLIST_USERS_API_PASSWORD", "sandbox"),
+];
+
 #[test]
 fn every_missing_setting_is_named_in_one_refusal() {
     let wd = Workdir::new("missing_settings");
@@ -182,8 +188,7 @@ async fn killed_run(wd: &Workdir, sheet: &str, url: &str) {
     let mut child = wd
         .command(&["run", sheet, "-p", "users-api", "--base-url", url])
         .args(["--progress", "never"])
-        .env("ENLIST_USERS_API_USERNAME", "admin")
-        .env("ENLIST_USERS_API_PASSWORD", "sandbox")
+        .envs(CREDENTIALS)
         .env("ENLIST_TEST_PAUSE_BETWEEN_PASSES", &marker)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -202,6 +207,32 @@ async fn killed_run(wd: &Workdir, sheet: &str, url: &str) {
     std::fs::remove_file(&marker).expect("remove marker");
 }
 
+/// Kills a run of `killed` ([`killed_run`]), writes `edit` into it if given, then runs
+/// `sheet` to its end and returns what it printed on stderr.
+async fn run_after_kill(
+    wd: &Workdir,
+    url: &str,
+    killed: &str,
+    edit: Option<&str>,
+    sheet: &str,
+) -> String {
+    killed_run(wd, killed, url).await;
+    if let Some(text) = edit {
+        wd.write(killed, text);
+    }
+    let args = ["run", sheet, "-p", "users-api", "--base-url", url];
+    let r = run_bin(wd, &args, &CREDENTIALS).await;
+    r.expect_code(0);
+    r.stderr()
+}
+
+fn assert_says(err: &str, says: &[&str], never: &str) {
+    for s in says {
+        assert!(err.contains(s), "lacks {s:?}:\n{err}");
+    }
+    assert!(!err.contains(never), "says {never:?}:\n{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_resume_warning_names_the_unfinished_runs_sheet() {
     let wd = Workdir::new("resume_warning");
@@ -212,35 +243,13 @@ async fn the_resume_warning_names_the_unfinished_runs_sheet() {
     .await
     .expect("start sandbox");
     let url = sb.base_url();
-    let env = [
-        ("ENLIST_USERS_API_USERNAME", "admin"),
-        ("ENLIST_USERS_API_PASSWORD", "sandbox"),
-    ];
-    let run = |sheet: &'static str| {
-        let (wd, url) = (&wd, url.clone());
-        async move {
-            run_bin(
-                wd,
-                &["run", sheet, "-p", "users-api", "--base-url", &url],
-                &env,
-            )
-            .await
-        }
-    };
     wd.write("first.csv", "email,password,name\nann@x.io,Secret-11,Ann\n");
     wd.write("other.csv", "email,password,name\nbob@x.io,Secret-12,Bob\n");
 
     // Another sheet after an unfinished run: named as another sheet, not "resuming".
-    killed_run(&wd, "first.csv", &url).await;
-    let r = run("other.csv").await;
-    r.expect_code(0);
-    let err = r.stderr();
-    assert!(
-        err.contains("an earlier run of first.csv (started 20"),
-        "{err}"
-    );
-    assert!(err.contains("other.csv is another sheet"), "{err}");
-    assert!(!err.contains("resuming"), "{err}");
+    let err = run_after_kill(&wd, &url, "first.csv", None, "other.csv").await;
+    let earlier = "an earlier run of first.csv (started 20";
+    assert_says(&err, &[earlier, "other.csv is another sheet"], "resuming");
     // As the warning says, the other sheet's rows were left as they are.
     let emails: Vec<String> = sb
         .users()
@@ -250,36 +259,22 @@ async fn the_resume_warning_names_the_unfinished_runs_sheet() {
     assert_eq!(emails, ["bob@x.io"]);
 
     // The same sheet again: resuming, naming it.
-    killed_run(&wd, "first.csv", &url).await;
-    let r = run("first.csv").await;
-    r.expect_code(0);
-    let err = r.stderr();
-    assert!(
-        err.contains("the last run of first.csv (started 20"),
-        "{err}"
-    );
-    assert!(err.contains("did not finish: resuming"), "{err}");
+    let last = "the last run of first.csv (started 20";
+    let err = run_after_kill(&wd, &url, "first.csv", None, "first.csv").await;
+    assert_says(&err, &[last, "did not finish: resuming"], "changed");
 
     // The same file, edited since (the usual fix after a crash): said so.
-    killed_run(&wd, "first.csv", &url).await;
-    wd.write(
-        "first.csv",
-        "email,password,name\nann@x.io,Secret-11,Ann Lee\n",
-    );
-    let r = run("first.csv").await;
-    r.expect_code(0);
-    let err = r.stderr();
-    assert!(
-        err.contains("the last run of first.csv (started 20"),
-        "{err}"
-    );
-    assert!(
-        err.contains("the file has changed since: resuming"),
-        "{err}"
+    let edited = "email,password,name\nann@x.io,Secret-11,Ann Lee\n";
+    let err = run_after_kill(&wd, &url, "first.csv", Some(edited), "first.csv").await;
+    assert_says(
+        &err,
+        &[last, "the file has changed since: resuming"],
+        "another",
     );
 
     // A run that finished leaves nothing to resume.
-    let r = run("first.csv").await;
+    let args = ["run", "first.csv", "-p", "users-api", "--base-url", &url];
+    let r = run_bin(&wd, &args, &CREDENTIALS).await;
     r.expect_code(0);
     assert!(!r.stderr().contains("did not finish"), "{}", r.stderr());
 }
