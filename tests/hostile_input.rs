@@ -509,6 +509,16 @@ fn zip_of(parts: &[(&str, &str)]) -> Vec<u8> {
     zip.finish().expect("zip finish").into_inner()
 }
 
+/// The start of an OLE compound file (the container of .xls, .doc and .ppt) whose
+/// directory names a stream `name`, as Word 97-2003 writes "WordDocument".
+fn cfb_with_stream(name: &str) -> Vec<u8> {
+    let mut bytes = vec![0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
+    bytes.resize(1024, 0);
+    bytes.extend(name.encode_utf16().flat_map(u16::to_le_bytes));
+    bytes.resize(2048, 0);
+    bytes
+}
+
 /// Files renamed to a spreadsheet's extension that are something else: each is refused
 /// (exit 3, as any unreadable input) naming the file, what it really is and what to do.
 #[test]
@@ -541,6 +551,12 @@ fn a_file_that_is_no_spreadsheet_is_named_for_what_it_is() {
                 ("content.xml", "<office:document-content/>"),
             ]),
             "is an OpenDocument text (Writer) document named .ods",
+            "save it as .xlsx or CSV",
+        ),
+        (
+            "memo.xls",
+            cfb_with_stream("WordDocument"),
+            "is a Word 97-2003 document named .xls, not a workbook",
             "save it as .xlsx or CSV",
         ),
         (
