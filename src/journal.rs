@@ -250,6 +250,62 @@ pub struct Applied {
     pub steps: Vec<String>,
 }
 
+/// `runs.input`: the input file of each run, for the warning a resume prints. Added to a
+/// state made by an earlier enlist (whose runs have none); an older enlist ignores it.
+fn add_input_column(conn: &Connection) -> rusqlite::Result<()> {
+    let has: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('runs') WHERE name = 'input')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has {
+        conn.execute_batch("ALTER TABLE runs ADD COLUMN input TEXT")?;
+    }
+    Ok(())
+}
+
+/// A run on this target that did not finish, which the next run resumes.
+#[derive(Debug, Clone)]
+pub struct EarlierRun {
+    /// Its input file as it was named (None in a state written by an earlier enlist).
+    pub input: Option<String>,
+    pub input_sha: String,
+    pub started_at: String,
+}
+
+impl EarlierRun {
+    /// The warning for a run of `input` (SHA-256 `input_sha`) that resumes this one. What a
+    /// resume does is the same whatever the sheet: creates are looked up first (the dead
+    /// run may have made the user before it could record it), and rows the dead run
+    /// finished with the same content are reported done, not sent again. Only the dead
+    /// run's own rows that are not in this sheet are left alone, so for another sheet the
+    /// warning says so rather than "resuming" as if it were the same.
+    pub fn warning(&self, input: &str, input_sha: &str) -> String {
+        let what = "rows it finished are not sent again; creates are looked up first";
+        let started = &self.started_at;
+        match self.input.as_deref() {
+            None => format!(
+                "the last run on this target (started {started}) did not finish: resuming ({what})"
+            ),
+            Some(earlier) if self.input_sha == input_sha => format!(
+                "the last run of {earlier} (started {started}) did not finish: resuming ({what})"
+            ),
+            Some(earlier) if earlier == input => format!(
+                "the last run of {input} (started {started}) did not finish, and the file has \
+                 changed since: resuming (rows it finished with the same content are not sent \
+                 again; creates are looked up first)"
+            ),
+            Some(earlier) => format!(
+                "an earlier run of {earlier} (started {started}) on this target did not finish; \
+                 {input} is another sheet: its creates are looked up first, in case that run \
+                 made the same users, and its rows that run finished with the same content are \
+                 not sent again. Rows of {earlier} that are not in {input} are left as they \
+                 are: run {earlier} again to finish them"
+            ),
+        }
+    }
+}
+
 /// The state of one run: the write side (an [`OutcomeSink`]) and the lock.
 pub struct Journal {
     conn: Connection,
@@ -267,6 +323,8 @@ pub struct Journal {
     in_flight: Arc<HashMap<String, String>>,
     /// On a resume: the step requests the interrupted run(s) did, by journal key.
     steps_in_flight: Arc<HashMap<String, Vec<String>>>,
+    /// On a resume: what the journal knows of the unfinished run, for the warning.
+    earlier: Option<EarlierRun>,
     /// Held for the life of the run; dropping it releases the lock.
     _lock: File,
     path: PathBuf,
@@ -302,6 +360,12 @@ impl Journal {
     /// Opens (or creates) the state in `dir`, takes the lock, and starts a run record.
     /// Another live run on the same state gives [`Error::Locked`].
     pub fn open(dir: &Path, target: &str, input_sha: &str) -> Result<Journal> {
+        Journal::open_input(dir, target, input_sha, "")
+    }
+
+    /// [`Journal::open`] for a run of the input file `input` (as the user named it), which
+    /// the warning of a later resume names.
+    pub fn open_input(dir: &Path, target: &str, input_sha: &str, input: &str) -> Result<Journal> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::input(dir, format!("cannot create the state directory: {e}")))?;
         let lock_path = dir.join("enlist.lock");
@@ -333,6 +397,7 @@ impl Journal {
         let mut conn = open_conn(&db)?;
         migrate(&mut conn, &db)?;
         conn.execute_batch(STEPS_SCHEMA).map_err(sql_err(&db))?;
+        add_input_column(&conn).map_err(sql_err(&db))?;
         conn.execute(
             "INSERT OR IGNORE INTO targets (name) VALUES (?1)",
             params![target],
@@ -345,14 +410,27 @@ impl Journal {
                 |r| r.get(0),
             )
             .map_err(sql_err(&db))?;
-        let resumes: Option<i64> = conn
+        let unfinished: Option<(i64, EarlierRun)> = conn
             .query_row(
-                "SELECT id FROM runs WHERE target = ?1 AND finished_at IS NULL ORDER BY id DESC LIMIT 1",
+                "SELECT id, input, input_sha, started_at FROM runs
+                   WHERE target = ?1 AND finished_at IS NULL ORDER BY id DESC LIMIT 1",
                 params![target],
-                |r| r.get(0),
+                |r| {
+                    let input: Option<String> = r.get(1)?;
+                    let earlier = EarlierRun {
+                        input: input.filter(|i| !i.is_empty()),
+                        input_sha: r.get(2)?,
+                        started_at: r.get(3)?,
+                    };
+                    Ok((r.get(0)?, earlier))
+                },
             )
             .optional()
             .map_err(sql_err(&db))?;
+        let (resumes, earlier) = match unfinished {
+            Some((id, earlier)) => (Some(id), Some(earlier)),
+            None => (None, None),
+        };
         // Everything applied after the last run that finished properly was applied by the
         // interrupted run(s) this one resumes (a run killed while resuming is superseded by
         // the next, so the chain can be longer than one run).
@@ -369,8 +447,8 @@ impl Journal {
             ),
         };
         conn.execute(
-            "INSERT INTO runs (target, input_sha, started_at, pid) VALUES (?1, ?2, ?3, ?4)",
-            params![target, input_sha, now_rfc3339(), std::process::id()],
+            "INSERT INTO runs (target, input_sha, started_at, pid, input) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![target, input_sha, now_rfc3339(), std::process::id(), input],
         )
         .map_err(sql_err(&db))?;
         let run_id = conn.last_insert_rowid();
@@ -399,6 +477,7 @@ impl Journal {
             last_commit: Instant::now(),
             in_flight: Arc::new(in_flight),
             steps_in_flight: Arc::new(steps_in_flight),
+            earlier,
             _lock: lock,
             path: db,
         })
@@ -407,6 +486,11 @@ impl Journal {
     /// True when the previous run on this target died or was interrupted.
     pub fn is_resume(&self) -> bool {
         self.resumes.is_some()
+    }
+
+    /// On a resume: the run that did not finish.
+    pub fn resumed_run(&self) -> Option<&EarlierRun> {
+        self.earlier.as_ref()
     }
 
     /// How rows are decided before they are sent. `skip_applied`: rows whose exact content

@@ -496,3 +496,113 @@ async fn rows_appended_while_a_run_reads_the_file_are_not_sent() {
     assert_eq!(summary["input_sha256"], hex.as_str());
     sb.shutdown().await;
 }
+
+/// A zip holding `parts` (name, content), as Office and OpenDocument files are.
+fn zip_of(parts: &[(&str, &str)]) -> Vec<u8> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, text) in parts {
+        zip.start_file(*name, zip::write::SimpleFileOptions::default())
+            .expect("zip part");
+        zip.write_all(text.as_bytes()).expect("zip write");
+    }
+    zip.finish().expect("zip finish").into_inner()
+}
+
+/// The start of an OLE compound file (the container of .xls, .doc and .ppt) whose
+/// directory names a stream `name`, as Word 97-2003 writes "WordDocument".
+fn cfb_with_stream(name: &str) -> Vec<u8> {
+    let mut bytes = vec![0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
+    bytes.resize(1024, 0);
+    bytes.extend(name.encode_utf16().flat_map(u16::to_le_bytes));
+    bytes.resize(2048, 0);
+    bytes
+}
+
+/// Files renamed to a spreadsheet's extension that are something else: each is refused
+/// (exit 3, as any unreadable input) naming the file, what it really is and what to do.
+#[test]
+fn a_file_that_is_no_spreadsheet_is_named_for_what_it_is() {
+    let wd = Workdir::new("not_a_sheet");
+    let types = ("[Content_Types].xml", "<Types/>");
+    let cases: Vec<(&str, Vec<u8>, &str, &str)> = vec![
+        (
+            "letter.xlsx",
+            zip_of(&[types, ("word/document.xml", "<w:document/>")]),
+            "is a Word document named .xlsx, not a workbook",
+            "save it as .xlsx or CSV",
+        ),
+        (
+            "slides.xlsx",
+            zip_of(&[types, ("ppt/presentation.xml", "<p/>")]),
+            "is a PowerPoint file named .xlsx",
+            "save it as .xlsx or CSV",
+        ),
+        (
+            "bundle.xlsx",
+            zip_of(&[("export/users.xlsx", "x"), ("readme.txt", "hi")]),
+            "is a zip archive named .xlsx, not a workbook",
+            "unpack it and give the spreadsheet inside (export/users.xlsx)",
+        ),
+        (
+            "notes.ods",
+            zip_of(&[
+                ("mimetype", "application/vnd.oasis.opendocument.text"),
+                ("content.xml", "<office:document-content/>"),
+            ]),
+            "is an OpenDocument text (Writer) document named .ods",
+            "save it as .xlsx or CSV",
+        ),
+        (
+            "memo.xls",
+            cfb_with_stream("WordDocument"),
+            "is a Word 97-2003 document named .xls, not a workbook",
+            "save it as .xlsx or CSV",
+        ),
+        (
+            "scan.xlsx",
+            b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< >>\nendobj\n".to_vec(),
+            "is a PDF document named .xlsx, not a spreadsheet",
+            "export it as .xlsx or CSV",
+        ),
+        (
+            "report.xls",
+            "\u{feff}<html xmlns:o=\"urn:schemas-microsoft-com:office:office\">\n<table><tr>\
+             <td>email</td></tr><tr><td>a@x.io</td></tr></table></html>\n"
+                .into(),
+            "is a web page (HTML) named .xls, not a spreadsheet: web applications often \
+             export \"Excel\" files this way",
+            "save it as .xlsx",
+        ),
+        (
+            "old.xls",
+            "<?xml version=\"1.0\"?>\n<?mso-application progid=\"Excel.Sheet\"?>\n<Workbook \
+             xmlns=\"urn:schemas-microsoft-com:office:spreadsheet\"></Workbook>\n"
+                .into(),
+            "is an Excel 2003 XML spreadsheet named .xls",
+            "save it as .xlsx",
+        ),
+        (
+            "users.xlsx",
+            "email,password,name\na@x.io,Secret-11,Ann\n".into(),
+            "is not an Excel workbook (it looks like CSV text)",
+            "rename it to .csv",
+        ),
+    ];
+    for (name, bytes, what, todo) in cases {
+        wd.write(name, bytes);
+        let r = wd.run(&["check", name, "-p", "users-api"]);
+        r.expect_code(3);
+        let err = r.stderr();
+        assert!(err.contains(&format!("{name}: {what}")), "{name}: {err}");
+        assert!(err.contains(todo), "{name}: {err}");
+    }
+    // An OpenDocument spreadsheet is still read as one.
+    let ods = zip_of(&[
+        ("mimetype", "application/vnd.oasis.opendocument.spreadsheet"),
+        ("content.xml", "<office:document-content/>"),
+    ]);
+    wd.write("real.ods", ods);
+    let r = wd.run(&["check", "real.ods", "-p", "users-api"]);
+    assert!(!r.stderr().contains("not a workbook"), "{}", r.stderr());
+}

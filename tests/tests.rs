@@ -3,6 +3,7 @@
 
 mod adaptive;
 mod check;
+mod cli;
 mod console;
 mod e2e;
 mod feedback;

@@ -43,6 +43,33 @@ pub enum Command {
     Template(super::template::TemplateArgs),
     /// Run a sample sheet against the embedded sandbox: no setup, no credentials.
     Demo(super::demo::DemoArgs),
+    /// Print a shell completion script: `enlist completions bash > /etc/bash_completion.d/enlist`.
+    Completions(super::generate::CompletionsArgs),
+    /// Print the man page (roff): `enlist man > enlist.1`; `--out DIR` writes one per command.
+    Man(super::generate::ManArgs),
+}
+
+/// `-p/--profile` for commands that took the profile as a bare word before (`enlist
+/// template odin`, `enlist profiles show odin`): that word is still accepted, unlisted, so
+/// that scripts and notes written for it keep working.
+#[derive(Debug, Clone, Args)]
+pub struct ProfileArg {
+    /// A built-in profile name (see `enlist profiles`) or the path of a profile .toml file.
+    #[arg(short, long, value_name = "PROFILE", required_unless_present = "word")]
+    profile: Option<String>,
+    /// The profile given without -p, as earlier versions took it.
+    #[arg(value_name = "PROFILE", hide = true, conflicts_with = "profile")]
+    word: Option<String>,
+}
+
+impl ProfileArg {
+    /// The profile as given (clap makes sure one of the two forms is there).
+    pub fn spec(&self) -> &str {
+        self.profile
+            .as_deref()
+            .or(self.word.as_deref())
+            .unwrap_or_default()
+    }
 }
 
 /// Which action a row takes when it does not say.

@@ -32,7 +32,7 @@ and the deliberately wrong rows were reported invalid (samples/README.md lists t
 they are there on purpose. 1 when a valid row did not end created, 6 when interrupted.")]
 pub struct DemoArgs {
     /// Which built-in profile to demonstrate: odin, superoffice, users-api or scim.
-    #[arg(long, value_name = "NAME", default_value = "odin")]
+    #[arg(short, long, value_name = "NAME", default_value = "odin")]
     pub profile: SandboxKind,
     /// Work directory for the sample sheet and the outcome report (created if missing).
     #[arg(long, value_name = "DIR", default_value = "enlist-demo")]

@@ -3,6 +3,7 @@
 mod args;
 pub mod check;
 pub mod demo;
+pub mod generate;
 pub mod preflight;
 pub mod profiles;
 pub mod run;
@@ -10,7 +11,7 @@ pub mod sandbox;
 pub mod template;
 
 use crate::error::Result;
-pub use args::{Cli, Command, Format, InputArgs, Mode};
+pub use args::{Cli, Command, Format, InputArgs, Mode, ProfileArg};
 
 /// Runs the command and returns the process exit code.
 pub fn run(cli: Cli) -> Result<u8> {
@@ -25,6 +26,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Run(a) => run::run(a),
         Command::Retry(a) => run::retry(a),
         Command::Demo(a) => demo::run(a),
+        Command::Completions(a) => generate::completions(a),
+        Command::Man(a) => generate::man(a),
     }
 }
 

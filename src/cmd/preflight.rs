@@ -17,7 +17,7 @@ use super::out;
 use crate::cell::Cell;
 use crate::error::{exit, Error, Result};
 use crate::execute::preflight::{Looked, Preflight, Resp};
-use crate::execute::{RunSettings, Secrets};
+use crate::execute::RunSettings;
 use crate::outcome::Status;
 use crate::plan::Layout;
 use crate::plan::{PlanOptions, PlannedRow, Planner};
@@ -76,12 +76,11 @@ impl Report {
 
 pub fn run(args: TestArgs) -> Result<u8> {
     let profile = Arc::new(Profile::load(&args.profile)?);
-    let secrets = Secrets::load(&profile, args.secret_file.as_deref())?;
-    let mut settings = RunSettings::new(
+    let mut settings = RunSettings::from_env(
         &profile,
         args.base_url.as_deref(),
         args.allow_insecure_http,
-        secrets,
+        args.secret_file.as_deref(),
     )?;
     settings.timeout = Duration::try_from_secs_f64(args.timeout)
         .ok()

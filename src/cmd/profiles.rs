@@ -19,8 +19,8 @@ pub struct ProfilesArgs {
 pub enum ProfilesCommand {
     /// Print a built-in profile (TOML and its JSON body templates) to copy and adapt.
     Show {
-        /// The profile name.
-        name: String,
+        #[command(flatten)]
+        profile: super::ProfileArg,
         /// Write NAME.toml and its body templates into this directory (made if missing) as
         /// separate files, ready to edit and pass with --profile DIR/NAME.toml.
         #[arg(long, value_name = "DIR")]
@@ -55,21 +55,20 @@ pub fn run(args: ProfilesArgs) -> Result<u8> {
             out(&t)?;
         }
         Some(ProfilesCommand::Show {
-            name,
+            profile: spec,
             out: out_dir,
             force,
         }) => {
-            let Some((toml, bodies)) = profile::builtin_source(&name) else {
-                return Err(Error::Usage(format!(
-                    "no built-in profile {name:?}; `enlist profiles` lists them"
-                )));
-            };
+            let name = profile::builtin(spec.spec()).map_err(|why| {
+                Error::Usage(format!("no built-in profile {:?}; {why}", spec.spec()))
+            })?;
+            let (toml, bodies) = profile::builtin_source(name).unwrap_or_default();
             if let Some(dir) = out_dir {
                 let toml_file = format!("{name}.toml");
                 let files: Vec<(&str, &str)> = std::iter::once((toml_file.as_str(), toml))
                     .chain(bodies)
                     .collect();
-                return write_out(&dir, &name, &files, force);
+                return write_out(&dir, name, &files, force);
             }
             let mut t = format!("# ---- {name}.toml\n{toml}");
             for (file, body) in bodies {

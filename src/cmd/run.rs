@@ -17,7 +17,7 @@ use crate::collect::{self, Progress};
 use crate::console;
 use crate::error::{exit, Error, Result};
 use crate::execute::order::UpsertOrder;
-use crate::execute::{Concurrency, RunSettings, Secrets};
+use crate::execute::{Concurrency, RunSettings};
 use crate::input::Input;
 use crate::journal::{target_id, Journal, Shard};
 use crate::outcome::{OutcomeSink, RunSummary, Status};
@@ -195,11 +195,10 @@ fn open_journal(
 ) -> Result<Journal> {
     let dir = state_dir(args, sheet);
     let target = target_id(&profile.name, settings.base_url.as_str());
-    let journal = Journal::open(&dir, &target, &settings.input_sha256)?;
-    if journal.is_resume() {
-        tracing::warn!(
-            "the last run on this target did not finish: resuming (rows it finished are not sent again; creates are looked up first)"
-        );
+    let journal = Journal::open_input(&dir, &target, &settings.input_sha256, &settings.input_file)?;
+    if let Some(earlier) = journal.resumed_run() {
+        let (file, sha) = (&settings.input_file, &settings.input_sha256);
+        tracing::warn!("{}", earlier.warning(file, sha));
     }
     Ok(journal)
 }
@@ -263,12 +262,11 @@ fn secs(flag: &str, v: f64) -> Result<Duration> {
 
 /// The settings for this run, checked before anything is read or sent.
 pub fn settings(args: &RunArgs, profile: &crate::profile::Profile) -> Result<RunSettings> {
-    let secrets = Secrets::load(profile, args.secret_file.as_deref())?;
-    let mut s = RunSettings::new(
+    let mut s = RunSettings::from_env(
         profile,
         args.base_url.as_deref(),
         args.allow_insecure_http,
-        secrets,
+        args.secret_file.as_deref(),
     )?;
     s.concurrency = match args.concurrency {
         Auto::Auto => Concurrency::Auto {

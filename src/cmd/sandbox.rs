@@ -10,7 +10,7 @@ use crate::sandbox::{self, SandboxConfig, SandboxKind};
 #[derive(Debug, Clone, clap::Args)]
 pub struct SandboxArgs {
     /// Which API to emulate: odin, superoffice, users-api or scim.
-    #[arg(long, value_name = "NAME", default_value = "odin")]
+    #[arg(short, long, value_name = "NAME", default_value = "odin")]
     pub profile: SandboxKind,
 
     /// Port on 127.0.0.1 (0 = any free port, printed at start).

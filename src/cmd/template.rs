@@ -15,8 +15,8 @@ use super::out;
 
 #[derive(Debug, Args)]
 pub struct TemplateArgs {
-    /// A built-in profile name (see `enlist profiles`) or the path of a profile .toml file.
-    pub profile: String,
+    #[command(flatten)]
+    pub profile: super::ProfileArg,
     /// Where to write (default: `<profile>-template.xlsx`, or `.csv` with --csv, in the current directory).
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -29,7 +29,7 @@ pub struct TemplateArgs {
 }
 
 pub fn run(args: TemplateArgs) -> Result<u8> {
-    let profile = Profile::load(&args.profile)?;
+    let profile = Profile::load(args.profile.spec())?;
     let path = args.output.unwrap_or_else(|| {
         PathBuf::from(format!(
             "{}-template.{}",
@@ -54,7 +54,7 @@ pub fn run(args: TemplateArgs) -> Result<u8> {
         path.display(),
         profile.name,
         path.display(),
-        args.profile
+        args.profile.spec()
     ))?;
     Ok(exit::OK)
 }

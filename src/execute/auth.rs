@@ -59,8 +59,9 @@ impl Secrets {
     }
 
     /// Reads what `profile` needs from `--secret-file` (lines `NAME=value`; `#` comments),
-    /// else from the environment. A missing one is an error naming the variable.
-    pub fn load(profile: &Profile, file: Option<&Path>) -> Result<Secrets> {
+    /// else from the environment. Returns the names of those found in neither, so that the
+    /// caller can name every missing variable in one message.
+    pub fn read(profile: &Profile, file: Option<&Path>) -> Result<(Secrets, Vec<String>)> {
         let mut from_file = BTreeMap::new();
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|e| {
@@ -88,22 +89,21 @@ impl Secrets {
             }
         }
         let mut values = BTreeMap::new();
+        let mut missing = Vec::new();
         for name in Secrets::names(profile) {
             let value = match from_file.remove(name) {
                 Some(v) => v,
                 None => match std::env::var(name) {
                     Ok(v) if !v.is_empty() => SecretString::from(v),
                     _ => {
-                        return Err(Error::CannotStart(format!(
-                            "profile {} needs the secret {name}: set the environment variable or put {name}=... in a --secret-file",
-                            profile.name
-                        )))
+                        missing.push(name.to_string());
+                        continue;
                     }
                 },
             };
             values.insert(name.to_string(), value);
         }
-        Ok(Secrets { values })
+        Ok((Secrets { values }, missing))
     }
 
     /// Secrets given directly (tests, the in-process demo).

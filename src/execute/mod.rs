@@ -102,6 +102,14 @@ pub struct RunSettings {
     pub upsert_order: order::UpsertOrder,
 }
 
+/// "A", "A and B", "A, B and C".
+fn and_list(items: &[String]) -> String {
+    match items.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => items.join(""),
+    }
+}
+
 /// Where a run notes the creates it is about to send; the note need not be durable (a
 /// lost note only costs the resumed run an update it did not need).
 pub trait CreateLog: Send + Sync + std::fmt::Debug {
@@ -113,6 +121,53 @@ pub trait CreateLog: Send + Sync + std::fmt::Debug {
 }
 
 impl RunSettings {
+    /// Settings with the profile's defaults, the credentials read from `secret_file` or the
+    /// environment ([`Secrets::read`]) and the base URL from `base_url` or the environment.
+    /// Every variable that is missing is named in one error, with the profile's names for
+    /// them, so that a first run is not a round of one fix per attempt.
+    pub fn from_env(
+        profile: &Profile,
+        base_url: Option<&str>,
+        allow_insecure_http: bool,
+        secret_file: Option<&std::path::Path>,
+    ) -> Result<RunSettings> {
+        let (secrets, mut missing) = Secrets::read(profile, secret_file)?;
+        let url_missing = base_url.is_none()
+            && std::env::var(&profile.base_url_env).map_or(true, |v| v.trim().is_empty());
+        if url_missing {
+            missing.insert(0, profile.base_url_env.clone());
+        }
+        if missing.is_empty() {
+            return RunSettings::new(profile, base_url, allow_insecure_http, secrets);
+        }
+        let secrets_missing = missing.len() > usize::from(url_missing);
+        let example = || {
+            let e = profile.base_url_example.as_deref();
+            format!(
+                "--base-url (for example {})",
+                e.unwrap_or("https://host/api")
+            )
+        };
+        let (which, them) = if missing.len() == 1 {
+            ("is", "it")
+        } else {
+            ("are", "them")
+        };
+        let or = match (url_missing, secrets_missing) {
+            (true, false) => format!("pass {}", example()),
+            (false, _) => format!("put {them} in a --secret-file as NAME=value lines"),
+            (true, true) => format!(
+                "pass {} and put the secrets in a --secret-file as NAME=value lines",
+                example()
+            ),
+        };
+        Err(Error::CannotStart(format!(
+            "profile {} needs {}, which {which} not set: set {them} in the environment, or {or}",
+            profile.name,
+            and_list(&missing),
+        )))
+    }
+
     /// Settings with the profile's defaults. `base_url`: `--base-url`, else the environment
     /// variable the profile names; missing → an error that names the variable.
     pub fn new(

@@ -82,6 +82,40 @@ pub fn builtin_names() -> impl Iterator<Item = &'static str> {
     BUILTINS.iter().map(|(n, _)| *n)
 }
 
+/// The built-in profile `spec` names. Built-in names are lower case, so case is ignored
+/// (`ODIN` is odin): a name is never mistaken for another, and a caps-lock slip costs
+/// nothing. A name that is not found is refused with the closest one, if it is close:
+/// the error reads "did you mean odin? built-in profiles are: …".
+pub fn builtin(spec: &str) -> std::result::Result<&'static str, String> {
+    builtin_entry(spec).map(|(n, _)| *n)
+}
+
+fn builtin_entry(spec: &str) -> std::result::Result<&'static (&'static str, &'static str), String> {
+    if let Some(b) = BUILTINS.iter().find(|(n, _)| n.eq_ignore_ascii_case(spec)) {
+        return Ok(b);
+    }
+    let names: Vec<_> = builtin_names().collect();
+    let guess = did_you_mean(spec, &names);
+    Err(format!(
+        "{guess}built-in profiles are: {}",
+        names.join(", ")
+    ))
+}
+
+/// "did you mean odin? " when `typed` is a typo of one of `names` (case aside, at most one
+/// edit in a short name, two in a longer one), else "".
+pub fn did_you_mean(typed: &str, names: &[&str]) -> String {
+    let want = typed.to_lowercase();
+    let limit = if want.chars().count() <= 4 { 1 } else { 2 };
+    names
+        .iter()
+        .map(|n| (strsim::damerau_levenshtein(&want, n), n))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| format!("did you mean {n}? "))
+        .unwrap_or_default()
+}
+
 /// The TOML text of a built-in profile and its body templates (for `profiles show`).
 pub fn builtin_source(name: &str) -> Option<(&'static str, Vec<(&'static str, &'static str)>)> {
     let toml = BUILTINS.iter().find(|(n, _)| *n == name)?.1;
@@ -524,7 +558,20 @@ pub fn normalize_header(s: &str) -> String {
 impl Profile {
     /// Loads a built-in profile by name, or a profile file by path.
     pub fn load(spec: &str) -> Result<Profile> {
-        if let Some((_, text)) = BUILTINS.iter().find(|(n, _)| *n == spec) {
+        let path = Path::new(spec);
+        // An exact built-in name wins over a file of that name; a file wins over a
+        // built-in name in other case.
+        let builtin = match BUILTINS.iter().find(|(n, _)| *n == spec) {
+            Some(b) => Some(b),
+            None if path.exists() => None,
+            None => Some(builtin_entry(spec).map_err(|why| {
+                let why = format!(
+                    "no such built-in profile or file; {why} (or give a path to a .toml file)"
+                );
+                Error::profile(spec, why)
+            })?),
+        };
+        if let Some((name, text)) = builtin {
             let lookup = |file: &str| {
                 BUILTIN_BODIES
                     .iter()
@@ -532,18 +579,7 @@ impl Profile {
                     .map(|(_, b)| b.to_string())
                     .ok_or_else(|| format!("no built-in body template named {file}"))
             };
-            return Profile::parse(text, spec, &lookup);
-        }
-        let path = Path::new(spec);
-        if !path.exists() {
-            let names: Vec<_> = builtin_names().collect();
-            return Err(Error::profile(
-                spec,
-                format!(
-                    "no such built-in profile or file; built-in profiles are: {} (or give a path to a .toml file)",
-                    names.join(", ")
-                ),
-            ));
+            return Profile::parse(text, name, &lookup);
         }
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::profile(spec, format!("cannot read the profile file: {e}")))?;

@@ -121,9 +121,14 @@ impl FromStr for SandboxKind {
             "superoffice" => Ok(SandboxKind::SuperOffice),
             "users-api" => Ok(SandboxKind::UsersApi),
             "scim" => Ok(SandboxKind::Scim),
-            other => Err(format!(
-                "unknown sandbox profile {other:?}: expected odin, superoffice, users-api or scim"
-            )),
+            other => {
+                let names = ["odin", "superoffice", "users-api", "scim"];
+                let guess = crate::profile::did_you_mean(other, &names);
+                Err(format!(
+                    "unknown sandbox profile {other:?}: {guess}expected odin, superoffice, \
+                     users-api or scim"
+                ))
+            }
         }
     }
 }

@@ -7,7 +7,7 @@
 //! reader for them that we use), then walked row by row.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -36,6 +36,9 @@ pub(super) fn open(
     probe: &dyn HeaderProbe,
 ) -> Result<Sheet> {
     if kind == Kind::Zip {
+        if let Some(what) = zip_not_a_workbook(read, ext) {
+            return Err(Error::input(path, what));
+        }
         let cap = opts
             .max_expanded_mib
             .unwrap_or(super::DEFAULT_MAX_EXPANDED_MIB);
@@ -52,6 +55,98 @@ pub(super) fn open(
              open it in Excel and save it again as .xlsx, or save the sheet as CSV",
         )),
     }
+}
+
+/// What a zip that is no workbook is, from the names of its parts: Office files are all
+/// zips, so a Word document or a PowerPoint file renamed .xlsx would otherwise be refused
+/// as a damaged workbook. A zip the `zip` crate cannot read is left to calamine.
+fn zip_not_a_workbook(read: &Path, ext: &str) -> Option<String> {
+    let mut zip = zip::ZipArchive::new(BufReader::new(File::open(read).ok()?)).ok()?;
+    let names: Vec<String> = zip.file_names().map(str::to_string).collect();
+    let has = |prefix: &str| names.iter().any(|n| n.starts_with(prefix));
+    let what = if has("xl/") {
+        return None;
+    } else if has("word/") {
+        "a Word document"
+    } else if has("ppt/") {
+        "a PowerPoint file"
+    } else if has("[Content_Types].xml") {
+        "an Office file but not an Excel workbook"
+    } else {
+        // OpenDocument says what it is in its first part.
+        let mut mime = String::new();
+        if let Ok(part) = zip.by_name("mimetype") {
+            let _ = part.take(100).read_to_string(&mut mime);
+        }
+        match mime.trim() {
+            "application/vnd.oasis.opendocument.spreadsheet" => return None,
+            m if m.ends_with(".text") => "an OpenDocument text (Writer) document",
+            m if m.ends_with(".presentation") => "an OpenDocument presentation (Impress)",
+            _ => return Some(plain_zip(&names, ext)),
+        }
+    };
+    Some(another_document(what, ext))
+}
+
+/// The refusal of a zip archive that is no Office file, naming the sheets inside it.
+fn plain_zip(names: &[String], ext: &str) -> String {
+    let sheets: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| {
+            let n = n.to_ascii_lowercase();
+            [".xlsx", ".xls", ".ods", ".csv"]
+                .iter()
+                .any(|e| n.ends_with(e))
+        })
+        .take(3)
+        .collect();
+    let inside = match sheets.is_empty() {
+        true => ", or export the sheet again as .xlsx or CSV".to_string(),
+        false => format!(" ({})", sheets.join(", ")),
+    };
+    format!(
+        "is a zip archive{}, not a workbook: unpack it and give the spreadsheet inside{inside}",
+        super::named_as(ext)
+    )
+}
+
+/// The refusal of a document of another kind (`what`: "a Word document").
+fn another_document(what: &str, ext: &str) -> String {
+    format!(
+        "is {what}{}, not a workbook: open the spreadsheet with the users instead, or copy \
+         the table into a sheet and save it as .xlsx or CSV",
+        super::named_as(ext)
+    )
+}
+
+/// How much of an OLE compound file is searched for its stream names.
+const CFB_SCAN: u64 = 16 * 1024 * 1024;
+
+/// What an OLE compound file that is no workbook is (Word and PowerPoint 97-2003 files are
+/// such files too), from the names of its streams, which its directory holds in UTF-16.
+fn cfb_not_a_workbook(read: &Path, ext: &str) -> Option<String> {
+    let mut bytes = Vec::new();
+    File::open(read)
+        .ok()?
+        .take(CFB_SCAN)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    let has = |name: &str| {
+        let utf16: Vec<u8> = name.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        memchr::memmem::find(&bytes, &utf16).is_some()
+    };
+    if has("Workbook") || has("Book") || has("EncryptedPackage") {
+        return None;
+    }
+    let what = if has("WordDocument") {
+        "a Word 97-2003 document"
+    } else if has("PowerPoint Document") {
+        "a PowerPoint 97-2003 file"
+    } else {
+        return None;
+    };
+    Some(another_document(what, ext))
 }
 
 fn open_workbook(
@@ -73,7 +168,10 @@ fn open_workbook(
     match kind {
         Kind::Cfb => match Xls::new(reader()?) {
             Ok(wb) => open_ranges(wb, path, opts, probe),
-            Err(e) => Err(workbook_error(path, ext, &e.to_string(), true)),
+            Err(e) => Err(match cfb_not_a_workbook(read, ext) {
+                Some(what) => Error::input(path, what),
+                None => workbook_error(path, ext, &e.to_string(), true),
+            }),
         },
         _ => match ext {
             "ods" => match Ods::new(reader()?) {

@@ -171,6 +171,9 @@ pub fn open(path: &Path, opts: &SourceOptions, probe: &dyn HeaderProbe) -> Resul
         ext.as_str(),
         "xlsx" | "xlsm" | "xlsb" | "xls" | "ods" | "xlam" | "xla"
     );
+    if let Some(what) = not_a_sheet(&prefix, &ext) {
+        return Err(Error::input(path, what));
+    }
     match kind {
         Kind::Zip | Kind::Cfb => {
             drop(file);
@@ -197,6 +200,54 @@ pub fn open(path: &Path, opts: &SourceOptions, probe: &dyn HeaderProbe) -> Resul
              give its encoding (utf-16le or utf-16be)",
         )),
         Kind::Text | Kind::Binary => csv::open(path, read, file, prefix, at_eof, opts, probe),
+    }
+}
+
+/// What a file that is no sheet at all is, and what to do instead, from its first bytes: a
+/// PDF, a web page (web applications export tables as HTML named .xls), an Excel 2003 XML
+/// spreadsheet. Such a file would otherwise be read as CSV text and fail on its header.
+fn not_a_sheet(prefix: &[u8], ext: &str) -> Option<String> {
+    let named = named_as(ext);
+    if prefix.starts_with(b"%PDF") {
+        return Some(format!(
+            "is a PDF document{named}, not a spreadsheet: a table in a PDF cannot be read \
+             back reliably; ask for the original sheet, or export it as .xlsx or CSV"
+        ));
+    }
+    let start = prefix.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(prefix);
+    let head = String::from_utf8_lossy(&start[..start.len().min(1024)]).to_ascii_lowercase();
+    let head = head.trim_start();
+    if head.contains("urn:schemas-microsoft-com:office:spreadsheet") {
+        return Some(format!(
+            "is an Excel 2003 XML spreadsheet{named}, which enlist cannot read: open it in \
+             Excel and save it as .xlsx (File > Save As > Excel Workbook), or save it as CSV"
+        ));
+    }
+    let html = [
+        "<!doctype html",
+        "<html",
+        "<table",
+        "<head",
+        "<body",
+        "<meta",
+    ];
+    if html.iter().any(|t| head.starts_with(t)) {
+        return Some(format!(
+            "is a web page (HTML){named}, not a spreadsheet: web applications often export \
+             \"Excel\" files this way; open it in Excel and save it as .xlsx (File > Save \
+             As > Excel Workbook), or export the data as CSV"
+        ));
+    }
+    None
+}
+
+/// " named .xlsx" (nothing for a file without an extension), for messages that say what a
+/// file really is.
+pub(crate) fn named_as(ext: &str) -> String {
+    if ext.is_empty() {
+        String::new()
+    } else {
+        format!(" named .{ext}")
     }
 }
 
