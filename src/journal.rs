@@ -875,6 +875,7 @@ mod tests {
             cells: vec![],
             fingerprint: Some(fp.into()),
             steps: None,
+            problem_columns: Vec::new(),
         }
     }
 

@@ -17,6 +17,7 @@ use enlist::report::xlsx::XlsxSink;
 use enlist::report::{default_report_path, mask_command_line, strip_userinfo, unique_report_path};
 use enlist::source::RawRow;
 
+use crate::book_xml::BookXml;
 use crate::workdir::Workdir;
 
 const HEADERS: [&str; 4] = ["Email", "Password", "Phone", "Employee ID"];
@@ -69,6 +70,11 @@ fn outcome(i: u64) -> Outcome {
         ],
         fingerprint: None,
         steps: None,
+        problem_columns: if status == Status::Invalid {
+            vec!["Email".into()]
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -462,4 +468,178 @@ fn only_filter_keeps_the_rows_asked_for() {
     )
     .expect("layout");
     assert!(only.check_layout(&plain, Path::new("users.csv")).is_err());
+}
+
+/// The red of an invalid outcome, on the cells an invalid row's problems name.
+const INVALID_FILL: &str = "FFC7CE";
+
+#[test]
+fn invalid_rows_show_which_cells_are_wrong() {
+    let wd = Workdir::new("report_marks");
+    let path = wd.path("users.outcome.xlsx");
+    write_workbook(&path, 30, None);
+    let book = BookXml::open(&path);
+    for i in 0..30u64 {
+        let row = i + 2;
+        let email = book.cell_fill("Results", &format!("A{row}"));
+        if status_of(i) == Status::Invalid {
+            assert_eq!(email.as_deref(), Some(INVALID_FILL), "row {row}: Email marked");
+        } else {
+            assert_eq!(email, None, "row {row}: {:?} not marked", status_of(i));
+        }
+        // Only the cell the problem names: the phone of the same row is left alone.
+        assert_eq!(book.cell_fill("Results", &format!("C{row}")), None);
+    }
+}
+
+#[test]
+fn results_and_errors_print_legibly() {
+    let wd = Workdir::new("report_print");
+    let path = wd.path("users.outcome.xlsx");
+    write_workbook(&path, 30, None);
+    let book = BookXml::open(&path);
+    for sheet in ["Results", "Errors"] {
+        let xml = book.sheet(sheet);
+        assert!(
+            regex::Regex::new(r#"<pane [^>]*ySplit="1"[^>]*state="frozen""#)
+                .expect("re")
+                .is_match(xml),
+            "{sheet}: header row frozen"
+        );
+        assert!(
+            xml.contains(r#"<pageSetUpPr fitToPage="1"/>"#),
+            "{sheet}: fit to page"
+        );
+        let setup = regex::Regex::new(r"<pageSetup [^>]*/>")
+            .expect("re")
+            .find(xml)
+            .map(|m| m.as_str())
+            .unwrap_or_else(|| panic!("{sheet}: page setup"));
+        assert!(setup.contains(r#"orientation="landscape""#), "{setup}");
+        // One page wide (fitToWidth's default, 1), as many pages down as it takes.
+        assert!(setup.contains(r#"fitToHeight="0""#), "{setup}");
+        assert!(!setup.contains("fitToWidth"), "{setup}");
+        assert_eq!(
+            book.print_titles(sheet),
+            Some(format!("{sheet}!$1:$1")),
+            "{sheet}: header on every printed page"
+        );
+    }
+    // A message wraps in its cell (row 5 failed: column J is Message).
+    let message = book.cell_style("Results", "J5").expect("styled message");
+    assert!(message.contains(r#"wrapText="1""#), "{message}");
+}
+
+/// Column A of the Summary sheet, as text, top to bottom.
+fn summary_lines(path: &Path) -> Vec<String> {
+    let mut wb: Xlsx<_> = open_workbook(path).expect("open");
+    sheet(&mut wb, "Summary")
+        .iter()
+        .map(|r| r.first().map(text).unwrap_or_default())
+        .collect()
+}
+
+#[test]
+fn summary_says_what_to_do_next() {
+    let wd = Workdir::new("report_next");
+    let path = wd.path("users.outcome.xlsx");
+    write_workbook(&path, 30, None);
+    let lines = summary_lines(&path);
+    let at = lines
+        .iter()
+        .position(|l| l == "What next")
+        .expect("a What next block");
+    let block = &lines[at + 1..at + 5];
+    assert!(block[0].starts_with("6 failed: the Errors sheet says why"), "{block:?}");
+    assert!(
+        block[1].starts_with("3 invalid, nothing sent: fix the red cells on the Results sheet"),
+        "{block:?}"
+    );
+    assert_eq!(block[2], "3 not sent yet.");
+    // The profile as the command line gave it, and this very workbook.
+    assert_eq!(
+        block[3],
+        format!("enlist retry {} -p users-api", path.display())
+    );
+    // The counts table follows, still readable as label and count.
+    assert!(lines[at + 5..].iter().any(|l| l == "created"));
+
+    // A run where every row ended well has nothing to say.
+    let good = wd.path("good.outcome.xlsx");
+    let mut sink = XlsxSink::create(
+        &good,
+        HEADERS.iter().map(|s| s.to_string()).collect(),
+        SECRET.to_vec(),
+    )
+    .expect("sink");
+    let mut s = summary(0);
+    for i in [0u64, 1, 2, 4, 6, 8] {
+        sink.record(&outcome(i)).expect("record");
+        *s.counts.entry(status_of(i)).or_insert(0) += 1;
+    }
+    sink.finish(&s).expect("finish");
+    let lines = summary_lines(&good);
+    assert!(!lines.iter().any(|l| l == "What next"), "{lines:?}");
+    assert!(!lines.iter().any(|l| l.contains("enlist retry")), "{lines:?}");
+}
+
+#[test]
+fn a_check_report_marks_the_wrong_cells_and_groups_alike_problems() {
+    let wd = Workdir::new("report_check_marks");
+    wd.write(
+        "s.csv",
+        "email,password,name\n\
+         ann@x.example,Secret12,Ann\n\
+         dup@x.example,Secret12,Dup One\n\
+         bob@x.example,Secret12,\n\
+         dup@x.example,Secret12,Dup Two\n\
+         not-an-email,Secret12,Cy\n\
+         dup@x.example,Secret12,Dup Three\n\
+         two@x.example,Secret12,Two A\n\
+         two@x.example,Secret12,Two B\n",
+    );
+    wd.run(&["check", "s.csv", "-p", "users-api", "--report", "s.check.xlsx"])
+        .expect_code(1);
+    let path = wd.path("s.check.xlsx");
+    let book = BookXml::open(&path);
+    // Row 4 lacks its name: the empty cell is marked; row 6's email is not one.
+    assert_eq!(book.cell_fill("Results", "C4").as_deref(), Some(INVALID_FILL));
+    assert_eq!(book.cell_fill("Results", "A4"), None);
+    assert_eq!(book.cell_fill("Results", "A6").as_deref(), Some(INVALID_FILL));
+    for dup in [3, 5, 7, 8, 9] {
+        assert_eq!(
+            book.cell_fill("Results", &format!("A{dup}")).as_deref(),
+            Some(INVALID_FILL),
+            "duplicate on row {dup}"
+        );
+    }
+    assert_eq!(book.cell_fill("Results", "A2"), None);
+
+    // Five duplicates of two different users, each naming its own value and other rows:
+    // one problem, one line.
+    let mut wb: Xlsx<_> = open_workbook(&path).expect("open");
+    let errors: Vec<Vec<String>> = sheet(&mut wb, "Errors")
+        .iter()
+        .map(|r| r.iter().map(text).collect())
+        .collect();
+    assert_eq!(
+        errors[1],
+        [
+            "invalid",
+            "5",
+            "email: \"…\" appears more than once in the sheet; keep one row per user",
+            "3, 5, 7, 8, 9"
+        ]
+    );
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    // A group of one keeps its message whole.
+    assert!(
+        errors[2..]
+            .iter()
+            .any(|e| e[2].starts_with("email: \"not-an-email\"") && e[3] == "6"),
+        "{errors:?}"
+    );
+    let lines = summary_lines(&path);
+    assert!(lines.iter().any(|l| l.starts_with("7 invalid")), "{lines:?}");
+    assert!(lines.contains(&"enlist retry s.check.xlsx -p users-api".to_string()));
 }

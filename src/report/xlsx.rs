@@ -17,11 +17,13 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
+use regex::Regex;
 use rusqlite::{params, Connection};
 use rust_xlsxwriter::{
     Chart, ChartDataLabel, ChartFormat, ChartPoint, ChartSolidFill, Color, ConditionalFormatCell,
-    ConditionalFormatCellRule, Format, FormatBorder, Workbook, Worksheet, XlsxError,
+    ConditionalFormatCellRule, Format, FormatAlign, FormatBorder, Workbook, Worksheet, XlsxError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +58,9 @@ struct Stored {
     finished_at: String,
     cells: Vec<String>,
     source_row: u64,
+    /// Shown positions of the cells an invalid row's problems are about.
+    #[serde(default)]
+    problem_columns: Vec<u16>,
 }
 
 /// The scratch file; removed when dropped, whatever happened.
@@ -114,6 +119,7 @@ impl XlsxSink {
                  seq INTEGER PRIMARY KEY,
                  status TEXT NOT NULL,
                  message TEXT NOT NULL,
+                 shape TEXT NOT NULL,
                  source_row INTEGER NOT NULL,
                  data BLOB NOT NULL
              );",
@@ -192,6 +198,18 @@ impl OutcomeSink for XlsxSink {
             self.in_tx = true;
         }
         let (cells, source_row) = self.columns.cells(o);
+        let problem_columns = o
+            .problem_columns
+            .iter()
+            .filter_map(|h| self.columns.shown_index(h))
+            .filter_map(|i| u16::try_from(i).ok())
+            .collect();
+        // Only the Errors sheet groups by shape: other rows are spared the regexes.
+        let shape = if matches!(o.status, Status::Failed | Status::Invalid) {
+            message_shape(&o.message)
+        } else {
+            String::new()
+        };
         let stored = Stored {
             status: o.status,
             action: o.action,
@@ -203,6 +221,7 @@ impl OutcomeSink for XlsxSink {
             finished_at: o.finished_at.clone(),
             cells,
             source_row,
+            problem_columns,
         };
         let data = serde_json::to_vec(&stored).map_err(anyhow::Error::from)?;
         let seq = i64::try_from(o.seq)
@@ -210,14 +229,15 @@ impl OutcomeSink for XlsxSink {
         let r = self
             .conn
             .prepare_cached(
-                "INSERT OR REPLACE INTO outcomes (seq, status, message, source_row, data)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT OR REPLACE INTO outcomes (seq, status, message, shape, source_row, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
             .and_then(|mut st| {
                 st.execute(params![
                     seq,
                     o.status.as_str(),
                     o.message,
+                    shape,
                     source_row as i64,
                     data
                 ])
@@ -237,7 +257,7 @@ impl OutcomeSink for XlsxSink {
         self.commit()?;
         // Only failed and invalid rows are grouped; a partial index keeps it small.
         let r = self.conn.execute_batch(
-            "CREATE INDEX errors_by_message ON outcomes (status, message, seq)
+            "CREATE INDEX errors_by_shape ON outcomes (status, shape, seq)
              WHERE status IN ('failed', 'invalid');",
         );
         self.sql(r)?;
@@ -333,8 +353,13 @@ struct Formats {
     text: Format,
     title: Format,
     label: Format,
-    /// Indented, so a message does not run into the right-aligned duration before it.
+    /// Indented, so a message does not run into the right-aligned duration before it, and
+    /// wrapped, so a long one is read in its cell rather than cut at the next column.
     message: Format,
+    /// An input cell an invalid row's problem is about: the colour of an invalid Outcome.
+    problem: Format,
+    /// A command to type, on the Summary sheet.
+    command: Format,
 }
 
 impl Formats {
@@ -348,7 +373,20 @@ impl Formats {
             text: Format::new().set_num_format("@"),
             title: Format::new().set_bold().set_font_size(14),
             label: Format::new().set_bold(),
-            message: Format::new().set_indent(1),
+            message: Format::new()
+                .set_indent(1)
+                .set_text_wrap()
+                .set_align(FormatAlign::Top),
+            problem: {
+                let (fill, font, _) = colours(Status::Invalid);
+                Format::new()
+                    .set_num_format("@")
+                    .set_background_color(Color::RGB(fill))
+                    .set_font_color(Color::RGB(font))
+                    .set_border(FormatBorder::Thin)
+                    .set_border_color(Color::RGB(font))
+            },
+            command: Format::new().set_font_name("Consolas").set_indent(1),
         }
     }
 }
@@ -362,6 +400,92 @@ fn colours(s: Status) -> (u32, u32, u32) {
         Status::Failed | Status::Invalid => (0xFFC7CE, 0x9C0006, 0xC00000),
         Status::NotAttempted => (0xFFEB9C, 0x9C5700, 0xFFC000),
     }
+}
+
+/// The "What next" lines of the Summary sheet, one per kind of row that did not end well,
+/// and the command that sends those rows again; no lines when every row ended well.
+fn what_next(
+    counts: &BTreeMap<Status, u64>,
+    report: &str,
+    sum: &RunSummary,
+) -> (Vec<String>, String) {
+    let n = |s: Status| counts.get(&s).copied().unwrap_or(0);
+    let mut steps = Vec::new();
+    if n(Status::Failed) > 0 {
+        steps.push(format!(
+            "{} failed: the Errors sheet says why; once that is dealt with, send them again.",
+            n(Status::Failed)
+        ));
+    }
+    if n(Status::Invalid) > 0 {
+        steps.push(format!(
+            "{} invalid, nothing sent: fix the red cells on the Results sheet and save this              workbook (or fix your own sheet and run it again).",
+            n(Status::Invalid)
+        ));
+    }
+    if n(Status::NotAttempted) > 0 {
+        steps.push(format!("{} not sent yet.", n(Status::NotAttempted)));
+    }
+    let profile = profile_arg(&sum.command_line).unwrap_or(&sum.profile);
+    let mut command = format!("enlist retry {}", shell_word(report));
+    if !profile.is_empty() {
+        command.push_str(&format!(" -p {}", shell_word(profile)));
+    }
+    (steps, command)
+}
+
+/// The profile as the command line named it (`-p X`, `--profile X`, `--profile=X`): a path
+/// for a profile file, where the summary's profile is only its name.
+fn profile_arg(command_line: &str) -> Option<&str> {
+    let mut words = command_line.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "-p" || w == "--profile" {
+            return words.next();
+        }
+        if let Some(v) = w.strip_prefix("--profile=") {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// `word` as a shell reads it back: quoted when it holds anything but plain characters.
+fn shell_word(word: &str) -> Cow<'_, str> {
+    let plain = |c: char| c.is_alphanumeric() || "._-/+@:,=".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        Cow::Borrowed(word)
+    } else {
+        Cow::Owned(format!("'{}'", word.replace('\'', r"'\''")))
+    }
+}
+
+/// A message with the values it quotes and the row numbers it names blanked out: the
+/// Errors sheet groups messages of one shape ("\"…\" appears more than once in the sheet;
+/// keep one row per user") into one line. Numbers elsewhere (an HTTP status) stay: they tell
+/// problems apart.
+fn message_shape(message: &str) -> String {
+    static SHAPES: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
+        [
+            // The other rows of a duplicate: the group lists every row anyway.
+            (r" \((?:also )?on rows? [0-9]+(?:(?:, | and )[0-9]+)*\)", ""),
+            (r"\brows? [0-9]+(?:(?:, | and )[0-9]+)*", "row …"),
+            // A value as the planner quotes it ({:?}), escapes included.
+            (r#""(?:[^"\\]|\\.)*""#, "\"…\""),
+            // A value a server quotes with single quotes (not an apostrophe in a word).
+            (r"(^|[\s(\[:,=])'[^']*'", "$1'…'"),
+            (r"\b[0-9]+ characters\b", "… characters"),
+        ]
+        .into_iter()
+        .map(|(re, to)| (Regex::new(re).expect("the shapes are valid regexes"), to))
+        .collect()
+    });
+    let mut shape = message.to_string();
+    for (re, to) in SHAPES.iter() {
+        if re.is_match(&shape) {
+            shape = re.replace_all(&shape, *to).into_owned();
+        }
+    }
+    shape
 }
 
 /// Cuts text to what one Excel cell holds, saying so.
@@ -524,10 +648,16 @@ impl Writer<'_> {
         base: u16,
         s: &Stored,
     ) -> Result<()> {
-        // Every input cell is written as text: 0123 and +44… stay as typed.
+        // Every input cell is written as text: 0123 and +44… stay as typed. The cells an
+        // invalid row's problems name are marked, empty ones too (a missing value).
         for (c, v) in s.cells.iter().enumerate() {
+            let c = c as u16;
+            let at_fault = s.problem_columns.contains(&c);
+            let format = if at_fault { &f.problem } else { &f.text };
             if !v.is_empty() {
-                self.xl(ws.write_string_with_format(r, c as u16, clip(v), &f.text))?;
+                self.xl(ws.write_string_with_format(r, c, clip(v), format))?;
+            } else if at_fault {
+                self.xl(ws.write_blank(r, c, format))?;
             }
         }
         self.xl(ws.write_string(r, base, s.status.as_str()))?;
@@ -565,11 +695,25 @@ impl Writer<'_> {
         // stays narrow next to its labels.
         self.xl(ws.set_column_width(1, 12))?;
         self.xl(ws.write_string_with_format(0, 0, "enlist outcome", &f.title))?;
-        self.xl(ws.write_string_with_format(2, 0, "Outcome", &f.header))?;
-        self.xl(ws.write_string_with_format(2, 1, "Rows", &f.header))?;
+        // What to do about the rows that did not end well comes first: it is why the
+        // workbook is opened.
+        let mut top = 2;
+        let (steps, command) = what_next(counts, &self.path.display().to_string(), sum);
+        if !steps.is_empty() {
+            self.xl(ws.write_string_with_format(top, 0, "What next", &f.label))?;
+            for step in &steps {
+                top += 1;
+                self.xl(ws.write_string(top, 0, step))?;
+            }
+            top += 1;
+            self.xl(ws.write_string_with_format(top, 0, &command, &f.command))?;
+            top += 2;
+        }
+        self.xl(ws.write_string_with_format(top, 0, "Outcome", &f.header))?;
+        self.xl(ws.write_string_with_format(top, 1, "Rows", &f.header))?;
         let mut points = Vec::new();
         for (i, s) in Status::ALL.iter().enumerate() {
-            let r = 3 + i as u32;
+            let r = top + 1 + i as u32;
             self.xl(ws.write_string(r, 0, s.as_str()))?;
             self.xl(ws.write_number(r, 1, counts.get(s).copied().unwrap_or(0) as f64))?;
             let (_, _, bar) = colours(*s);
@@ -577,7 +721,7 @@ impl Writer<'_> {
                 ChartFormat::new().set_solid_fill(ChartSolidFill::new().set_color(Color::RGB(bar))),
             ));
         }
-        let last_count_row = 3 + Status::ALL.len() as u32 - 1;
+        let last_count_row = top + Status::ALL.len() as u32;
         let total_row = last_count_row + 1;
         self.xl(ws.write_string_with_format(total_row, 0, "total", &f.label))?;
         self.xl(ws.write_number_with_format(total_row, 1, total as f64, &f.label))?;
@@ -632,13 +776,13 @@ impl Writer<'_> {
         chart.legend().set_hidden();
         chart
             .add_series()
-            .set_categories(("Summary", 3, 0, last_count_row, 0))
-            .set_values(("Summary", 3, 1, last_count_row, 1))
+            .set_categories(("Summary", top + 1, 0, last_count_row, 0))
+            .set_values(("Summary", top + 1, 1, last_count_row, 1))
             .set_points(&points)
             .set_data_label(ChartDataLabel::new().show_value());
         // Beside the counts and above the facts (whose text runs to the right).
         chart.set_width(520).set_height(210);
-        self.xl(ws.insert_chart_with_offset(2, 3, &chart, 10, 0))?;
+        self.xl(ws.insert_chart_with_offset(top, 3, &chart, 10, 0))?;
         Ok(())
     }
 
@@ -646,6 +790,7 @@ impl Writer<'_> {
         let ws = self.xl(wb.add_worksheet_with_constant_memory())?;
         self.xl(ws.set_name("Errors"))?;
         ws.set_landscape().set_print_fit_to_pages(1, 0);
+        self.xl(ws.set_repeat_rows(0, 0))?;
         for (c, w) in [14.0, 8.0, 70.0, 60.0].iter().enumerate() {
             self.xl(ws.set_column_width(c as u16, *w))?;
         }
@@ -656,19 +801,22 @@ impl Writer<'_> {
         {
             self.xl(ws.write_string_with_format(0, c as u16, *h, &f.header))?;
         }
+        // Messages that differ only in the values they quote or the rows they name are one
+        // problem (see `message_shape`): one line, with every row listed.
         let mut groups = self.sql(self.conn.prepare(
-            "SELECT status, message, COUNT(*) AS n, MIN(seq) AS first FROM outcomes
-             WHERE status IN ('failed', 'invalid')
-             GROUP BY status, message ORDER BY n DESC, first",
+            "SELECT status, shape, COUNT(*) AS n, MIN(seq) AS first,
+                    COUNT(DISTINCT message), MIN(message)
+             FROM outcomes WHERE status IN ('failed', 'invalid')
+             GROUP BY status, shape ORDER BY n DESC, first",
         ))?;
         let mut members = self.sql(self.conn.prepare(
             "SELECT source_row FROM outcomes
-             WHERE status IN ('failed', 'invalid') AND status = ?1 AND message = ?2
+             WHERE status IN ('failed', 'invalid') AND status = ?1 AND shape = ?2
              ORDER BY seq",
         ))?;
         let n_groups: i64 = self.sql(self.conn.query_row(
             "SELECT COUNT(*) FROM (SELECT 1 FROM outcomes WHERE status IN ('failed', 'invalid')
-             GROUP BY status, message)",
+             GROUP BY status, shape)",
             [],
             |r| r.get(0),
         ))?;
@@ -690,9 +838,15 @@ impl Writer<'_> {
                 break;
             }
             let status: String = self.sql(g.get(0))?;
-            let message: String = self.sql(g.get(1))?;
+            let shape: String = self.sql(g.get(1))?;
             let n: i64 = self.sql(g.get(2))?;
-            let list = self.row_list(&mut members, &status, &message, n.max(0) as u64)?;
+            let distinct: i64 = self.sql(g.get(4))?;
+            let message: String = if distinct > 1 {
+                shape.clone()
+            } else {
+                self.sql(g.get(5))?
+            };
+            let list = self.row_list(&mut members, &status, &shape, n.max(0) as u64)?;
             r += 1;
             self.xl(ws.write_string(r, 0, &status))?;
             self.xl(ws.write_number(r, 1, n as f64))?;
@@ -721,13 +875,13 @@ impl Writer<'_> {
         &self,
         st: &mut rusqlite::Statement<'_>,
         status: &str,
-        message: &str,
+        shape: &str,
         n: u64,
     ) -> Result<String> {
         let budget = EXCEL_MAX_CELL_CHARS - 40;
         let mut text = String::new();
         let mut listed = 0u64;
-        let mut rows = self.sql(st.query(params![status, message]))?;
+        let mut rows = self.sql(st.query(params![status, shape]))?;
         while let Some(row) = self.sql(rows.next())? {
             let number: i64 = self.sql(row.get(0))?;
             let piece = if listed == 0 {
