@@ -30,6 +30,7 @@ use rust_xlsxwriter::{
 
 use crate::error::{Error, Result};
 use crate::profile::{Auth, Column, ColumnType, Profile};
+use crate::report::xlsx::wrapped_height;
 
 /// Rows below the header that get dropdowns. Text formats are set on whole columns, so they
 /// hold for any number of rows; validations need a range, and 1000 users covers a sheet
@@ -227,6 +228,7 @@ pub fn write_template_rows(profile: &Profile, path: &Path, rows: &[Vec<String>])
             .add_data_validation(1, action_col, TEMPLATE_ROWS, action_col, &dv)
             .map_err(&e)?;
         users.set_freeze_panes(1, 0).map_err(&e)?;
+        print_across(users, true).map_err(&e)?;
         for (r, row) in rows.iter().enumerate() {
             let r = r as u32 + 1;
             for (c, v) in row.iter().enumerate() {
@@ -242,12 +244,14 @@ pub fn write_template_rows(profile: &Profile, path: &Path, rows: &[Vec<String>])
     {
         let ins = wb.add_worksheet();
         ins.set_name(INSTRUCTIONS_SHEET).map_err(&e)?;
+        print_across(ins, false).map_err(&e)?;
         write_instructions(ins, profile, &bold, &wrap).map_err(&e)?;
     }
 
     {
         let ex = wb.add_worksheet();
         ex.set_name(EXAMPLE_SHEET).map_err(&e)?;
+        print_across(ex, true).map_err(&e)?;
         for (si, h) in heads.iter().enumerate() {
             ex.write_string_with_format(0, si as u16, h, &bold)
                 .map_err(&e)?;
@@ -278,6 +282,16 @@ pub fn write_template_rows(profile: &Profile, path: &Path, rows: &[Vec<String>])
     }
 
     wb.save(path).map_err(&e)?;
+    Ok(())
+}
+
+/// Printed, the sheet reads across one landscape page width, with its `header` row on every
+/// page.
+fn print_across(ws: &mut Worksheet, header: bool) -> std::result::Result<(), XlsxError> {
+    ws.set_landscape().set_print_fit_to_pages(1, 0);
+    if header {
+        ws.set_repeat_rows(0, 0)?;
+    }
     Ok(())
 }
 
@@ -343,20 +357,31 @@ fn write_instructions(
     wrap: &Format,
 ) -> std::result::Result<(), XlsxError> {
     let mut r: u32 = 0;
-    // One line of text in column A, moving `r` down.
-    fn line(
-        ws: &mut Worksheet,
-        r: &mut u32,
-        text: &str,
-        f: Option<&Format>,
-    ) -> std::result::Result<(), XlsxError> {
+    // Printed, a line of text runs across the table's columns and wraps there, in a row as
+    // tall as its lines: overflowing text would be cut at the page edge, and wrapped text in
+    // a row of the default height runs under the next row.
+    let total_width: f64 = INSTRUCTION_WIDTHS.iter().sum();
+    let last_col = INSTRUCTION_WIDTHS.len() as u16 - 1;
+    // One line of text (a heading in `bold`, else prose), moving `r` down.
+    let line = |ws: &mut Worksheet,
+                r: &mut u32,
+                text: &str,
+                f: Option<&Format>|
+     -> std::result::Result<(), XlsxError> {
         match f {
-            Some(f) => ws.write_string_with_format(*r, 0, text, f)?,
-            None => ws.write_string(*r, 0, text)?,
-        };
+            Some(f) => {
+                ws.write_string_with_format(*r, 0, text, f)?;
+            }
+            None => {
+                ws.merge_range(*r, 0, *r, last_col, text, wrap)?;
+                if let Some(h) = wrapped_height([(text, total_width)]) {
+                    ws.set_row_height(*r, h)?;
+                }
+            }
+        }
         *r += 1;
         Ok(())
-    }
+    };
     line(
         ws,
         &mut r,
@@ -434,9 +459,16 @@ fn write_instructions(
     }
     r += 1;
     line(ws, &mut r, "Columns", Some(bold))?;
-    for (c, h) in ["column", "API field", "required", "rules", "example", "description"]
-        .iter()
-        .enumerate()
+    for (c, h) in [
+        "column",
+        "API field",
+        "required",
+        "rules",
+        "example",
+        "description",
+    ]
+    .iter()
+    .enumerate()
     {
         ws.write_string_with_format(r, c as u16, *h, bold)?;
     }
@@ -450,35 +482,57 @@ fn write_instructions(
         } else {
             "no"
         };
-        let cells = [
-            c.label.as_str(),
-            c.name.as_str(),
-            required,
-            &c.rules(),
-            c.example.as_deref().unwrap_or(""),
-            &c.description,
-        ];
-        for (k, v) in cells.iter().enumerate() {
-            ws.write_string_with_format(r, k as u16, *v, wrap)?;
-        }
+        table_row(
+            ws,
+            r,
+            [
+                c.label.as_str(),
+                c.name.as_str(),
+                required,
+                &c.rules(),
+                c.example.as_deref().unwrap_or(""),
+                &c.description,
+            ],
+            wrap,
+        )?;
         r += 1;
     }
     let action_rules = format!("one of: {}", ACTIONS.join(", "));
-    for (k, v) in [
-        ACTION_HEADER,
-        "",
-        "no",
-        action_rules.as_str(),
-        "create",
-        "What to do with the row (default from the profile or --mode).",
-    ]
-    .iter()
-    .enumerate()
-    {
+    table_row(
+        ws,
+        r,
+        [
+            ACTION_HEADER,
+            "",
+            "no",
+            action_rules.as_str(),
+            "create",
+            "What to do with the row (default from the profile or --mode).",
+        ],
+        wrap,
+    )?;
+    for (c, w) in INSTRUCTION_WIDTHS.into_iter().enumerate() {
+        ws.set_column_width(c as u16, w)?;
+    }
+    Ok(())
+}
+
+/// Widths of the Instructions sheet's columns: column, API field, required, rules, example,
+/// description.
+const INSTRUCTION_WIDTHS: [f64; 6] = [28.0, 24.0, 10.0, 45.0, 28.0, 60.0];
+
+/// One row of the Instructions' column table, wrapped, as tall as its longest cell.
+fn table_row(
+    ws: &mut Worksheet,
+    r: u32,
+    cells: [&str; 6],
+    wrap: &Format,
+) -> std::result::Result<(), XlsxError> {
+    for (k, v) in cells.iter().enumerate() {
         ws.write_string_with_format(r, k as u16, *v, wrap)?;
     }
-    for (c, w) in [28.0, 24.0, 10.0, 45.0, 28.0, 60.0].into_iter().enumerate() {
-        ws.set_column_width(c as u16, w)?;
+    if let Some(h) = wrapped_height(cells.into_iter().zip(INSTRUCTION_WIDTHS)) {
+        ws.set_row_height(r, h)?;
     }
     Ok(())
 }
@@ -517,7 +571,10 @@ mod tests {
         for name in crate::profile::builtin_names() {
             let p = Profile::load(name).expect("built-in profile loads");
             let hs = headers(&p);
-            assert!(hs[0].starts_with(&p.columns[p.key_index()].label), "{name}: key first");
+            assert!(
+                hs[0].starts_with(&p.columns[p.key_index()].label),
+                "{name}: key first"
+            );
             assert_eq!(hs.last().map(String::as_str), Some(ACTION_HEADER));
             for (h, ci) in hs.iter().zip(column_order(&p)) {
                 assert_eq!(p.match_header(h), Some(ci), "{name}: {h:?}");

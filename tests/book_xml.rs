@@ -115,3 +115,55 @@ impl BookXml {
             .collect()
     }
 }
+
+impl BookXml {
+    /// Whether `sheet` prints landscape, one page wide and as many pages down as it takes.
+    pub fn prints_across_one_page(&self, sheet: &str) -> bool {
+        let xml = self.sheet(sheet);
+        let setup = capture(r"(<pageSetup [^>]*/>)", xml).unwrap_or("");
+        xml.contains(r#"<pageSetUpPr fitToPage="1"/>"#)
+            && setup.contains(r#"orientation="landscape""#)
+            // fitToWidth's default is 1; fitToHeight 0 is "as many as needed".
+            && setup.contains(r#"fitToHeight="0""#)
+            && !setup.contains("fitToWidth")
+    }
+
+    /// Whether the first row of `sheet` is frozen.
+    pub fn header_frozen(&self, sheet: &str) -> bool {
+        Regex::new(r#"<pane [^>]*ySplit="1"[^>]*state="frozen""#)
+            .expect("test regex")
+            .is_match(self.sheet(sheet))
+    }
+
+    /// The height set on spreadsheet row `row` (1-based), in points.
+    pub fn row_height(&self, sheet: &str, row: u32) -> Option<f64> {
+        capture(
+            &format!(r#"<row r="{row}"[^>]* ht="([0-9.]+)""#),
+            self.sheet(sheet),
+        )?
+        .parse()
+        .ok()
+    }
+
+    /// Column widths of `sheet` by 0-based column (8.43, Excel's default, where none is set).
+    pub fn column_widths(&self, sheet: &str, columns: usize) -> Vec<f64> {
+        let mut widths = vec![8.43; columns];
+        let cols = Regex::new(r#"<col min="(\d+)" max="(\d+)" width="([0-9.]+)""#).expect("re");
+        for c in cols.captures_iter(self.sheet(sheet)) {
+            let (min, max): (usize, usize) = (c[1].parse().expect("n"), c[2].parse().expect("n"));
+            for w in widths.iter_mut().take(max).skip(min - 1) {
+                *w = c[3].parse().expect("width");
+            }
+        }
+        widths
+    }
+
+    /// The merged ranges of `sheet` ("A3:F3").
+    pub fn merged(&self, sheet: &str) -> Vec<String> {
+        Regex::new(r#"<mergeCell ref="([^"]+)"/>"#)
+            .expect("re")
+            .captures_iter(self.sheet(sheet))
+            .map(|c| c[1].to_string())
+            .collect()
+    }
+}

@@ -483,7 +483,11 @@ fn invalid_rows_show_which_cells_are_wrong() {
         let row = i + 2;
         let email = book.cell_fill("Results", &format!("A{row}"));
         if status_of(i) == Status::Invalid {
-            assert_eq!(email.as_deref(), Some(INVALID_FILL), "row {row}: Email marked");
+            assert_eq!(
+                email.as_deref(),
+                Some(INVALID_FILL),
+                "row {row}: Email marked"
+            );
         } else {
             assert_eq!(email, None, "row {row}: {:?} not marked", status_of(i));
         }
@@ -499,26 +503,11 @@ fn results_and_errors_print_legibly() {
     write_workbook(&path, 30, None);
     let book = BookXml::open(&path);
     for sheet in ["Results", "Errors"] {
-        let xml = book.sheet(sheet);
+        assert!(book.header_frozen(sheet), "{sheet}: header row frozen");
         assert!(
-            regex::Regex::new(r#"<pane [^>]*ySplit="1"[^>]*state="frozen""#)
-                .expect("re")
-                .is_match(xml),
-            "{sheet}: header row frozen"
+            book.prints_across_one_page(sheet),
+            "{sheet}: landscape, one page wide"
         );
-        assert!(
-            xml.contains(r#"<pageSetUpPr fitToPage="1"/>"#),
-            "{sheet}: fit to page"
-        );
-        let setup = regex::Regex::new(r"<pageSetup [^>]*/>")
-            .expect("re")
-            .find(xml)
-            .map(|m| m.as_str())
-            .unwrap_or_else(|| panic!("{sheet}: page setup"));
-        assert!(setup.contains(r#"orientation="landscape""#), "{setup}");
-        // One page wide (fitToWidth's default, 1), as many pages down as it takes.
-        assert!(setup.contains(r#"fitToHeight="0""#), "{setup}");
-        assert!(!setup.contains("fitToWidth"), "{setup}");
         assert_eq!(
             book.print_titles(sheet),
             Some(format!("{sheet}!$1:$1")),
@@ -550,12 +539,15 @@ fn summary_says_what_to_do_next() {
         .position(|l| l == "What next")
         .expect("a What next block");
     let block = &lines[at + 1..at + 5];
-    assert!(block[0].starts_with("6 failed: the Errors sheet says why"), "{block:?}");
+    assert!(
+        block[0].starts_with("6 failed: the Errors sheet says why"),
+        "{block:?}"
+    );
     assert!(
         block[1].starts_with("3 invalid, nothing sent: fix the red cells on the Results sheet"),
         "{block:?}"
     );
-    assert_eq!(block[2], "3 not sent yet.");
+    assert_eq!(block[2], "3 not sent yet:");
     // The profile as the command line gave it, and this very workbook.
     assert_eq!(
         block[3],
@@ -580,7 +572,10 @@ fn summary_says_what_to_do_next() {
     sink.finish(&s).expect("finish");
     let lines = summary_lines(&good);
     assert!(!lines.iter().any(|l| l == "What next"), "{lines:?}");
-    assert!(!lines.iter().any(|l| l.contains("enlist retry")), "{lines:?}");
+    assert!(
+        !lines.iter().any(|l| l.contains("enlist retry")),
+        "{lines:?}"
+    );
 }
 
 #[test]
@@ -598,14 +593,27 @@ fn a_check_report_marks_the_wrong_cells_and_groups_alike_problems() {
          two@x.example,Secret12,Two A\n\
          two@x.example,Secret12,Two B\n",
     );
-    wd.run(&["check", "s.csv", "-p", "users-api", "--report", "s.check.xlsx"])
-        .expect_code(1);
+    wd.run(&[
+        "check",
+        "s.csv",
+        "-p",
+        "users-api",
+        "--report",
+        "s.check.xlsx",
+    ])
+    .expect_code(1);
     let path = wd.path("s.check.xlsx");
     let book = BookXml::open(&path);
     // Row 4 lacks its name: the empty cell is marked; row 6's email is not one.
-    assert_eq!(book.cell_fill("Results", "C4").as_deref(), Some(INVALID_FILL));
+    assert_eq!(
+        book.cell_fill("Results", "C4").as_deref(),
+        Some(INVALID_FILL)
+    );
     assert_eq!(book.cell_fill("Results", "A4"), None);
-    assert_eq!(book.cell_fill("Results", "A6").as_deref(), Some(INVALID_FILL));
+    assert_eq!(
+        book.cell_fill("Results", "A6").as_deref(),
+        Some(INVALID_FILL)
+    );
     for dup in [3, 5, 7, 8, 9] {
         assert_eq!(
             book.cell_fill("Results", &format!("A{dup}")).as_deref(),
@@ -614,6 +622,10 @@ fn a_check_report_marks_the_wrong_cells_and_groups_alike_problems() {
         );
     }
     assert_eq!(book.cell_fill("Results", "A2"), None);
+    // A message of two lines gets a row two lines tall (row 3: a duplicate); a short one
+    // keeps the default height.
+    assert!(book.row_height("Results", 3).is_some_and(|h| h >= 30.0));
+    assert_eq!(book.row_height("Results", 2), None);
 
     // Five duplicates of two different users, each naming its own value and other rows:
     // one problem, one line.
@@ -640,6 +652,9 @@ fn a_check_report_marks_the_wrong_cells_and_groups_alike_problems() {
         "{errors:?}"
     );
     let lines = summary_lines(&path);
-    assert!(lines.iter().any(|l| l.starts_with("7 invalid")), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("7 invalid")),
+        "{lines:?}"
+    );
     assert!(lines.contains(&"enlist retry s.check.xlsx -p users-api".to_string()));
 }

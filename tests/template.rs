@@ -145,7 +145,11 @@ fn csv_template_has_bom_and_header_only() {
         .map(|x| x.expect("record").iter().map(str::to_string).collect())
         .collect();
     let p = profile("scim");
-    assert_eq!(records.len(), 1, "no example row that would be provisioned if left in");
+    assert_eq!(
+        records.len(),
+        1,
+        "no example row that would be provisioned if left in"
+    );
     assert_eq!(records[0], template_book::headers(&p));
     assert_eq!(records[0][0], "User name *");
     // Sent as it is written, it holds no user: refused before anything is sent.
@@ -694,4 +698,52 @@ fn every_column_with_a_fixed_set_of_values_has_a_dropdown() {
         let action = list_at(order.len()).expect("action dropdown");
         assert_eq!(action, "\"create,update,upsert,skip\"", "{name}");
     }
+}
+
+#[test]
+fn instructions_print_without_text_running_under_the_next_row() {
+    let wd = Workdir::new("template_print");
+    wd.run(&["template", "odin", "-o", "t.xlsx"]).expect_code(0);
+    let path = wd.path("t.xlsx");
+    let book = BookXml::open(&path);
+    for sheet in ["Users", "Instructions", "Example"] {
+        assert!(book.prints_across_one_page(sheet), "{sheet}");
+    }
+    assert_eq!(book.print_titles("Users"), Some("Users!$1:$1".into()));
+    assert!(book.header_frozen("Users"));
+
+    let text = sheet_text(&path, "Instructions");
+    let widths = book.column_widths("Instructions", 6);
+    let merged = book.merged("Instructions");
+    let mut tall = 0;
+    for (i, row) in text.iter().enumerate() {
+        let r = i as u32 + 1;
+        // Prose runs across the table's six columns; table cells have their column's width.
+        let across = merged.contains(&format!("A{r}:F{r}"));
+        for (c, cell) in row.iter().enumerate() {
+            let width = if across {
+                widths.iter().sum()
+            } else {
+                widths[c]
+            };
+            // Over 1.2 characters a width unit cannot fit on one line in any font.
+            if cell.chars().count() as f64 > width * 1.2 {
+                tall += 1;
+                assert!(
+                    book.row_height("Instructions", r)
+                        .is_some_and(|h| h >= 30.0),
+                    "row {r} is tall enough for {cell:?}"
+                );
+            }
+        }
+        // A line of prose (one filled cell) left in column A would overflow the page.
+        let filled: Vec<&String> = row.iter().filter(|c| !c.is_empty()).collect();
+        if let [only] = filled[..] {
+            assert!(
+                across || only.chars().count() < 40,
+                "row {r}: prose in one narrow cell: {only:?}"
+            );
+        }
+    }
+    assert!(tall > 0, "odin's instructions have long cells");
 }

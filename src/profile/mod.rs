@@ -640,9 +640,9 @@ impl Profile {
         if h.is_empty() {
             return None;
         }
-        self.columns.iter().position(|c| {
-            c.header_texts().any(|n| normalize_header(n) == h)
-        })
+        self.columns
+            .iter()
+            .position(|c| c.header_texts().any(|n| normalize_header(n) == h))
     }
 
     /// Whether column `name` is used by steps only (see [`Profile::step_only`]).

@@ -38,6 +38,19 @@ pub const EXCEL_MAX_ROWS: u32 = 1_048_576;
 pub const EXCEL_MAX_COLUMNS: usize = 16_384;
 /// Excel's characters per cell.
 pub const EXCEL_MAX_CELL_CHARS: usize = 32_767;
+/// Widths (in characters) of the wrapped columns: Results' Message, and Errors' Message and
+/// Row numbers.
+const MESSAGE_WIDTH: f64 = 60.0;
+const ERRORS_MESSAGE_WIDTH: f64 = 70.0;
+const ROW_LIST_WIDTH: f64 = 50.0;
+/// The What next lines of the Summary sheet span columns A to H, about this many characters.
+const NEXT_LAST_COLUMN: u16 = 7;
+const NEXT_WIDTH: f64 = 84.0;
+/// The Summary facts' values span columns B to H (12 + 6 × 8.43 characters).
+const FACT_WIDTH: f64 = 62.0;
+/// Points per line of text in the default font (Calibri 11); Excel's tallest row.
+const LINE_HEIGHT: f64 = 15.0;
+const MAX_ROW_HEIGHT: f64 = 409.0;
 /// Outcomes per spill transaction: one fsync-free commit per thousand rows keeps inserting
 /// cheap without holding many rows in SQLite's page cache.
 const BATCH: usize = 1000;
@@ -119,6 +132,7 @@ impl XlsxSink {
                  seq INTEGER PRIMARY KEY,
                  status TEXT NOT NULL,
                  message TEXT NOT NULL,
+                 brief TEXT NOT NULL,
                  shape TEXT NOT NULL,
                  source_row INTEGER NOT NULL,
                  data BLOB NOT NULL
@@ -205,10 +219,10 @@ impl OutcomeSink for XlsxSink {
             .filter_map(|i| u16::try_from(i).ok())
             .collect();
         // Only the Errors sheet groups by shape: other rows are spared the regexes.
-        let shape = if matches!(o.status, Status::Failed | Status::Invalid) {
+        let (brief, shape) = if matches!(o.status, Status::Failed | Status::Invalid) {
             message_shape(&o.message)
         } else {
-            String::new()
+            (String::new(), String::new())
         };
         let stored = Stored {
             status: o.status,
@@ -229,14 +243,16 @@ impl OutcomeSink for XlsxSink {
         let r = self
             .conn
             .prepare_cached(
-                "INSERT OR REPLACE INTO outcomes (seq, status, message, shape, source_row, data)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR REPLACE INTO outcomes
+                 (seq, status, message, brief, shape, source_row, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
             .and_then(|mut st| {
                 st.execute(params![
                     seq,
                     o.status.as_str(),
                     o.message,
+                    brief,
                     shape,
                     source_row as i64,
                     data
@@ -353,6 +369,7 @@ struct Formats {
     text: Format,
     title: Format,
     label: Format,
+    label_top: Format,
     /// Indented, so a message does not run into the right-aligned duration before it, and
     /// wrapped, so a long one is read in its cell rather than cut at the next column.
     message: Format,
@@ -360,6 +377,10 @@ struct Formats {
     problem: Format,
     /// A command to type, on the Summary sheet.
     command: Format,
+    /// Wrapped at the column's width, top-aligned beside other wrapped cells.
+    wrap: Format,
+    /// Top-aligned: the cells of a row whose message takes several lines.
+    top: Format,
 }
 
 impl Formats {
@@ -370,9 +391,12 @@ impl Formats {
                 .set_background_color(Color::RGB(0xD9E1F2))
                 .set_border_bottom(FormatBorder::Thin)
                 .set_num_format("@"),
-            text: Format::new().set_num_format("@"),
+            text: Format::new()
+                .set_num_format("@")
+                .set_align(FormatAlign::Top),
             title: Format::new().set_bold().set_font_size(14),
             label: Format::new().set_bold(),
+            label_top: Format::new().set_bold().set_align(FormatAlign::Top),
             message: Format::new()
                 .set_indent(1)
                 .set_text_wrap()
@@ -381,12 +405,15 @@ impl Formats {
                 let (fill, font, _) = colours(Status::Invalid);
                 Format::new()
                     .set_num_format("@")
+                    .set_align(FormatAlign::Top)
                     .set_background_color(Color::RGB(fill))
                     .set_font_color(Color::RGB(font))
                     .set_border(FormatBorder::Thin)
                     .set_border_color(Color::RGB(font))
             },
             command: Format::new().set_font_name("Consolas").set_indent(1),
+            wrap: Format::new().set_text_wrap().set_align(FormatAlign::Top),
+            top: Format::new().set_align(FormatAlign::Top),
         }
     }
 }
@@ -413,18 +440,19 @@ fn what_next(
     let mut steps = Vec::new();
     if n(Status::Failed) > 0 {
         steps.push(format!(
-            "{} failed: the Errors sheet says why; once that is dealt with, send them again.",
+            "{} failed: the Errors sheet says why; once that is dealt with, send them again:",
             n(Status::Failed)
         ));
     }
     if n(Status::Invalid) > 0 {
         steps.push(format!(
-            "{} invalid, nothing sent: fix the red cells on the Results sheet and save this              workbook (or fix your own sheet and run it again).",
+            "{} invalid, nothing sent: fix the red cells on the Results sheet and save, then send \
+             them again (or fix your own sheet and run it again):",
             n(Status::Invalid)
         ));
     }
     if n(Status::NotAttempted) > 0 {
-        steps.push(format!("{} not sent yet.", n(Status::NotAttempted)));
+        steps.push(format!("{} not sent yet:", n(Status::NotAttempted)));
     }
     let profile = profile_arg(&sum.command_line).unwrap_or(&sum.profile);
     let mut command = format!("enlist retry {}", shell_word(report));
@@ -459,15 +487,19 @@ fn shell_word(word: &str) -> Cow<'_, str> {
     }
 }
 
-/// A message with the values it quotes and the row numbers it names blanked out: the
-/// Errors sheet groups messages of one shape ("\"…\" appears more than once in the sheet;
-/// keep one row per user") into one line. Numbers elsewhere (an HTTP status) stay: they tell
-/// problems apart.
-fn message_shape(message: &str) -> String {
-    static SHAPES: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
+/// How the Errors sheet tells problems apart: `(brief, shape)`. The brief is the message
+/// without the other rows a duplicate names (the Row numbers column lists them all); the
+/// shape is the brief with the values it quotes, row numbers and lengths blanked out.
+/// Messages of one shape are one line, shown as their brief when they share it
+/// ("\"ann@x\" appears more than once in the sheet; keep one row per user"), else as the
+/// shape ("\"…\" appears …"). Numbers elsewhere (an HTTP status) stay: they tell problems
+/// apart.
+fn message_shape(message: &str) -> (String, String) {
+    static OTHER_ROWS: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r" \((?:also )?on rows? [0-9]+(?:(?:, | and )[0-9]+)*\)").expect("valid regex")
+    });
+    static VALUES: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
         [
-            // The other rows of a duplicate: the group lists every row anyway.
-            (r" \((?:also )?on rows? [0-9]+(?:(?:, | and )[0-9]+)*\)", ""),
             (r"\brows? [0-9]+(?:(?:, | and )[0-9]+)*", "row …"),
             // A value as the planner quotes it ({:?}), escapes included.
             (r#""(?:[^"\\]|\\.)*""#, "\"…\""),
@@ -476,16 +508,35 @@ fn message_shape(message: &str) -> String {
             (r"\b[0-9]+ characters\b", "… characters"),
         ]
         .into_iter()
-        .map(|(re, to)| (Regex::new(re).expect("the shapes are valid regexes"), to))
+        .map(|(re, to)| (Regex::new(re).expect("valid regex"), to))
         .collect()
     });
-    let mut shape = message.to_string();
-    for (re, to) in SHAPES.iter() {
+    let brief = OTHER_ROWS.replace_all(message, "").into_owned();
+    let mut shape = brief.clone();
+    for (re, to) in VALUES.iter() {
         if re.is_match(&shape) {
             shape = re.replace_all(&shape, *to).into_owned();
         }
     }
-    shape
+    (brief, shape)
+}
+
+/// The row height that shows whole each `(text, width)` wrapped cell of a row (width in
+/// characters), when one takes more than one line. Neither Excel nor LibreOffice sizes a row
+/// to its wrapped text when it opens a file: without a height a long message runs under the
+/// next row.
+pub(crate) fn wrapped_height<'a>(cells: impl IntoIterator<Item = (&'a str, f64)>) -> Option<f64> {
+    // Running text is narrower per character than Excel's width unit (a `0`): about 1.15
+    // characters a unit in LibreOffice's rendering, more in Excel's Calibri. Words wrap
+    // early and the indent takes room: 1.1 a unit errs on the side of a spare line.
+    let lines = |text: &str, width: f64| -> usize {
+        let per_line = ((width * 1.1) as usize).max(1);
+        text.split('\n')
+            .map(|l| l.chars().count().div_ceil(per_line).max(1))
+            .sum()
+    };
+    let most = cells.into_iter().map(|(t, w)| lines(t, w)).max()?;
+    (most > 1).then(|| (most as f64 * LINE_HEIGHT).min(MAX_ROW_HEIGHT))
 }
 
 /// Cuts text to what one Excel cell holds, saying so.
@@ -580,7 +631,7 @@ impl Writer<'_> {
         let headers = self.columns.header_row();
         let base = self.columns.input_count() as u16;
         let last_col = headers.len() as u16 - 1;
-        let report_widths = [14.0, 9.0, 11.0, 9.0, 12.0, 60.0, 22.0, 25.0, 11.0];
+        let report_widths = [14.0, 9.0, 11.0, 9.0, 12.0, MESSAGE_WIDTH, 22.0, 25.0, 11.0];
 
         let mut st = self.sql(self.conn.prepare("SELECT data FROM outcomes ORDER BY seq"))?;
         let mut rows = self.sql(st.query([]))?;
@@ -660,22 +711,27 @@ impl Writer<'_> {
                 self.xl(ws.write_blank(r, c, format))?;
             }
         }
-        self.xl(ws.write_string(r, base, s.status.as_str()))?;
-        self.xl(ws.write_string(r, base + 1, s.action.as_str()))?;
+        // Top-aligned like the message beside them, which may take several lines.
+        let top = &f.top;
+        self.xl(ws.write_string_with_format(r, base, s.status.as_str(), top))?;
+        self.xl(ws.write_string_with_format(r, base + 1, s.action.as_str(), top))?;
         if let Some(h) = s.http_status {
-            self.xl(ws.write_number(r, base + 2, f64::from(h)))?;
+            self.xl(ws.write_number_with_format(r, base + 2, f64::from(h), top))?;
         }
-        self.xl(ws.write_number(r, base + 3, f64::from(s.attempts)))?;
-        self.xl(ws.write_number(r, base + 4, s.duration_ms as f64))?;
+        self.xl(ws.write_number_with_format(r, base + 3, f64::from(s.attempts), top))?;
+        self.xl(ws.write_number_with_format(r, base + 4, s.duration_ms as f64, top))?;
         if !s.message.is_empty() {
+            if let Some(h) = wrapped_height([(s.message.as_str(), MESSAGE_WIDTH)]) {
+                self.xl(ws.set_row_height(r, h))?;
+            }
             self.xl(ws.write_string_with_format(r, base + 5, clip(&s.message), &f.message))?;
         }
         if let Some(id) = &s.remote_id {
             // Text, so a numeric id never turns into 1.23E+10.
             self.xl(ws.write_string_with_format(r, base + 6, clip(id), &f.text))?;
         }
-        self.xl(ws.write_string(r, base + 7, &s.finished_at))?;
-        self.xl(ws.write_number(r, base + 8, s.source_row as f64))?;
+        self.xl(ws.write_string_with_format(r, base + 7, &s.finished_at, top))?;
+        self.xl(ws.write_number_with_format(r, base + 8, s.source_row as f64, top))?;
         Ok(())
     }
 
@@ -701,9 +757,14 @@ impl Writer<'_> {
         let (steps, command) = what_next(counts, &self.path.display().to_string(), sum);
         if !steps.is_empty() {
             self.xl(ws.write_string_with_format(top, 0, "What next", &f.label))?;
+            // Each line across the columns beside it (the chart is below), wrapped there:
+            // a line left to overflow is cut at the chart or the page edge.
             for step in &steps {
                 top += 1;
-                self.xl(ws.write_string(top, 0, step))?;
+                self.xl(ws.merge_range(top, 0, top, NEXT_LAST_COLUMN, step, &f.wrap))?;
+                if let Some(h) = wrapped_height([(step.as_str(), NEXT_WIDTH)]) {
+                    self.xl(ws.set_row_height(top, h))?;
+                }
             }
             top += 1;
             self.xl(ws.write_string_with_format(top, 0, &command, &f.command))?;
@@ -767,8 +828,13 @@ impl Writer<'_> {
         let first_fact = total_row + 2;
         for (i, (k, v)) in facts.iter().enumerate() {
             let r = first_fact + i as u32;
-            self.xl(ws.write_string_with_format(r, 0, *k, &f.label))?;
-            self.xl(ws.write_string(r, 1, clip(v)))?;
+            self.xl(ws.write_string_with_format(r, 0, *k, &f.label_top))?;
+            // Across the columns up to the chart's right edge, wrapped: a long command
+            // line would otherwise widen the page and shrink the whole print.
+            self.xl(ws.merge_range(r, 1, r, NEXT_LAST_COLUMN, &clip(v), &f.wrap))?;
+            if let Some(h) = wrapped_height([(v.as_str(), FACT_WIDTH)]) {
+                self.xl(ws.set_row_height(r, h))?;
+            }
         }
 
         let mut chart = Chart::new_column();
@@ -791,7 +857,10 @@ impl Writer<'_> {
         self.xl(ws.set_name("Errors"))?;
         ws.set_landscape().set_print_fit_to_pages(1, 0);
         self.xl(ws.set_repeat_rows(0, 0))?;
-        for (c, w) in [14.0, 8.0, 70.0, 60.0].iter().enumerate() {
+        for (c, w) in [14.0, 8.0, ERRORS_MESSAGE_WIDTH, ROW_LIST_WIDTH]
+            .iter()
+            .enumerate()
+        {
             self.xl(ws.set_column_width(c as u16, *w))?;
         }
         self.xl(ws.set_freeze_panes(1, 0))?;
@@ -805,7 +874,7 @@ impl Writer<'_> {
         // problem (see `message_shape`): one line, with every row listed.
         let mut groups = self.sql(self.conn.prepare(
             "SELECT status, shape, COUNT(*) AS n, MIN(seq) AS first,
-                    COUNT(DISTINCT message), MIN(message)
+                    COUNT(DISTINCT brief), MIN(brief)
              FROM outcomes WHERE status IN ('failed', 'invalid')
              GROUP BY status, shape ORDER BY n DESC, first",
         ))?;
@@ -848,8 +917,15 @@ impl Writer<'_> {
             };
             let list = self.row_list(&mut members, &status, &shape, n.max(0) as u64)?;
             r += 1;
-            self.xl(ws.write_string(r, 0, &status))?;
-            self.xl(ws.write_number(r, 1, n as f64))?;
+            let height = wrapped_height([
+                (message.as_str(), ERRORS_MESSAGE_WIDTH),
+                (list.as_str(), ROW_LIST_WIDTH),
+            ]);
+            if let Some(h) = height {
+                self.xl(ws.set_row_height(r, h))?;
+            }
+            self.xl(ws.write_string_with_format(r, 0, &status, &f.wrap))?;
+            self.xl(ws.write_number_with_format(r, 1, n as f64, &f.wrap))?;
             self.xl(ws.write_string_with_format(
                 r,
                 2,
@@ -860,7 +936,7 @@ impl Writer<'_> {
                 }),
                 &f.message,
             ))?;
-            self.xl(ws.write_string(r, 3, &list))?;
+            self.xl(ws.write_string_with_format(r, 3, &list, &f.wrap))?;
         }
         if r == 0 {
             self.xl(ws.write_string(1, 2, "No row failed or was invalid."))?;
@@ -908,5 +984,97 @@ impl std::fmt::Debug for XlsxSink {
             .field("path", &self.path)
             .field("max_rows", &self.max_rows)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_differing_in_values_or_rows_share_a_shape() {
+        let dup = |v: &str, rows: &str| {
+            message_shape(&format!(
+                "User ID: {v:?} appears more than once in the sheet (also on row {rows}); keep one row per user"
+            ))
+        };
+        let (brief_a, shape_a) = dup("ann@x", "5, 7");
+        let (brief_b, shape_b) = dup("ann@x", "3");
+        let (_, shape_c) = dup("bob@x", "9");
+        assert_eq!(
+            brief_a,
+            "User ID: \"ann@x\" appears more than once in the sheet; keep one row per user"
+        );
+        assert_eq!(brief_a, brief_b, "the same user's rows share the brief");
+        assert_eq!(
+            shape_a,
+            "User ID: \"…\" appears more than once in the sheet; keep one row per user"
+        );
+        assert_eq!(shape_b, shape_c);
+        for (a, b) in [
+            (
+                "Password: is 5 characters long; it must be at least 8",
+                "Password: is 7 characters long; it must be at least 8",
+            ),
+            (
+                "409 Conflict: user 'ann' already exists",
+                "409 Conflict: user 'bob' already exists",
+            ),
+        ] {
+            assert_eq!(message_shape(a).1, message_shape(b).1, "{a} / {b}");
+        }
+        // Different statuses and minimums are different problems; an apostrophe is no quote.
+        for (a, b) in [
+            ("503 Service Unavailable", "500 Internal Server Error"),
+            (
+                "Password: is 5 characters long; it must be at least 8",
+                "Password: is 5 characters long; it must be at least 12",
+            ),
+            ("the user's id is 'x'", "the user's name is 'x'"),
+        ] {
+            assert_ne!(message_shape(a).1, message_shape(b).1, "{a} / {b}");
+        }
+    }
+
+    #[test]
+    fn wrapped_rows_are_as_tall_as_their_longest_cell() {
+        assert_eq!(wrapped_height([("short", 60.0)]), None);
+        let long = "x".repeat(100);
+        assert_eq!(
+            wrapped_height([(long.as_str(), 60.0)]),
+            Some(2.0 * LINE_HEIGHT)
+        );
+        assert_eq!(
+            wrapped_height([("short", 60.0), (long.as_str(), 20.0)]),
+            Some(5.0 * LINE_HEIGHT)
+        );
+        assert_eq!(wrapped_height([("a\nb\nc", 60.0)]), Some(3.0 * LINE_HEIGHT));
+        let huge = "x".repeat(100_000);
+        assert_eq!(
+            wrapped_height([(huge.as_str(), 60.0)]),
+            Some(MAX_ROW_HEIGHT)
+        );
+    }
+
+    #[test]
+    fn what_next_names_the_workbook_and_the_profile_as_typed() {
+        let mut sum = RunSummary {
+            profile: "acme".into(),
+            command_line: "enlist run in.xlsx --profile ./profiles/acme.toml".into(),
+            ..RunSummary::default()
+        };
+        let counts = BTreeMap::from([(Status::Failed, 2), (Status::Created, 5)]);
+        let (steps, command) = what_next(&counts, "my sheet.outcome.xlsx", &sum);
+        assert_eq!(steps.len(), 1);
+        assert!(steps[0].starts_with("2 failed"));
+        assert_eq!(
+            command,
+            "enlist retry 'my sheet.outcome.xlsx' -p ./profiles/acme.toml"
+        );
+        sum.command_line = "enlist run in.xlsx".into();
+        let (_, command) = what_next(&counts, "in.outcome.xlsx", &sum);
+        assert_eq!(command, "enlist retry in.outcome.xlsx -p acme");
+        let (steps, _) = what_next(&BTreeMap::from([(Status::Created, 5)]), "x", &sum);
+        assert!(steps.is_empty());
     }
 }
