@@ -381,6 +381,8 @@ struct Formats {
     wrap: Format,
     /// Top-aligned: the cells of a row whose message takes several lines.
     top: Format,
+    /// A count beside a message: centred, so its digits do not run into the text.
+    count: Format,
 }
 
 impl Formats {
@@ -414,6 +416,9 @@ impl Formats {
             command: Format::new().set_font_name("Consolas").set_indent(1),
             wrap: Format::new().set_text_wrap().set_align(FormatAlign::Top),
             top: Format::new().set_align(FormatAlign::Top),
+            count: Format::new()
+                .set_align(FormatAlign::Top)
+                .set_align(FormatAlign::Center),
         }
     }
 }
@@ -925,7 +930,7 @@ impl Writer<'_> {
                 self.xl(ws.set_row_height(r, h))?;
             }
             self.xl(ws.write_string_with_format(r, 0, &status, &f.wrap))?;
-            self.xl(ws.write_number_with_format(r, 1, n as f64, &f.wrap))?;
+            self.xl(ws.write_number_with_format(r, 1, n as f64, &f.count))?;
             self.xl(ws.write_string_with_format(
                 r,
                 2,
