@@ -106,14 +106,19 @@ fn summary(n: u64) -> RunSummary {
     }
 }
 
-/// Feeds outcomes 0..n in a scrambled order (a stride coprime with n).
-fn write_workbook(path: &Path, n: u64, max_rows: Option<u32>) {
-    let mut sink = XlsxSink::create(
+/// An outcome workbook sink for [`HEADERS`].
+fn xlsx_sink(path: &Path) -> XlsxSink {
+    XlsxSink::create(
         path,
         HEADERS.iter().map(|s| s.to_string()).collect(),
         SECRET.to_vec(),
     )
-    .expect("create sink");
+    .expect("create sink")
+}
+
+/// Feeds outcomes 0..n in a scrambled order (a stride coprime with n).
+fn write_workbook(path: &Path, n: u64, max_rows: Option<u32>) {
+    let mut sink = xlsx_sink(path);
     if let Some(m) = max_rows {
         sink = sink.with_max_rows(m);
     }
@@ -473,12 +478,17 @@ fn only_filter_keeps_the_rows_asked_for() {
 /// The red of an invalid outcome, on the cells an invalid row's problems name.
 const INVALID_FILL: &str = "FFC7CE";
 
-#[test]
-fn invalid_rows_show_which_cells_are_wrong() {
-    let wd = Workdir::new("report_marks");
+/// The parts of a workbook of 30 outcomes, written in a workdir called `name`.
+fn book_of_30(name: &str) -> BookXml {
+    let wd = Workdir::new(name);
     let path = wd.path("users.outcome.xlsx");
     write_workbook(&path, 30, None);
-    let book = BookXml::open(&path);
+    BookXml::open(&path)
+}
+
+#[test]
+fn invalid_rows_show_which_cells_are_wrong() {
+    let book = book_of_30("report_marks");
     for i in 0..30u64 {
         let row = i + 2;
         let email = book.cell_fill("Results", &format!("A{row}"));
@@ -498,10 +508,7 @@ fn invalid_rows_show_which_cells_are_wrong() {
 
 #[test]
 fn results_and_errors_print_legibly() {
-    let wd = Workdir::new("report_print");
-    let path = wd.path("users.outcome.xlsx");
-    write_workbook(&path, 30, None);
-    let book = BookXml::open(&path);
+    let book = book_of_30("report_print");
     for sheet in ["Results", "Errors"] {
         assert!(book.header_frozen(sheet), "{sheet}: header row frozen");
         assert!(
@@ -558,12 +565,7 @@ fn summary_says_what_to_do_next() {
 
     // A run where every row ended well has nothing to say.
     let good = wd.path("good.outcome.xlsx");
-    let mut sink = XlsxSink::create(
-        &good,
-        HEADERS.iter().map(|s| s.to_string()).collect(),
-        SECRET.to_vec(),
-    )
-    .expect("sink");
+    let mut sink = xlsx_sink(&good);
     let mut s = summary(0);
     for i in [0u64, 1, 2, 4, 6, 8] {
         sink.record(&outcome(i)).expect("record");
