@@ -340,7 +340,7 @@ fn column_width(c: &Column) -> f64 {
 
 /// The values a column's dropdown offers: its `one_of` list, or true/false for a boolean.
 /// None for a column that takes free text.
-pub fn dropdown_values(c: &Column) -> Option<Vec<String>> {
+fn dropdown_values(c: &Column) -> Option<Vec<String>> {
     if !c.one_of.is_empty() {
         Some(c.one_of.clone())
     } else if c.kind == ColumnType::Boolean {

@@ -8,11 +8,11 @@
 //!
 //! Why SQLite rather than an append-only file and an external sort: the table keyed by `seq`
 //! *is* the sort (a B-tree on disk, read back in order with a bounded page cache), and the
-//! Errors sheet needs a `GROUP BY message` with the row numbers of each group, which SQLite
-//! does on disk too. An external merge sort would need its own run files, merge and grouping
-//! code; rusqlite with the bundled SQLite is already a dependency. The scratch file lives
-//! beside the report (not in `/tmp`, which is often RAM-backed) and is deleted when the sink
-//! is dropped.
+//! Errors sheet needs a `GROUP BY` of the messages' shapes (see `message_shape`) with the
+//! row numbers of each group, which SQLite does on disk too. An external merge sort would
+//! need its own run files, merge and grouping code; rusqlite with the bundled SQLite is
+//! already a dependency. The scratch file lives beside the report (not in `/tmp`, which is
+//! often RAM-backed) and is deleted when the sink is dropped.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
