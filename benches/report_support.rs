@@ -33,6 +33,7 @@ pub fn outcome(i: u64) -> Outcome {
         ],
         fingerprint: None,
         steps: None,
+        problem_columns: Vec::new(),
     }
 }
 

@@ -960,6 +960,7 @@ mod tests {
             cells: vec![],
             fingerprint: Some(fp.into()),
             steps: None,
+            problem_columns: Vec::new(),
         }
     }
 

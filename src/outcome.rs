@@ -108,6 +108,10 @@ pub struct Outcome {
     /// What the row's follow-up steps did, for rows whose profile has steps that ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steps: Option<Box<StepLog>>,
+    /// The headers (as the sheet spells them) of the cells an invalid row's problems are
+    /// about: the outcome workbook highlights those cells. Only the workbook shows it.
+    #[serde(skip)]
+    pub problem_columns: Vec<String>,
 }
 
 /// What a row's follow-up steps (`[[steps]]`) did.

@@ -6,10 +6,11 @@
 //! matter. [`write_template`] answers all of that in the file itself:
 //!
 //! - **Users** (the first sheet, so `check` picks it): the profile's columns as the header,
-//!   the key column first, required columns bold with a trailing ` *` (the header matcher
-//!   ignores `*` and spaces), a note on every header with the column's description, rules and
-//!   example, text format on id-like columns, dropdowns for one-of columns and for `action`,
-//!   and a frozen header row. The optional `action` column comes **last**, so the column a
+//!   each by its `label` ("First name"), the key column first, required columns bold with a
+//!   trailing ` *` (the header matcher accepts labels and ignores `*` and spaces), a note on
+//!   every header with the API field, description, rules and example, text format on
+//!   id-like columns, dropdowns for one-of and boolean columns and for `action`, and a
+//!   frozen header row. The optional `action` column comes **last**, so the column a
 //!   person fills first is the one that identifies the user.
 //! - **Instructions**: every column explained, create versus update, empty cells and
 //!   `<clear>`, and the commands to run with the environment variables the profile reads.
@@ -17,8 +18,9 @@
 //! - **Lists** (hidden): dropdown values too long for an inline list (Excel caps those at
 //!   255 characters).
 //!
-//! The CSV flavour ([`write_csv_template`]) can carry none of that: it is the header line and
-//! the example row, with a BOM so Excel opens it as UTF-8.
+//! The CSV flavour ([`write_csv_template`]) can carry none of that: it is the header line
+//! alone (an example row would be provisioned if left in), with a BOM so Excel opens it as
+//! UTF-8.
 
 use std::path::Path;
 
@@ -28,6 +30,7 @@ use rust_xlsxwriter::{
 
 use crate::error::{Error, Result};
 use crate::profile::{Auth, Column, ColumnType, Profile};
+use crate::report::xlsx::wrapped_height;
 
 /// Rows below the header that get dropdowns. Text formats are set on whole columns, so they
 /// hold for any number of rows; validations need a range, and 1000 users covers a sheet
@@ -67,16 +70,17 @@ pub fn column_order(profile: &Profile) -> Vec<usize> {
         .collect()
 }
 
-/// The header texts of the Users sheet, in order, ending with `action`.
+/// The header texts of the Users sheet, in order, ending with `action`: each column's
+/// label (the reader accepts it as a header), ` *` on the ones to fill in.
 pub fn headers(profile: &Profile) -> Vec<String> {
     column_order(profile)
         .into_iter()
         .map(|i| {
-            let name = &profile.columns[i].name;
+            let label = &profile.columns[i].label;
             if is_marked_required(profile, i) {
-                format!("{name} *")
+                format!("{label} *")
             } else {
-                name.clone()
+                label.clone()
             }
         })
         .chain(std::iter::once(ACTION_HEADER.to_string()))
@@ -115,10 +119,10 @@ pub fn env_vars(profile: &Profile) -> Vec<(String, &'static str)> {
     v
 }
 
-/// The note on a header cell: what the column is, its rules and an example.
+/// The note on a header cell: the API field it fills, what it is, its rules and an example.
 fn header_note(profile: &Profile, index: usize) -> String {
     let c = &profile.columns[index];
-    let mut t = format!("{}\n", c.name);
+    let mut t = format!("API field: {}\n", c.name);
     if !c.description.is_empty() {
         t.push_str(&c.description);
         t.push('\n');
@@ -198,8 +202,8 @@ pub fn write_template_rows(profile: &Profile, path: &Path, rows: &[Vec<String>])
             if is_text_column(profile, ci) {
                 users.set_column_format(si, &text).map_err(&e)?;
             }
-            if !col.one_of.is_empty() {
-                let dv = list_validation(&col.name, &col.one_of, &mut lists).map_err(&e)?;
+            if let Some(values) = dropdown_values(col) {
+                let dv = list_validation(&col.label, &values, &mut lists).map_err(&e)?;
                 users
                     .add_data_validation(1, si, TEMPLATE_ROWS, si, &dv)
                     .map_err(&e)?;
@@ -224,6 +228,7 @@ pub fn write_template_rows(profile: &Profile, path: &Path, rows: &[Vec<String>])
             .add_data_validation(1, action_col, TEMPLATE_ROWS, action_col, &dv)
             .map_err(&e)?;
         users.set_freeze_panes(1, 0).map_err(&e)?;
+        print_across(users, true).map_err(&e)?;
         for (r, row) in rows.iter().enumerate() {
             let r = r as u32 + 1;
             for (c, v) in row.iter().enumerate() {
@@ -239,12 +244,14 @@ pub fn write_template_rows(profile: &Profile, path: &Path, rows: &[Vec<String>])
     {
         let ins = wb.add_worksheet();
         ins.set_name(INSTRUCTIONS_SHEET).map_err(&e)?;
+        print_across(ins, false).map_err(&e)?;
         write_instructions(ins, profile, &bold, &wrap).map_err(&e)?;
     }
 
     {
         let ex = wb.add_worksheet();
         ex.set_name(EXAMPLE_SHEET).map_err(&e)?;
+        print_across(ex, true).map_err(&e)?;
         for (si, h) in heads.iter().enumerate() {
             ex.write_string_with_format(0, si as u16, h, &bold)
                 .map_err(&e)?;
@@ -278,6 +285,16 @@ pub fn write_template_rows(profile: &Profile, path: &Path, rows: &[Vec<String>])
     Ok(())
 }
 
+/// Printed, the sheet reads across one landscape page width, with its `header` row on every
+/// page.
+fn print_across(ws: &mut Worksheet, header: bool) -> std::result::Result<(), XlsxError> {
+    ws.set_landscape().set_print_fit_to_pages(1, 0);
+    if header {
+        ws.set_repeat_rows(0, 0)?;
+    }
+    Ok(())
+}
+
 /// A dropdown for `values`: inline when it fits in Excel's 255 characters, else a range on
 /// the hidden Lists sheet (recorded in `lists`).
 fn list_validation(
@@ -302,7 +319,7 @@ fn list_validation(
 }
 
 /// `A`, `B`, … `Z`, `AA`, … for a 0-based column index.
-fn column_letter(mut col: u16) -> String {
+pub fn column_letter(mut col: u16) -> String {
     let mut s = Vec::new();
     loop {
         s.push(b'A' + (col % 26) as u8);
@@ -318,7 +335,19 @@ fn column_letter(mut col: u16) -> String {
 /// A width that shows the header and a typical value.
 fn column_width(c: &Column) -> f64 {
     let ex = c.example.as_deref().map(str::len).unwrap_or(0);
-    (c.name.len().max(ex) + 4).clamp(10, 40) as f64
+    (c.label.chars().count().max(ex) + 4).clamp(10, 40) as f64
+}
+
+/// The values a column's dropdown offers: its `one_of` list, or true/false for a boolean.
+/// None for a column that takes free text.
+fn dropdown_values(c: &Column) -> Option<Vec<String>> {
+    if !c.one_of.is_empty() {
+        Some(c.one_of.clone())
+    } else if c.kind == ColumnType::Boolean {
+        Some(vec!["true".into(), "false".into()])
+    } else {
+        None
+    }
 }
 
 fn write_instructions(
@@ -328,20 +357,31 @@ fn write_instructions(
     wrap: &Format,
 ) -> std::result::Result<(), XlsxError> {
     let mut r: u32 = 0;
-    // One line of text in column A, moving `r` down.
-    fn line(
-        ws: &mut Worksheet,
-        r: &mut u32,
-        text: &str,
-        f: Option<&Format>,
-    ) -> std::result::Result<(), XlsxError> {
+    // Printed, a line of text runs across the table's columns and wraps there, in a row as
+    // tall as its lines: overflowing text would be cut at the page edge, and wrapped text in
+    // a row of the default height runs under the next row.
+    let total_width: f64 = INSTRUCTION_WIDTHS.iter().sum();
+    let last_col = INSTRUCTION_WIDTHS.len() as u16 - 1;
+    // One line of text (a heading in `bold`, else prose), moving `r` down.
+    let line = |ws: &mut Worksheet,
+                r: &mut u32,
+                text: &str,
+                f: Option<&Format>|
+     -> std::result::Result<(), XlsxError> {
         match f {
-            Some(f) => ws.write_string_with_format(*r, 0, text, f)?,
-            None => ws.write_string(*r, 0, text)?,
-        };
+            Some(f) => {
+                ws.write_string_with_format(*r, 0, text, f)?;
+            }
+            None => {
+                ws.merge_range(*r, 0, *r, last_col, text, wrap)?;
+                if let Some(h) = wrapped_height([(text, total_width)]) {
+                    ws.set_row_height(*r, h)?;
+                }
+            }
+        }
         *r += 1;
         Ok(())
-    }
+    };
     line(
         ws,
         &mut r,
@@ -358,7 +398,7 @@ fn write_instructions(
         ),
         format!(
             "Columns marked * must be filled. The key column {} identifies the user: each value only once.",
-            p.key
+            p.columns[p.key_index()].label
         ),
         "Hover over a header to see its note: what the column means, its rules and an example.".into(),
         "Id-like columns (ids, extensions, phone numbers, postal codes) are formatted as text so Excel keeps \
@@ -379,7 +419,7 @@ fn write_instructions(
         format!(
             "update: the user with this {} is changed. Only the filled cells are sent; an empty cell \
              leaves the existing value unchanged. To blank a field on purpose, type {}.",
-            p.key, p.clear_marker
+            p.columns[p.key_index()].label, p.clear_marker
         )
     } else {
         "update: this profile can only create users.".into()
@@ -419,9 +459,16 @@ fn write_instructions(
     }
     r += 1;
     line(ws, &mut r, "Columns", Some(bold))?;
-    for (c, h) in ["column", "required", "rules", "example", "description"]
-        .iter()
-        .enumerate()
+    for (c, h) in [
+        "column",
+        "API field",
+        "required",
+        "rules",
+        "example",
+        "description",
+    ]
+    .iter()
+    .enumerate()
     {
         ws.write_string_with_format(r, c as u16, *h, bold)?;
     }
@@ -435,48 +482,72 @@ fn write_instructions(
         } else {
             "no"
         };
-        let cells = [
-            c.name.as_str(),
-            required,
-            &c.rules(),
-            c.example.as_deref().unwrap_or(""),
-            &c.description,
-        ];
-        for (k, v) in cells.iter().enumerate() {
-            ws.write_string_with_format(r, k as u16, *v, wrap)?;
-        }
+        table_row(
+            ws,
+            r,
+            [
+                c.label.as_str(),
+                c.name.as_str(),
+                required,
+                &c.rules(),
+                c.example.as_deref().unwrap_or(""),
+                &c.description,
+            ],
+            wrap,
+        )?;
         r += 1;
     }
     let action_rules = format!("one of: {}", ACTIONS.join(", "));
-    for (k, v) in [
-        ACTION_HEADER,
-        "no",
-        action_rules.as_str(),
-        "create",
-        "What to do with the row (default from the profile or --mode).",
-    ]
-    .iter()
-    .enumerate()
-    {
-        ws.write_string_with_format(r, k as u16, *v, wrap)?;
+    table_row(
+        ws,
+        r,
+        [
+            ACTION_HEADER,
+            "",
+            "no",
+            action_rules.as_str(),
+            "create",
+            "What to do with the row (default from the profile or --mode).",
+        ],
+        wrap,
+    )?;
+    for (c, w) in INSTRUCTION_WIDTHS.into_iter().enumerate() {
+        ws.set_column_width(c as u16, w)?;
     }
-    ws.set_column_width(0, 28)?;
-    ws.set_column_width(1, 10)?;
-    ws.set_column_width(2, 45)?;
-    ws.set_column_width(3, 28)?;
-    ws.set_column_width(4, 60)?;
     Ok(())
 }
 
-/// Writes the CSV template: a UTF-8 BOM (so Excel opens it as UTF-8), the header line and
-/// the example row.
+/// Widths of the Instructions sheet's columns: column, API field, required, rules, example,
+/// description.
+const INSTRUCTION_WIDTHS: [f64; 6] = [28.0, 24.0, 10.0, 45.0, 28.0, 60.0];
+
+/// One row of the Instructions' column table, wrapped, as tall as its longest cell.
+fn table_row(
+    ws: &mut Worksheet,
+    r: u32,
+    cells: [&str; 6],
+    wrap: &Format,
+) -> std::result::Result<(), XlsxError> {
+    for (k, v) in cells.iter().enumerate() {
+        ws.write_string_with_format(r, k as u16, *v, wrap)?;
+    }
+    if let Some(h) = wrapped_height(cells.into_iter().zip(INSTRUCTION_WIDTHS)) {
+        ws.set_row_height(r, h)?;
+    }
+    Ok(())
+}
+
+/// Writes the CSV template: a UTF-8 BOM (so Excel opens it as UTF-8) and the header line.
+///
+/// No example row: a CSV has no other sheet to keep it on, and an example left in (or
+/// copied as the first real row) would be provisioned as a user. The workbook template's
+/// Example sheet and `enlist profiles show` carry the examples instead.
 pub fn write_csv_template(profile: &Profile, path: &Path) -> Result<()> {
     let mut buf: Vec<u8> = b"\xEF\xBB\xBF".to_vec();
     {
         let mut w = csv::Writer::from_writer(&mut buf);
         let csv_err = |e: csv::Error| Error::input(path, format!("cannot write the CSV: {e}"));
         w.write_record(headers(profile)).map_err(csv_err)?;
-        w.write_record(example_row(profile)).map_err(csv_err)?;
         w.flush()?;
     }
     std::fs::write(path, buf)?;
@@ -500,7 +571,10 @@ mod tests {
         for name in crate::profile::builtin_names() {
             let p = Profile::load(name).expect("built-in profile loads");
             let hs = headers(&p);
-            assert!(hs[0].starts_with(&p.key), "{name}: key first");
+            assert!(
+                hs[0].starts_with(&p.columns[p.key_index()].label),
+                "{name}: key first"
+            );
             assert_eq!(hs.last().map(String::as_str), Some(ACTION_HEADER));
             for (h, ci) in hs.iter().zip(column_order(&p)) {
                 assert_eq!(p.match_header(h), Some(ci), "{name}: {h:?}");

@@ -17,6 +17,7 @@ use enlist::report::xlsx::XlsxSink;
 use enlist::report::{default_report_path, mask_command_line, strip_userinfo, unique_report_path};
 use enlist::source::RawRow;
 
+use crate::book_xml::BookXml;
 use crate::workdir::Workdir;
 
 const HEADERS: [&str; 4] = ["Email", "Password", "Phone", "Employee ID"];
@@ -70,6 +71,11 @@ fn outcome(i: u64) -> Outcome {
         ],
         fingerprint: None,
         steps: None,
+        problem_columns: if status == Status::Invalid {
+            vec!["Email".into()]
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -101,14 +107,19 @@ fn summary(n: u64) -> RunSummary {
     }
 }
 
-/// Feeds outcomes 0..n in a scrambled order (a stride coprime with n).
-fn write_workbook(path: &Path, n: u64, max_rows: Option<u32>) {
-    let mut sink = XlsxSink::create(
+/// An outcome workbook sink for [`HEADERS`].
+fn xlsx_sink(path: &Path) -> XlsxSink {
+    XlsxSink::create(
         path,
         HEADERS.iter().map(|s| s.to_string()).collect(),
         SECRET.to_vec(),
     )
-    .expect("create sink");
+    .expect("create sink")
+}
+
+/// Feeds outcomes 0..n in a scrambled order (a stride coprime with n).
+fn write_workbook(path: &Path, n: u64, max_rows: Option<u32>) {
+    let mut sink = xlsx_sink(path);
     if let Some(m) = max_rows {
         sink = sink.with_max_rows(m);
     }
@@ -466,4 +477,190 @@ fn only_filter_keeps_the_rows_asked_for() {
     )
     .expect("layout");
     assert!(only.check_layout(&plain, Path::new("users.csv")).is_err());
+}
+
+/// The red of an invalid outcome, on the cells an invalid row's problems name.
+const INVALID_FILL: &str = "FFC7CE";
+
+/// The parts of a workbook of 30 outcomes, written in a workdir called `name`.
+fn book_of_30(name: &str) -> BookXml {
+    let wd = Workdir::new(name);
+    let path = wd.path("users.outcome.xlsx");
+    write_workbook(&path, 30, None);
+    BookXml::open(&path)
+}
+
+#[test]
+fn invalid_rows_show_which_cells_are_wrong() {
+    let book = book_of_30("report_marks");
+    for i in 0..30u64 {
+        let row = i + 2;
+        let email = book.cell_fill("Results", &format!("A{row}"));
+        if status_of(i) == Status::Invalid {
+            assert_eq!(
+                email.as_deref(),
+                Some(INVALID_FILL),
+                "row {row}: Email marked"
+            );
+        } else {
+            assert_eq!(email, None, "row {row}: {:?} not marked", status_of(i));
+        }
+        // Only the cell the problem names: the phone of the same row is left alone.
+        assert_eq!(book.cell_fill("Results", &format!("C{row}")), None);
+    }
+}
+
+#[test]
+fn results_and_errors_print_legibly() {
+    let book = book_of_30("report_print");
+    for sheet in ["Results", "Errors"] {
+        assert!(book.header_frozen(sheet), "{sheet}: header row frozen");
+        assert!(
+            book.prints_across_one_page(sheet),
+            "{sheet}: landscape, one page wide"
+        );
+        assert_eq!(
+            book.print_titles(sheet),
+            Some(format!("{sheet}!$1:$1")),
+            "{sheet}: header on every printed page"
+        );
+    }
+    // A message wraps in its cell (row 5 failed: column J is Message).
+    let message = book.cell_style("Results", "J5").expect("styled message");
+    assert!(message.contains(r#"wrapText="1""#), "{message}");
+}
+
+/// Column A of the Summary sheet, as text, top to bottom.
+fn summary_lines(path: &Path) -> Vec<String> {
+    let mut wb: Xlsx<_> = open_workbook(path).expect("open");
+    sheet(&mut wb, "Summary")
+        .iter()
+        .map(|r| r.first().map(text).unwrap_or_default())
+        .collect()
+}
+
+#[test]
+fn summary_says_what_to_do_next() {
+    let wd = Workdir::new("report_next");
+    let path = wd.path("users.outcome.xlsx");
+    write_workbook(&path, 30, None);
+    let lines = summary_lines(&path);
+    let at = lines
+        .iter()
+        .position(|l| l == "What next")
+        .expect("a What next block");
+    let block = &lines[at + 1..at + 5];
+    assert!(
+        block[0].starts_with("6 failed: the Errors sheet says why"),
+        "{block:?}"
+    );
+    assert!(
+        block[1].starts_with("3 invalid, nothing sent: fix the red cells on the Results sheet"),
+        "{block:?}"
+    );
+    assert_eq!(block[2], "3 not sent yet:");
+    // The profile as the command line gave it, and this very workbook.
+    assert_eq!(
+        block[3],
+        format!("enlist retry {} -p users-api", path.display())
+    );
+    // The counts table follows, still readable as label and count.
+    assert!(lines[at + 5..].iter().any(|l| l == "created"));
+
+    // A run where every row ended well has nothing to say.
+    let good = wd.path("good.outcome.xlsx");
+    let mut sink = xlsx_sink(&good);
+    let mut s = summary(0);
+    for i in [0u64, 1, 2, 4, 6, 8] {
+        sink.record(&outcome(i)).expect("record");
+        *s.counts.entry(status_of(i)).or_insert(0) += 1;
+    }
+    sink.finish(&s).expect("finish");
+    let lines = summary_lines(&good);
+    assert!(!lines.iter().any(|l| l == "What next"), "{lines:?}");
+    assert!(
+        !lines.iter().any(|l| l.contains("enlist retry")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_check_report_marks_the_wrong_cells_and_groups_alike_problems() {
+    let wd = Workdir::new("report_check_marks");
+    wd.write(
+        "s.csv",
+        "email,password,name\n\
+         ann@x.example,Secret12,Ann\n\
+         dup@x.example,Secret12,Dup One\n\
+         bob@x.example,Secret12,\n\
+         dup@x.example,Secret12,Dup Two\n\
+         not-an-email,Secret12,Cy\n\
+         dup@x.example,Secret12,Dup Three\n\
+         two@x.example,Secret12,Two A\n\
+         two@x.example,Secret12,Two B\n",
+    );
+    wd.run(&[
+        "check",
+        "s.csv",
+        "-p",
+        "users-api",
+        "--report",
+        "s.check.xlsx",
+    ])
+    .expect_code(1);
+    let path = wd.path("s.check.xlsx");
+    let book = BookXml::open(&path);
+    // Row 4 lacks its name: the empty cell is marked; row 6's email is not one.
+    assert_eq!(
+        book.cell_fill("Results", "C4").as_deref(),
+        Some(INVALID_FILL)
+    );
+    assert_eq!(book.cell_fill("Results", "A4"), None);
+    assert_eq!(
+        book.cell_fill("Results", "A6").as_deref(),
+        Some(INVALID_FILL)
+    );
+    for dup in [3, 5, 7, 8, 9] {
+        assert_eq!(
+            book.cell_fill("Results", &format!("A{dup}")).as_deref(),
+            Some(INVALID_FILL),
+            "duplicate on row {dup}"
+        );
+    }
+    assert_eq!(book.cell_fill("Results", "A2"), None);
+    // A message of two lines gets a row two lines tall (row 3: a duplicate); a short one
+    // keeps the default height.
+    assert!(book.row_height("Results", 3).is_some_and(|h| h >= 30.0));
+    assert_eq!(book.row_height("Results", 2), None);
+
+    // Five duplicates of two different users, each naming its own value and other rows:
+    // one problem, one line.
+    let mut wb: Xlsx<_> = open_workbook(&path).expect("open");
+    let errors: Vec<Vec<String>> = sheet(&mut wb, "Errors")
+        .iter()
+        .map(|r| r.iter().map(text).collect())
+        .collect();
+    assert_eq!(
+        errors[1],
+        [
+            "invalid",
+            "5",
+            "email: \"…\" appears more than once in the sheet; keep one row per user",
+            "3, 5, 7, 8, 9"
+        ]
+    );
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    // A group of one keeps its message whole.
+    assert!(
+        errors[2..]
+            .iter()
+            .any(|e| e[2].starts_with("email: \"not-an-email\"") && e[3] == "6"),
+        "{errors:?}"
+    );
+    let lines = summary_lines(&path);
+    assert!(
+        lines.iter().any(|l| l.starts_with("7 invalid")),
+        "{lines:?}"
+    );
+    assert!(lines.contains(&"enlist retry s.check.xlsx -p users-api".to_string()));
 }

@@ -488,6 +488,7 @@ fn a_workbook_that_cannot_be_written_keeps_the_outcomes_as_json_lines() {
             cells: vec![format!("u{i}"), "secret-pw".into()],
             fingerprint: None,
             steps: None,
+            problem_columns: Vec::new(),
         })
         .expect("record");
     }

@@ -14,6 +14,7 @@ use calamine::{open_workbook_auto, Data, Reader, SheetVisible};
 use enlist::profile::Profile;
 use enlist::template_book;
 
+use crate::book_xml::BookXml;
 use crate::workdir::Workdir;
 
 /// All cells of one sheet as text (numbers without `.0`), row by row.
@@ -61,40 +62,40 @@ fn template_has_users_instructions_example_and_hidden_lists() {
     let users = sheet_text(&path, "Users");
     assert_eq!(users.len(), 1, "the Users sheet holds only the header");
     let header = &users[0];
-    assert_eq!(header[0], "userId *", "the key column comes first");
+    assert_eq!(header[0], "User ID *", "the key column comes first");
     for required in [
-        "serviceProviderId *",
-        "groupId *",
-        "firstName *",
-        "lastName *",
-        "extension *",
-        "password *",
+        "Service provider *",
+        "Group *",
+        "First name *",
+        "Last name *",
+        "Extension *",
+        "Web password *",
     ] {
         assert!(
             header.contains(&required.to_string()),
             "{required} in {header:?}"
         );
     }
-    for optional in ["emailAddress", "department", "timeZone", "address.city"] {
+    for optional in ["Email address", "Department", "Time zone", "City"] {
         assert!(
             header.contains(&optional.to_string()),
             "{optional} in {header:?}"
         );
     }
     assert_eq!(header.last().map(String::as_str), Some("action"));
-    // The header matcher ignores the `*`: every header means the column it names.
+    // The header matcher takes labels and ignores the `*`: every header means its column.
     let p = profile("odin");
     for h in header {
         if h != "action" {
             let ci = p.match_header(h).unwrap_or_else(|| panic!("{h:?} matches"));
-            assert!(h.starts_with(&p.columns[ci].name));
+            assert!(h.starts_with(&p.columns[ci].label));
         }
     }
 
     let example = sheet_text(&path, "Example");
     assert_eq!(&example[0], header);
     assert_eq!(example[1][0], "john.smith@acme.example");
-    let ext = header.iter().position(|h| h == "extension *").expect("ext");
+    let ext = header.iter().position(|h| h == "Extension *").expect("ext");
     assert_eq!(example[1][ext], "1234");
 
     let instructions = sheet_text(&path, "Instructions");
@@ -130,7 +131,7 @@ fn every_builtin_profile_gets_a_template() {
 }
 
 #[test]
-fn csv_template_has_bom_header_and_example() {
+fn csv_template_has_bom_and_header_only() {
     let wd = Workdir::new("template_csv");
     wd.run(&["template", "scim", "--csv", "-o", "t.csv"])
         .expect_code(0);
@@ -144,10 +145,17 @@ fn csv_template_has_bom_header_and_example() {
         .map(|x| x.expect("record").iter().map(str::to_string).collect())
         .collect();
     let p = profile("scim");
-    assert_eq!(records.len(), 2);
+    assert_eq!(
+        records.len(),
+        1,
+        "no example row that would be provisioned if left in"
+    );
     assert_eq!(records[0], template_book::headers(&p));
-    assert_eq!(records[0][0], "userName *");
-    assert_eq!(records[1], template_book::example_row(&p));
+    assert_eq!(records[0][0], "User name *");
+    // Sent as it is written, it holds no user: refused before anything is sent.
+    let run = wd.run(&["check", "t.csv", "--profile", "scim"]);
+    run.expect_code(3);
+    assert!(run.stderr().contains("no data rows"), "{}", run.stderr());
     // The default name carries the extension of what is written.
     wd.run(&["template", "odin", "--csv"]).expect_code(0);
     assert!(wd.path("odin-template.csv").exists());
@@ -163,7 +171,7 @@ fn template_refuses_to_overwrite_without_force() {
     assert_eq!(wd.read("t.xlsx"), "somebody's filled-in sheet");
     wd.run(&["template", "odin", "-o", "t.xlsx", "--force"])
         .expect_code(0);
-    assert_eq!(sheet_text(&wd.path("t.xlsx"), "Users")[0][0], "userId *");
+    assert_eq!(sheet_text(&wd.path("t.xlsx"), "Users")[0][0], "User ID *");
 }
 
 #[test]
@@ -615,4 +623,127 @@ one_of = [{}]
         sheet_text(&wd.path("t.xlsx"), "Users")[0],
         vec!["user *", "zone", "action"]
     );
+}
+
+#[test]
+fn headers_are_labels_with_the_api_field_in_the_note() {
+    let wd = Workdir::new("template_labels");
+    wd.run(&["template", "odin", "-o", "t.xlsx"]).expect_code(0);
+    let path = wd.path("t.xlsx");
+    let header = &sheet_text(&path, "Users")[0];
+    let p = profile("odin");
+    for (h, ci) in header.iter().zip(template_book::column_order(&p)) {
+        let c = &p.columns[ci];
+        assert_ne!(c.label, c.name, "every odin column has a label");
+        assert!(h.starts_with(&c.label), "{h:?} is {:?}'s label", c.name);
+        // Marked exactly when it must be filled (`*`, and bold).
+        let marked = template_book::is_marked_required(&p, ci);
+        assert_eq!(h.ends_with(" *"), marked, "{h:?}");
+    }
+    let notes = BookXml::open(&path);
+    let comments = notes.part("xl/comments1.xml");
+    for field in ["API field: firstName", "API field: address.zipOrPostalCode"] {
+        assert!(comments.contains(field), "a header note says {field:?}");
+    }
+    // Bold marks the same columns as the `*` (A is the key, User ID *).
+    let key = notes.cell_style("Users", "A1").expect("styled header");
+    let bold_fonts: Vec<usize> = regex::Regex::new(r"(?s)<font>(.*?)</font>")
+        .expect("re")
+        .captures_iter(notes.part("xl/styles.xml"))
+        .enumerate()
+        .filter(|(_, c)| c[1].contains("<b/>"))
+        .map(|(i, _)| i)
+        .collect();
+    let font_of = |xf: &str| -> usize {
+        regex::Regex::new(r#"fontId="(\d+)""#)
+            .expect("re")
+            .captures(xf)
+            .map(|c| c[1].parse().expect("number"))
+            .unwrap_or(0)
+    };
+    assert!(bold_fonts.contains(&font_of(key)), "{key}");
+}
+
+#[test]
+fn every_column_with_a_fixed_set_of_values_has_a_dropdown() {
+    let wd = Workdir::new("template_dropdowns");
+    for name in enlist::profile::builtin_names() {
+        let file = format!("{name}.xlsx");
+        wd.run(&["template", name, "-o", &file]).expect_code(0);
+        let p = profile(name);
+        let validations = BookXml::open(&wd.path(&file)).validations("Users");
+        let list_at = |col: usize| {
+            let letter = template_book::column_letter(col as u16);
+            validations
+                .iter()
+                .find(|(range, _)| range.starts_with(&format!("{letter}2:")))
+                .map(|(_, formula)| formula.clone())
+        };
+        let order = template_book::column_order(&p);
+        for (si, ci) in order.iter().enumerate() {
+            let c = &p.columns[*ci];
+            let fixed = !c.one_of.is_empty() || c.kind == enlist::profile::ColumnType::Boolean;
+            match list_at(si) {
+                Some(f) if fixed => {
+                    if c.kind == enlist::profile::ColumnType::Boolean {
+                        assert_eq!(f, "\"true,false\"", "{name}.{}", c.name);
+                    } else if !f.starts_with("Lists!") {
+                        assert!(f.contains(&c.one_of[0]), "{name}.{}: {f}", c.name);
+                    }
+                }
+                None if !fixed => {}
+                other => panic!("{name}.{}: dropdown {other:?}", c.name),
+            }
+        }
+        let action = list_at(order.len()).expect("action dropdown");
+        assert_eq!(action, "\"create,update,upsert,skip\"", "{name}");
+    }
+}
+
+#[test]
+fn instructions_print_without_text_running_under_the_next_row() {
+    let wd = Workdir::new("template_print");
+    wd.run(&["template", "odin", "-o", "t.xlsx"]).expect_code(0);
+    let path = wd.path("t.xlsx");
+    let book = BookXml::open(&path);
+    for sheet in ["Users", "Instructions", "Example"] {
+        assert!(book.prints_across_one_page(sheet), "{sheet}");
+    }
+    assert_eq!(book.print_titles("Users"), Some("Users!$1:$1".into()));
+    assert!(book.header_frozen("Users"));
+
+    let text = sheet_text(&path, "Instructions");
+    let widths = book.column_widths("Instructions", 6);
+    let merged = book.merged("Instructions");
+    let mut tall = 0;
+    for (i, row) in text.iter().enumerate() {
+        let r = i as u32 + 1;
+        // Prose runs across the table's six columns; table cells have their column's width.
+        let across = merged.contains(&format!("A{r}:F{r}"));
+        for (c, cell) in row.iter().enumerate() {
+            let width = if across {
+                widths.iter().sum()
+            } else {
+                widths[c]
+            };
+            // Over 1.2 characters a width unit cannot fit on one line in any font.
+            if cell.chars().count() as f64 > width * 1.2 {
+                tall += 1;
+                assert!(
+                    book.row_height("Instructions", r)
+                        .is_some_and(|h| h >= 30.0),
+                    "row {r} is tall enough for {cell:?}"
+                );
+            }
+        }
+        // A line of prose (one filled cell) left in column A would overflow the page.
+        let filled: Vec<&String> = row.iter().filter(|c| !c.is_empty()).collect();
+        if let [only] = filled[..] {
+            assert!(
+                across || only.chars().count() < 40,
+                "row {r}: prose in one narrow cell: {only:?}"
+            );
+        }
+    }
+    assert!(tall > 0, "odin's instructions have long cells");
 }

@@ -2,6 +2,7 @@
 //! working directory through [`workdir::Workdir`] and runs the real `enlist` binary.
 
 mod adaptive;
+mod book_xml;
 mod check;
 mod cli;
 mod console;

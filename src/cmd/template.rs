@@ -20,7 +20,7 @@ pub struct TemplateArgs {
     /// Where to write (default: `<profile>-template.xlsx`, or `.csv` with --csv, in the current directory).
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Write a CSV (UTF-8 with BOM): the header line and one example row.
+    /// Write a CSV (UTF-8 with BOM): the header line only.
     #[arg(long)]
     pub csv: bool,
     /// Overwrite the output file if it exists.

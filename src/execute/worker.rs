@@ -160,6 +160,7 @@ impl RowCtx {
                 None
             },
             steps: self.steps.clone(),
+            problem_columns: Vec::new(),
         }
     }
 }

@@ -269,7 +269,21 @@ impl PlannedRow {
             cells: self.cells.clone(),
             fingerprint: None,
             steps: None,
+            problem_columns: self.error_columns(),
         }
+    }
+
+    /// The columns the row's errors name, each once.
+    fn error_columns(&self) -> Vec<String> {
+        let mut cols: Vec<String> = Vec::new();
+        for f in &self.findings {
+            if let (Severity::Error, Some(c)) = (f.severity, &f.column) {
+                if !cols.contains(c) {
+                    cols.push(c.clone());
+                }
+            }
+        }
+        cols
     }
 
     pub fn is_invalid(&self) -> bool {

@@ -195,6 +195,9 @@ pub struct Column {
     pub name: String,
     /// Other header texts that mean this column (matched ignoring case, spaces, `_`, `-`, `.`).
     pub aliases: Vec<String>,
+    /// The header a person reads in the template ("First name"); the `name` when the profile
+    /// gives none. Also accepted as a header.
+    pub label: String,
     pub kind: ColumnType,
     pub required: bool,
     /// Needed when the user is created, not on update (an initial password).
@@ -279,6 +282,13 @@ pub struct Pattern {
 impl Column {
     pub fn separator(&self) -> &str {
         &self.separator
+    }
+
+    /// Every header text that means this column: its name, label and aliases.
+    pub fn header_texts(&self) -> impl Iterator<Item = &str> {
+        [self.name.as_str(), self.label.as_str()]
+            .into_iter()
+            .chain(self.aliases.iter().map(String::as_str))
     }
 
     /// A one-line summary of the rules, for notes and instructions.
@@ -666,9 +676,9 @@ impl Profile {
         if h.is_empty() {
             return None;
         }
-        self.columns.iter().position(|c| {
-            normalize_header(&c.name) == h || c.aliases.iter().any(|a| normalize_header(a) == h)
-        })
+        self.columns
+            .iter()
+            .position(|c| c.header_texts().any(|n| normalize_header(n) == h))
     }
 
     /// Whether column `name` is used by steps only (see [`Profile::step_only`]).
@@ -806,7 +816,10 @@ impl Load<'_> {
         let mut columns = Vec::with_capacity(raw.columns.len());
         let mut seen = HashMap::new();
         for (i, c) in raw.columns.into_iter().enumerate() {
-            for n in std::iter::once(&c.name).chain(c.aliases.iter()) {
+            for n in std::iter::once(&c.name)
+                .chain(&c.label)
+                .chain(c.aliases.iter())
+            {
                 if let Some(j) = seen.insert(normalize_header(n), i) {
                     if j != i {
                         return Err(self.err(format!(
@@ -948,6 +961,7 @@ impl Load<'_> {
             }
         };
         Ok(Column {
+            label: c.label.unwrap_or_else(|| c.name.clone()),
             name: c.name,
             aliases: c.aliases,
             kind: c.kind,

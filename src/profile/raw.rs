@@ -68,6 +68,8 @@ pub(super) struct RawColumn {
     pub name: String,
     #[serde(default)]
     pub aliases: Vec<String>,
+    #[serde(default)]
+    pub label: Option<String>,
     #[serde(default, rename = "type")]
     pub kind: ColumnType,
     #[serde(default)]

@@ -305,6 +305,11 @@ impl Columns {
         self.keep.len()
     }
 
+    /// The shown position of the input column headed `header` (the first, if two share it).
+    pub(crate) fn shown_index(&self, header: &str) -> Option<usize> {
+        self.keep.iter().position(|i| self.headers[*i] == header)
+    }
+
     /// Leaves out input columns the profile does not use (`unused[i]`), from the right,
     /// until at most `max` input columns are shown. Returns how many were left out and the
     /// header of the first (leftmost) of them; `None` when even the used columns are more

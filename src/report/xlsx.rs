@@ -8,20 +8,22 @@
 //!
 //! Why SQLite rather than an append-only file and an external sort: the table keyed by `seq`
 //! *is* the sort (a B-tree on disk, read back in order with a bounded page cache), and the
-//! Errors sheet needs a `GROUP BY message` with the row numbers of each group, which SQLite
-//! does on disk too. An external merge sort would need its own run files, merge and grouping
-//! code; rusqlite with the bundled SQLite is already a dependency. The scratch file lives
-//! beside the report (not in `/tmp`, which is often RAM-backed) and is deleted when the sink
-//! is dropped.
+//! Errors sheet needs a `GROUP BY` of the messages' shapes (see `message_shape`) with the
+//! row numbers of each group, which SQLite does on disk too. An external merge sort would
+//! need its own run files, merge and grouping code; rusqlite with the bundled SQLite is
+//! already a dependency. The scratch file lives beside the report (not in `/tmp`, which is
+//! often RAM-backed) and is deleted when the sink is dropped.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
+use regex::Regex;
 use rusqlite::{params, Connection};
 use rust_xlsxwriter::{
     Chart, ChartDataLabel, ChartFormat, ChartPoint, ChartSolidFill, Color, ConditionalFormatCell,
-    ConditionalFormatCellRule, Format, FormatBorder, Workbook, Worksheet, XlsxError,
+    ConditionalFormatCellRule, Format, FormatAlign, FormatBorder, Workbook, Worksheet, XlsxError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +38,19 @@ pub const EXCEL_MAX_ROWS: u32 = 1_048_576;
 pub const EXCEL_MAX_COLUMNS: usize = 16_384;
 /// Excel's characters per cell.
 pub const EXCEL_MAX_CELL_CHARS: usize = 32_767;
+/// Widths (in characters) of the wrapped columns: Results' Message, and Errors' Message and
+/// Row numbers.
+const MESSAGE_WIDTH: f64 = 60.0;
+const ERRORS_MESSAGE_WIDTH: f64 = 70.0;
+const ROW_LIST_WIDTH: f64 = 50.0;
+/// The What next lines of the Summary sheet span columns A to H, about this many characters.
+const NEXT_LAST_COLUMN: u16 = 7;
+const NEXT_WIDTH: f64 = 84.0;
+/// The Summary facts' values span columns B to H (12 + 6 × 8.43 characters).
+const FACT_WIDTH: f64 = 62.0;
+/// Points per line of text in the default font (Calibri 11); Excel's tallest row.
+const LINE_HEIGHT: f64 = 15.0;
+const MAX_ROW_HEIGHT: f64 = 409.0;
 /// Outcomes per spill transaction: one fsync-free commit per thousand rows keeps inserting
 /// cheap without holding many rows in SQLite's page cache.
 const BATCH: usize = 1000;
@@ -58,6 +73,9 @@ struct Stored {
     finished_at: String,
     cells: Vec<String>,
     source_row: u64,
+    /// Shown positions of the cells an invalid row's problems are about.
+    #[serde(default)]
+    problem_columns: Vec<u16>,
 }
 
 /// The scratch file; removed when dropped, whatever happened.
@@ -117,6 +135,8 @@ impl XlsxSink {
                  seq INTEGER PRIMARY KEY,
                  status TEXT NOT NULL,
                  message TEXT NOT NULL,
+                 brief TEXT NOT NULL,
+                 shape TEXT NOT NULL,
                  source_row INTEGER NOT NULL,
                  data BLOB NOT NULL
              );",
@@ -203,6 +223,18 @@ impl OutcomeSink for XlsxSink {
             self.in_tx = true;
         }
         let (cells, source_row) = self.columns.cells(o);
+        let problem_columns = o
+            .problem_columns
+            .iter()
+            .filter_map(|h| self.columns.shown_index(h))
+            .filter_map(|i| u16::try_from(i).ok())
+            .collect();
+        // Only the Errors sheet groups by shape: other rows are spared the regexes.
+        let (brief, shape) = if matches!(o.status, Status::Failed | Status::Invalid) {
+            message_shape(&o.message)
+        } else {
+            (String::new(), String::new())
+        };
         let stored = Stored {
             status: o.status,
             action: o.action,
@@ -215,6 +247,7 @@ impl OutcomeSink for XlsxSink {
             finished_at: o.finished_at.clone(),
             cells,
             source_row,
+            problem_columns,
         };
         let data = serde_json::to_vec(&stored).map_err(anyhow::Error::from)?;
         let seq = i64::try_from(o.seq)
@@ -222,14 +255,17 @@ impl OutcomeSink for XlsxSink {
         let r = self
             .conn
             .prepare_cached(
-                "INSERT OR REPLACE INTO outcomes (seq, status, message, source_row, data)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT OR REPLACE INTO outcomes
+                 (seq, status, message, brief, shape, source_row, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
             .and_then(|mut st| {
                 st.execute(params![
                     seq,
                     o.status.as_str(),
                     o.message,
+                    brief,
+                    shape,
                     source_row as i64,
                     data
                 ])
@@ -249,7 +285,7 @@ impl OutcomeSink for XlsxSink {
         self.commit()?;
         // Only failed and invalid rows are grouped; a partial index keeps it small.
         let r = self.conn.execute_batch(
-            "CREATE INDEX errors_by_message ON outcomes (status, message, seq)
+            "CREATE INDEX errors_by_shape ON outcomes (status, shape, seq)
              WHERE status IN ('failed', 'invalid');",
         );
         self.sql(r)?;
@@ -346,8 +382,20 @@ struct Formats {
     text: Format,
     title: Format,
     label: Format,
-    /// Indented, so a message does not run into the right-aligned duration before it.
+    label_top: Format,
+    /// Indented, so a message does not run into the right-aligned duration before it, and
+    /// wrapped, so a long one is read in its cell rather than cut at the next column.
     message: Format,
+    /// An input cell an invalid row's problem is about: the colour of an invalid Outcome.
+    problem: Format,
+    /// A command to type, on the Summary sheet.
+    command: Format,
+    /// Wrapped at the column's width, top-aligned beside other wrapped cells.
+    wrap: Format,
+    /// Top-aligned: the cells of a row whose message takes several lines.
+    top: Format,
+    /// A count beside a message: centred, so its digits do not run into the text.
+    count: Format,
 }
 
 impl Formats {
@@ -358,10 +406,32 @@ impl Formats {
                 .set_background_color(Color::RGB(0xD9E1F2))
                 .set_border_bottom(FormatBorder::Thin)
                 .set_num_format("@"),
-            text: Format::new().set_num_format("@"),
+            text: Format::new()
+                .set_num_format("@")
+                .set_align(FormatAlign::Top),
             title: Format::new().set_bold().set_font_size(14),
             label: Format::new().set_bold(),
-            message: Format::new().set_indent(1),
+            label_top: Format::new().set_bold().set_align(FormatAlign::Top),
+            message: Format::new()
+                .set_indent(1)
+                .set_text_wrap()
+                .set_align(FormatAlign::Top),
+            problem: {
+                let (fill, font, _) = colours(Status::Invalid);
+                Format::new()
+                    .set_num_format("@")
+                    .set_align(FormatAlign::Top)
+                    .set_background_color(Color::RGB(fill))
+                    .set_font_color(Color::RGB(font))
+                    .set_border(FormatBorder::Thin)
+                    .set_border_color(Color::RGB(font))
+            },
+            command: Format::new().set_font_name("Consolas").set_indent(1),
+            wrap: Format::new().set_text_wrap().set_align(FormatAlign::Top),
+            top: Format::new().set_align(FormatAlign::Top),
+            count: Format::new()
+                .set_align(FormatAlign::Top)
+                .set_align(FormatAlign::Center),
         }
     }
 }
@@ -375,6 +445,116 @@ fn colours(s: Status) -> (u32, u32, u32) {
         Status::Failed | Status::Invalid => (0xFFC7CE, 0x9C0006, 0xC00000),
         Status::NotAttempted => (0xFFEB9C, 0x9C5700, 0xFFC000),
     }
+}
+
+/// The "What next" lines of the Summary sheet, one per kind of row that did not end well,
+/// and the command that sends those rows again; no lines when every row ended well.
+fn what_next(
+    counts: &BTreeMap<Status, u64>,
+    report: &str,
+    sum: &RunSummary,
+) -> (Vec<String>, String) {
+    let n = |s: Status| counts.get(&s).copied().unwrap_or(0);
+    let mut steps = Vec::new();
+    if n(Status::Failed) > 0 {
+        steps.push(format!(
+            "{} failed: the Errors sheet says why; once that is dealt with, send them again:",
+            n(Status::Failed)
+        ));
+    }
+    if n(Status::Invalid) > 0 {
+        steps.push(format!(
+            "{} invalid, nothing sent: fix the red cells on the Results sheet and save, then send \
+             them again (or fix your own sheet and run it again):",
+            n(Status::Invalid)
+        ));
+    }
+    if n(Status::NotAttempted) > 0 {
+        steps.push(format!("{} not sent yet:", n(Status::NotAttempted)));
+    }
+    let profile = profile_arg(&sum.command_line).unwrap_or(&sum.profile);
+    let mut command = format!("enlist retry {}", shell_word(report));
+    if !profile.is_empty() {
+        command.push_str(&format!(" -p {}", shell_word(profile)));
+    }
+    (steps, command)
+}
+
+/// The profile as the command line named it (`-p X`, `--profile X`, `--profile=X`): a path
+/// for a profile file, where the summary's profile is only its name.
+fn profile_arg(command_line: &str) -> Option<&str> {
+    let mut words = command_line.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "-p" || w == "--profile" {
+            return words.next();
+        }
+        if let Some(v) = w.strip_prefix("--profile=") {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// `word` as a shell reads it back: quoted when it holds anything but plain characters.
+fn shell_word(word: &str) -> Cow<'_, str> {
+    let plain = |c: char| c.is_alphanumeric() || "._-/+@:,=".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        Cow::Borrowed(word)
+    } else {
+        Cow::Owned(format!("'{}'", word.replace('\'', r"'\''")))
+    }
+}
+
+/// How the Errors sheet tells problems apart: `(brief, shape)`. The brief is the message
+/// without the other rows a duplicate names (the Row numbers column lists them all); the
+/// shape is the brief with the values it quotes, row numbers and lengths blanked out.
+/// Messages of one shape are one line, shown as their brief when they share it
+/// ("\"ann@x\" appears more than once in the sheet; keep one row per user"), else as the
+/// shape ("\"…\" appears …"). Numbers elsewhere (an HTTP status) stay: they tell problems
+/// apart.
+fn message_shape(message: &str) -> (String, String) {
+    static OTHER_ROWS: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r" \((?:also )?on rows? [0-9]+(?:(?:, | and )[0-9]+)*\)").expect("valid regex")
+    });
+    static VALUES: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
+        [
+            (r"\brows? [0-9]+(?:(?:, | and )[0-9]+)*", "row …"),
+            // A value as the planner quotes it ({:?}), escapes included.
+            (r#""(?:[^"\\]|\\.)*""#, "\"…\""),
+            // A value a server quotes with single quotes (not an apostrophe in a word).
+            (r"(^|[\s(\[:,=])'[^']*'", "$1'…'"),
+            (r"\b[0-9]+ characters\b", "… characters"),
+        ]
+        .into_iter()
+        .map(|(re, to)| (Regex::new(re).expect("valid regex"), to))
+        .collect()
+    });
+    let brief = OTHER_ROWS.replace_all(message, "").into_owned();
+    let mut shape = brief.clone();
+    for (re, to) in VALUES.iter() {
+        if re.is_match(&shape) {
+            shape = re.replace_all(&shape, *to).into_owned();
+        }
+    }
+    (brief, shape)
+}
+
+/// The row height that shows whole each `(text, width)` wrapped cell of a row (width in
+/// characters), when one takes more than one line. Neither Excel nor LibreOffice sizes a row
+/// to its wrapped text when it opens a file: without a height a long message runs under the
+/// next row.
+pub(crate) fn wrapped_height<'a>(cells: impl IntoIterator<Item = (&'a str, f64)>) -> Option<f64> {
+    // Running text is narrower per character than Excel's width unit (a `0`): about 1.15
+    // characters a unit in LibreOffice's rendering, more in Excel's Calibri. Words wrap
+    // early and the indent takes room: 1.1 a unit errs on the side of a spare line.
+    let lines = |text: &str, width: f64| -> usize {
+        let per_line = ((width * 1.1) as usize).max(1);
+        text.split('\n')
+            .map(|l| l.chars().count().div_ceil(per_line).max(1))
+            .sum()
+    };
+    let most = cells.into_iter().map(|(t, w)| lines(t, w)).max()?;
+    (most > 1).then(|| (most as f64 * LINE_HEIGHT).min(MAX_ROW_HEIGHT))
 }
 
 /// Cuts text to what one Excel cell holds, saying so.
@@ -470,7 +650,18 @@ impl Writer<'_> {
         let headers = self.columns.header_row();
         let base = self.columns.input_count() as u16;
         let last_col = headers.len() as u16 - 1;
-        let report_widths = [14.0, 9.0, 11.0, 9.0, 9.0, 12.0, 60.0, 22.0, 25.0, 11.0];
+        let report_widths = [
+            14.0,
+            9.0,
+            11.0,
+            9.0,
+            9.0,
+            12.0,
+            MESSAGE_WIDTH,
+            22.0,
+            25.0,
+            11.0,
+        ];
 
         let mut st = self.sql(self.conn.prepare("SELECT data FROM outcomes ORDER BY seq"))?;
         let mut rows = self.sql(st.query([]))?;
@@ -538,29 +729,40 @@ impl Writer<'_> {
         base: u16,
         s: &Stored,
     ) -> Result<()> {
-        // Every input cell is written as text: 0123 and +44… stay as typed.
+        // Every input cell is written as text: 0123 and +44… stay as typed. The cells an
+        // invalid row's problems name are marked, empty ones too (a missing value).
         for (c, v) in s.cells.iter().enumerate() {
+            let c = c as u16;
+            let at_fault = s.problem_columns.contains(&c);
+            let format = if at_fault { &f.problem } else { &f.text };
             if !v.is_empty() {
-                self.xl(ws.write_string_with_format(r, c as u16, clip(v), &f.text))?;
+                self.xl(ws.write_string_with_format(r, c, clip(v), format))?;
+            } else if at_fault {
+                self.xl(ws.write_blank(r, c, format))?;
             }
         }
-        self.xl(ws.write_string(r, base, s.status.as_str()))?;
-        self.xl(ws.write_string(r, base + 1, s.action.as_str()))?;
+        // Top-aligned like the message beside them, which may take several lines.
+        let top = &f.top;
+        self.xl(ws.write_string_with_format(r, base, s.status.as_str(), top))?;
+        self.xl(ws.write_string_with_format(r, base + 1, s.action.as_str(), top))?;
         if let Some(h) = s.http_status {
-            self.xl(ws.write_number(r, base + 2, f64::from(h)))?;
+            self.xl(ws.write_number_with_format(r, base + 2, f64::from(h), top))?;
         }
-        self.xl(ws.write_number(r, base + 3, f64::from(s.attempts)))?;
-        self.xl(ws.write_number(r, base + 4, f64::from(s.requests)))?;
-        self.xl(ws.write_number(r, base + 5, s.duration_ms as f64))?;
+        self.xl(ws.write_number_with_format(r, base + 3, f64::from(s.attempts), top))?;
+        self.xl(ws.write_number_with_format(r, base + 4, f64::from(s.requests), top))?;
+        self.xl(ws.write_number_with_format(r, base + 5, s.duration_ms as f64, top))?;
         if !s.message.is_empty() {
+            if let Some(h) = wrapped_height([(s.message.as_str(), MESSAGE_WIDTH)]) {
+                self.xl(ws.set_row_height(r, h))?;
+            }
             self.xl(ws.write_string_with_format(r, base + 6, clip(&s.message), &f.message))?;
         }
         if let Some(id) = &s.remote_id {
             // Text, so a numeric id never turns into 1.23E+10.
             self.xl(ws.write_string_with_format(r, base + 7, clip(id), &f.text))?;
         }
-        self.xl(ws.write_string(r, base + 8, &s.finished_at))?;
-        self.xl(ws.write_number(r, base + 9, s.source_row as f64))?;
+        self.xl(ws.write_string_with_format(r, base + 8, &s.finished_at, top))?;
+        self.xl(ws.write_number_with_format(r, base + 9, s.source_row as f64, top))?;
         Ok(())
     }
 
@@ -580,11 +782,30 @@ impl Writer<'_> {
         // stays narrow next to its labels.
         self.xl(ws.set_column_width(1, 12))?;
         self.xl(ws.write_string_with_format(0, 0, "enlist outcome", &f.title))?;
-        self.xl(ws.write_string_with_format(2, 0, "Outcome", &f.header))?;
-        self.xl(ws.write_string_with_format(2, 1, "Rows", &f.header))?;
+        // What to do about the rows that did not end well comes first: it is why the
+        // workbook is opened.
+        let mut top = 2;
+        let (steps, command) = what_next(counts, &self.path.display().to_string(), sum);
+        if !steps.is_empty() {
+            self.xl(ws.write_string_with_format(top, 0, "What next", &f.label))?;
+            // Each line across the columns beside it (the chart is below), wrapped there:
+            // a line left to overflow is cut at the chart or the page edge.
+            for step in &steps {
+                top += 1;
+                self.xl(ws.merge_range(top, 0, top, NEXT_LAST_COLUMN, step, &f.wrap))?;
+                if let Some(h) = wrapped_height([(step.as_str(), NEXT_WIDTH)]) {
+                    self.xl(ws.set_row_height(top, h))?;
+                }
+            }
+            top += 1;
+            self.xl(ws.write_string_with_format(top, 0, &command, &f.command))?;
+            top += 2;
+        }
+        self.xl(ws.write_string_with_format(top, 0, "Outcome", &f.header))?;
+        self.xl(ws.write_string_with_format(top, 1, "Rows", &f.header))?;
         let mut points = Vec::new();
         for (i, s) in Status::ALL.iter().enumerate() {
-            let r = 3 + i as u32;
+            let r = top + 1 + i as u32;
             self.xl(ws.write_string(r, 0, s.as_str()))?;
             self.xl(ws.write_number(r, 1, counts.get(s).copied().unwrap_or(0) as f64))?;
             let (_, _, bar) = colours(*s);
@@ -592,7 +813,7 @@ impl Writer<'_> {
                 ChartFormat::new().set_solid_fill(ChartSolidFill::new().set_color(Color::RGB(bar))),
             ));
         }
-        let last_count_row = 3 + Status::ALL.len() as u32 - 1;
+        let last_count_row = top + Status::ALL.len() as u32;
         let total_row = last_count_row + 1;
         self.xl(ws.write_string_with_format(total_row, 0, "total", &f.label))?;
         self.xl(ws.write_number_with_format(total_row, 1, total as f64, &f.label))?;
@@ -643,8 +864,13 @@ impl Writer<'_> {
         let first_fact = total_row + 2;
         for (i, (k, v)) in facts.iter().enumerate() {
             let r = first_fact + i as u32;
-            self.xl(ws.write_string_with_format(r, 0, *k, &f.label))?;
-            self.xl(ws.write_string(r, 1, clip(v)))?;
+            self.xl(ws.write_string_with_format(r, 0, *k, &f.label_top))?;
+            // Across the columns up to the chart's right edge, wrapped: a long command
+            // line would otherwise widen the page and shrink the whole print.
+            self.xl(ws.merge_range(r, 1, r, NEXT_LAST_COLUMN, &clip(v), &f.wrap))?;
+            if let Some(h) = wrapped_height([(v.as_str(), FACT_WIDTH)]) {
+                self.xl(ws.set_row_height(r, h))?;
+            }
         }
 
         let mut chart = Chart::new_column();
@@ -652,13 +878,13 @@ impl Writer<'_> {
         chart.legend().set_hidden();
         chart
             .add_series()
-            .set_categories(("Summary", 3, 0, last_count_row, 0))
-            .set_values(("Summary", 3, 1, last_count_row, 1))
+            .set_categories(("Summary", top + 1, 0, last_count_row, 0))
+            .set_values(("Summary", top + 1, 1, last_count_row, 1))
             .set_points(&points)
             .set_data_label(ChartDataLabel::new().show_value());
         // Beside the counts and above the facts (whose text runs to the right).
         chart.set_width(520).set_height(210);
-        self.xl(ws.insert_chart_with_offset(2, 3, &chart, 10, 0))?;
+        self.xl(ws.insert_chart_with_offset(top, 3, &chart, 10, 0))?;
         Ok(())
     }
 
@@ -666,7 +892,11 @@ impl Writer<'_> {
         let ws = self.xl(wb.add_worksheet_with_constant_memory())?;
         self.xl(ws.set_name("Errors"))?;
         ws.set_landscape().set_print_fit_to_pages(1, 0);
-        for (c, w) in [14.0, 8.0, 70.0, 60.0].iter().enumerate() {
+        self.xl(ws.set_repeat_rows(0, 0))?;
+        for (c, w) in [14.0, 8.0, ERRORS_MESSAGE_WIDTH, ROW_LIST_WIDTH]
+            .iter()
+            .enumerate()
+        {
             self.xl(ws.set_column_width(c as u16, *w))?;
         }
         self.xl(ws.set_freeze_panes(1, 0))?;
@@ -676,19 +906,22 @@ impl Writer<'_> {
         {
             self.xl(ws.write_string_with_format(0, c as u16, *h, &f.header))?;
         }
+        // Messages that differ only in the values they quote or the rows they name are one
+        // problem (see `message_shape`): one line, with every row listed.
         let mut groups = self.sql(self.conn.prepare(
-            "SELECT status, message, COUNT(*) AS n, MIN(seq) AS first FROM outcomes
-             WHERE status IN ('failed', 'invalid')
-             GROUP BY status, message ORDER BY n DESC, first",
+            "SELECT status, shape, COUNT(*) AS n, MIN(seq) AS first,
+                    COUNT(DISTINCT brief), MIN(brief)
+             FROM outcomes WHERE status IN ('failed', 'invalid')
+             GROUP BY status, shape ORDER BY n DESC, first",
         ))?;
         let mut members = self.sql(self.conn.prepare(
             "SELECT source_row FROM outcomes
-             WHERE status IN ('failed', 'invalid') AND status = ?1 AND message = ?2
+             WHERE status IN ('failed', 'invalid') AND status = ?1 AND shape = ?2
              ORDER BY seq",
         ))?;
         let n_groups: i64 = self.sql(self.conn.query_row(
             "SELECT COUNT(*) FROM (SELECT 1 FROM outcomes WHERE status IN ('failed', 'invalid')
-             GROUP BY status, message)",
+             GROUP BY status, shape)",
             [],
             |r| r.get(0),
         ))?;
@@ -710,12 +943,25 @@ impl Writer<'_> {
                 break;
             }
             let status: String = self.sql(g.get(0))?;
-            let message: String = self.sql(g.get(1))?;
+            let shape: String = self.sql(g.get(1))?;
             let n: i64 = self.sql(g.get(2))?;
-            let list = self.row_list(&mut members, &status, &message, n.max(0) as u64)?;
+            let distinct: i64 = self.sql(g.get(4))?;
+            let message: String = if distinct > 1 {
+                shape.clone()
+            } else {
+                self.sql(g.get(5))?
+            };
+            let list = self.row_list(&mut members, &status, &shape, n.max(0) as u64)?;
             r += 1;
-            self.xl(ws.write_string(r, 0, &status))?;
-            self.xl(ws.write_number(r, 1, n as f64))?;
+            let height = wrapped_height([
+                (message.as_str(), ERRORS_MESSAGE_WIDTH),
+                (list.as_str(), ROW_LIST_WIDTH),
+            ]);
+            if let Some(h) = height {
+                self.xl(ws.set_row_height(r, h))?;
+            }
+            self.xl(ws.write_string_with_format(r, 0, &status, &f.wrap))?;
+            self.xl(ws.write_number_with_format(r, 1, n as f64, &f.count))?;
             self.xl(ws.write_string_with_format(
                 r,
                 2,
@@ -726,7 +972,7 @@ impl Writer<'_> {
                 }),
                 &f.message,
             ))?;
-            self.xl(ws.write_string(r, 3, &list))?;
+            self.xl(ws.write_string_with_format(r, 3, &list, &f.wrap))?;
         }
         if r == 0 {
             self.xl(ws.write_string(1, 2, "No row failed or was invalid."))?;
@@ -741,13 +987,13 @@ impl Writer<'_> {
         &self,
         st: &mut rusqlite::Statement<'_>,
         status: &str,
-        message: &str,
+        shape: &str,
         n: u64,
     ) -> Result<String> {
         let budget = EXCEL_MAX_CELL_CHARS - 40;
         let mut text = String::new();
         let mut listed = 0u64;
-        let mut rows = self.sql(st.query(params![status, message]))?;
+        let mut rows = self.sql(st.query(params![status, shape]))?;
         while let Some(row) = self.sql(rows.next())? {
             let number: i64 = self.sql(row.get(0))?;
             let piece = if listed == 0 {
@@ -774,5 +1020,97 @@ impl std::fmt::Debug for XlsxSink {
             .field("path", &self.path)
             .field("max_rows", &self.max_rows)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_differing_in_values_or_rows_share_a_shape() {
+        let dup = |v: &str, rows: &str| {
+            message_shape(&format!(
+                "User ID: {v:?} appears more than once in the sheet (also on row {rows}); keep one row per user"
+            ))
+        };
+        let (brief_a, shape_a) = dup("ann@x", "5, 7");
+        let (brief_b, shape_b) = dup("ann@x", "3");
+        let (_, shape_c) = dup("bob@x", "9");
+        assert_eq!(
+            brief_a,
+            "User ID: \"ann@x\" appears more than once in the sheet; keep one row per user"
+        );
+        assert_eq!(brief_a, brief_b, "the same user's rows share the brief");
+        assert_eq!(
+            shape_a,
+            "User ID: \"…\" appears more than once in the sheet; keep one row per user"
+        );
+        assert_eq!(shape_b, shape_c);
+        for (a, b) in [
+            (
+                "Password: is 5 characters long; it must be at least 8",
+                "Password: is 7 characters long; it must be at least 8",
+            ),
+            (
+                "409 Conflict: user 'ann' already exists",
+                "409 Conflict: user 'bob' already exists",
+            ),
+        ] {
+            assert_eq!(message_shape(a).1, message_shape(b).1, "{a} / {b}");
+        }
+        // Different statuses and minimums are different problems; an apostrophe is no quote.
+        for (a, b) in [
+            ("503 Service Unavailable", "500 Internal Server Error"),
+            (
+                "Password: is 5 characters long; it must be at least 8",
+                "Password: is 5 characters long; it must be at least 12",
+            ),
+            ("the user's id is 'x'", "the user's name is 'x'"),
+        ] {
+            assert_ne!(message_shape(a).1, message_shape(b).1, "{a} / {b}");
+        }
+    }
+
+    #[test]
+    fn wrapped_rows_are_as_tall_as_their_longest_cell() {
+        assert_eq!(wrapped_height([("short", 60.0)]), None);
+        let long = "x".repeat(100);
+        assert_eq!(
+            wrapped_height([(long.as_str(), 60.0)]),
+            Some(2.0 * LINE_HEIGHT)
+        );
+        assert_eq!(
+            wrapped_height([("short", 60.0), (long.as_str(), 20.0)]),
+            Some(5.0 * LINE_HEIGHT)
+        );
+        assert_eq!(wrapped_height([("a\nb\nc", 60.0)]), Some(3.0 * LINE_HEIGHT));
+        let huge = "x".repeat(100_000);
+        assert_eq!(
+            wrapped_height([(huge.as_str(), 60.0)]),
+            Some(MAX_ROW_HEIGHT)
+        );
+    }
+
+    #[test]
+    fn what_next_names_the_workbook_and_the_profile_as_typed() {
+        let mut sum = RunSummary {
+            profile: "acme".into(),
+            command_line: "enlist run in.xlsx --profile ./profiles/acme.toml".into(),
+            ..RunSummary::default()
+        };
+        let counts = BTreeMap::from([(Status::Failed, 2), (Status::Created, 5)]);
+        let (steps, command) = what_next(&counts, "my sheet.outcome.xlsx", &sum);
+        assert_eq!(steps.len(), 1);
+        assert!(steps[0].starts_with("2 failed"));
+        assert_eq!(
+            command,
+            "enlist retry 'my sheet.outcome.xlsx' -p ./profiles/acme.toml"
+        );
+        sum.command_line = "enlist run in.xlsx".into();
+        let (_, command) = what_next(&counts, "in.outcome.xlsx", &sum);
+        assert_eq!(command, "enlist retry in.outcome.xlsx -p acme");
+        let (steps, _) = what_next(&BTreeMap::from([(Status::Created, 5)]), "x", &sum);
+        assert!(steps.is_empty());
     }
 }
