@@ -31,6 +31,8 @@ use std::time::{Duration, SystemTime};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
+use crate::headers::Budget;
+
 /// After a 429 the rate is cut at most once per this interval, so that workers receiving
 /// the same burst of 429s cut it once.
 const CUT_INTERVAL: Duration = Duration::from_secs(1);
@@ -64,24 +66,6 @@ pub enum RateMode {
     Fixed(f64),
     /// `--rate auto`: start at this rate and probe upward.
     Auto(f64),
-}
-
-impl RateMode {
-    /// The rate a run starts with.
-    pub fn start(self) -> f64 {
-        match self {
-            RateMode::Fixed(r) | RateMode::Auto(r) => r,
-        }
-    }
-}
-
-/// A budget a server advertised (`RateLimit-Limit` / `-Remaining` / `-Reset`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Budget {
-    /// Requests still allowed in the current window.
-    pub remaining: u64,
-    /// Until the window resets.
-    pub reset: Duration,
 }
 
 /// Shared by all workers (behind an `Arc`).
@@ -121,6 +105,7 @@ impl Gate {
     /// `rate` > 0 requests per second, `burst` ≥ 1.
     pub fn new(mode: RateMode, burst: u32) -> Gate {
         let now = Instant::now();
+        let (RateMode::Fixed(start) | RateMode::Auto(start)) = mode;
         let cap = match mode {
             RateMode::Fixed(r) => r,
             RateMode::Auto(_) => AUTO_CAP,
@@ -134,7 +119,7 @@ impl Gate {
             burst: burst.max(1),
             cap: RateLimiter::direct(quota),
             state: Mutex::new(State {
-                rate: mode.start().max(FLOOR),
+                rate: start.max(FLOOR),
                 next: now,
                 paused_until: None,
                 ceiling: None,
@@ -158,13 +143,13 @@ impl Gate {
     pub async fn acquire(&self) {
         loop {
             if let Some(at) = self.slot(Instant::now()) {
-                self.sleep_until(at).await;
+                let _counted = Waiting::start(&self.waiting);
+                tokio::time::sleep_until(at).await;
             }
             if self.cap.check().is_err() {
                 // governor's own wait, precise to microseconds: tokio's timer rounds up to
                 // whole milliseconds, and with a burst of 1 each late start is lost rate.
-                self.waiting.fetch_add(1, Ordering::Relaxed);
-                let _done = Waiting(&self.waiting);
+                let _counted = Waiting::start(&self.waiting);
                 self.cap.until_ready().await;
             }
             // A pause may have come in while we waited: nothing is sent inside it.
@@ -174,13 +159,6 @@ impl Gate {
                 return;
             }
         }
-    }
-
-    /// Sleeps, counted in [`Gate::waiting`] (however the wait ends).
-    async fn sleep_until(&self, at: Instant) {
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        let _done = Waiting(&self.waiting);
-        tokio::time::sleep_until(at).await;
     }
 
     /// This request's start slot, when the slot layer is in force: a pause, or a rate
@@ -365,9 +343,16 @@ fn into_second(wall: SystemTime) -> Duration {
         })
 }
 
-/// Counts a request out of [`Gate::waiting`] however its wait ends (also when the task
-/// is dropped mid-wait).
+/// Counts a request in [`Gate::waiting`] while it waits, and out however its wait ends
+/// (also when the task is dropped mid-wait).
 struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn start(waiting: &'a AtomicUsize) -> Waiting<'a> {
+        waiting.fetch_add(1, Ordering::Relaxed);
+        Waiting(waiting)
+    }
+}
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
