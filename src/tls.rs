@@ -1,7 +1,9 @@
-//! TLS for the run's HTTP client: the usual web roots, and with `--ca-file` the file's
-//! certificates too, where a server certificate that is its own CA is accepted when it is
-//! one of the file's certificates.
+//! Transport security for the run's HTTP client: which base URLs may carry credentials
+//! (https, or plain http only to this machine unless allowed), and which certificates are
+//! trusted (the usual web roots, and with `--ca-file` the file's certificates too, where a
+//! server certificate that is its own CA is accepted when it is one of the file's).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -12,6 +14,42 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::error::{Error, Result};
+
+/// Checks the base URL: http(s) only, and plain http only to this machine unless allowed.
+pub fn check_base_url(text: &str, allow_insecure_http: bool) -> Result<url::Url> {
+    let url = url::Url::parse(text.trim()).map_err(|e| {
+        Error::Usage(format!(
+            "base URL {text:?} is not a URL ({e}); give it like https://host/api"
+        ))
+    })?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::Usage(
+            "the base URL must not carry credentials; the profile's auth settings provide them"
+                .into(),
+        ));
+    }
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if allow_insecure_http || is_loopback(&url) => Ok(url),
+        "http" => Err(Error::Usage(format!(
+            "refusing plain http:// to {} (credentials and personal data would travel unencrypted); \
+             use https:// or pass --allow-insecure-http",
+            url.host_str().unwrap_or("?")
+        ))),
+        s => Err(Error::Usage(format!(
+            "base URL scheme {s}: only https:// (and http:// to loopback) are supported"
+        ))),
+    }
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
 
 /// The client's TLS settings: the Mozilla roots that webpki-roots carries, and the
 /// PEM text of `--ca-file` when given.
@@ -139,5 +177,23 @@ impl ServerCertVerifier for OwnCa {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execute_base_url_rules() {
+        assert!(check_base_url("http://127.0.0.1:8080/api", false).is_ok());
+        assert!(check_base_url("http://localhost/api", false).is_ok());
+        assert!(check_base_url("http://[::1]:9/", false).is_ok());
+        assert!(check_base_url("https://example.com/api", false).is_ok());
+        let e = check_base_url("http://example.com/api", false).unwrap_err();
+        assert!(e.to_string().contains("--allow-insecure-http"));
+        assert!(check_base_url("http://example.com/api", true).is_ok());
+        assert!(check_base_url("ftp://example.com", true).is_err());
+        assert!(check_base_url("https://u:p@example.com", true).is_err());
     }
 }

@@ -769,38 +769,19 @@ fn hostile_login_failures_say_what_failed() {
             format!("ENLIST_HOSTILE_USER={user}\nENLIST_HOSTILE_PASSWORD={ADMIN_PASSWORD}\n"),
         );
         let secrets = ["--secret-file", "secrets.env"];
-        let run = wd.run(
-            &[
-                &[
-                    "run",
-                    "users.csv",
-                    "--profile",
-                    "./hostile.toml",
-                    "--base-url",
-                    &url,
-                ],
-                &["--mode", "create", "--progress", "never", "--fresh"][..],
-                &secrets,
-            ]
-            .concat(),
-        );
-        run.expect_code(4);
-        let message = run.stderr();
+        let ran = run(&wd, &url, &[&["--mode", "create"][..], &secrets].concat());
+        ran.expect_code(4);
+        let message = ran.stderr();
         assert!(message.contains(expected), "{user}: {message}");
-        let test = wd.run(
-            &[
-                &[
-                    "profiles",
-                    "test",
-                    "--profile",
-                    "./hostile.toml",
-                    "--base-url",
-                    &url,
-                ][..],
-                &secrets,
-            ]
-            .concat(),
-        );
+        let tested = [
+            "profiles",
+            "test",
+            "--profile",
+            "./hostile.toml",
+            "--base-url",
+            &url,
+        ];
+        let test = wd.run(&[&tested[..], &secrets].concat());
         test.expect_code(1);
         let line = test.stdout();
         assert!(line.contains("✗ auth.login"), "{user}: {line}");

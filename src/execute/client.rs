@@ -6,49 +6,11 @@
 //! timeout, a connection dropped after the request was written, a body cut short) must not
 //! be replayed blindly when it creates something.
 
-use std::net::IpAddr;
-
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 
 use super::RunSettings;
 use crate::error::{Error, Result};
 use crate::plan::Request;
-
-/// Checks the base URL: http(s) only, and plain http only to this machine unless allowed.
-pub fn check_base_url(text: &str, allow_insecure_http: bool) -> Result<url::Url> {
-    let url = url::Url::parse(text.trim()).map_err(|e| {
-        Error::Usage(format!(
-            "base URL {text:?} is not a URL ({e}); give it like https://host/api"
-        ))
-    })?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(Error::Usage(
-            "the base URL must not carry credentials; the profile's auth settings provide them"
-                .into(),
-        ));
-    }
-    match url.scheme() {
-        "https" => Ok(url),
-        "http" if allow_insecure_http || is_loopback(&url) => Ok(url),
-        "http" => Err(Error::Usage(format!(
-            "refusing plain http:// to {} (credentials and personal data would travel unencrypted); \
-             use https:// or pass --allow-insecure-http",
-            url.host_str().unwrap_or("?")
-        ))),
-        s => Err(Error::Usage(format!(
-            "base URL scheme {s}: only https:// (and http:// to loopback) are supported"
-        ))),
-    }
-}
-
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
-    }
-}
 
 /// A response, read completely.
 #[derive(Debug, Clone)]
@@ -297,13 +259,11 @@ fn classify(e: reqwest::Error) -> SendError {
 /// The error and its causes, without the URL (the row already names the user).
 fn describe(e: &reqwest::Error) -> String {
     let mut parts = Vec::new();
-    let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(c) = cur {
-        let s = c.to_string();
+    for cause in std::iter::successors(std::error::Error::source(e), |c| c.source()) {
+        let s = cause.to_string();
         if !parts.contains(&s) {
             parts.push(s);
         }
-        cur = c.source();
     }
     if parts.is_empty() {
         parts.push(e.to_string());
@@ -358,23 +318,5 @@ pub fn excerpt(text: &str, max: usize) -> String {
             out
         }
         None => out,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn execute_base_url_rules() {
-        assert!(check_base_url("http://127.0.0.1:8080/api", false).is_ok());
-        assert!(check_base_url("http://localhost/api", false).is_ok());
-        assert!(check_base_url("http://[::1]:9/", false).is_ok());
-        assert!(check_base_url("https://example.com/api", false).is_ok());
-        let e = check_base_url("http://example.com/api", false).unwrap_err();
-        assert!(e.to_string().contains("--allow-insecure-http"));
-        assert!(check_base_url("http://example.com/api", true).is_ok());
-        assert!(check_base_url("ftp://example.com", true).is_err());
-        assert!(check_base_url("https://u:p@example.com", true).is_err());
     }
 }

@@ -105,10 +105,9 @@ impl Gate {
     /// `rate` > 0 requests per second, `burst` ≥ 1.
     pub fn new(mode: RateMode, burst: u32) -> Gate {
         let now = Instant::now();
-        let (RateMode::Fixed(start) | RateMode::Auto(start)) = mode;
-        let cap = match mode {
-            RateMode::Fixed(r) => r,
-            RateMode::Auto(_) => AUTO_CAP,
+        let (start, cap) = match mode {
+            RateMode::Fixed(r) => (r, r),
+            RateMode::Auto(r) => (r, AUTO_CAP),
         };
         let period = Duration::from_secs_f64(1.0 / cap.max(0.001));
         let quota = Quota::with_period(period)
@@ -208,7 +207,7 @@ impl Gate {
             .checked_add(d)
             .unwrap_or_else(|| now + Duration::from_secs(86_400));
         let mut s = self.lock();
-        s.paused_until = Some(s.paused_until.map_or(until, |t| t.max(until)));
+        s.pause_until(until);
     }
 
     /// A 429 arrived. A fixed rate halves; `--rate auto` takes what the target answered
@@ -240,7 +239,7 @@ impl Gate {
                 // that `quota_seen` assumes end), or the target's own Retry-After.
                 let rest = SECOND.saturating_sub(into_second(wall));
                 let until = now + rest;
-                s.paused_until = Some(s.paused_until.map_or(until, |t| t.max(until)));
+                s.pause_until(until);
                 ceiling * SETTLE
             }
         }
@@ -306,6 +305,11 @@ impl Gate {
 }
 
 impl State {
+    /// Nobody starts before `until` (a pause already longer stands).
+    fn pause_until(&mut self, until: Instant) {
+        self.paused_until = Some(self.paused_until.map_or(until, |t| t.max(until)));
+    }
+
     /// What the target allows in a second, judged at a 429: the requests it answered
     /// since the wall clock's second began, when that lies between half and all of those
     /// it answered over the last second. Most fixed-window limiters count per wall-clock
@@ -450,24 +454,13 @@ mod tests {
     #[test]
     fn a_budget_spreads_what_remains_and_an_empty_one_pauses() {
         let g = Gate::new(RateMode::Fixed(100.0), 1);
-        let max = Duration::from_secs(60);
-        g.budget(
-            Budget {
-                remaining: 11,
-                reset: Duration::from_secs(2),
-            },
-            max,
-            1,
-        );
+        let budget = |remaining| {
+            let reset = Duration::from_secs(2);
+            g.budget(Budget { remaining, reset }, Duration::from_secs(60), 1);
+        };
+        budget(11);
         assert_eq!(g.current_rate(), 5.0);
-        g.budget(
-            Budget {
-                remaining: 0,
-                reset: Duration::from_secs(2),
-            },
-            max,
-            1,
-        );
+        budget(0);
         let now = Instant::now();
         assert!(
             g.reserve(now) > now + Duration::from_secs(1),

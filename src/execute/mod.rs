@@ -46,7 +46,8 @@ use crate::plan::PlannedRow;
 use crate::profile::{Action, Profile};
 
 pub use crate::secrets::Secrets;
-pub use client::{check_base_url, Resp};
+pub use crate::tls::check_base_url;
+pub use client::Resp;
 pub(crate) use worker::{probe_lookup, work, Found};
 
 /// How many rows may be in flight at once.

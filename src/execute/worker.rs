@@ -164,11 +164,7 @@ impl RowCtx {
             remote_id: end.remote_id.or_else(|| self.lookup_id.clone()),
             finished_at: now_rfc3339(),
             cells: row.cells,
-            fingerprint: if applied {
-                row.job.map(|j| j.fingerprint)
-            } else {
-                None
-            },
+            fingerprint: row.job.filter(|_| applied).map(|j| j.fingerprint),
             steps: self.steps.clone(),
         }
     }
@@ -324,13 +320,11 @@ async fn known_update(sh: &Shared, job: &Job, cx: &mut RowCtx) -> Result<Option<
         (Some(id), true) if !req.body_needs_remote_id() => Some(Value::String(id.clone())),
         (_, true) => return Ok(None),
     };
-    match send_update(sh, job, cx, id).await? {
-        Sent::Done(end) => {
-            let id = end.remote_id.clone().or_else(|| known.remote_id.clone());
-            Ok(Some(end.with_id(id)))
-        }
-        Sent::Gone => Ok(None),
-    }
+    let end = send_update(sh, job, cx, id).await?;
+    Ok(end.map(|end| {
+        let id = end.remote_id.clone().or_else(|| known.remote_id.clone());
+        end.with_id(id)
+    }))
 }
 
 fn not_found(row: &PlannedRow) -> End {
@@ -467,26 +461,18 @@ async fn update(
     cx: &mut RowCtx,
     id: Option<Value>,
 ) -> Result<End, Error> {
-    match send_update(sh, job, cx, id).await? {
-        Sent::Done(end) => Ok(end),
-        Sent::Gone => Ok(not_found(row)),
-    }
+    let end = send_update(sh, job, cx, id).await?;
+    Ok(end.unwrap_or_else(|| not_found(row)))
 }
 
-/// How an update ended.
-enum Sent {
-    Done(End),
-    /// The target answered the update spec's `not_found`.
-    Gone,
-}
-
+/// Sends the update; `None` when the target answered its `not_found` (the user is gone).
 async fn send_update(
     sh: &Shared,
     job: &Job,
     cx: &mut RowCtx,
     id: Option<Value>,
-) -> Result<Sent, Error> {
-    let done = |end| Ok(Sent::Done(end));
+) -> Result<Option<End>, Error> {
+    let done = |end| Ok(Some(end));
     let (Some(req), Some(spec)) = (&job.update, sh.profile.requests.update.as_ref()) else {
         return done(End::failed(format!(
             "the user exists and profile {} cannot update users",
@@ -523,7 +509,7 @@ async fn send_update(
         let rid = resp_id(&resp, spec.remote_id.as_deref());
         done(End::new(Status::Updated, "updated").with_id(id_text(&rid).or(id_text(&id))))
     } else if spec.not_found.contains(&resp.status) {
-        Ok(Sent::Gone)
+        Ok(None)
     } else {
         done(End::failed(failure_message(&sh.profile, &resp)))
     }
@@ -690,18 +676,11 @@ async fn call(
         let mut wait = None;
         let sent_at = Instant::now();
         let answer = sh.net.http.send(req, cred.header.as_ref()).await;
-        let overload = match &answer {
-            Ok(r) => r.status == 429 || r.status >= 500,
-            Err(_) => true,
+        let what = match &answer {
+            Ok(r) if r.status != 429 && r.status < 500 => Sample::Ok,
+            _ => Sample::Overload,
         };
-        sh.sample(
-            sent_at.elapsed(),
-            if overload {
-                Sample::Overload
-            } else {
-                Sample::Ok
-            },
-        );
+        sh.sample(sent_at.elapsed(), what);
         if let Some(b) = answer
             .as_ref()
             .ok()
@@ -757,11 +736,7 @@ async fn call(
         };
         // The server's own wait is honoured by the gate (nobody sends until then); the
         // backoff only spreads the retries that follow.
-        let delay = if wait.is_some() {
-            Duration::ZERO
-        } else {
-            retry::backoff(tries)
-        };
+        let delay = wait.map_or_else(|| retry::backoff(tries), |_| Duration::ZERO);
         let ready_at = Instant::now() + delay + wait.unwrap_or_default();
         if tries >= sh.settings.max_attempts || ready_at > cx.deadline {
             return Ok(match last {
@@ -784,34 +759,13 @@ async fn call(
 /// A row whose content the journal shows applied, with steps left to do: nothing is sent
 /// for the user itself; [`steps`] sends what is missing.
 fn steps_pending(job: &Job, base: Status) -> End {
-    let how = if base == Status::Created {
-        "created"
-    } else {
-        "updated"
-    };
+    // The journal keeps only created or updated rows' steps to do.
+    let how = base.as_str();
     End::new(
         Status::Updated,
         format!("updated: only the steps left to do (the user was {how} by an earlier run)"),
     )
     .with_id(job.known.as_ref().and_then(|k| k.remote_id.clone()))
-}
-
-/// `name` or `name: a, b` per step, in the order done (a step's items are done one after
-/// another).
-fn steps_done_text(sh: &Shared, done: &[&StepJob]) -> String {
-    let parts: Vec<String> = done
-        .chunk_by(|a, b| a.step == b.step)
-        .map(|run| {
-            let name = &sh.profile.steps[run[0].step].name;
-            let items: Vec<&str> = run.iter().filter_map(|s| s.item.as_deref()).collect();
-            if items.is_empty() {
-                name.clone()
-            } else {
-                format!("{name}: {}", items.join(", "))
-            }
-        })
-        .collect();
-    parts.join("; ")
 }
 
 /// After the row's create or update succeeded: its steps for that, in order, each through
@@ -878,19 +832,10 @@ async fn steps(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx, end: End) -> Resu
     let mut log = StepLog {
         base: Some(base),
         ids: done.iter().map(|s| s.id.clone()).collect(),
-        done: done
-            .iter()
-            .map(|s| {
-                let name = &sh.profile.steps[s.step].name;
-                match &s.item {
-                    Some(i) => format!("{name}: {i}"),
-                    None => name.clone(),
-                }
-            })
-            .collect(),
+        done: done.iter().map(|s| s.label(&sh.profile)).collect(),
         failed: None,
     };
-    let done_text = steps_done_text(sh, &done);
+    let done_text = crate::plan::steps_done_text(&sh.profile, &done);
     let remote_id = end.remote_id.clone().or_else(|| id_text(&id));
     let end = match failed {
         None => End::new(end.status, format!("{}; {done_text}", end.message)).with_id(remote_id),
