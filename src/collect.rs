@@ -79,7 +79,7 @@ impl Stats {
 ///
 /// `shutdown` resolves when the run should stop (Ctrl-C in the binary; tests pass their own
 /// future). Errors: the run could not start (login refused, bad CA file: the sinks are
-/// abandoned) or had to stop (re-login refused: `Error::CannotStart`, after the outcomes
+/// abandoned) or had to stop (re-login refused: `Error::Login`, after the outcomes
 /// were recorded), or a sink could not write (`Error::Unrecorded`, which carries the
 /// summary: the run stopped sending at the first failed write, and every row still has an
 /// outcome in the sinks that work).
