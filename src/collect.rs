@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::execute::{self, RunSettings, Stats};
+use crate::execute::{self, RunSettings};
 use crate::outcome::{now_rfc3339, Outcome, OutcomeSink, RunSummary, Status};
 use crate::plan::PlannedRow;
 use crate::profile::Profile;
@@ -24,12 +25,61 @@ use crate::profile::Profile;
 /// for room beyond that.
 const OUTCOMES_IN_FLIGHT: usize = 4096;
 
+/// Request counters for the summary and live figures for the progress display: the
+/// collector owns them, the executor updates them with every request (relaxed atomics:
+/// each figure stands alone).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Requests sent (every attempt, lookups and logins included).
+    requests: AtomicU64,
+    /// Sends that repeated an earlier one (backoff retries, replays after a re-login).
+    retries: AtomicU64,
+    /// 429 responses.
+    throttled: AtomicU64,
+    /// The concurrency limit now.
+    concurrency: AtomicUsize,
+    /// The gate's rate now (`f64` bits).
+    rate: AtomicU64,
+}
+
+impl Stats {
+    pub fn request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn throttle(&self) {
+        self.throttled.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn set_live(&self, concurrency: usize, rate: f64) {
+        self.concurrency.store(concurrency, Ordering::Relaxed);
+        self.rate.store(rate.to_bits(), Ordering::Relaxed);
+    }
+    /// Requests, retries and 429s so far.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        (
+            get(&self.requests),
+            get(&self.retries),
+            get(&self.throttled),
+        )
+    }
+    /// Rows allowed in flight and requests per second allowed, now.
+    pub fn live(&self) -> (usize, f64) {
+        (
+            self.concurrency.load(Ordering::Relaxed),
+            f64::from_bits(self.rate.load(Ordering::Relaxed)),
+        )
+    }
+}
+
 /// Runs every planned row through the executor into `sinks`, and returns the summary
 /// once every row has an outcome and the sinks are finished.
 ///
 /// `shutdown` resolves when the run should stop (Ctrl-C in the binary; tests pass their own
 /// future). Errors: the run could not start (login refused, bad CA file: the sinks are
-/// abandoned) or had to stop (re-login refused: `Error::CannotStart`, after the outcomes
+/// abandoned) or had to stop (re-login refused: `Error::Login`, after the outcomes
 /// were recorded), or a sink could not write (`Error::Unrecorded`, which carries the
 /// summary: the run stopped sending at the first failed write, and every row still has an
 /// outcome in the sinks that work).

@@ -42,6 +42,9 @@ pub enum Error {
     /// The run cannot start or cannot go on (authentication, connectivity).
     #[error("{0}")]
     CannotStart(String),
+    /// A login failed (the run cannot start, or cannot go on): why, by its answer's class.
+    #[error("{0}")]
+    Login(Box<crate::execute::auth::LoginError>),
     /// Another process holds the state lock.
     #[error("{0}")]
     Locked(String),
@@ -82,7 +85,7 @@ impl Error {
         match self {
             Error::Usage(_) => exit::USAGE,
             Error::Input { .. } | Error::Profile { .. } => exit::REFUSED,
-            Error::CannotStart(_) => exit::CANNOT_START,
+            Error::CannotStart(_) | Error::Login(_) => exit::CANNOT_START,
             Error::Locked(_) => exit::LOCKED,
             Error::Interrupted(_) => exit::INTERRUPTED,
             Error::Unrecorded { .. } => exit::UNRECORDED,

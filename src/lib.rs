@@ -11,13 +11,16 @@
 //! - [`plan`]: rows of cells become validated jobs with rendered requests.
 //! - [`execute`]: jobs become rate-limited, retried HTTP requests under an adaptive limit of rows in flight;
 //!   every row ends in one [`outcome::Outcome`].
+//! - [`headers`]: what a server's `Retry-After` and `RateLimit-*` headers ask for.
 //! - [`collect`]: the one task that receives outcomes, shows progress and feeds the sinks.
 //! - [`console`]: stderr for people and log collectors: log lines, the bar, progress lines.
 //! - [`report`]: sinks that write outcomes (JSON lines).
 //! - [`error`]: the crate's error type and the exit codes.
+//! - [`secrets`]: the credentials a profile names, from the environment or a `--secret-file`.
 //! - [`scrub`]: takes the run's secrets out of server text before it is stored or printed.
 //! - [`sandbox`]: an embedded HTTP server that emulates the target APIs, with fault knobs.
 //! - [`cmd`]: the subcommands of the CLI.
+//! - [`tls`]: the HTTP client's certificate trust (`--ca-file`).
 //! - [`template_book`]: input workbooks made for one profile (`enlist template`).
 pub mod cell;
 pub mod cmd;
@@ -25,6 +28,7 @@ pub mod collect;
 pub mod console;
 pub mod error;
 pub mod execute;
+pub mod headers;
 pub mod input;
 pub mod journal;
 pub mod outcome;
@@ -33,5 +37,7 @@ pub mod profile;
 pub mod report;
 pub mod sandbox;
 pub mod scrub;
+pub mod secrets;
 pub mod source;
 pub mod template_book;
+pub mod tls;

@@ -724,3 +724,88 @@ fn hostile_redirects_and_tls_failures_say_what_happened() {
     );
     assert!(!r.stderr().contains("check"), "{}", r.stderr());
 }
+
+// ---- 6. a failed login says what failed ----
+
+/// A login answered 401, 404, 500 or 302 each says what that answer means, in `enlist run`
+/// and in `enlist profiles test`; only the 401 points at the credentials.
+#[test]
+fn hostile_login_failures_say_what_failed() {
+    let url = serve(|r| match r.field("username").as_str() {
+        "s401" => json(401, serde_json::json!({ "details": "bad credentials" })),
+        "s404" => json(404, serde_json::json!({ "error": "no route" })),
+        "s500" => json(500, serde_json::json!({ "error": "database down" })),
+        _ => (
+            StatusCode::FOUND,
+            [("location", "https://sso.example.net/login?session=abc")],
+            "moved",
+        )
+            .into_response(),
+    });
+    let wd = Workdir::new("hostile_login_failures");
+    wd.write("hostile.toml", PROFILE.replace("AUTH", TOKEN_LOGIN));
+    wd.write("users.csv", "userId,name,password\na-1,A,\n");
+    let mut said = Vec::new();
+    for (user, expected) in [
+        (
+            "s401",
+            "401 bad credentials; check ENLIST_HOSTILE_USER / ENLIST_HOSTILE_PASSWORD",
+        ),
+        (
+            "s404",
+            "404 no route; nothing takes logins there: check the profile's auth.login.path",
+        ),
+        (
+            "s500",
+            "500 database down; the server failed: try again later",
+        ),
+        (
+            "s302",
+            "302 the server redirected to another host (sso.example.net",
+        ),
+    ] {
+        wd.write(
+            "secrets.env",
+            format!("ENLIST_HOSTILE_USER={user}\nENLIST_HOSTILE_PASSWORD={ADMIN_PASSWORD}\n"),
+        );
+        let secrets = ["--secret-file", "secrets.env"];
+        let ran = run(&wd, &url, &[&["--mode", "create"][..], &secrets].concat());
+        ran.expect_code(4);
+        let message = ran.stderr();
+        assert!(message.contains(expected), "{user}: {message}");
+        let tested = [
+            "profiles",
+            "test",
+            "--profile",
+            "./hostile.toml",
+            "--base-url",
+            &url,
+        ];
+        let test = wd.run(&[&tested[..], &secrets].concat());
+        test.expect_code(1);
+        let line = test.stdout();
+        assert!(line.contains("✗ auth.login"), "{user}: {line}");
+        // Credentials are named only when the target refused them.
+        for text in [&message, &line] {
+            let blames_credentials = text.contains("ENLIST_HOSTILE_USER")
+                || text.contains("ENLIST_HOSTILE_PASSWORD")
+                || text.contains("credential");
+            assert_eq!(blames_credentials, user == "s401", "{user}: {text}");
+            assert!(!text.contains(ADMIN_PASSWORD), "{user}: {text}");
+        }
+        let failed = line
+            .lines()
+            .find(|l| l.starts_with('✗'))
+            .unwrap_or_default();
+        said.push(failed.to_string());
+    }
+    assert!(said[1].contains("auth.login.path"), "{}", said[1]);
+    assert!(said[2].contains("try again later"), "{}", said[2]);
+    assert!(said[3].contains("base URL"), "{}", said[3]);
+    let distinct: std::collections::HashSet<_> = said.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        4,
+        "each answer has its own message: {said:?}"
+    );
+}

@@ -2,9 +2,9 @@
 //!
 //! Logs in, looks up a key that cannot exist (expecting "not found"), looks up `--key` when
 //! given, and with `--canary` creates a throw-away user and finds it again. Every request
-//! goes through the run's own machinery ([`crate::execute::preflight`]); this file only
-//! decides what the answers say about the profile, and names the key to fix when a check
-//! fails. Nothing that writes is sent without `--canary`.
+//! goes through the run's own machinery (its client, gate, auth and row rules), one at a
+//! time; this file only decides what the answers say about the profile, and names the key
+//! to fix when a check fails. Nothing that writes is sent without `--canary`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,11 +16,12 @@ use serde_json::Value;
 use super::out;
 use crate::cell::Cell;
 use crate::error::{exit, Error, Result};
-use crate::execute::preflight::{Looked, Preflight, Resp};
-use crate::execute::RunSettings;
-use crate::outcome::Status;
+use crate::execute::auth::LoginFailure;
+use crate::execute::{Concurrency, Found, Resp, RunSettings, Shared};
+use crate::outcome::{Outcome, Status};
 use crate::plan::Layout;
 use crate::plan::{PlanOptions, PlannedRow, Planner};
+use crate::profile::template::value_text;
 use crate::profile::{Auth, Profile, RequestSpec};
 use crate::source::RawRow;
 
@@ -71,6 +72,45 @@ impl Report {
     }
     fn note(&self, line: String) -> Result<()> {
         out(&format!("- {line}\n"))
+    }
+}
+
+/// A run of one row at a time, without the reader, the journal or the collector.
+struct Preflight {
+    sh: Arc<Shared>,
+}
+
+impl Preflight {
+    /// Builds the client, the gate and the authenticator; sends nothing yet.
+    fn new(profile: Arc<Profile>, mut settings: RunSettings) -> Result<Preflight> {
+        settings.concurrency = Concurrency::Fixed(1);
+        settings.upsert_order = crate::execute::order::UpsertOrder::LookupFirst;
+        let sh = Shared::new(profile, settings, Default::default(), Default::default())?;
+        Ok(Preflight { sh: Arc::new(sh) })
+    }
+
+    /// Looks up `row`'s key with its job's lookup request, as a row of a run would.
+    async fn lookup(&self, row: &PlannedRow) -> Result<Option<(Found, Option<Resp>)>> {
+        let Some(req) = row.job.as_ref().and_then(|j| j.lookup.as_ref()) else {
+            return Ok(None);
+        };
+        crate::execute::probe_lookup(&self.sh, row, req)
+            .await
+            .map(Some)
+    }
+
+    /// Carries `row` to its outcome exactly as a run's worker does (`None` only if the
+    /// worker was lost, which a worker never is).
+    async fn send_row(&self, row: PlannedRow) -> Option<Outcome> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let permit = self.sh.limit.acquire().await;
+        crate::execute::work(self.sh.clone(), row, tx, permit).await;
+        rx.recv().await
+    }
+
+    /// Requests sent so far (logins and retries included).
+    fn requests(&self) -> u64 {
+        self.sh.net.stats.counts().0
     }
 }
 
@@ -199,41 +239,26 @@ async fn login(pf: &Preflight, profile: &Profile, r: &mut Report) -> Result<bool
         ))?;
         return Ok(true);
     };
-    let Err(e) = pf.login().await else {
+    let Err(e) = pf.sh.login().await else {
         r.pass(format!("auth.login: {}", auth_source(profile)))?;
         return Ok(true);
     };
-    let msg = e.to_string();
     let req = format!("{} {}", t.login.method, t.login.path.source());
-    let ptr = format!("without a token at {}", t.token_pointer);
-    let line = if let Some(at) = msg.find(&ptr) {
-        format!(
-            "auth.token_pointer {}: not in the answer to {req}{}",
-            t.token_pointer,
-            &msg[at + ptr.len()..]
-        )
-    } else {
-        match status_after(&msg, "failed: ") {
-            Some(s @ (404 | 405 | 501)) => format!(
-                "auth.login: {req} answered {s}: check auth.login.path (and method) ({msg})"
-            ),
-            Some(s @ (400 | 401 | 403 | 422)) => format!(
-                "auth.login: {req} answered {s}: either the credentials were refused (check \
-                 ${} / ${} and the login body) or this is not the login endpoint (check \
-                 auth.login.path) ({msg})",
-                t.username_env, t.password_env
-            ),
-            _ => format!("auth.login: {msg}"),
-        }
+    let line = match &e {
+        Error::Login(l) => match (&l.kind, l.status) {
+            (LoginFailure::NoToken { pointer, instead }, _) => {
+                format!("auth.token_pointer {pointer}: not in the answer to {req}{instead}")
+            }
+            (LoginFailure::NotFound | LoginFailure::Refused | LoginFailure::Rejected, Some(_)) => {
+                let advice = l.advice().unwrap_or_default();
+                format!("auth.login: {req} answered {}: {advice}", l.detail)
+            }
+            _ => format!("auth.login: {e}"),
+        },
+        _ => format!("auth.login: {e}"),
     };
     r.fail(line)?;
     Ok(false)
-}
-
-/// The status in "… failed: 404 Not Found …".
-fn status_after(msg: &str, marker: &str) -> Option<u16> {
-    let rest = &msg[msg.find(marker)? + marker.len()..];
-    rest.get(..3)?.parse().ok()
 }
 
 // ---- lookups ------------------------------------------------------------------------
@@ -381,15 +406,15 @@ async fn impossible_lookup(pf: &Preflight, profile: &Arc<Profile>, r: &mut Repor
         .job
         .as_ref()
         .and_then(|j| j.lookup.as_ref())
-        .map(|req| pf.url(req))
+        .map(|req| pf.sh.net.http.url(req))
         .unwrap_or_default();
     match looked {
-        Looked::NotFound => r.pass(format!(
+        Found::No => r.pass(format!(
             "requests.lookup: {} {url} answered {status} for a key that cannot exist ({key}): \
              not found, as it should",
             spec.method,
         )),
-        Looked::Found(_) => {
+        Found::Yes(_) => {
             let fix = match &spec.list {
                 Some(_) => "check requests.lookup.match: it must name the field that holds the key",
                 None => {
@@ -402,7 +427,7 @@ async fn impossible_lookup(pf: &Preflight, profile: &Arc<Profile>, r: &mut Repor
                  as found: {fix}"
             ))
         }
-        Looked::Failed(msg) => r.fail(lookup_failure(profile, spec, &msg, resp.as_ref())),
+        Found::Failed(msg) => r.fail(lookup_failure(profile, spec, &msg, resp.as_ref())),
     }
 }
 
@@ -466,10 +491,11 @@ async fn key_lookup(
     };
     let status = resp.as_ref().map_or(0, |r| r.status);
     match looked {
-        Looked::Found(Some(id)) => r.pass(format!(
-            "requests.lookup {key}: found, remote id {id} (answered {status}{detail})"
+        Found::Yes(Some(id)) => r.pass(format!(
+            "requests.lookup {key}: found, remote id {} (answered {status}{detail})",
+            value_text(&id)
         )),
-        Looked::Found(None) => match &spec.remote_id {
+        Found::Yes(None) => match &spec.remote_id {
             Some(ptr) => {
                 let keys = item.as_ref().map_or_else(|| "none".into(), keys_of);
                 r.fail(format!(
@@ -482,11 +508,11 @@ async fn key_lookup(
                  {status}{detail})"
             )),
         },
-        Looked::NotFound => r.fail(format!(
+        Found::No => r.fail(format!(
             "requests.lookup {key}: not found (answered {status}{detail}): check the key, or \
              requests.lookup's path, query and match"
         )),
-        Looked::Failed(msg) => r.fail(format!("--key {key}: {msg}")),
+        Found::Failed(msg) => r.fail(format!("--key {key}: {msg}")),
     }
 }
 
@@ -528,8 +554,12 @@ async fn canary(pf: &Preflight, profile: &Arc<Profile>, r: &mut Report) -> Resul
     ))?;
     if lookup_spec(profile).is_some() {
         if let Some((looked, _)) = pf.lookup(&probe).await? {
+            let id = match &looked {
+                Found::Yes(Some(v)) => Some(value_text(v).into_owned()),
+                _ => None,
+            };
             match looked {
-                Looked::Found(id) if id.is_some() && created_id.is_some() && id != created_id => r
+                Found::Yes(_) if id.is_some() && created_id.is_some() && id != created_id => r
                     .fail(format!(
                         "requests.lookup.remote_id: the lookup finds the canary {key} with remote \
                          id {} but the create answered {}: check requests.create.remote_id and \
@@ -537,14 +567,14 @@ async fn canary(pf: &Preflight, profile: &Arc<Profile>, r: &mut Report) -> Resul
                         id.unwrap_or_default(),
                         created_id.as_deref().unwrap_or_default()
                     ))?,
-                Looked::Found(_) => r.pass(format!(
+                Found::Yes(_) => r.pass(format!(
                     "requests.lookup: finds the canary {key} just created{shown}"
                 ))?,
-                Looked::NotFound => r.fail(format!(
+                Found::No => r.fail(format!(
                     "requests.lookup: does not find the canary {key} just created: check its \
                      path, query and match"
                 ))?,
-                Looked::Failed(msg) => r.fail(format!("requests.lookup (canary {key}): {msg}"))?,
+                Found::Failed(msg) => r.fail(format!("requests.lookup (canary {key}): {msg}"))?,
             }
         }
     }

@@ -78,18 +78,7 @@ impl Limit {
     /// An adaptive limit from `start`, never above `max`.
     pub fn auto(start: usize, max: usize) -> Limit {
         let start = start.min(max).max(MIN);
-        Limit::with(
-            start,
-            Some(Mutex::new(Gradient {
-                max: max.max(MIN),
-                limit: start as f64,
-                long: None,
-                sum: 0.0,
-                count: 0,
-                overloads: 0,
-                started: Instant::now(),
-            })),
-        )
+        Limit::with(start, Some(Mutex::new(Gradient::new(start, max.max(MIN)))))
     }
 
     fn with(n: usize, auto: Option<Mutex<Gradient>>) -> Limit {
@@ -135,23 +124,15 @@ impl Limit {
     fn resize(&self, next: usize) {
         let now = self.limit.swap(next, Ordering::Relaxed);
         if next > now {
-            let mut add = next - now;
+            let grow = next - now;
             // Debt first: permits not yet retired are simply kept.
-            while add > 0 {
-                let d = self.debt.load(Ordering::Relaxed);
-                if d == 0 {
-                    break;
-                }
-                let take = d.min(add);
-                if self
-                    .debt
-                    .compare_exchange(d, d - take, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    add -= take;
-                }
-            }
-            self.permits.add_permits(add);
+            let owed = self
+                .debt
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
+                    Some(d.saturating_sub(grow))
+                })
+                .unwrap_or(0);
+            self.permits.add_permits(grow - owed.min(grow));
         } else if next < now {
             let gone = self.permits.forget_permits(now - next);
             self.debt.fetch_add(now - next - gone, Ordering::Relaxed);
@@ -160,6 +141,18 @@ impl Limit {
 }
 
 impl Gradient {
+    fn new(start: usize, max: usize) -> Gradient {
+        Gradient {
+            max,
+            limit: start as f64,
+            long: None,
+            sum: 0.0,
+            count: 0,
+            overloads: 0,
+            started: Instant::now(),
+        }
+    }
+
     /// Adds a sample; at the end of a window, the new limit.
     fn add(
         &mut self,
@@ -232,18 +225,6 @@ impl Drop for Permit {
 mod tests {
     use super::*;
 
-    fn gradient(max: usize) -> Gradient {
-        Gradient {
-            max,
-            limit: START as f64,
-            long: None,
-            sum: 0.0,
-            count: 0,
-            overloads: 0,
-            started: Instant::now(),
-        }
-    }
-
     /// Feeds windows of `n` samples of `ms` until `windows` have ended; the last limit.
     fn feed(g: &mut Gradient, windows: usize, ms: u64, what: Sample, rate: f64) -> usize {
         let mut last = g.limit as usize;
@@ -259,7 +240,7 @@ mod tests {
 
     #[test]
     fn grows_while_latency_holds_and_stops_at_the_max() {
-        let mut g = gradient(64);
+        let mut g = Gradient::new(START, 64);
         let after = feed(&mut g, 5, 100, Sample::Ok, 1000.0);
         assert!(after > 12, "{after}");
         assert_eq!(feed(&mut g, 40, 100, Sample::Ok, 1000.0), 64);
@@ -267,14 +248,14 @@ mod tests {
 
     #[test]
     fn never_grows_past_what_the_rate_can_use() {
-        let mut g = gradient(64);
+        let mut g = Gradient::new(START, 64);
         // 20 requests/s at 100 ms keep 2 busy: the margin allows 7, no more.
         assert_eq!(feed(&mut g, 30, 100, Sample::Ok, 20.0), 7);
     }
 
     #[test]
     fn shrinks_when_latency_jumps_then_follows_the_new_latency() {
-        let mut g = gradient(64);
+        let mut g = Gradient::new(START, 64);
         let high = feed(&mut g, 30, 20, Sample::Ok, 10_000.0);
         assert_eq!(high, 64);
         let low = feed(&mut g, 1, 500, Sample::Ok, 10_000.0);
@@ -285,7 +266,7 @@ mod tests {
 
     #[test]
     fn overload_shrinks() {
-        let mut g = gradient(64);
+        let mut g = Gradient::new(START, 64);
         feed(&mut g, 30, 20, Sample::Ok, 10_000.0);
         assert!(feed(&mut g, 5, 20, Sample::Overload, 10_000.0) < 40);
     }

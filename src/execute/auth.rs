@@ -1,18 +1,20 @@
 //! Credentials and the token a run logs in for.
 //!
-//! Secrets are read once (environment variables the profile names, or `--secret-file`),
-//! held as [`SecretString`]s and only exposed at the moment a header or a login body is
-//! built. Nothing here implements `Debug` in a way that shows them.
+//! Secrets ([`crate::secrets`]) are held as [`SecretString`]s and only exposed at the
+//! moment a header or a login body is built. Nothing here implements `Debug` in a way that
+//! shows them.
 //!
 //! Token login: one login before the workers start; the token is shared. A 401 makes the
 //! worker that saw it ask for a new token *for the generation it used*: the first such
 //! worker logs in again (under [`TokenAuth::renewing`]), every other worker that saw the
 //! same expired token waits on that lock and then finds a newer generation and reuses it.
 //! So any number of workers hitting 401 together cause exactly one re-login.
+//!
+//! A login that fails says why in a [`LoginError`]: only a refusal (401, 403) points at the
+//! credentials, since a wrong path, a failing server or a redirect would send a user
+//! chasing a password that is fine.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,108 +24,14 @@ use serde_json::Value;
 use tokio::sync::{Mutex, RwLock};
 use tokio::time::Instant;
 
-use super::client::{Http, Resp};
-use super::limiter::Gate;
-use super::Stats;
+use super::client::{excerpt, Resp, EXCERPT};
+use super::Net;
 use crate::error::{Error, Result};
-use crate::plan::render_request;
+use crate::plan::{render_request, Request};
 use crate::profile::template::{Scope, Var};
 use crate::profile::{Auth, Profile, TokenLogin};
 use crate::scrub::Scrubber;
-
-/// Named secrets (environment variable name → value). `Debug` prints the names only.
-#[derive(Clone, Default)]
-pub struct Secrets {
-    values: BTreeMap<String, SecretString>,
-}
-
-impl std::fmt::Debug for Secrets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set().entries(self.values.keys()).finish()
-    }
-}
-
-impl Secrets {
-    /// The secret variables `profile` needs.
-    pub fn names(profile: &Profile) -> Vec<&str> {
-        match &profile.auth {
-            Auth::None => vec![],
-            Auth::Basic {
-                username_env,
-                password_env,
-            } => vec![username_env, password_env],
-            Auth::Bearer { token_env } => vec![token_env],
-            Auth::ApiKey { key_env, .. } => vec![key_env],
-            Auth::TokenLogin(t) => vec![&t.username_env, &t.password_env],
-        }
-    }
-
-    /// Reads what `profile` needs from `--secret-file` (lines `NAME=value`; `#` comments),
-    /// else from the environment. Returns the names of those found in neither, so that the
-    /// caller can name every missing variable in one message.
-    pub fn read(profile: &Profile, file: Option<&Path>) -> Result<(Secrets, Vec<String>)> {
-        let mut from_file = BTreeMap::new();
-        if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                Error::CannotStart(format!("cannot read --secret-file {}: {e}", path.display()))
-            })?;
-            for (i, line) in text.lines().enumerate() {
-                let line = line.trim();
-                if line.is_empty() || line.starts_with('#') {
-                    continue;
-                }
-                let line = line.strip_prefix("export ").unwrap_or(line);
-                let Some((k, v)) = line.split_once('=') else {
-                    return Err(Error::CannotStart(format!(
-                        "--secret-file {} line {}: expected NAME=value",
-                        path.display(),
-                        i + 1
-                    )));
-                };
-                let v = v.trim();
-                let v = v
-                    .strip_prefix('"')
-                    .and_then(|v| v.strip_suffix('"'))
-                    .unwrap_or(v);
-                from_file.insert(k.trim().to_string(), SecretString::from(v.to_string()));
-            }
-        }
-        let mut values = BTreeMap::new();
-        let mut missing = Vec::new();
-        for name in Secrets::names(profile) {
-            let value = match from_file.remove(name) {
-                Some(v) => v,
-                None => match std::env::var(name) {
-                    Ok(v) if !v.is_empty() => SecretString::from(v),
-                    _ => {
-                        missing.push(name.to_string());
-                        continue;
-                    }
-                },
-            };
-            values.insert(name.to_string(), value);
-        }
-        Ok((Secrets { values }, missing))
-    }
-
-    /// Secrets given directly (tests, the in-process demo).
-    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Secrets {
-        Secrets {
-            values: pairs
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), SecretString::from(v.to_string())))
-                .collect(),
-        }
-    }
-
-    fn get(&self, name: &str) -> Result<&SecretString> {
-        self.values.get(name).ok_or_else(|| {
-            Error::CannotStart(format!(
-                "the secret {name} is not set (environment or --secret-file)"
-            ))
-        })
-    }
-}
+use crate::secrets::Secrets;
 
 /// A header built from a secret, marked sensitive so hyper never logs it.
 fn secret_header(name: &str, value: String) -> Result<(HeaderName, HeaderValue)> {
@@ -197,52 +105,53 @@ impl Authenticator {
     pub fn new(profile: &Profile, secrets: &Secrets) -> Result<Authenticator> {
         use base64::Engine as _;
         let known = Arc::new(Known::default());
-        for v in secrets.values.values() {
+        for v in secrets.values() {
             known.add(v.expose_secret());
         }
-        let how = match &profile.auth {
-            Auth::None => How::Static(None),
+        let b64 = |raw: String| base64::engine::general_purpose::STANDARD.encode(raw);
+        let header = match &profile.auth {
+            Auth::None => None,
             Auth::Basic {
                 username_env,
                 password_env,
             } => {
-                let raw = format!(
-                    "{}:{}",
-                    secrets.get(username_env)?.expose_secret(),
-                    secrets.get(password_env)?.expose_secret()
-                );
-                let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
-                How::Static(Some(secret_header(
-                    "Authorization",
-                    format!("Basic {b64}"),
-                )?))
+                let user = secrets.get(username_env)?.expose_secret();
+                let password = secrets.get(password_env)?.expose_secret();
+                let basic = b64(format!("{user}:{password}"));
+                Some(("Authorization", format!("Basic {basic}")))
             }
-            Auth::Bearer { token_env } => How::Static(Some(secret_header(
+            Auth::Bearer { token_env } => Some((
                 "Authorization",
                 format!("Bearer {}", secrets.get(token_env)?.expose_secret()),
-            )?)),
+            )),
             Auth::ApiKey {
                 header,
                 key_env,
                 prefix,
-            } => How::Static(Some(secret_header(
-                header,
+            } => Some((
+                header.as_str(),
                 format!("{prefix}{}", secrets.get(key_env)?.expose_secret()),
-            )?)),
-            Auth::TokenLogin(t) => How::Token(Box::new(TokenAuth {
-                spec: (**t).clone(),
-                username: secrets.get(&t.username_env)?.clone(),
-                password: secrets.get(&t.password_env)?.clone(),
-                state: RwLock::new(None),
-                renewing: Mutex::new(()),
-                failed: std::sync::Mutex::new(None),
-                known: known.clone(),
-            })),
+            )),
+            Auth::TokenLogin(t) => {
+                let how = How::Token(Box::new(TokenAuth {
+                    spec: (**t).clone(),
+                    username: secrets.get(&t.username_env)?.clone(),
+                    password: secrets.get(&t.password_env)?.clone(),
+                    state: RwLock::new(None),
+                    renewing: Mutex::new(None),
+                    known: known.clone(),
+                }));
+                return Ok(Authenticator { how, known });
+            }
         };
-        if let How::Static(Some((_, v))) = &how {
+        let header = header.map(|(n, v)| secret_header(n, v)).transpose()?;
+        if let Some((_, v)) = &header {
             known.add_header(v);
         }
-        Ok(Authenticator { how, known })
+        Ok(Authenticator {
+            how: How::Static(header),
+            known,
+        })
     }
 
     /// The secrets known to the run (for scrubbing server text).
@@ -251,21 +160,15 @@ impl Authenticator {
     }
 
     /// Logs in when the profile uses a token (before any worker starts).
-    pub async fn start(
-        &self,
-        http: &Http,
-        gate: &Gate,
-        stats: &Stats,
-        attempts: u32,
-    ) -> Result<()> {
+    pub(crate) async fn start(&self, net: &Net, attempts: u32) -> Result<()> {
         match &self.how {
             How::Static(_) => Ok(()),
-            How::Token(t) => t.renew(http, gate, stats, None, attempts).await,
+            How::Token(t) => t.renew(net, None, false, attempts).await,
         }
     }
 
     /// The header for the next request; renews a token whose lifetime is nearly over.
-    pub async fn credential(&self, http: &Http, gate: &Gate, stats: &Stats) -> Result<Credential> {
+    pub(crate) async fn credential(&self, net: &Net) -> Result<Credential> {
         match &self.how {
             How::Static(h) => Ok(Credential {
                 header: h.clone(),
@@ -275,7 +178,7 @@ impl Authenticator {
                 if let Some(g) = t.due_for_refresh().await {
                     // Boxed: a renewal (a whole login request) is rare, and inline its state
                     // would make every request's future, and every row's, larger to move.
-                    Box::pin(t.renew(http, gate, stats, Some(g), 3)).await?;
+                    Box::pin(t.renew(net, Some(g), true, 3)).await?;
                 }
                 let s = t.state.read().await;
                 match &*s {
@@ -291,18 +194,12 @@ impl Authenticator {
 
     /// A request with generation `g` got 401: get a new token unless another worker
     /// already did. Returns false for static credentials (nothing to renew).
-    pub async fn on_unauthorized(
-        &self,
-        http: &Http,
-        gate: &Gate,
-        stats: &Stats,
-        generation: u64,
-    ) -> Result<bool> {
+    pub(crate) async fn on_unauthorized(&self, net: &Net, generation: u64) -> Result<bool> {
         match &self.how {
             How::Static(_) => Ok(false),
             How::Token(t) => {
                 // Boxed for the same reason as the renewal in `credential`.
-                Box::pin(t.relogin(http, gate, stats, generation)).await?;
+                Box::pin(t.renew(net, Some(generation), false, 3)).await?;
                 Ok(true)
             }
         }
@@ -326,25 +223,21 @@ pub struct TokenAuth {
     /// holds `renewing`.
     state: RwLock<Option<TokenState>>,
     /// Held while logging in or refreshing, so exactly one renewal runs per generation.
-    renewing: Mutex<()>,
-    /// Why the last login failed (written under `renewing`): workers that waited for that
-    /// login fail with the same message instead of each trying the bad credentials again.
-    failed: std::sync::Mutex<Option<String>>,
+    /// Holds why the last login failed: workers that waited for that login fail with the
+    /// same error instead of each trying the bad credentials again.
+    renewing: Mutex<Option<LoginError>>,
     /// Every token obtained is added here, so that no server text shows it.
     known: Arc<Known>,
 }
 
 /// `{{auth.username}}` / `{{auth.password}}` for the login body.
-struct AuthScope<'a> {
-    username: &'a SecretString,
-    password: &'a SecretString,
-}
+struct AuthScope<'a>(&'a TokenAuth);
 
 impl Scope for AuthScope<'_> {
     fn var(&self, name: &str) -> Var<'_> {
         let v = match name {
-            "auth.username" => self.username.expose_secret(),
-            "auth.password" => self.password.expose_secret(),
+            "auth.username" => self.0.username.expose_secret(),
+            "auth.password" => self.0.password.expose_secret(),
             _ => return Var::Empty,
         };
         Var::Value(Cow::Owned(Value::String(v.to_string())))
@@ -360,83 +253,46 @@ impl TokenAuth {
         (tok.obtained.elapsed() >= life.mul_f64(0.9)).then_some(tok.generation)
     }
 
-    async fn relogin(&self, http: &Http, gate: &Gate, stats: &Stats, seen: u64) -> Result<()> {
-        self.renew_as(http, gate, stats, Some(seen), false, 3).await
-    }
-
-    /// Refresh (when due) or first login.
+    /// Gets a new token unless the current generation is already newer than `seen`
+    /// (`None`: the first login). `refresh`: try the profile's refresh request first
+    /// (falling back to a login).
     async fn renew(
         &self,
-        http: &Http,
-        gate: &Gate,
-        stats: &Stats,
-        seen: Option<u64>,
-        attempts: u32,
-    ) -> Result<()> {
-        self.renew_as(http, gate, stats, seen, seen.is_some(), attempts)
-            .await
-    }
-
-    /// Gets a new token unless the current generation is already newer than `seen`.
-    /// `refresh`: try the profile's refresh request first (falling back to a login).
-    async fn renew_as(
-        &self,
-        http: &Http,
-        gate: &Gate,
-        stats: &Stats,
+        net: &Net,
         seen: Option<u64>,
         refresh: bool,
         attempts: u32,
     ) -> Result<()> {
-        let _one = self.renewing.lock().await;
-        if let Some(why) = self
-            .failed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
-            return Err(Error::CannotStart(why));
+        let mut failed = self.renewing.lock().await;
+        if let Some(e) = &*failed {
+            return Err(Error::Login(Box::new(e.clone())));
         }
-        let (current, old_header) = {
-            let s = self.state.read().await;
-            (
-                s.as_ref().map(|t| t.generation),
-                s.as_ref().map(|t| t.header.clone()),
-            )
-        };
-        if current.is_some() && current != seen {
+        let old = self
+            .state
+            .read()
+            .await
+            .as_ref()
+            .map(|t| (t.generation, t.header.clone()));
+        if old.as_ref().is_some_and(|(g, _)| Some(*g) != seen) {
             return Ok(()); // someone else renewed while we waited
         }
+        let old_header = old.map(|(_, h)| h);
         let mut token = None;
-        if refresh {
-            if let Some(spec) = &self.spec.refresh {
-                let req = render_request(
-                    spec,
-                    &AuthScope {
-                        username: &self.username,
-                        password: &self.password,
-                    },
-                );
-                // A failed refresh is not fatal: a fresh login follows.
-                if let Ok(resp) = self
-                    .exchange(http, gate, stats, &req, old_header.as_ref(), 1)
-                    .await
-                {
-                    if spec.is_success(resp.status) {
-                        token = self.token_from(&resp);
-                    }
+        if let Some(spec) = self.spec.refresh.as_ref().filter(|_| refresh) {
+            let req = render_request(spec, &AuthScope(self));
+            // A failed refresh is not fatal: a fresh login follows.
+            if let Ok(resp) = exchange(net, &req, old_header.as_ref(), 1).await {
+                if spec.is_success(resp.status) {
+                    token = self.token_from(&resp);
                 }
             }
         }
         let token = match token {
             Some(t) => t,
-            None => match self.login(http, gate, stats, attempts).await {
-                Ok(t) => t,
-                Err(e) => {
-                    *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
-                    return Err(e);
-                }
-            },
+            None => self.login(net, attempts).await.map_err(|e| {
+                *failed = Some(e.clone());
+                Error::Login(Box::new(e))
+            })?,
         };
         self.known.add(&token);
         let header = secret_header(&self.spec.header, format!("{}{token}", self.spec.prefix))?;
@@ -452,46 +308,34 @@ impl TokenAuth {
     }
 
     /// Sends the login request; the token, or why there is none.
-    async fn login(
-        &self,
-        http: &Http,
-        gate: &Gate,
-        stats: &Stats,
-        attempts: u32,
-    ) -> Result<String> {
-        let req = render_request(
-            &self.spec.login,
-            &AuthScope {
-                username: &self.username,
-                password: &self.password,
-            },
-        );
-        let url = http.url(&req);
-        let hint = format!(
-            "check {} / {}",
-            self.spec.username_env, self.spec.password_env
-        );
-        let scrub = |m: String| Error::CannotStart(self.known.get().scrub(&m));
-        let resp = self
-            .exchange(http, gate, stats, &req, None, attempts)
-            .await
-            .map_err(|m| scrub(format!("login to {url} failed: {m}")))?;
+    async fn login(&self, net: &Net, attempts: u32) -> std::result::Result<String, LoginError> {
+        let req = render_request(&self.spec.login, &AuthScope(self));
+        let scrub = |m: &str| self.known.get().scrub(m);
+        let failed = |status, kind, detail: &str| LoginError {
+            url: net.http.url(&req),
+            status,
+            kind,
+            detail: scrub(detail),
+            credentials: format!("{} / {}", self.spec.username_env, self.spec.password_env),
+        };
+        let resp = match exchange(net, &req, None, attempts).await {
+            Ok(resp) => resp,
+            Err(m) => return Err(failed(None, LoginFailure::NoAnswer, &m)),
+        };
+        let status = Some(resp.status);
         if !self.spec.login.is_success(resp.status) {
-            // The login profile has no error pointers of its own: the body's
-            // `details`/`error`/`message` fields are the usual places.
-            if let Some(r) = &resp.redirect {
-                return Err(scrub(format!("login to {url} failed: {} {r}", resp.status)));
-            }
-            let msg = login_failure(&resp);
-            return Err(scrub(format!("login to {url} failed: {msg}; {hint}")));
+            let kind = LoginFailure::of(resp.status);
+            return Err(match &resp.redirect {
+                Some(r) => failed(status, kind, &format!("{} {r}", resp.status)),
+                None => failed(status, kind, &answer_words(&resp)),
+            });
         }
         self.token_from(&resp).ok_or_else(|| {
-            Error::CannotStart(format!(
-                "login to {url} answered {} without a token at {}{}",
-                resp.status,
-                self.spec.token_pointer,
-                token_hint(&resp)
-            ))
+            let kind = LoginFailure::NoToken {
+                pointer: self.spec.token_pointer.clone(),
+                instead: token_hint(&resp),
+            };
+            failed(status, kind, &answer_words(&resp))
         })
     }
 
@@ -501,40 +345,134 @@ impl TokenAuth {
             _ => None,
         }
     }
+}
 
-    /// Sends a login or refresh request through the gate, retrying transport failures and
-    /// retryable statuses (a login is safe to repeat).
-    async fn exchange(
-        &self,
-        http: &Http,
-        gate: &Gate,
-        stats: &Stats,
-        req: &crate::plan::Request,
-        auth: Option<&(HeaderName, HeaderValue)>,
-        attempts: u32,
-    ) -> std::result::Result<Resp, String> {
-        let mut tries = 0;
-        loop {
-            gate.acquire().await;
-            tries += 1;
-            stats.request();
-            let r = http.send(req, auth).await;
-            let retry = match &r {
-                Ok(resp) => matches!(resp.status, 408 | 429 | 502 | 503 | 504),
-                Err(_) => true,
-            };
-            if let Ok(resp) = &r {
-                if resp.status == 429 {
-                    stats.throttle();
-                    gate.throttled();
-                }
-            }
-            if !retry || tries >= attempts.max(1) {
-                return r.map_err(|e| e.message().to_string());
-            }
-            stats.retry();
-            tokio::time::sleep(super::retry::backoff(tries)).await;
+/// Sends a login or refresh request through the gate, retrying transport failures and
+/// retryable statuses (a login is safe to repeat).
+async fn exchange(
+    net: &Net,
+    req: &Request,
+    auth: Option<&(HeaderName, HeaderValue)>,
+    attempts: u32,
+) -> std::result::Result<Resp, String> {
+    let mut tries = 0;
+    loop {
+        net.gate.acquire().await;
+        tries += 1;
+        net.stats.request();
+        let r = net.http.send(req, auth).await;
+        let retry = match &r {
+            Ok(resp) => matches!(resp.status, 408 | 429 | 502 | 503 | 504),
+            Err(_) => true,
+        };
+        if r.as_ref().is_ok_and(|resp| resp.status == 429) {
+            net.stats.throttle();
+            net.gate.throttled();
         }
+        if !retry || tries >= attempts.max(1) {
+            return r.map_err(|e| e.message().to_string());
+        }
+        net.stats.retry();
+        tokio::time::sleep(super::retry::backoff(tries)).await;
+    }
+}
+
+/// Why a login gave no token, with what the answer said and what to do about it.
+#[derive(Debug, Clone)]
+pub struct LoginError {
+    /// The login URL (secrets travel in its body, never in the URL).
+    pub url: String,
+    /// The answer's status, when there was an answer.
+    pub status: Option<u16>,
+    pub kind: LoginFailure,
+    /// The answer in words (status, reason, the server's own message), or why there was
+    /// none; scrubbed of secrets.
+    pub detail: String,
+    /// The profile's credential variables, `USERNAME_ENV / PASSWORD_ENV`.
+    credentials: String,
+}
+
+/// What a failed login means, by the class of its answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginFailure {
+    /// 401, 403: the target refused the credentials.
+    Refused,
+    /// 404, 405, 501: nothing takes logins at that path with that method.
+    NotFound,
+    /// 5xx, or 408 / 429 still after the retries: the server could not log anyone in now.
+    ServerError,
+    /// 3xx: the answer points elsewhere (`detail` names where).
+    Redirect,
+    /// Another 4xx: the target refused the login request itself (its body or format).
+    Rejected,
+    /// A success without a token at the profile's `token_pointer`; `instead`: what the
+    /// answer held (its keys, and the pointer to set when one names a token).
+    NoToken { pointer: String, instead: String },
+    /// No answer at all (cannot connect, certificate refused, timeout).
+    NoAnswer,
+}
+
+impl LoginFailure {
+    /// The class of a login's answer that was no success.
+    fn of(status: u16) -> LoginFailure {
+        match status {
+            401 | 403 => LoginFailure::Refused,
+            404 | 405 | 501 => LoginFailure::NotFound,
+            300..=399 => LoginFailure::Redirect,
+            408 | 429 | 500..=599 => LoginFailure::ServerError,
+            _ => LoginFailure::Rejected,
+        }
+    }
+}
+
+impl LoginError {
+    /// What to do about it, when there is more to say than the answer itself.
+    pub fn advice(&self) -> Option<String> {
+        Some(match &self.kind {
+            // Some gateways answer 401 for any path they do not know, login paths included.
+            LoginFailure::Refused => format!(
+                "check {} (or auth.login.path, if this is not the login endpoint)",
+                self.credentials
+            ),
+            LoginFailure::NotFound => "nothing takes logins there: check the profile's \
+                                       auth.login.path (and its method)"
+                .into(),
+            LoginFailure::ServerError => "the server failed: try again later".into(),
+            LoginFailure::Rejected => "the target refused the login request itself: check \
+                                       the body of the profile's auth.login"
+                .into(),
+            LoginFailure::NoToken { pointer, instead } => format!("no token at {pointer}{instead}"),
+            // The redirect's and the transport's own words say what to do.
+            LoginFailure::Redirect | LoginFailure::NoAnswer => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for LoginError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "login to {} failed: {}", self.url, self.detail)?;
+        match self.advice() {
+            Some(a) => write!(f, "; {a}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A login's answer in words: its status, and the server's message where the usual
+/// fields hold one (the login has no error pointers of its own).
+fn answer_words(resp: &Resp) -> String {
+    let reason = reqwest::StatusCode::from_u16(resp.status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    let msg = resp.json().and_then(|v| {
+        ["/details", "/error", "/message", "/detail", "/ErrorMessage"]
+            .iter()
+            .find_map(|p| v.pointer(p).and_then(Value::as_str).map(str::to_string))
+    });
+    match msg {
+        Some(m) => format!("{} {}", resp.status, excerpt(&m, EXCERPT)),
+        None => format!("{} {reason}", resp.status),
     }
 }
 
@@ -561,25 +499,5 @@ fn token_hint(resp: &Resp) -> String {
             " (keys: {}); check the profile's token_pointer",
             keys.join(", ")
         ),
-    }
-}
-
-fn login_failure(resp: &Resp) -> String {
-    let reason = reqwest::StatusCode::from_u16(resp.status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("");
-    let msg = resp.json().and_then(|v| {
-        ["/details", "/error", "/message", "/detail", "/ErrorMessage"]
-            .iter()
-            .find_map(|p| v.pointer(p).and_then(Value::as_str).map(str::to_string))
-    });
-    match msg {
-        Some(m) => format!(
-            "{} {}",
-            resp.status,
-            super::client::excerpt(&m, super::client::EXCERPT)
-        ),
-        None => format!("{} {reason}", resp.status),
     }
 }

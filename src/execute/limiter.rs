@@ -31,6 +31,8 @@ use std::time::{Duration, SystemTime};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
+use crate::headers::Budget;
+
 /// After a 429 the rate is cut at most once per this interval, so that workers receiving
 /// the same burst of 429s cut it once.
 const CUT_INTERVAL: Duration = Duration::from_secs(1);
@@ -64,24 +66,6 @@ pub enum RateMode {
     Fixed(f64),
     /// `--rate auto`: start at this rate and probe upward.
     Auto(f64),
-}
-
-impl RateMode {
-    /// The rate a run starts with.
-    pub fn start(self) -> f64 {
-        match self {
-            RateMode::Fixed(r) | RateMode::Auto(r) => r,
-        }
-    }
-}
-
-/// A budget a server advertised (`RateLimit-Limit` / `-Remaining` / `-Reset`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Budget {
-    /// Requests still allowed in the current window.
-    pub remaining: u64,
-    /// Until the window resets.
-    pub reset: Duration,
 }
 
 /// Shared by all workers (behind an `Arc`).
@@ -121,9 +105,9 @@ impl Gate {
     /// `rate` > 0 requests per second, `burst` ≥ 1.
     pub fn new(mode: RateMode, burst: u32) -> Gate {
         let now = Instant::now();
-        let cap = match mode {
-            RateMode::Fixed(r) => r,
-            RateMode::Auto(_) => AUTO_CAP,
+        let (start, cap) = match mode {
+            RateMode::Fixed(r) => (r, r),
+            RateMode::Auto(r) => (r, AUTO_CAP),
         };
         let period = Duration::from_secs_f64(1.0 / cap.max(0.001));
         let quota = Quota::with_period(period)
@@ -134,7 +118,7 @@ impl Gate {
             burst: burst.max(1),
             cap: RateLimiter::direct(quota),
             state: Mutex::new(State {
-                rate: mode.start().max(FLOOR),
+                rate: start.max(FLOOR),
                 next: now,
                 paused_until: None,
                 ceiling: None,
@@ -158,13 +142,13 @@ impl Gate {
     pub async fn acquire(&self) {
         loop {
             if let Some(at) = self.slot(Instant::now()) {
-                self.sleep_until(at).await;
+                let _counted = Waiting::start(&self.waiting);
+                tokio::time::sleep_until(at).await;
             }
             if self.cap.check().is_err() {
                 // governor's own wait, precise to microseconds: tokio's timer rounds up to
                 // whole milliseconds, and with a burst of 1 each late start is lost rate.
-                self.waiting.fetch_add(1, Ordering::Relaxed);
-                let _done = Waiting(&self.waiting);
+                let _counted = Waiting::start(&self.waiting);
                 self.cap.until_ready().await;
             }
             // A pause may have come in while we waited: nothing is sent inside it.
@@ -174,13 +158,6 @@ impl Gate {
                 return;
             }
         }
-    }
-
-    /// Sleeps, counted in [`Gate::waiting`] (however the wait ends).
-    async fn sleep_until(&self, at: Instant) {
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        let _done = Waiting(&self.waiting);
-        tokio::time::sleep_until(at).await;
     }
 
     /// This request's start slot, when the slot layer is in force: a pause, or a rate
@@ -230,7 +207,7 @@ impl Gate {
             .checked_add(d)
             .unwrap_or_else(|| now + Duration::from_secs(86_400));
         let mut s = self.lock();
-        s.paused_until = Some(s.paused_until.map_or(until, |t| t.max(until)));
+        s.pause_until(until);
     }
 
     /// A 429 arrived. A fixed rate halves; `--rate auto` takes what the target answered
@@ -262,7 +239,7 @@ impl Gate {
                 // that `quota_seen` assumes end), or the target's own Retry-After.
                 let rest = SECOND.saturating_sub(into_second(wall));
                 let until = now + rest;
-                s.paused_until = Some(s.paused_until.map_or(until, |t| t.max(until)));
+                s.pause_until(until);
                 ceiling * SETTLE
             }
         }
@@ -328,6 +305,11 @@ impl Gate {
 }
 
 impl State {
+    /// Nobody starts before `until` (a pause already longer stands).
+    fn pause_until(&mut self, until: Instant) {
+        self.paused_until = Some(self.paused_until.map_or(until, |t| t.max(until)));
+    }
+
     /// What the target allows in a second, judged at a 429: the requests it answered
     /// since the wall clock's second began, when that lies between half and all of those
     /// it answered over the last second. Most fixed-window limiters count per wall-clock
@@ -365,9 +347,16 @@ fn into_second(wall: SystemTime) -> Duration {
         })
 }
 
-/// Counts a request out of [`Gate::waiting`] however its wait ends (also when the task
-/// is dropped mid-wait).
+/// Counts a request in [`Gate::waiting`] while it waits, and out however its wait ends
+/// (also when the task is dropped mid-wait).
 struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn start(waiting: &'a AtomicUsize) -> Waiting<'a> {
+        waiting.fetch_add(1, Ordering::Relaxed);
+        Waiting(waiting)
+    }
+}
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
@@ -465,24 +454,13 @@ mod tests {
     #[test]
     fn a_budget_spreads_what_remains_and_an_empty_one_pauses() {
         let g = Gate::new(RateMode::Fixed(100.0), 1);
-        let max = Duration::from_secs(60);
-        g.budget(
-            Budget {
-                remaining: 11,
-                reset: Duration::from_secs(2),
-            },
-            max,
-            1,
-        );
+        let budget = |remaining| {
+            let reset = Duration::from_secs(2);
+            g.budget(Budget { remaining, reset }, Duration::from_secs(60), 1);
+        };
+        budget(11);
         assert_eq!(g.current_rate(), 5.0);
-        g.budget(
-            Budget {
-                remaining: 0,
-                reset: Duration::from_secs(2),
-            },
-            max,
-            1,
-        );
+        budget(0);
         let now = Instant::now();
         assert!(
             g.reserve(now) > now + Duration::from_secs(1),

@@ -15,7 +15,7 @@
 //!   room; every request a row sends (lookups, logins, refreshes and every retry
 //!   included) first passes the one rate [`limiter::Gate`].
 //! - Rows never print: their outcomes go to the `out` channel, which the command wires to
-//!   the collector ([`crate::collect::run`]); [`Stats`] holds live figures it can show.
+//!   the collector ([`crate::collect::run`]); every request updates its [`Stats`].
 //! - Stopping: the `shutdown` future (Ctrl-C in the binary, anything in tests) stops
 //!   dispatching; requests in flight get `drain_timeout` to finish; every row not sent
 //!   (still in the channel or not yet read) is recorded as `not-attempted`. The `stop`
@@ -27,12 +27,10 @@ pub mod auth;
 pub mod client;
 pub mod limiter;
 pub mod order;
-pub mod preflight;
 pub mod retry;
 mod worker;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,14 +38,17 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::collect::Stats;
 use crate::collect::{Progress, SeqSet};
 use crate::error::{Error, Result};
 use crate::outcome::{Outcome, Status};
 use crate::plan::PlannedRow;
 use crate::profile::{Action, Profile};
 
-pub use auth::Secrets;
-pub use client::check_base_url;
+pub use crate::secrets::Secrets;
+pub use crate::tls::check_base_url;
+pub use client::Resp;
+pub(crate) use worker::{probe_lookup, work, Found};
 
 /// How many rows may be in flight at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,15 +221,6 @@ impl RunSettings {
         })
     }
 
-    /// How the gate's rate is decided.
-    fn rate_mode(&self) -> limiter::RateMode {
-        if self.auto_rate {
-            limiter::RateMode::Auto(self.rate)
-        } else {
-            limiter::RateMode::Fixed(self.rate)
-        }
-    }
-
     /// Checks the numbers (after flags have been applied).
     pub fn validate(&self) -> Result<()> {
         let bad = |m: &str| Err(Error::Usage(m.to_string()));
@@ -256,64 +248,21 @@ impl RunSettings {
     }
 }
 
-/// Request counters for the summary and live figures for the progress display, updated
-/// by every request (relaxed atomics: each figure stands alone).
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Requests sent (every attempt, lookups and logins included).
-    requests: AtomicU64,
-    /// Sends that repeated an earlier one (backoff retries, replays after a re-login).
-    retries: AtomicU64,
-    /// 429 responses.
-    throttled: AtomicU64,
-    /// The concurrency limit now.
-    concurrency: AtomicUsize,
-    /// The gate's rate now (`f64` bits).
-    rate: AtomicU64,
-}
-
-impl Stats {
-    pub fn request(&self) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-    }
-    pub fn retry(&self) {
-        self.retries.fetch_add(1, Ordering::Relaxed);
-    }
-    pub fn throttle(&self) {
-        self.throttled.fetch_add(1, Ordering::Relaxed);
-    }
-    fn set_live(&self, concurrency: usize, rate: f64) {
-        self.concurrency.store(concurrency, Ordering::Relaxed);
-        self.rate.store(rate.to_bits(), Ordering::Relaxed);
-    }
-    /// Requests, retries and 429s so far.
-    pub fn counts(&self) -> (u64, u64, u64) {
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        (
-            get(&self.requests),
-            get(&self.retries),
-            get(&self.throttled),
-        )
-    }
-    /// Rows allowed in flight and requests per second allowed, now.
-    pub fn live(&self) -> (usize, f64) {
-        (
-            self.concurrency.load(Ordering::Relaxed),
-            f64::from_bits(self.rate.load(Ordering::Relaxed)),
-        )
-    }
+/// What every request goes through: the run's one client, the rate gate, the counters.
+pub(crate) struct Net {
+    pub(crate) http: client::Http,
+    pub(crate) gate: limiter::Gate,
+    pub(crate) stats: Arc<Stats>,
 }
 
 /// What every row task shares (behind one `Arc`).
-struct Shared {
+pub(crate) struct Shared {
     profile: Arc<Profile>,
     settings: RunSettings,
-    http: client::Http,
-    gate: limiter::Gate,
+    pub(crate) net: Net,
     /// Rows in flight: the dispatcher takes a permit per row.
-    limit: Arc<adaptive::Limit>,
+    pub(crate) limit: Arc<adaptive::Limit>,
     auth: auth::Authenticator,
-    stats: Arc<Stats>,
     /// What the run's upserts have shown so far: create or look up first.
     order: order::Order,
     /// Cancelled to stop dispatching: on shutdown, when a sink cannot write, or when the
@@ -326,6 +275,48 @@ struct Shared {
 }
 
 impl Shared {
+    /// The client, the gate, the limit and the authenticator of a run (checking the
+    /// settings first); sends nothing yet.
+    pub(crate) fn new(
+        profile: Arc<Profile>,
+        settings: RunSettings,
+        stats: Arc<Stats>,
+        stop: CancellationToken,
+    ) -> Result<Shared> {
+        settings.validate()?;
+        let (limit, pool) = match settings.concurrency {
+            Concurrency::Fixed(n) => (adaptive::Limit::fixed(n), n),
+            Concurrency::Auto { start, max } => (adaptive::Limit::auto(start, max), max),
+        };
+        let rate = match settings.auto_rate {
+            true => limiter::RateMode::Auto(settings.rate),
+            false => limiter::RateMode::Fixed(settings.rate),
+        };
+        let net = Net {
+            http: client::Http::new(&settings, &profile.content_type, pool)?,
+            gate: limiter::Gate::new(rate, settings.burst),
+            stats,
+        };
+        Ok(Shared {
+            auth: auth::Authenticator::new(&profile, &settings.secrets)?,
+            order: order::Order::new(settings.upsert_order, &profile),
+            profile,
+            settings,
+            net,
+            limit: Arc::new(limit),
+            stop,
+            abort: CancellationToken::new(),
+            fatal: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// Logs in when the profile uses a token login: before the first row, so that bad
+    /// credentials stop the run once, before anything is read.
+    pub(crate) async fn login(&self) -> Result<()> {
+        let attempts = self.settings.max_attempts.min(3);
+        self.auth.start(&self.net, attempts).await
+    }
+
     fn fail(&self, e: Error) {
         let mut f = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
         if f.is_none() {
@@ -337,9 +328,9 @@ impl Shared {
 
     /// A request's round trip, for the concurrency limit and the live figures.
     fn sample(&self, rtt: Duration, what: adaptive::Sample) {
-        let rate = self.gate.current_rate();
-        self.limit.sample(rtt, what, rate, self.gate.binding());
-        self.stats.set_live(self.limit.current(), rate);
+        let rate = self.net.gate.current_rate();
+        self.limit.sample(rtt, what, rate, self.net.gate.binding());
+        self.net.stats.set_live(self.limit.current(), rate);
     }
 }
 
@@ -372,39 +363,11 @@ pub async fn run(
     stop: CancellationToken,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<Executed> {
-    settings.validate()?;
-    let (limit, pool) = match settings.concurrency {
-        Concurrency::Fixed(n) => (adaptive::Limit::fixed(n), n),
-        Concurrency::Auto { start, max } => (adaptive::Limit::auto(start, max), max),
-    };
-    let opts = client::ClientOptions {
-        concurrency: pool,
-        timeout: settings.timeout,
-        connect_timeout: settings.connect_timeout,
-        ca_pem: settings.ca_pem.clone(),
-    };
-    let http = client::Http::new(&settings.base_url, &profile.content_type, &opts)?;
-    let gate = limiter::Gate::new(settings.rate_mode(), settings.burst);
-    let auth = auth::Authenticator::new(&profile, &settings.secrets)?;
-    // Log in before reading a single row: bad credentials stop the run here, once.
-    auth.start(&http, &gate, &stats, settings.max_attempts.min(3))
-        .await?;
-    stats.set_live(limit.current(), gate.current_rate());
-    let drain = settings.drain_timeout;
-    let order = order::Order::new(settings.upsert_order, &profile);
-    let sh = Arc::new(Shared {
-        profile,
-        settings,
-        http,
-        gate,
-        limit: Arc::new(limit),
-        auth,
-        stats,
-        order,
-        stop,
-        abort: CancellationToken::new(),
-        fatal: std::sync::Mutex::new(None),
-    });
+    let sh = Arc::new(Shared::new(profile, settings, stats, stop)?);
+    sh.login().await?;
+    sh.net
+        .stats
+        .set_live(sh.limit.current(), sh.net.gate.current_rate());
 
     let (job_tx, mut jobs) = mpsc::channel::<PlannedRow>(JOBS_QUEUED);
     let reader = {
@@ -419,6 +382,7 @@ pub async fn run(
             _ = &mut dispatched => false,
             _ = &mut shutdown => {
                 sh.stop.cancel();
+                let drain = sh.settings.drain_timeout;
                 tracing::warn!(
                     "interrupted: sending nothing new; waiting up to {}s for requests in flight",
                     drain.as_secs()
@@ -447,7 +411,7 @@ pub async fn run(
         routed,
         fatal,
         concurrency: sh.limit.current(),
-        rate: sh.gate.current_rate(),
+        rate: sh.net.gate.current_rate(),
     })
 }
 

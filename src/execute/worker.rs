@@ -1,4 +1,4 @@
-//! One worker: takes rows off the job channel and carries each to a definite outcome.
+//! One row task: carries a row to a definite outcome.
 //!
 //! The rules a row follows (create, update, upsert; what a conflict or a missing user
 //! means; when a create may be sent again) live here, in one place.
@@ -22,7 +22,7 @@ use crate::profile::{Action, RequestSpec};
 
 /// Carries one row to its outcome, sent to `out`; `_permit` is the row's room in the
 /// concurrency limit, given back when the row is done.
-pub(super) async fn work(
+pub(crate) async fn work(
     sh: Arc<Shared>,
     row: PlannedRow,
     out: mpsc::Sender<Outcome>,
@@ -49,8 +49,7 @@ pub(super) async fn work(
             End::new(Status::NotAttempted, msg)
         }
         None if cx.requests == 0 => End::new(Status::NotAttempted, NOT_SENT),
-        None => End::new(
-            Status::Failed,
+        None => End::failed(
             "the run stopped while this row's request was in flight: \
              whether the target applied it is unknown; check this user",
         ),
@@ -81,6 +80,21 @@ impl End {
         self.remote_id = id;
         self
     }
+}
+
+/// A row whose user a lookup found (remote id `id`), ending `status`.
+fn found(status: Status, message: impl Into<String>, id: &Option<Value>) -> End {
+    End::new(status, message).with_id(id_text(id))
+}
+
+/// A create met a conflict: the user exists, in the server's words when it has some.
+fn exists(sh: &Shared, conflict: &Resp, id: &Option<Value>) -> End {
+    let server = sh
+        .profile
+        .error_message(&conflict.body)
+        .map(|m| format!(" ({m})"))
+        .unwrap_or_default();
+    found(Status::Exists, format!("already exists{server}"), id)
 }
 
 /// Per-row bookkeeping while it is worked on.
@@ -154,25 +168,27 @@ impl RowCtx {
             remote_id: end.remote_id.or_else(|| self.lookup_id.clone()),
             finished_at: now_rfc3339(),
             cells: row.cells,
-            fingerprint: if applied {
-                row.job.map(|j| j.fingerprint)
-            } else {
-                None
-            },
+            fingerprint: row.job.filter(|_| applied).map(|j| j.fingerprint),
             steps: self.steps.clone(),
             problem_columns: Vec::new(),
         }
     }
 }
 
-/// Why [`call`] returned no response to act on.
-enum CallErr {
+/// Why [`call`] returned no response to act on (the run itself goes on).
+enum Unsent {
     /// Retries used up (or the row's time) on transport failures.
     GaveUp(String),
     /// A non-idempotent request may have been applied (only for those).
     Uncertain(String),
-    /// The run cannot go on (re-login refused).
-    Fatal(Error),
+}
+
+impl Unsent {
+    fn message(self) -> String {
+        match self {
+            Unsent::GaveUp(m) | Unsent::Uncertain(m) => m,
+        }
+    }
 }
 
 async fn process(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx) -> Result<End, Error> {
@@ -191,19 +207,16 @@ async fn process(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx) -> Result<End, 
                 // Boxed (only on a resume or for such a target): see `create`.
                 match Box::pin(lookup(sh, cx, lk, &row.key)).await? {
                     Found::Yes(id) if job.reconcile => {
-                        return Ok(End::new(
-                            Status::Created,
-                            "confirmed by lookup: applied by the interrupted run",
-                        )
-                        .with_id(id_text(&id)))
+                        let how = "confirmed by lookup: applied by the interrupted run";
+                        return Ok(found(Status::Created, how, &id));
                     }
-                    Found::Yes(id) => return Ok(End::new(
-                        Status::Exists,
-                        "already exists (found by lookup; create mode changes no existing user)",
-                    )
-                    .with_id(id_text(&id))),
+                    Found::Yes(id) => {
+                        let how = "already exists (found by lookup; create mode changes no \
+                                   existing user)";
+                        return Ok(found(Status::Exists, how, &id));
+                    }
                     Found::No => {}
-                    Found::Failed(end) => return Ok(end),
+                    Found::Failed(why) => return Ok(End::failed(why)),
                 }
             }
             create(sh, row, job, cx, false).await
@@ -212,84 +225,86 @@ async fn process(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx) -> Result<End, 
             if let Some(end) = known_update(sh, job, cx).await? {
                 return Ok(end);
             }
-            if let Some(lk) = &job.lookup {
-                match lookup(sh, cx, lk, &row.key).await? {
-                    Found::Yes(id) => update(sh, row, job, cx, id).await,
-                    Found::No => Ok(not_found(row)),
-                    Found::Failed(end) => Ok(end),
-                }
-            } else {
-                update(sh, row, job, cx, None).await
-            }
-        }
-        Action::Upsert => {
-            let known = job.known.is_some();
-            if let Some(end) = known_update(sh, job, cx).await? {
-                return Ok(end);
-            }
             let Some(lk) = &job.lookup else {
-                return create(sh, row, job, cx, true).await;
+                return update(sh, row, job, cx, None).await;
             };
-            // A resumed row keeps looking up first (its reconciliation needs the lookup), as
-            // do a row that could not be created and a known user (gone from the target,
-            // or with no id the update can use).
-            let plain = !(job.reconcile || job.created_in_flight || known);
-            if plain && job.missing_for_create.is_empty() && sh.order.create_first() {
-                let end = create(sh, row, job, cx, true).await?;
-                match end.status {
-                    Status::Created => sh.order.saw(true),
-                    Status::Updated | Status::Exists => sh.order.saw(false),
-                    _ => {}
-                }
-                // A create the target refused for a reason the profile does not call a
-                // conflict (a profile that says 409 where the target answers 400) may
-                // still mean the user exists: look before failing the row, as looking up
-                // first would have.
-                let refused = matches!(cx.http_status, Some(400..=499))
-                    && !matches!(cx.http_status, Some(401 | 403 | 408 | 429));
-                if end.status != Status::Failed || !refused || cx.looked_up {
-                    return Ok(end);
-                }
-                let status = cx.http_status;
-                return Ok(match Box::pin(lookup(sh, cx, lk, &row.key)).await? {
-                    Found::Yes(id) => Box::pin(update(sh, row, job, cx, id)).await?,
-                    Found::No | Found::Failed(_) => {
-                        cx.http_status = status;
-                        end
-                    }
-                });
-            }
-            let found = lookup(sh, cx, lk, &row.key).await?;
-            if plain {
-                match found {
-                    Found::Yes(_) => sh.order.saw(false),
-                    Found::No => sh.order.saw(true),
-                    Found::Failed(_) => {}
-                }
-            }
-            match found {
-                Found::Yes(id) if job.created_in_flight => Ok(End::new(
-                    Status::Created,
-                    "confirmed by lookup after a restart: created by the interrupted run",
-                )
-                .with_id(id_text(&id))),
+            match lookup(sh, cx, lk, &row.key).await? {
                 Found::Yes(id) => update(sh, row, job, cx, id).await,
-                Found::No if !job.missing_for_create.is_empty() => {
-                    let cols = job.missing_for_create.join(", ");
-                    let verb = if job.missing_for_create.len() == 1 {
-                        "is"
-                    } else {
-                        "are"
-                    };
-                    Ok(End::failed(format!(
-                        "no user {:?} yet, and {cols} {verb} required to create this user",
-                        row.key
-                    )))
-                }
-                Found::No => create(sh, row, job, cx, true).await,
-                Found::Failed(end) => Ok(end),
+                Found::No => Ok(not_found(row)),
+                Found::Failed(why) => Ok(End::failed(why)),
             }
         }
+        Action::Upsert => upsert(sh, row, job, cx).await,
+    }
+}
+
+/// An upsert: the create first while the run's rows show mostly new keys (and the
+/// profile allows it, see [`super::order`]), else the lookup first.
+async fn upsert(sh: &Shared, row: &PlannedRow, job: &Job, cx: &mut RowCtx) -> Result<End, Error> {
+    let known = job.known.is_some();
+    if let Some(end) = known_update(sh, job, cx).await? {
+        return Ok(end);
+    }
+    let Some(lk) = &job.lookup else {
+        return create(sh, row, job, cx, true).await;
+    };
+    // A resumed row keeps looking up first (its reconciliation needs the lookup), as
+    // do a row that could not be created and a known user (gone from the target,
+    // or with no id the update can use).
+    let plain = !(job.reconcile || job.created_in_flight || known);
+    if plain && job.missing_for_create.is_empty() && sh.order.create_first() {
+        let end = create(sh, row, job, cx, true).await?;
+        match end.status {
+            Status::Created => sh.order.saw(true),
+            Status::Updated | Status::Exists => sh.order.saw(false),
+            _ => {}
+        }
+        // A create the target refused for a reason the profile does not call a
+        // conflict (a profile that says 409 where the target answers 400) may
+        // still mean the user exists: look before failing the row, as looking up
+        // first would have.
+        let refused = matches!(cx.http_status, Some(400..=499))
+            && !matches!(cx.http_status, Some(401 | 403 | 408 | 429));
+        if end.status != Status::Failed || !refused || cx.looked_up {
+            return Ok(end);
+        }
+        let status = cx.http_status;
+        return Ok(match Box::pin(lookup(sh, cx, lk, &row.key)).await? {
+            Found::Yes(id) => Box::pin(update(sh, row, job, cx, id)).await?,
+            Found::No | Found::Failed(_) => {
+                cx.http_status = status;
+                end
+            }
+        });
+    }
+    let found_now = lookup(sh, cx, lk, &row.key).await?;
+    if plain {
+        match found_now {
+            Found::Yes(_) => sh.order.saw(false),
+            Found::No => sh.order.saw(true),
+            Found::Failed(_) => {}
+        }
+    }
+    match found_now {
+        Found::Yes(id) if job.created_in_flight => {
+            let how = "confirmed by lookup after a restart: created by the interrupted run";
+            Ok(found(Status::Created, how, &id))
+        }
+        Found::Yes(id) => update(sh, row, job, cx, id).await,
+        Found::No if !job.missing_for_create.is_empty() => {
+            let cols = job.missing_for_create.join(", ");
+            let verb = if job.missing_for_create.len() == 1 {
+                "is"
+            } else {
+                "are"
+            };
+            Ok(End::failed(format!(
+                "no user {:?} yet, and {cols} {verb} required to create this user",
+                row.key
+            )))
+        }
+        Found::No => create(sh, row, job, cx, true).await,
+        Found::Failed(why) => Ok(End::failed(why)),
     }
 }
 
@@ -310,13 +325,11 @@ async fn known_update(sh: &Shared, job: &Job, cx: &mut RowCtx) -> Result<Option<
         (Some(id), true) if !req.body_needs_remote_id() => Some(Value::String(id.clone())),
         (_, true) => return Ok(None),
     };
-    match send_update(sh, job, cx, id).await? {
-        Sent::Done(end) => {
-            let id = end.remote_id.clone().or_else(|| known.remote_id.clone());
-            Ok(Some(end.with_id(id)))
-        }
-        Sent::Gone => Ok(None),
-    }
+    let end = send_update(sh, job, cx, id).await?;
+    Ok(end.map(|end| {
+        let id = end.remote_id.clone().or_else(|| known.remote_id.clone());
+        end.with_id(id)
+    }))
 }
 
 fn not_found(row: &PlannedRow) -> End {
@@ -363,12 +376,13 @@ fn id_text(v: &Option<Value>) -> Option<String> {
 }
 
 /// What a lookup said.
-enum Found {
+#[derive(Debug)]
+pub(crate) enum Found {
     /// The user exists; its remote id when the profile says where it is.
     Yes(Option<Value>),
     No,
-    /// The lookup itself failed: the row ends with this.
-    Failed(End),
+    /// The lookup itself failed: why (the row fails with it).
+    Failed(String),
 }
 
 /// Whether a user found by a lookup is the one `key` names: its `match` field equals the
@@ -390,68 +404,58 @@ async fn lookup(sh: &Shared, cx: &mut RowCtx, req: &Request, key: &str) -> Resul
         return Ok(Found::No);
     };
     cx.looked_up = true;
-    let resp = match call(sh, cx, req, true).await {
+    let resp = match call(sh, cx, req, true).await? {
         Ok(r) => r,
-        Err(CallErr::Fatal(e)) => return Err(e),
-        Err(CallErr::GaveUp(m)) | Err(CallErr::Uncertain(m)) => {
-            return Ok(Found::Failed(End::failed(format!("lookup: {m}"))))
-        }
+        Err(u) => return Ok(Found::Failed(format!("lookup: {}", u.message()))),
     };
     if let Some(kept) = &mut cx.answer {
         *kept = Some(Box::new(resp.clone()));
     }
-    if spec.is_success(resp.status) {
-        if let Some(m) = not_json(&resp).filter(|_| spec.list.is_some() || spec.remote_id.is_some())
-        {
-            return Ok(Found::Failed(End::failed(format!("lookup: {m}"))));
-        }
-        let id = match &spec.list {
-            Some(lp) => match resp.json_at(lp) {
-                Some(Value::Array(items)) => {
-                    let mut exact = items.iter().filter(|item| names_key(spec, item, key));
-                    let Some(found) = exact.next() else {
-                        return Ok(Found::No);
-                    };
-                    let more = exact.count();
-                    if more > 0 {
-                        return Ok(Found::Failed(End::failed(format!(
-                            "{} users match {key} on the target; refusing to guess",
-                            more + 1
-                        ))));
-                    }
-                    id_at(found, spec.remote_id.as_deref())
-                }
-                _ => {
-                    return Ok(Found::Failed(End::failed(format!(
-                        "lookup: the answer ({}) has no list at {lp}",
-                        resp.status
-                    ))))
-                }
-            },
-            None => {
-                if spec.match_field.is_some() {
-                    let Ok(answer) = serde_json::from_slice::<Value>(&resp.body) else {
-                        return Ok(Found::Failed(End::failed(format!(
-                            "lookup: the answer ({}) is not JSON, so its user cannot be checked",
-                            resp.status
-                        ))));
-                    };
-                    if !names_key(spec, &answer, key) {
-                        return Ok(Found::No);
-                    }
-                }
-                resp_id(&resp, spec.remote_id.as_deref())
-            }
-        };
-        cx.lookup_id = id_text(&id);
-        Ok(Found::Yes(id))
+    let found = if spec.is_success(resp.status) {
+        user_in(spec, &resp, key)
     } else if spec.not_found.contains(&resp.status) {
-        Ok(Found::No)
+        Found::No
     } else {
-        Ok(Found::Failed(End::failed(format!(
-            "lookup: {}",
-            failure_message(&sh.profile, &resp)
-        ))))
+        Found::Failed(format!("lookup: {}", failure_message(&sh.profile, &resp)))
+    };
+    if let Found::Yes(id) = &found {
+        cx.lookup_id = id_text(id);
+    }
+    Ok(found)
+}
+
+/// The user `key` names in a lookup's successful answer (see [`lookup`]).
+fn user_in(spec: &RequestSpec, resp: &Resp, key: &str) -> Found {
+    let status = resp.status;
+    if let Some(m) = not_json(resp).filter(|_| spec.list.is_some() || spec.remote_id.is_some()) {
+        return Found::Failed(format!("lookup: {m}"));
+    }
+    let Some(lp) = &spec.list else {
+        if spec.match_field.is_some() {
+            let Ok(answer) = serde_json::from_slice::<Value>(&resp.body) else {
+                return Found::Failed(format!(
+                    "lookup: the answer ({status}) is not JSON, so its user cannot be checked"
+                ));
+            };
+            if !names_key(spec, &answer, key) {
+                return Found::No;
+            }
+        }
+        return Found::Yes(resp_id(resp, spec.remote_id.as_deref()));
+    };
+    let Some(Value::Array(items)) = resp.json_at(lp) else {
+        return Found::Failed(format!("lookup: the answer ({status}) has no list at {lp}"));
+    };
+    let mut exact = items.iter().filter(|item| names_key(spec, item, key));
+    let Some(user) = exact.next() else {
+        return Found::No;
+    };
+    match exact.count() {
+        0 => Found::Yes(id_at(user, spec.remote_id.as_deref())),
+        more => Found::Failed(format!(
+            "{} users match {key} on the target; refusing to guess",
+            more + 1
+        )),
     }
 }
 
@@ -462,26 +466,18 @@ async fn update(
     cx: &mut RowCtx,
     id: Option<Value>,
 ) -> Result<End, Error> {
-    match send_update(sh, job, cx, id).await? {
-        Sent::Done(end) => Ok(end),
-        Sent::Gone => Ok(not_found(row)),
-    }
+    let end = send_update(sh, job, cx, id).await?;
+    Ok(end.unwrap_or_else(|| not_found(row)))
 }
 
-/// How an update ended.
-enum Sent {
-    Done(End),
-    /// The target answered the update spec's `not_found`.
-    Gone,
-}
-
+/// Sends the update; `None` when the target answered its `not_found` (the user is gone).
 async fn send_update(
     sh: &Shared,
     job: &Job,
     cx: &mut RowCtx,
     id: Option<Value>,
-) -> Result<Sent, Error> {
-    let done = |end| Ok(Sent::Done(end));
+) -> Result<Option<End>, Error> {
+    let done = |end| Ok(Some(end));
     let (Some(req), Some(spec)) = (&job.update, sh.profile.requests.update.as_ref()) else {
         return done(End::failed(format!(
             "the user exists and profile {} cannot update users",
@@ -511,16 +507,15 @@ async fn send_update(
         (_, false) => req.clone(),
     };
     cx.attempts = 0;
-    let resp = match own_call(sh, cx, &req, true).await {
+    let resp = match own_call(sh, cx, &req, true).await? {
         Ok(r) => r,
-        Err(CallErr::Fatal(e)) => return Err(e),
-        Err(CallErr::GaveUp(m)) | Err(CallErr::Uncertain(m)) => return done(End::failed(m)),
+        Err(u) => return done(End::failed(u.message())),
     };
     if spec.is_success(resp.status) {
         let rid = resp_id(&resp, spec.remote_id.as_deref());
         done(End::new(Status::Updated, "updated").with_id(id_text(&rid).or(id_text(&id))))
     } else if spec.not_found.contains(&resp.status) {
-        Ok(Sent::Gone)
+        Ok(None)
     } else {
         done(End::failed(failure_message(&sh.profile, &resp)))
     }
@@ -548,13 +543,12 @@ async fn create(
             log.creating(&row.key, &job.fingerprint);
         }
     }
-    let max = sh.settings.max_attempts;
     let mut uncertain: Option<String> = None;
     let mut sends = 0u32;
     cx.attempts = 0;
-    loop {
+    let resp = loop {
         if let Some(why) = &uncertain {
-            if sends >= max || Instant::now() >= cx.deadline {
+            if sends >= sh.settings.max_attempts || Instant::now() >= cx.deadline {
                 return Ok(End::failed(format!(
                     "gave up after {sends} create attempts; the last may or may not have been applied ({why}); check this user"
                 )));
@@ -565,90 +559,73 @@ async fn create(
                 // built and moved for every row.
                 match Box::pin(lookup(sh, cx, lk, &row.key)).await? {
                     Found::Yes(id) => {
-                        return Ok(End::new(
-                            Status::Created,
-                            "confirmed by lookup after an uncertain attempt",
-                        )
-                        .with_id(id_text(&id)))
+                        let how = "confirmed by lookup after an uncertain attempt";
+                        return Ok(found(Status::Created, how, &id));
                     }
                     Found::No => {}
-                    Found::Failed(end) => {
+                    Found::Failed(lost) => {
                         return Ok(End::failed(format!(
-                            "the create may have been applied ({why}); the lookup to confirm it failed: {}; check this user",
-                            end.message
+                            "the create may have been applied ({why}); the lookup to confirm it failed: {lost}; check this user"
                         )))
                     }
                 }
             }
-            sh.stats.retry();
+            sh.net.stats.retry();
             tokio::time::sleep(retry::backoff(sends)).await;
         }
         sends += 1;
-        let resp = match own_call(sh, cx, req, false).await {
-            Ok(r) => r,
-            Err(CallErr::Uncertain(m)) => {
-                uncertain = Some(m);
-                continue;
-            }
-            Err(CallErr::GaveUp(m)) => return Ok(End::failed(m)),
-            Err(CallErr::Fatal(e)) => return Err(e),
+        match own_call(sh, cx, req, false).await? {
+            Ok(r) => break r,
+            Err(Unsent::Uncertain(m)) => uncertain = Some(m),
+            Err(Unsent::GaveUp(m)) => return Ok(End::failed(m)),
+        }
+    };
+    if spec.is_success(resp.status) {
+        let id = match &spec.remote_id_header {
+            Some(h) => id_in_header(&resp, h).map(|id| Some(Value::String(id))),
+            None => match not_json(&resp).filter(|_| spec.remote_id.is_some()) {
+                Some(m) => Err(m),
+                None => Ok(resp_id(&resp, spec.remote_id.as_deref())),
+            },
         };
-        if spec.is_success(resp.status) {
-            let (header_id, missing) = match &spec.remote_id_header {
-                Some(h) => match id_in_header(&resp, h) {
-                    Ok(id) => (Some(Value::String(id)), None),
-                    Err(m) => (None, Some(m)),
-                },
-                None => (None, not_json(&resp).filter(|_| spec.remote_id.is_some())),
-            };
-            if let Some(m) = missing {
-                // The status says the create was applied: never sent again. Its id is
-                // learnt by lookup where the profile can; otherwise a person should look.
-                if let Some(lk) = &job.lookup {
-                    if let Found::Yes(id) = Box::pin(lookup(sh, cx, lk, &row.key)).await? {
-                        return Ok(End::new(
-                            Status::Created,
-                            format!("created ({m}; its id was found by lookup)"),
-                        )
-                        .with_id(id_text(&id)));
-                    }
-                }
-                return Ok(End::failed(format!(
-                    "the target answered {} (created), but {m}: the user was probably created without enlist learning its id; check this user before running again",
-                    resp.status
-                )));
+        let missing = match id {
+            Ok(id) if uncertain.is_some() => {
+                let how = "created (on a retry after an uncertain attempt)";
+                return Ok(found(Status::Created, how, &id));
             }
-            let rid = header_id.or_else(|| resp_id(&resp, spec.remote_id.as_deref()));
-            let msg = if uncertain.is_some() {
-                "created (on a retry after an uncertain attempt)"
-            } else {
-                "created"
-            };
-            return Ok(End::new(Status::Created, msg).with_id(id_text(&rid)));
+            Ok(id) => return Ok(found(Status::Created, "created", &id)),
+            Err(m) => m,
+        };
+        // The status says the create was applied: never sent again. Its id is learnt by
+        // lookup where the profile can; otherwise a person should look.
+        if let Some(lk) = &job.lookup {
+            if let Found::Yes(id) = Box::pin(lookup(sh, cx, lk, &row.key)).await? {
+                let how = format!("created ({missing}; its id was found by lookup)");
+                return Ok(found(Status::Created, how, &id));
+            }
         }
-        if sh.profile.is_conflict(spec, resp.status, &resp.body) {
-            if uncertain.is_some() && job.lookup.is_none() {
-                return Ok(End::new(
-                    Status::Created,
-                    "created: the retry after an uncertain attempt met a conflict, so the first attempt was applied",
-                ));
-            }
-            if let Some(lk) = &job.lookup {
-                return Box::pin(confirm_conflict(sh, row, job, cx, lk, &resp, then_update)).await;
-            }
-            let can_update = job.update.as_ref().is_some_and(|u| !u.needs_remote_id());
-            if then_update && can_update {
-                return Box::pin(update(sh, row, job, cx, None)).await;
-            }
-            let server = sh
-                .profile
-                .error_message(&resp.body)
-                .map(|m| format!(" ({m})"))
-                .unwrap_or_default();
-            return Ok(End::new(Status::Exists, format!("already exists{server}")));
-        }
+        return Ok(End::failed(format!(
+            "the target answered {} (created), but {missing}: the user was probably created without enlist learning its id; check this user before running again",
+            resp.status
+        )));
+    }
+    if !sh.profile.is_conflict(spec, resp.status, &resp.body) {
         return Ok(End::failed(failure_message(&sh.profile, &resp)));
     }
+    if let Some(lk) = &job.lookup {
+        return Box::pin(confirm_conflict(sh, row, job, cx, lk, &resp, then_update)).await;
+    }
+    if uncertain.is_some() {
+        return Ok(End::new(
+            Status::Created,
+            "created: the retry after an uncertain attempt met a conflict, so the first attempt was applied",
+        ));
+    }
+    let can_update = job.update.as_ref().is_some_and(|u| !u.needs_remote_id());
+    if then_update && can_update {
+        return Box::pin(update(sh, row, job, cx, None)).await;
+    }
+    Ok(exists(sh, &resp, &None))
 }
 
 /// A create met a conflict and the profile can look users up: the user exists only if the
@@ -664,34 +641,23 @@ async fn confirm_conflict(
     then_update: bool,
 ) -> Result<End, Error> {
     let status = cx.http_status;
-    match lookup(sh, cx, lk, &row.key).await? {
-        Found::Yes(id) if then_update => update(sh, row, job, cx, id).await,
-        Found::Yes(id) => {
-            cx.http_status = status;
-            let server = sh
-                .profile
-                .error_message(&conflict.body)
-                .map(|m| format!(" ({m})"))
-                .unwrap_or_default();
-            Ok(End::new(Status::Exists, format!("already exists{server}")).with_id(id_text(&id)))
-        }
-        Found::No => {
-            cx.http_status = status;
-            Ok(End::failed(format!(
-                "{}; no user {} is found on the target, so this is not read as \"already exists\"",
-                failure_message(&sh.profile, conflict),
-                row.key
-            )))
-        }
-        Found::Failed(end) => {
-            cx.http_status = status;
-            Ok(End::failed(format!(
-                "{}; the lookup to confirm the user exists failed: {}",
-                failure_message(&sh.profile, conflict),
-                end.message
-            )))
-        }
-    }
+    let found_now = match lookup(sh, cx, lk, &row.key).await? {
+        Found::Yes(id) if then_update => return update(sh, row, job, cx, id).await,
+        other => other,
+    };
+    // The row reports the create's answer, not the lookup's.
+    cx.http_status = status;
+    let refused = failure_message(&sh.profile, conflict);
+    Ok(match found_now {
+        Found::Yes(id) => exists(sh, conflict, &id),
+        Found::No => End::failed(format!(
+            "{refused}; no user {} is found on the target, so this is not read as \"already exists\"",
+            row.key
+        )),
+        Found::Failed(why) => End::failed(format!(
+            "{refused}; the lookup to confirm the user exists failed: {why}"
+        )),
+    })
 }
 
 /// [`call`] for the row's own request (its create or update): its sends are the row's
@@ -701,7 +667,7 @@ async fn own_call(
     cx: &mut RowCtx,
     req: &Request,
     idempotent: bool,
-) -> Result<Resp, CallErr> {
+) -> Result<Result<Resp, Unsent>, Error> {
     let before = cx.requests;
     let r = call(sh, cx, req, idempotent).await;
     cx.attempts += cx.requests - before;
@@ -709,111 +675,102 @@ async fn own_call(
 }
 
 /// Sends one request with the run's auth, through the gate, retrying what is safe to
-/// retry. Returns the final response (success or not) for the caller to interpret.
+/// retry. Returns the final response (success or not) for the caller to interpret; `Err`
+/// only when the run cannot go on (a re-login refused).
 ///
 /// `idempotent` false (a create): an attempt that may have been applied is not repeated
-/// here but returned as [`CallErr::Uncertain`].
+/// here but returned as [`Unsent::Uncertain`].
 async fn call(
     sh: &Shared,
     cx: &mut RowCtx,
     req: &Request,
     idempotent: bool,
-) -> Result<Resp, CallErr> {
+) -> Result<Result<Resp, Unsent>, Error> {
     let mut tries = 0u32;
     let mut replayed = false;
     loop {
-        let cred = sh
-            .auth
-            .credential(&sh.http, &sh.gate, &sh.stats)
-            .await
-            .map_err(CallErr::Fatal)?;
-        sh.gate.acquire().await;
+        let cred = sh.auth.credential(&sh.net).await?;
+        sh.net.gate.acquire().await;
         tries += 1;
         cx.requests += 1;
-        sh.stats.request();
+        sh.net.stats.request();
         let mut wait = None;
         let sent_at = Instant::now();
-        let answer = sh.http.send(req, cred.header.as_ref()).await;
-        let overload = match &answer {
-            Ok(r) => r.status == 429 || r.status >= 500,
-            Err(_) => true,
+        let answer = sh.net.http.send(req, cred.header.as_ref()).await;
+        let what = match &answer {
+            Ok(r) if r.status != 429 && r.status < 500 => Sample::Ok,
+            _ => Sample::Overload,
         };
-        sh.sample(
-            sent_at.elapsed(),
-            if overload {
-                Sample::Overload
-            } else {
-                Sample::Ok
-            },
-        );
-        if let Some(b) = answer.as_ref().ok().and_then(|r| retry::budget(&r.headers)) {
+        sh.sample(sent_at.elapsed(), what);
+        if let Some(b) = answer
+            .as_ref()
+            .ok()
+            .and_then(|r| crate::headers::budget(&r.headers))
+        {
             let in_flight = sh.limit.current() as u64;
-            sh.gate.budget(b, sh.settings.max_pause, in_flight);
+            sh.net.gate.budget(b, sh.settings.max_pause, in_flight);
         }
         let (failure, last) = match answer {
             Ok(resp) => {
                 cx.http_status = Some(resp.status);
-                if resp.status == 401 && !replayed {
-                    let renewed = sh
-                        .auth
-                        .on_unauthorized(&sh.http, &sh.gate, &sh.stats, cred.generation)
-                        .await
-                        .map_err(CallErr::Fatal)?;
-                    if renewed {
-                        replayed = true;
-                        tries -= 1;
-                        sh.stats.retry();
-                        continue;
-                    }
+                if resp.status == 401
+                    && !replayed
+                    && sh.auth.on_unauthorized(&sh.net, cred.generation).await?
+                {
+                    replayed = true;
+                    tries -= 1;
+                    sh.net.stats.retry();
+                    continue;
                 }
                 if resp.status == 429 {
-                    sh.stats.throttle();
-                    sh.gate.throttled();
-                    if let Some(asked) = retry::server_wait(&resp.headers, SystemTime::now()) {
+                    sh.net.stats.throttle();
+                    sh.net.gate.throttled();
+                    if let Some(asked) =
+                        crate::headers::server_wait(&resp.headers, SystemTime::now())
+                    {
                         let left = cx.deadline.saturating_duration_since(Instant::now());
                         let s = &sh.settings;
-                        let d = retry::server_pause(asked, s.max_pause, left, s.max_row_time)
-                            .map_err(CallErr::GaveUp)?;
-                        sh.gate.pause_for(d);
+                        let d = match retry::server_pause(asked, s.max_pause, left, s.max_row_time)
+                        {
+                            Ok(d) => d,
+                            Err(m) => return Ok(Err(Unsent::GaveUp(m))),
+                        };
+                        sh.net.gate.pause_for(d);
                         wait = Some(d);
                     }
                 }
                 if !sh.profile.is_retryable(resp.status) {
-                    sh.gate.success();
-                    return Ok(resp);
+                    sh.net.gate.success();
+                    return Ok(Ok(resp));
                 }
                 if !idempotent && matches!(resp.status, 500 | 502 | 504) {
-                    return Err(CallErr::Uncertain(format!(
+                    return Ok(Err(Unsent::Uncertain(format!(
                         "{}: the target may have applied it",
                         failure_message(&sh.profile, &resp)
-                    )));
+                    ))));
                 }
                 (failure_message(&sh.profile, &resp), Some(resp))
             }
-            Err(SendError::Uncertain(m)) if !idempotent => return Err(CallErr::Uncertain(m)),
-            Err(SendError::Refused(m)) => return Err(CallErr::GaveUp(m)),
+            Err(SendError::Uncertain(m)) if !idempotent => return Ok(Err(Unsent::Uncertain(m))),
+            Err(SendError::Refused(m)) => return Ok(Err(Unsent::GaveUp(m))),
             Err(e) => (e.message().to_string(), None),
         };
         // The server's own wait is honoured by the gate (nobody sends until then); the
         // backoff only spreads the retries that follow.
-        let delay = if wait.is_some() {
-            Duration::ZERO
-        } else {
-            retry::backoff(tries)
-        };
+        let delay = wait.map_or_else(|| retry::backoff(tries), |_| Duration::ZERO);
         let ready_at = Instant::now() + delay + wait.unwrap_or_default();
         if tries >= sh.settings.max_attempts || ready_at > cx.deadline {
-            return match last {
+            return Ok(match last {
                 Some(resp) => Ok(resp),
-                None => Err(CallErr::GaveUp(format!(
+                None => Err(Unsent::GaveUp(format!(
                     "gave up after {tries} attempts: {failure}"
                 ))),
-            };
+            });
         }
         if tracing::enabled!(tracing::Level::DEBUG) {
             tracing::debug!(tries, "retrying: {}", cx.scrub(&failure));
         }
-        sh.stats.retry();
+        sh.net.stats.retry();
         tokio::time::sleep(delay).await;
     }
 }
@@ -823,39 +780,13 @@ async fn call(
 /// A row whose content the journal shows applied, with steps left to do: nothing is sent
 /// for the user itself; [`steps`] sends what is missing.
 fn steps_pending(job: &Job, base: Status) -> End {
-    let how = if base == Status::Created {
-        "created"
-    } else {
-        "updated"
-    };
+    // The journal keeps only created or updated rows' steps to do.
+    let how = base.as_str();
     End::new(
         Status::Updated,
         format!("updated: only the steps left to do (the user was {how} by an earlier run)"),
     )
     .with_id(job.known.as_ref().and_then(|k| k.remote_id.clone()))
-}
-
-/// `name` or `name: a, b` per step, in the order done.
-fn steps_done_text(sh: &Shared, done: &[&StepJob]) -> String {
-    let mut parts: Vec<(usize, Vec<&str>)> = Vec::new();
-    for s in done {
-        match parts.iter_mut().find(|(i, _)| *i == s.step) {
-            Some((_, items)) => items.extend(s.item.as_deref()),
-            None => parts.push((s.step, s.item.as_deref().into_iter().collect())),
-        }
-    }
-    parts
-        .iter()
-        .map(|(i, items)| {
-            let name = &sh.profile.steps[*i].name;
-            if items.is_empty() {
-                name.clone()
-            } else {
-                format!("{name}: {}", items.join(", "))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// After the row's create or update succeeded: its steps for that, in order, each through
@@ -870,10 +801,6 @@ async fn steps(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx, end: End) -> Resu
     if todo.is_empty() {
         return Ok(end);
     }
-    let mut log = StepLog {
-        base: Some(base),
-        ..StepLog::default()
-    };
     let mut done: Vec<&StepJob> = Vec::new();
     let mut id = end
         .remote_id
@@ -883,34 +810,27 @@ async fn steps(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx, end: End) -> Resu
     let mut failed = None;
     for s in todo {
         let spec = &sh.profile.steps[s.step];
-        let req = if s.request.needs_remote_id() {
-            if id.is_none() {
-                if let Some(lk) = &job.lookup {
-                    match Box::pin(lookup(sh, cx, lk, &row.key)).await? {
-                        Found::Yes(found) => id = found,
-                        Found::No => {}
-                        Found::Failed(f) => {
-                            failed = Some((
-                                s,
-                                format!("the user's remote id is unknown ({})", f.message),
-                            ));
-                            break;
-                        }
-                    }
-                }
-            }
-            match &id {
-                Some(v) => s.request.with_remote_id(v),
-                None => {
-                    failed = Some((s, "the user's remote id is unknown".to_string()));
+        let needs_id = s.request.needs_remote_id();
+        if let (true, None, Some(lk)) = (needs_id, &id, &job.lookup) {
+            match Box::pin(lookup(sh, cx, lk, &row.key)).await? {
+                Found::Yes(found) => id = found,
+                Found::No => {}
+                Found::Failed(why) => {
+                    failed = Some((s, format!("the user's remote id is unknown ({why})")));
                     break;
                 }
             }
-        } else {
-            s.request.clone()
+        }
+        let req = match (&id, needs_id) {
+            (_, false) => s.request.clone(),
+            (Some(v), true) => s.request.with_remote_id(v),
+            (None, true) => {
+                failed = Some((s, "the user's remote id is unknown".to_string()));
+                break;
+            }
         };
         let idempotent = spec.request.method != reqwest::Method::POST;
-        match call(sh, cx, &req, idempotent).await {
+        match call(sh, cx, &req, idempotent).await? {
             Ok(resp)
                 if spec.request.is_success(resp.status)
                     || spec.request.conflict.contains(&resp.status) =>
@@ -924,29 +844,20 @@ async fn steps(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx, end: End) -> Resu
                 failed = Some((s, failure_message(&sh.profile, &resp)));
                 break;
             }
-            Err(CallErr::Fatal(e)) => return Err(e),
-            Err(CallErr::GaveUp(m)) | Err(CallErr::Uncertain(m)) => {
-                failed = Some((s, m));
+            Err(u) => {
+                failed = Some((s, u.message()));
                 break;
             }
         }
     }
-    log.ids = done.iter().map(|s| s.id.clone()).collect();
-    log.done = done
-        .iter()
-        .map(|s| {
-            let name = &sh.profile.steps[s.step].name;
-            match &s.item {
-                Some(i) => format!("{name}: {i}"),
-                None => name.clone(),
-            }
-        })
-        .collect();
-    let done_text = steps_done_text(sh, &done);
-    let remote_id = end
-        .remote_id
-        .clone()
-        .or_else(|| id.as_ref().and_then(|v| id_text(&Some(v.clone()))));
+    let mut log = StepLog {
+        base: Some(base),
+        ids: done.iter().map(|s| s.id.clone()).collect(),
+        done: done.iter().map(|s| s.label(&sh.profile)).collect(),
+        failed: None,
+    };
+    let done_text = crate::plan::steps_done_text(&sh.profile, &done);
+    let remote_id = end.remote_id.clone().or_else(|| id_text(&id));
     let end = match failed {
         None => End::new(end.status, format!("{}; {done_text}", end.message)).with_id(remote_id),
         Some((s, why)) => {
@@ -970,29 +881,19 @@ async fn steps(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx, end: End) -> Resu
     Ok(end)
 }
 
-/// What one lookup outside a run made of a key (see [`probe_lookup`]).
-#[derive(Debug)]
-pub enum Looked {
-    /// Found; the remote id as text, when the answer carries one where the profile says.
-    Found(Option<String>),
-    NotFound,
-    /// The lookup failed: why, as a row would say it.
-    Failed(String),
-}
-
 /// One lookup of `row`'s key, as a run sends it (gate, auth, retries, the list/match rules),
-/// for `enlist profiles test`: what it made of the key, and the answer it read.
-pub(super) async fn probe_lookup(
+/// for `enlist profiles test`: what it made of the key (a failure's words scrubbed), and the
+/// answer it read.
+pub(crate) async fn probe_lookup(
     sh: &Shared,
     row: &PlannedRow,
     req: &Request,
-) -> Result<(Looked, Option<Resp>), Error> {
+) -> Result<(Found, Option<Resp>), Error> {
     let mut cx = RowCtx::new(sh, row);
     cx.answer = Some(None);
-    let looked = match lookup(sh, &mut cx, req, &row.key).await? {
-        Found::Yes(id) => Looked::Found(id_text(&id)),
-        Found::No => Looked::NotFound,
-        Found::Failed(end) => Looked::Failed(cx.scrub(&end.message)),
+    let found = match lookup(sh, &mut cx, req, &row.key).await? {
+        Found::Failed(why) => Found::Failed(cx.scrub(&why)),
+        other => other,
     };
-    Ok((looked, cx.answer.flatten().map(|b| *b)))
+    Ok((found, cx.answer.flatten().map(|b| *b)))
 }

@@ -25,7 +25,7 @@ use crate::source::{RawRow, RowResult};
 
 pub use convert::convert;
 pub use layout::{is_header, Layout};
-pub use steps::StepJob;
+pub use steps::{steps_done_text, StepJob};
 
 /// The text put in place of a secret wherever a person or a file could see it.
 pub const MASK: &str = "********";

@@ -39,6 +39,33 @@ impl StepJob {
             _ => false,
         }
     }
+
+    /// `name` or `name: item`, as an outcome lists the step requests done.
+    pub fn label(&self, profile: &Profile) -> String {
+        let name = &profile.steps[self.step].name;
+        match &self.item {
+            Some(i) => format!("{name}: {i}"),
+            None => name.clone(),
+        }
+    }
+}
+
+/// `name` or `name: a, b` per step, in the order done (a step's items are done one after
+/// another), as a row's message says what its steps did.
+pub fn steps_done_text(profile: &Profile, done: &[&StepJob]) -> String {
+    let parts: Vec<String> = done
+        .chunk_by(|a, b| a.step == b.step)
+        .map(|run| {
+            let name = &profile.steps[run[0].step].name;
+            let items: Vec<&str> = run.iter().filter_map(|s| s.item.as_deref()).collect();
+            if items.is_empty() {
+                name.clone()
+            } else {
+                format!("{name}: {}", items.join(", "))
+            }
+        })
+        .collect();
+    parts.join("; ")
 }
 
 /// The row's values, with `{{item}}` as the current item.
