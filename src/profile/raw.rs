@@ -38,6 +38,8 @@ pub(super) struct RawProfile {
     pub requests: RawRequests,
     #[serde(default)]
     pub steps: Vec<RawStep>,
+    #[serde(default)]
+    pub protect: Vec<String>,
 }
 
 fn default_rate() -> f64 {
@@ -188,6 +190,9 @@ pub(super) struct RawRequests {
     pub create: Option<RawRequest>,
     pub update: Option<RawRequest>,
     pub lookup: Option<RawRequest>,
+    pub disable: Option<RawRequest>,
+    pub enable: Option<RawRequest>,
+    pub delete: Option<RawRequest>,
 }
 
 #[derive(Debug, Deserialize, Default)]
