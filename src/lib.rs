@@ -14,6 +14,7 @@
 //! - [`collect`]: the one task that receives outcomes, shows progress and feeds the sinks.
 //! - [`report`]: sinks that write outcomes (JSON lines).
 //! - [`error`]: the crate's error type and the exit codes.
+//! - [`leavers`]: users who left the sheet (disable, delete, guarded) and users who come back.
 //! - [`scrub`]: takes the run's secrets out of server text before it is stored or printed.
 //! - [`sandbox`]: an embedded HTTP server that emulates the target APIs, with fault knobs.
 //! - [`cmd`]: the subcommands of the CLI.
@@ -25,6 +26,7 @@ pub mod error;
 pub mod execute;
 pub mod input;
 pub mod journal;
+pub mod leavers;
 pub mod outcome;
 pub mod plan;
 pub mod profile;

@@ -3,6 +3,7 @@
 mod args;
 pub mod check;
 pub mod demo;
+pub mod leavers;
 pub mod preflight;
 pub mod profiles;
 pub mod run;
