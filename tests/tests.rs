@@ -8,6 +8,7 @@ mod feedback;
 mod hostile_input;
 mod hostile_server;
 mod keys;
+mod leavers;
 mod lookup;
 mod nightly;
 mod preflight;

@@ -1,0 +1,375 @@
+//! Leavers: a nightly run that also offboards (`--leavers`), with its guards, checked with
+//! the real binary against the embedded SCIM sandbox, whose users are read back each day
+//! through its HTTP API.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use enlist::sandbox::{start, RunningSandbox, SandboxConfig, SandboxKind};
+
+use crate::workdir::{counted, outcomes, Run, Workdir};
+
+async fn scim() -> Arc<RunningSandbox> {
+    let sb = start(SandboxConfig {
+        kind: SandboxKind::Scim,
+        seed: 17,
+        ..Default::default()
+    })
+    .await
+    .expect("sandbox");
+    Arc::new(sb)
+}
+
+/// A SCIM sheet of users `user{i}@example.com` for each `i` in `ids`.
+fn sheet(ids: impl IntoIterator<Item = usize>) -> String {
+    let mut s = String::from("userName,givenName,familyName\n");
+    for i in ids {
+        s.push_str(&format!("user{i}@example.com,Given{i},Family{i}\n"));
+    }
+    s
+}
+
+/// `enlist run users.csv --profile scim` with a state and a JSON lines report `report`.
+async fn run(
+    wd: &Arc<Workdir>,
+    url: &str,
+    report: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Run {
+    let mut args: Vec<String> = [
+        "run",
+        "users.csv",
+        "--profile",
+        "scim",
+        "--base-url",
+        url,
+        "--progress",
+        "never",
+        "--rate",
+        "5000",
+        "--state",
+        "state",
+        "--report",
+        report,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let wd = wd.clone();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut c = wd.command(&args);
+        c.env("ENLIST_SCIM_TOKEN", "sandbox-token");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        Run {
+            output: c.output().expect("run enlist"),
+        }
+    })
+    .await
+    .expect("join")
+}
+
+/// The sandbox's users through its HTTP API: userName → active.
+async fn target(sb: &RunningSandbox) -> BTreeMap<String, bool> {
+    let root = sb.base_url().replace("/scim/v2", "");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let users: Value = reqwest::get(format!("{root}/_sandbox/state"))
+        .await
+        .expect("sandbox state")
+        .json()
+        .await
+        .expect("JSON");
+    users
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|u| {
+            let active = u["active"] != Value::Bool(false) && u["active"] != "false";
+            (u["userName"].as_str().unwrap_or("").to_string(), active)
+        })
+        .collect()
+}
+
+fn name(i: usize) -> String {
+    format!("user{i}@example.com")
+}
+
+fn by_status(outs: &BTreeMap<String, Value>) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for o in outs.values() {
+        *m.entry(o["status"].as_str().unwrap_or("?").to_string())
+            .or_default() += 1;
+    }
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nightly_sync_disables_holds_re_enables_and_deletes() {
+    let sb = scim().await;
+    let url = sb.base_url();
+    let wd = Arc::new(Workdir::new("leavers_nightly"));
+    let leavers = ["--leavers", "disable"];
+
+    // Day 1: 200 joiners.
+    wd.write("users.csv", sheet(0..200));
+    run(&wd, &url, "day1.jsonl", &leavers, &[])
+        .await
+        .expect_code(0);
+    let users = target(&sb).await;
+    assert_eq!(users.len(), 200);
+    assert!(users.values().all(|a| *a));
+
+    // Day 2: ten people left.
+    wd.write("users.csv", sheet(0..190));
+    let day2 = run(&wd, &url, "day2.jsonl", &leavers, &[]).await;
+    day2.expect_code(0);
+    let outs = outcomes(&wd.path("day2.jsonl"));
+    let counts = by_status(&outs);
+    assert_eq!(counts.get("disabled"), Some(&10), "{counts:?}");
+    assert_eq!(counts.get("unchanged"), Some(&190), "{counts:?}");
+    let leaver = &outs[&name(195)];
+    assert_eq!(leaver["row"], 0, "a leaver has no source row: {leaver}");
+    assert!(day2.stdout().contains("disabled=10"), "{}", day2.stdout());
+    let users = target(&sb).await;
+    assert_eq!(users.len(), 200, "disabled, not deleted");
+    for i in 0..200 {
+        assert_eq!(users[&name(i)], i < 190, "{}", name(i));
+    }
+
+    // Day 3: a truncated export (half the sheet) must not disable half the company.
+    wd.write("users.csv", sheet(0..100));
+    let day3 = run(&wd, &url, "day3.jsonl", &leavers, &[]).await;
+    day3.expect_code(1);
+    assert!(
+        day3.stderr()
+            .contains("over the cap: 90 users left the sheet"),
+        "{}",
+        day3.stderr()
+    );
+    let counts = by_status(&outcomes(&wd.path("day3.jsonl")));
+    assert_eq!(counts.get("held"), Some(&90), "{counts:?}");
+    assert_eq!(counts.get("disabled"), None, "{counts:?}");
+    let users = target(&sb).await;
+    assert_eq!(users.values().filter(|a| **a).count(), 190);
+
+    // Day 4: one leaver is back.
+    let mut back: Vec<usize> = (0..190).collect();
+    back.push(195);
+    wd.write("users.csv", sheet(back.clone()));
+    let day4 = run(&wd, &url, "day4.jsonl", &leavers, &[]).await;
+    day4.expect_code(0);
+    let outs = outcomes(&wd.path("day4.jsonl"));
+    assert_eq!(
+        outs[&name(195)]["status"],
+        "re-enabled",
+        "{:?}",
+        outs[&name(195)]
+    );
+    assert_eq!(by_status(&outs).get("disabled"), None);
+    let users = target(&sb).await;
+    assert!(users[&name(195)]);
+    assert_eq!(users.values().filter(|a| **a).count(), 191);
+
+    // A day later nothing is deleted yet: the others were disabled only just now.
+    let deletes = |sb: &RunningSandbox| counted(&sb.stats(), "DELETE /scim/v2/Users");
+    let early = run(&wd, &url, "day5.jsonl", &["--leavers", "delete"], &[]).await;
+    early.expect_code(0);
+    assert_eq!(deletes(&sb), 0);
+
+    // After --delete-after days, the nine still gone are deleted.
+    let later = (chrono::Utc::now() + chrono::Duration::days(31)).to_rfc3339();
+    let day36 = run(
+        &wd,
+        &url,
+        "day36.jsonl",
+        &["--leavers", "delete", "--delete-after", "30"],
+        &[("ENLIST_TEST_NOW", &later)],
+    )
+    .await;
+    day36.expect_code(0);
+    let counts = by_status(&outcomes(&wd.path("day36.jsonl")));
+    assert_eq!(counts.get("deleted"), Some(&9), "{counts:?}");
+    let users = target(&sb).await;
+    assert_eq!(users.len(), 191);
+    assert!(users.values().all(|a| *a));
+    assert!(users.contains_key(&name(195)) && !users.contains_key(&name(196)));
+
+    // And the deleted are nobody's leavers any more.
+    let quiet = run(
+        &wd,
+        &url,
+        "day37.jsonl",
+        &["--leavers", "delete"],
+        &[("ENLIST_TEST_NOW", &later)],
+    )
+    .await;
+    quiet.expect_code(0);
+    assert_eq!(
+        by_status(&outcomes(&wd.path("day37.jsonl"))).get("unchanged"),
+        Some(&191)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cap_holds_every_leaver_until_it_is_raised() {
+    let sb = scim().await;
+    let url = sb.base_url();
+    let wd = Arc::new(Workdir::new("leavers_cap"));
+    wd.write("users.csv", sheet(0..40));
+    run(&wd, &url, "d1.jsonl", &[], &[]).await.expect_code(0);
+
+    // Three leavers of 40: the default cap (5 %) allows 2.
+    wd.write("users.csv", sheet(0..37));
+    let held = run(&wd, &url, "d2.jsonl", &["--leavers", "disable"], &[]).await;
+    held.expect_code(1);
+    assert!(
+        held.stderr().contains("--max-leavers 5% allows 2"),
+        "{}",
+        held.stderr()
+    );
+    assert!(target(&sb).await.values().all(|a| *a), "nothing disabled");
+    let outs = outcomes(&wd.path("d2.jsonl"));
+    assert_eq!(outs[&name(38)]["status"], "held");
+    assert!(outs[&name(38)]["message"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("over the cap"));
+
+    // They really left: the operator raises the cap for this run.
+    let raised = run(
+        &wd,
+        &url,
+        "d3.jsonl",
+        &["--leavers", "disable", "--max-leavers", "3"],
+        &[],
+    )
+    .await;
+    raised.expect_code(0);
+    let users = target(&sb).await;
+    assert_eq!(users.values().filter(|a| !**a).count(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protected_users_are_never_touched() {
+    let sb = scim().await;
+    let url = sb.base_url();
+    let wd = Arc::new(Workdir::new("leavers_protect"));
+    wd.write("users.csv", sheet(0..40));
+    run(&wd, &url, "d1.jsonl", &[], &[]).await.expect_code(0);
+
+    // user1, user10 and user2 leave; the protect list names user1* (a pattern).
+    wd.write("protect.txt", "# service accounts\nUSER1*@example.com\n");
+    wd.write(
+        "users.csv",
+        sheet((0..40).filter(|i| ![1, 2, 10].contains(i))),
+    );
+    let r = run(
+        &wd,
+        &url,
+        "d2.jsonl",
+        &["--leavers", "disable", "--protect", "protect.txt"],
+        &[],
+    )
+    .await;
+    r.expect_code(0);
+    let outs = outcomes(&wd.path("d2.jsonl"));
+    assert_eq!(outs[&name(1)]["status"], "protected");
+    assert_eq!(outs[&name(10)]["status"], "protected");
+    assert_eq!(outs[&name(2)]["status"], "disabled");
+    let users = target(&sb).await;
+    assert!(users[&name(1)] && users[&name(10)]);
+    assert!(!users[&name(2)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sheet_with_many_invalid_rows_never_triggers_leavers() {
+    let sb = scim().await;
+    let url = sb.base_url();
+    let wd = Arc::new(Workdir::new("leavers_invalid"));
+    wd.write("users.csv", sheet(0..100));
+    run(&wd, &url, "d1.jsonl", &[], &[]).await.expect_code(0);
+
+    // One person left, and the export lost the given names of three others (3 % invalid).
+    let mut text = sheet(0..99);
+    for i in [5, 6, 7] {
+        text = text.replace(&format!(",Given{i},"), ",,");
+    }
+    wd.write("users.csv", &text);
+    let r = run(
+        &wd,
+        &url,
+        "d2.jsonl",
+        &["--leavers", "disable", "--max-leavers", "10"],
+        &[],
+    )
+    .await;
+    r.expect_code(1);
+    assert!(
+        r.stderr().contains("the sheet has 3 invalid rows of 99"),
+        "{}",
+        r.stderr()
+    );
+    let outs = outcomes(&wd.path("d2.jsonl"));
+    assert_eq!(outs[&name(99)]["status"], "held");
+    // The people on the invalid rows are in the sheet: never leavers.
+    assert_eq!(outs[&name(5)]["status"], "invalid");
+    assert!(target(&sb).await.values().all(|a| *a));
+
+    // With the sheet fixed, the leaver is disabled.
+    wd.write("users.csv", sheet(0..99));
+    run(&wd, &url, "d3.jsonl", &["--leavers", "disable"], &[])
+        .await
+        .expect_code(0);
+    assert!(!target(&sb).await[&name(99)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_lists_the_leavers_against_the_cap_and_sends_nothing() {
+    let sb = scim().await;
+    let url = sb.base_url();
+    let wd = Arc::new(Workdir::new("leavers_check"));
+    wd.write("users.csv", sheet(0..40));
+    run(&wd, &url, "d1.jsonl", &[], &[]).await.expect_code(0);
+    wd.write("users.csv", sheet(0..38));
+    let before = sb.stats()["requests"].as_u64().unwrap_or(0);
+    let w = wd.clone();
+    let u = url.clone();
+    let check = tokio::task::spawn_blocking(move || {
+        w.run(&[
+            "check",
+            "users.csv",
+            "--profile",
+            "scim",
+            "--base-url",
+            &u,
+            "--state",
+            "state",
+            "--leavers",
+            "disable",
+        ])
+    })
+    .await
+    .expect("join");
+    check.expect_code(0);
+    let out = check.stdout();
+    assert!(
+        out.contains("leavers: 2 of 40 managed users left the sheet; 2 would be disabled or deleted (the cap allows 2)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("user39@example.com: would be disabled"),
+        "{out}"
+    );
+    assert_eq!(sb.stats()["requests"].as_u64().unwrap_or(0), before);
+    assert!(target(&sb).await.values().all(|a| *a));
+}
