@@ -652,7 +652,7 @@ impl Planner {
                 Some(a) => action = a,
                 None => findings.push(Finding::error(
                     Some(layout.action_header()),
-                    format!("{text:?} is not an action; use create, update, upsert or skip"),
+                    format!("{text:?} is not an action; use create, update, upsert, skip, disable, enable or delete"),
                 )),
             }
         }

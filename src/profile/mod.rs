@@ -918,6 +918,7 @@ impl Load<'_> {
         let auth = self.auth(raw.auth)?;
         let default_mode =
             raw.default_mode
+                .map(Action::from)
                 .unwrap_or(if requests.lookup.is_some() && requests.update.is_some() {
                     Action::Upsert
                 } else if requests.create.is_some() {

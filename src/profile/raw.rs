@@ -22,7 +22,7 @@ pub(super) struct RawProfile {
     pub base_url_example: Option<String>,
     pub key: String,
     #[serde(default)]
-    pub default_mode: Option<Action>,
+    pub default_mode: Option<RawMode>,
     #[serde(default = "default_rate")]
     pub rate: f64,
     #[serde(default = "default_concurrency")]
@@ -40,6 +40,28 @@ pub(super) struct RawProfile {
     pub steps: Vec<RawStep>,
     #[serde(default)]
     pub protect: Vec<String>,
+}
+
+/// `default_mode`: the actions a row may take without saying so. Disable, enable and delete
+/// are never a default: a sheet without an action column must not lock everyone out.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawMode {
+    Create,
+    Update,
+    Upsert,
+    Skip,
+}
+
+impl From<RawMode> for Action {
+    fn from(m: RawMode) -> Action {
+        match m {
+            RawMode::Create => Action::Create,
+            RawMode::Update => Action::Update,
+            RawMode::Upsert => Action::Upsert,
+            RawMode::Skip => Action::Skip,
+        }
+    }
 }
 
 fn default_rate() -> f64 {
