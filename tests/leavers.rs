@@ -373,3 +373,159 @@ async fn check_lists_the_leavers_against_the_cap_and_sends_nothing() {
     assert_eq!(sb.stats()["requests"].as_u64().unwrap_or(0), before);
     assert!(target(&sb).await.values().all(|a| *a));
 }
+
+// ---- the same, shorter, against servers nobody on this project wrote (see tests/real.rs) ----
+
+/// `enlist run users.csv` with `profile` against a real server, state in `state`.
+fn run_real(
+    wd: &Workdir,
+    profile: &str,
+    base: &str,
+    report: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Run {
+    let mut args = vec![
+        "run",
+        "users.csv",
+        "--profile",
+        profile,
+        "--base-url",
+        base,
+        "--progress",
+        "never",
+        "--concurrency",
+        "4",
+        "--rate",
+        "100",
+        "--state",
+        "state",
+        "--report",
+        report,
+    ];
+    args.extend_from_slice(extra);
+    let mut c = wd.command(&args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    Run {
+        output: c.output().expect("run enlist"),
+    }
+}
+
+/// The leavers sequence on a real server: `users(prefix)` reads its users back as
+/// (name, active). Forty users; two leave and are disabled; a sheet cut to half is held;
+/// one comes back and is enabled; after --delete-after the other is deleted.
+fn real_sequence(
+    wd: &Workdir,
+    profile: &str,
+    base: &str,
+    env: &[(&str, &str)],
+    users: &dyn Fn(&str) -> BTreeMap<String, bool>,
+) {
+    let p = crate::real::nonce();
+    let name = |i: usize| format!("{p}-u{i}");
+    let write = |ids: &[usize]| {
+        let mut s = String::from("userName,givenName,familyName\n");
+        for i in ids {
+            s.push_str(&format!("{},Given{i},Family{i}\n", name(*i)));
+        }
+        wd.write("users.csv", s);
+    };
+    let all: Vec<usize> = (0..40).collect();
+    let leavers = ["--leavers", "disable"];
+    write(&all);
+    run_real(wd, profile, base, "d1.jsonl", &leavers, env).expect_code(0);
+    assert_eq!(users(&p).len(), 40);
+
+    write(&all[..38]);
+    run_real(wd, profile, base, "d2.jsonl", &leavers, env).expect_code(0);
+    let now = users(&p);
+    assert_eq!(now.len(), 40);
+    assert!(
+        !now[&name(38)] && !now[&name(39)] && now[&name(37)],
+        "{now:?}"
+    );
+
+    write(&all[..20]);
+    let held = run_real(wd, profile, base, "d3.jsonl", &leavers, env);
+    held.expect_code(1);
+    assert!(held.stderr().contains("over the cap"), "{}", held.stderr());
+    assert_eq!(users(&p).values().filter(|a| **a).count(), 38);
+
+    let mut back = all[..38].to_vec();
+    back.push(39);
+    write(&back);
+    run_real(wd, profile, base, "d4.jsonl", &leavers, env).expect_code(0);
+    assert_eq!(
+        outcomes(&wd.path("d4.jsonl"))[&name(39)]["status"],
+        "re-enabled"
+    );
+    assert!(users(&p)[&name(39)]);
+
+    let later = (chrono::Utc::now() + chrono::Duration::days(31)).to_rfc3339();
+    let mut env = env.to_vec();
+    env.push(("ENLIST_TEST_NOW", &later));
+    run_real(
+        wd,
+        profile,
+        base,
+        "d5.jsonl",
+        &["--leavers", "delete"],
+        &env,
+    )
+    .expect_code(0);
+    assert_eq!(
+        outcomes(&wd.path("d5.jsonl"))[&name(38)]["status"],
+        "deleted"
+    );
+    let now = users(&p);
+    assert_eq!(now.len(), 39);
+    assert!(
+        !now.contains_key(&name(38)) && now.values().all(|a| *a),
+        "{now:?}"
+    );
+}
+
+#[test]
+fn scim2_server_disables_re_enables_and_deletes_leavers() {
+    let Some(base) = crate::real::server("ENLIST_TEST_SCIM_URL") else {
+        return;
+    };
+    let token = std::env::var("ENLIST_TEST_SCIM_TOKEN").unwrap_or_else(|_| "s3cret".into());
+    let wd = Workdir::new("leavers_real_scim");
+    let users = |prefix: &str| {
+        crate::real::scim_users(&base, &token, prefix)
+            .iter()
+            .map(|u| {
+                let name = u["userName"].as_str().unwrap_or("").to_string();
+                (name, u["active"] != Value::Bool(false))
+            })
+            .collect()
+    };
+    real_sequence(&wd, "scim", &base, &[("ENLIST_SCIM_TOKEN", &token)], &users);
+}
+
+#[test]
+fn pocketbase_disables_re_enables_and_deletes_leavers() {
+    let Some(base) = crate::real::server("ENLIST_TEST_PB_URL") else {
+        return;
+    };
+    let user = std::env::var("ENLIST_TEST_PB_USERNAME").expect("ENLIST_TEST_PB_USERNAME");
+    let pass = std::env::var("ENLIST_TEST_PB_PASSWORD").expect("ENLIST_TEST_PB_PASSWORD");
+    let wd = Workdir::new("leavers_real_pb");
+    let users = |prefix: &str| {
+        crate::real::pocketbase_people(&base, &user, &pass, prefix)
+            .iter()
+            .map(|u| {
+                let name = u["userName"].as_str().unwrap_or("").to_string();
+                (name, u["active"] == Value::Bool(true))
+            })
+            .collect()
+    };
+    let env = [
+        ("ENLIST_POCKETBASE_USERNAME", user.as_str()),
+        ("ENLIST_POCKETBASE_PASSWORD", pass.as_str()),
+    ];
+    real_sequence(&wd, "pocketbase", &base, &env, &users);
+}
