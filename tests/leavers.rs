@@ -529,3 +529,123 @@ fn pocketbase_disables_re_enables_and_deletes_leavers() {
     ];
     real_sequence(&wd, "pocketbase", &base, &env, &users);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_may_ask_to_disable_or_enable_its_user() {
+    let sb = Arc::new(
+        start(SandboxConfig {
+            kind: SandboxKind::UsersApi,
+            seed: 17,
+            ..Default::default()
+        })
+        .await
+        .expect("sandbox"),
+    );
+    let url = sb.base_url();
+    let wd = Arc::new(Workdir::new("leavers_row_action"));
+    let env = [
+        ("ENLIST_USERS_API_USERNAME", "admin"),
+        ("ENLIST_USERS_API_PASSWORD", "sandbox"),
+    ];
+    let send = |sheet: &'static str| {
+        let (wd, url) = (wd.clone(), url.clone());
+        async move {
+            wd.write("users.csv", sheet);
+            let w = wd.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut c = w.command(&[
+                    "run",
+                    "users.csv",
+                    "--profile",
+                    "users-api",
+                    "--base-url",
+                    &url,
+                    "--progress",
+                    "never",
+                    "--state",
+                    "state",
+                ]);
+                c.envs(env);
+                Run {
+                    output: c.output().expect("run enlist"),
+                }
+            })
+            .await
+            .expect("join")
+        }
+    };
+    let status = |sb: &RunningSandbox, email: &str| {
+        sb.users()
+            .iter()
+            .find(|u| u["email"] == email)
+            .map(|u| u["status"].as_str().unwrap_or("").to_string())
+    };
+    send("email,password,name\nann@example.com,Welcome1,Ann\nbob@example.com,Welcome1,Bob\n")
+        .await
+        .expect_code(0);
+    // Only the key is needed to disable: the other cells may be empty.
+    let r = send("email,password,name,action\nann@example.com,,,disable\nbob@example.com,,,skip\n")
+        .await;
+    r.expect_code(0);
+    assert!(r.stdout().contains("disabled=1"), "{}", r.stdout());
+    assert_eq!(status(&sb, "ann@example.com").as_deref(), Some("DISABLED"));
+    assert_ne!(status(&sb, "bob@example.com").as_deref(), Some("DISABLED"));
+    let r = send("email,password,name,action\nann@example.com,,,enable\n").await;
+    r.expect_code(0);
+    assert!(r.stdout().contains("re-enabled=1"), "{}", r.stdout());
+    assert_eq!(status(&sb, "ann@example.com").as_deref(), Some("ENABLED"));
+}
+
+#[test]
+fn a_leaver_request_may_name_only_the_key_and_the_remote_id() {
+    let wd = Workdir::new("leavers_profile");
+    let base = r#"
+name = "t"
+base_url_env = "U"
+key = "userName"
+[auth]
+type = "none"
+[requests.create]
+method = "POST"
+path = "/users"
+body = { userName = "{{userName}}" }
+remote_id = "/id"
+[requests.disable]
+method = "PATCH"
+path = "/users/{{remote_id}}"
+body = { active = false, who = "{{userName}}" }
+[requests.enable]
+method = "PATCH"
+path = "/users/{{remote_id}}"
+body = { active = true }
+[[columns]]
+name = "userName"
+[[columns]]
+name = "givenName"
+"#;
+    let check = |text: &str| {
+        wd.write("t.toml", text);
+        wd.write("users.csv", "userName,givenName\nann,Ann\n");
+        wd.run(&["check", "users.csv", "--profile", "t.toml"])
+    };
+    check(base).expect_code(0);
+    let r = check(&base.replace("who = \"{{userName}}\"", "who = \"{{givenName}}\""));
+    r.expect_code(3);
+    assert!(
+        r.stderr()
+            .contains("requests.disable.body uses {{givenName}}, which a leaver does not have"),
+        "{}",
+        r.stderr()
+    );
+    let r = check(&base.replace(
+        "[requests.enable]\nmethod = \"PATCH\"\npath = \"/users/{{remote_id}}\"\nbody = { active = true }\n",
+        "",
+    ));
+    r.expect_code(3);
+    assert!(
+        r.stderr()
+            .contains("[requests.disable] needs [requests.enable]"),
+        "{}",
+        r.stderr()
+    );
+}
