@@ -31,7 +31,8 @@ fn sheet(ids: impl IntoIterator<Item = usize>) -> String {
     s
 }
 
-/// `enlist run users.csv --profile scim` with a state and a JSON lines report `report`.
+/// `enlist run users.csv --profile scim` (as the nightly tests run it) with a state and a
+/// JSON lines report `report`.
 async fn run(
     wd: &Arc<Workdir>,
     url: &str,
@@ -39,38 +40,20 @@ async fn run(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> Run {
-    let mut args: Vec<String> = [
-        "run",
-        "users.csv",
-        "--profile",
-        "scim",
-        "--base-url",
-        url,
-        "--progress",
-        "never",
-        "--rate",
-        "5000",
-        "--state",
-        "state",
-        "--report",
-        report,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<String> = ["--state", "state", "--report", report]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect();
     let env: Vec<(String, String)> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let wd = wd.clone();
+    let (wd, url) = (wd.clone(), url.to_string());
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut c = wd.command(&args);
-        c.env("ENLIST_SCIM_TOKEN", "sandbox-token");
-        for (k, v) in env {
-            c.env(k, v);
-        }
+        let mut c = crate::nightly::command(&wd, &url, &args);
+        c.envs(env);
         Run {
             output: c.output().expect("run enlist"),
         }
@@ -385,32 +368,9 @@ fn run_real(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> Run {
-    let mut args = vec![
-        "run",
-        "users.csv",
-        "--profile",
-        profile,
-        "--base-url",
-        base,
-        "--progress",
-        "never",
-        "--concurrency",
-        "4",
-        "--rate",
-        "100",
-        "--state",
-        "state",
-        "--report",
-        report,
-    ];
+    let mut args = vec!["--state", "state", "--concurrency", "4"];
     args.extend_from_slice(extra);
-    let mut c = wd.command(&args);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    Run {
-        output: c.output().expect("run enlist"),
-    }
+    crate::real_more::run_any(wd, profile, base, report, env, &args)
 }
 
 /// The leavers sequence on a real server: `users(prefix)` reads its users back as
