@@ -114,7 +114,14 @@ async fn a_nightly_sync_disables_holds_re_enables_and_deletes() {
 
     // Day 2: ten people left.
     wd.write("users.csv", sheet(0..190));
-    let day2 = run(&wd, &url, "day2.jsonl", &leavers, &[]).await;
+    let day2 = run(
+        &wd,
+        &url,
+        "day2.jsonl",
+        &["--leavers", "disable", "--report-format", "csv"],
+        &[],
+    )
+    .await;
     day2.expect_code(0);
     let outs = outcomes(&wd.path("day2.jsonl"));
     let counts = by_status(&outs);
@@ -123,6 +130,17 @@ async fn a_nightly_sync_disables_holds_re_enables_and_deletes() {
     let leaver = &outs[&name(195)];
     assert_eq!(leaver["row"], 0, "a leaver has no source row: {leaver}");
     assert!(day2.stdout().contains("disabled=10"), "{}", day2.stdout());
+    // In the CSV report a leaver shows its key in the key column and no source row.
+    let csv = wd.read("users.outcome.csv");
+    let line = csv
+        .lines()
+        .find(|l| l.starts_with("user195@example.com,"))
+        .expect("the leaver's line");
+    assert!(
+        line.starts_with("user195@example.com,,,disabled,disable,"),
+        "{line}"
+    );
+    assert!(line.ends_with(','), "no source row: {line}");
     let users = target(&sb).await;
     assert_eq!(users.len(), 200, "disabled, not deleted");
     for i in 0..200 {

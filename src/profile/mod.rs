@@ -916,16 +916,15 @@ impl Load<'_> {
         self.statuses("responses.no_retry", &raw.responses.no_retry)?;
         let requests = self.requests(raw.requests)?;
         let auth = self.auth(raw.auth)?;
-        let default_mode =
-            raw.default_mode
-                .map(Action::from)
-                .unwrap_or(if requests.lookup.is_some() && requests.update.is_some() {
-                    Action::Upsert
-                } else if requests.create.is_some() {
-                    Action::Create
-                } else {
-                    Action::Update
-                });
+        let default_mode = raw.default_mode.map(Action::from).unwrap_or(
+            if requests.lookup.is_some() && requests.update.is_some() {
+                Action::Upsert
+            } else if requests.create.is_some() {
+                Action::Create
+            } else {
+                Action::Update
+            },
+        );
         let p = Profile {
             name: raw.name,
             description: raw.description,
