@@ -352,8 +352,12 @@ impl<I: Iterator<Item = PlannedRow>> Iterator for Lifecycle<I> {
         }
         match self.rows.next() {
             Some(mut row) => {
-                let typed = self.key_cell.and_then(|i| row.cells.get(i)).cloned();
-                self.tally.see(&row, typed.as_deref());
+                // Without --leavers the sheet's keys are not needed: a run of a million rows
+                // keeps no set of them.
+                if self.policy.is_some() {
+                    let typed = self.key_cell.and_then(|i| row.cells.get(i));
+                    self.tally.see(&row, typed.map(String::as_str));
+                }
                 self.next_seq = self.next_seq.max(row.seq + 1);
                 self.re_enable(&mut row);
                 Some(row)
