@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Configures a fresh PocketBase on $1 (base URL, e.g. http://127.0.0.1:18490) for the tests:
 # a `people` collection with a case-insensitive unique userName, a non-superuser auth
-# collection `provisioners` allowed to list/create/update people, one provisioner account,
+# collection `provisioners` allowed to list/create/update/delete people (leavers), one provisioner account,
 # and a real rate limit on creates (429 without Retry-After). Superusers are exempt from
 # rate limits, which is why the tests provision as a provisioner.
 set -euo pipefail
@@ -32,7 +32,7 @@ json "${AUTH[@]}" -X POST "$PB/api/collections" -d @- >/dev/null <<JSON
    {"name":"familyName","type":"text"},
    {"name":"active","type":"bool"}],
  "indexes":["CREATE UNIQUE INDEX idx_people_userName ON people (userName COLLATE NOCASE)"],
- "listRule":"$RULE","viewRule":"$RULE","createRule":"$RULE","updateRule":"$RULE","deleteRule":null}
+ "listRule":"$RULE","viewRule":"$RULE","createRule":"$RULE","updateRule":"$RULE","deleteRule":"$RULE"}
 JSON
 json "${AUTH[@]}" -X POST "$PB/api/collections/provisioners/records" \
   -d "{\"email\":\"$PROV_EMAIL\",\"password\":\"$PROV_PASS\",\"passwordConfirm\":\"$PROV_PASS\"}" >/dev/null

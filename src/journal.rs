@@ -13,6 +13,11 @@
 //! - `applied(target, key)`: per user, the fingerprint of the content last applied successfully
 //!   (delta sync), the remote id and the outcome of the run that applied it; `targets` gives
 //!   each target (profile and base URL) its number.
+//! - the same rows say where each user stands in its life: `created`, `updated` or
+//!   `re-enabled` (active, and *managed*: enlist provisioned it), `disabled` (by enlist, since
+//!   `at`), `deleted`. `--leavers` acts on managed users who left the sheet
+//!   ([`Journal::members`]); a disable, enable or delete changes the status and time, never
+//!   the fingerprint, so the content last applied is still known when a user comes back.
 //! - `runs`: one line per run with its input hash; a run without `finished_at` died or was
 //!   interrupted, so the next run *resumes*: rows it had not recorded may have reached the
 //!   target, and are looked up before any create is sent again.
@@ -572,6 +577,13 @@ impl OutcomeSink for Journal {
                 )
                 .map_err(sql_err(&self.path))?;
             for o in outcomes {
+                if matches!(
+                    o.status,
+                    Status::Disabled | Status::Deleted | Status::ReEnabled
+                ) {
+                    self.pending += self.record_lifecycle(o)?;
+                    continue;
+                }
                 // A row whose step failed after its create or update: the user is there,
                 // recorded as what that request did, with the steps that were done.
                 let base = o.steps.as_ref().and_then(|s| s.base);
@@ -660,7 +672,101 @@ impl OutcomeSink for Journal {
     }
 }
 
+/// The members of `target` in the state in `dir`, read without taking the lock and
+/// without starting a run (`check --leavers`): none when there is no state yet.
+pub fn read_members(dir: &Path, target: &str) -> Result<Vec<Member>> {
+    let db = dir.join("enlist.sqlite");
+    if !db.exists() {
+        return Ok(Vec::new());
+    }
+    let conn = Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(sql_err(&db))?;
+    let id: Option<i64> = conn
+        .query_row(
+            "SELECT id FROM targets WHERE name = ?1",
+            params![target],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql_err(&db))?;
+    match id {
+        Some(id) => members_of(&conn, &db, id, false),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn members_of(
+    conn: &Connection,
+    db: &Path,
+    target: i64,
+    only_disabled: bool,
+) -> Result<Vec<Member>> {
+    let statuses = if only_disabled {
+        "('disabled')"
+    } else {
+        "('created', 'updated', 're-enabled', 'disabled')"
+    };
+    let mut st = conn
+        .prepare(&format!(
+            "SELECT key, remote_id, status, at FROM applied WHERE target = ?1 AND status IN {statuses}"
+        ))
+        .map_err(sql_err(db))?;
+    let rows = st
+        .query_map(params![target], |r| {
+            let status: String = r.get(2)?;
+            let at: String = r.get(3)?;
+            Ok(Member {
+                key: r.get(0)?,
+                remote_id: r.get::<_, Option<String>>(1)?.filter(|id| !id.is_empty()),
+                disabled_since: (status == "disabled").then_some(at),
+            })
+        })
+        .map_err(sql_err(db))?;
+    rows.collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(sql_err(db))
+}
+
+/// A user this state provisioned on the run's target, and where it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The journal key ([`journal_key`]: case and outer spaces folded).
+    pub key: String,
+    pub remote_id: Option<String>,
+    /// When enlist disabled it (RFC 3339), if it did: `None` is an active user.
+    pub disabled_since: Option<String>,
+}
+
 impl Journal {
+    /// Every user created or updated on this target by a run of this state and not deleted
+    /// since, with whether (and since when) enlist disabled it. A user a create found
+    /// already there (`exists`) is not enlist's to offboard.
+    /// `only_disabled`: just those enlist disabled (a run without `--leavers` needs only
+    /// them, to enable the ones who come back).
+    pub fn members(&self, only_disabled: bool) -> Result<Vec<Member>> {
+        members_of(&self.conn, &self.path, self.target_id, only_disabled)
+    }
+
+    /// A disable, enable or delete: the user's status and its time change; its fingerprint
+    /// stays (a user not known to this state is not recorded: it is not enlist's).
+    fn record_lifecycle(&self, o: &Outcome) -> Result<usize> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "UPDATE applied SET status = ?1, run_id = ?2, at = ?3,
+                   remote_id = COALESCE(?4, remote_id) WHERE target = ?5 AND key = ?6",
+            )
+            .map_err(sql_err(&self.path))?;
+        st.execute(params![
+            o.status.as_str(),
+            self.run_id,
+            o.finished_at,
+            o.remote_id,
+            self.target_id,
+            journal_key(&o.key)
+        ])
+        .map_err(write_err(&self.path))
+    }
+
     /// The run never started: it sent nothing, so it is recorded as finished and the next
     /// run is not taken for a resume. A resume that could not start stays unfinished: the
     /// run it resumes may still have applied rows it did not record.
@@ -817,6 +923,8 @@ impl Delta {
         if row.is_invalid() {
             return;
         }
+        // A user enlist deleted is gone from the target: its row is a new user.
+        let applied = applied.filter(|a| a.status != Status::Deleted);
         let Some(job) = row.job.as_mut() else {
             return;
         };
@@ -1027,6 +1135,7 @@ mod tests {
                 steps: vec![],
                 steps_only: None,
                 missing_for_update: Vec::new(),
+                lifecycle: None,
             }),
             settled: None,
         }

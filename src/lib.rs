@@ -17,6 +17,7 @@
 //! - [`report`]: sinks that write outcomes (JSON lines).
 //! - [`error`]: the crate's error type and the exit codes.
 //! - [`secrets`]: the credentials a profile names, from the environment or a `--secret-file`.
+//! - [`leavers`]: users who left the sheet (disable, delete, guarded) and users who come back.
 //! - [`scrub`]: takes the run's secrets out of server text before it is stored or printed.
 //! - [`sandbox`]: an embedded HTTP server that emulates the target APIs, with fault knobs.
 //! - [`cmd`]: the subcommands of the CLI.
@@ -31,6 +32,7 @@ pub mod execute;
 pub mod headers;
 pub mod input;
 pub mod journal;
+pub mod leavers;
 pub mod outcome;
 pub mod plan;
 pub mod profile;

@@ -25,10 +25,20 @@ pub enum Status {
     Failed,
     /// The run stopped before this row was sent.
     NotAttempted,
+    /// Disabled as a leaver before, back in the sheet: enabled again.
+    ReEnabled,
+    /// Locked out (a leaver, or a row asking for it).
+    Disabled,
+    /// Removed (a leaver disabled long enough, or a row asking for it).
+    Deleted,
+    /// A leaver on the protect list: never touched.
+    Protected,
+    /// A leaver not acted on because a safety guard tripped (over the cap, a bad sheet).
+    Held,
 }
 
 impl Status {
-    pub const ALL: [Status; 8] = [
+    pub const ALL: [Status; 13] = [
         Status::Created,
         Status::Updated,
         Status::Exists,
@@ -37,6 +47,11 @@ impl Status {
         Status::Invalid,
         Status::Failed,
         Status::NotAttempted,
+        Status::ReEnabled,
+        Status::Disabled,
+        Status::Deleted,
+        Status::Protected,
+        Status::Held,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +64,11 @@ impl Status {
             Status::Invalid => "invalid",
             Status::Failed => "failed",
             Status::NotAttempted => "not-attempted",
+            Status::ReEnabled => "re-enabled",
+            Status::Disabled => "disabled",
+            Status::Deleted => "deleted",
+            Status::Protected => "protected",
+            Status::Held => "held",
         }
     }
 
@@ -62,7 +82,7 @@ impl Status {
     pub fn is_ok(self) -> bool {
         !matches!(
             self,
-            Status::Invalid | Status::Failed | Status::NotAttempted
+            Status::Invalid | Status::Failed | Status::NotAttempted | Status::Held
         )
     }
 }

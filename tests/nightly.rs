@@ -43,7 +43,7 @@ fn sheet(n: usize, edited: &[usize]) -> String {
 }
 
 /// `enlist run users.csv --profile scim` against `url`, with `extra` flags.
-fn command(wd: &Workdir, url: &str, extra: &[&str]) -> std::process::Command {
+pub(crate) fn command(wd: &Workdir, url: &str, extra: &[&str]) -> std::process::Command {
     let mut args = vec![
         "run",
         "users.csv",

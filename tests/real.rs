@@ -52,7 +52,7 @@ fn count_by_status(o: &[Value]) -> HashMap<String, usize> {
     m
 }
 
-fn scim_users(base: &str, token: &str, prefix: &str) -> Vec<Value> {
+pub(crate) fn scim_users(base: &str, token: &str, prefix: &str) -> Vec<Value> {
     let client = blocking_client();
     let url = format!("{base}/Users");
     let v: Value = client
@@ -202,7 +202,7 @@ fn scim2_server_create_then_update_from_an_edited_sheet() {
     assert_eq!(scim_users(&base, &token, &p).len(), 60);
 }
 
-fn pocketbase_people(base: &str, user: &str, pass: &str, prefix: &str) -> Vec<Value> {
+pub(crate) fn pocketbase_people(base: &str, user: &str, pass: &str, prefix: &str) -> Vec<Value> {
     let client = blocking_client();
     let login: Value = client
         .post(format!(

@@ -11,6 +11,7 @@ mod feedback;
 mod hostile_input;
 mod hostile_server;
 mod keys;
+mod leavers;
 mod lookup;
 mod nightly;
 mod preflight;

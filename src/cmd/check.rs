@@ -47,6 +47,12 @@ pub struct CheckArgs {
     /// all in --report).
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub max_problems: u64,
+    /// With --leavers: the state directory whose users are compared with the sheet
+    /// (default: .enlist-state beside the input, as for `run`).
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub leavers: super::leavers::LeaverArgs,
 }
 
 /// Counts for the summary.
@@ -66,6 +72,7 @@ pub fn run(args: CheckArgs) -> Result<u8> {
     // Cells are shown only in a report.
     spec.plan.without_cells = args.report.is_none();
     let profile = spec.profile.clone();
+    let policy = args.leavers.policy(&profile)?;
     let input = Input::open(spec)?;
     let base = args
         .base_url
@@ -203,7 +210,11 @@ pub fn run(args: CheckArgs) -> Result<u8> {
         }
     }
 
-    let code = if tally.invalid > 0 {
+    let leavers = match policy {
+        Some(p) => Some(leavers(&args, &input, &base, p)?),
+        None => None,
+    };
+    let code = if tally.invalid > 0 || leavers.as_ref().is_some_and(|(d, _)| d.held.is_some()) {
         exit::ROWS_FAILED
     } else {
         exit::OK
@@ -296,6 +307,9 @@ pub fn run(args: CheckArgs) -> Result<u8> {
         if tally.invalid > 0 {
             t.push_str("fix the rows above and check again; `enlist run` would not send the invalid rows\n");
         }
+        if let Some((d, managed)) = &leavers {
+            t.push_str(&super::leavers::describe(d, *managed));
+        }
         out(&t)?;
     }
     Ok(code)
@@ -347,6 +361,32 @@ impl Problems {
     pub fn tail(&self, hint: &str) -> Option<String> {
         (self.more > 0).then(|| format!("and {} more rows with problems; {hint}", self.more))
     }
+}
+
+/// `check --leavers`: the sheet's keys (read once more) against the state's users of
+/// the target; nothing is sent. Returns the decision and the number of managed users.
+fn leavers(
+    args: &CheckArgs,
+    input: &Input,
+    base: &str,
+    policy: crate::leavers::Policy,
+) -> Result<(crate::leavers::Decision, usize)> {
+    let url = crate::execute::check_base_url(base, true).map_err(|_| {
+        crate::error::Error::Usage(format!(
+            "--leavers needs the target's base URL (the state keeps users per target): give \
+             --base-url or set ${}",
+            input.profile().base_url_env
+        ))
+    })?;
+    let state = super::run::state_dir_of(args.state.as_deref(), &args.input.sheet);
+    let target = crate::journal::target_id(&input.profile().name, url.as_str());
+    let members = crate::journal::read_members(&state, &target)?;
+    let managed = members.len();
+    let mut tally = crate::leavers::Tally::default();
+    for row in input.rows()? {
+        tally.see(&row, None);
+    }
+    Ok((crate::leavers::decide(members, &tally, &policy), managed))
 }
 
 /// A row's line in a check report: nothing was sent, so valid rows are `not-attempted`.

@@ -4,6 +4,7 @@ mod args;
 pub mod check;
 pub mod demo;
 pub mod generate;
+pub mod leavers;
 pub mod preflight;
 pub mod profiles;
 pub mod run;

@@ -132,6 +132,8 @@ pub struct RunArgs {
     pub log_format: LogFormat,
     #[command(flatten)]
     pub journal: JournalArgs,
+    #[command(flatten)]
+    pub leavers: super::leavers::LeaverArgs,
 }
 
 /// A flag that takes `auto` or a value.
@@ -175,8 +177,13 @@ pub struct JournalArgs {
 
 /// The state directory: `--state`, else `.enlist-state` beside the input file.
 fn state_dir(args: &JournalArgs, sheet: &Path) -> PathBuf {
-    match &args.state {
-        Some(d) => d.clone(),
+    state_dir_of(args.state.as_deref(), sheet)
+}
+
+/// `--state`, else `.enlist-state` beside the input file (`run` and `check --leavers`).
+pub(super) fn state_dir_of(state: Option<&Path>, sheet: &Path) -> PathBuf {
+    match state {
+        Some(d) => d.to_path_buf(),
         None => sheet
             .parent()
             .unwrap_or(Path::new(""))
@@ -506,6 +513,14 @@ fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
         (None, true) => Some(OnlyFilter::retry()),
         (None, false) => None,
     };
+    let policy = args.leavers.policy(&profile)?;
+    if policy.is_some() && only.is_some() {
+        return Err(Error::Usage(
+            "--leavers needs the whole sheet: it cannot be used with --only or retry (a \
+             filtered sheet would make everyone else a leaver)"
+                .into(),
+        ));
+    }
     let mut settings = settings(&args, &profile)?;
     settings.input_sha256 = copy.sha256().to_string();
     if args.progress == ProgressArg::Always && settings.progress == Progress::Bar {
@@ -559,6 +574,15 @@ fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
                 }
             }
         });
+        let key_cell = input.layout.sheet_index(profile.key_index());
+        let rows = super::leavers::lifecycle(
+            rows,
+            &journal,
+            profile.clone(),
+            policy,
+            args.journal.shard,
+            key_cell,
+        )?;
         let (sinks, report_path) = report_sinks(&args, &input, &profile, origin)?;
         Ok::<_, Error>((total, rows, sinks, report_path))
     })();

@@ -197,6 +197,7 @@ async fn process(sh: &Shared, row: &PlannedRow, cx: &mut RowCtx) -> Result<End, 
     };
     match job.action {
         Action::Skip => Ok(End::new(Status::Skipped, "the row asks to be skipped")),
+        Action::Disable | Action::Enable | Action::Delete => lifecycle(sh, row, job, cx).await,
         Action::Create => {
             // A resume: the interrupted run may have created this user without recording
             // it, so look before sending the create again. And a target that would take a
@@ -306,6 +307,67 @@ async fn upsert(sh: &Shared, row: &PlannedRow, job: &Job, cx: &mut RowCtx) -> Re
         Found::No => create(sh, row, job, cx, true).await,
         Found::Failed(why) => Ok(End::failed(why)),
     }
+}
+
+/// A disable, enable or delete: the job's one request, sent to the user the journal knows
+/// (or a lookup finds). A user the target no longer has needs no disable or delete: it is
+/// reported `deleted`, saying so.
+async fn lifecycle(
+    sh: &Shared,
+    row: &PlannedRow,
+    job: &Job,
+    cx: &mut RowCtx,
+) -> Result<End, Error> {
+    let (Some(req), Some(spec)) = (&job.lifecycle, sh.profile.requests.lifecycle(job.action))
+    else {
+        return Ok(End::failed(format!(
+            "profile {} cannot {} users",
+            sh.profile.name,
+            job.action.as_str()
+        )));
+    };
+    let known = job.known.as_ref().and_then(|k| k.remote_id.clone());
+    let gone = || {
+        End::new(
+            Status::Deleted,
+            format!("not on the target any more (no user with key {})", row.key),
+        )
+    };
+    let id = match (known, req.needs_remote_id()) {
+        (_, false) => None,
+        (Some(id), true) if !req.body_needs_remote_id() => Some(Value::String(id)),
+        (_, true) => match &job.lookup {
+            None => return Ok(End::failed("no remote id known and no lookup to find it")),
+            Some(lk) => match lookup(sh, cx, lk, &row.key).await? {
+                Found::Yes(Some(id)) => Some(id),
+                Found::Yes(None) => return Ok(End::failed("the lookup's answer has no remote id")),
+                Found::No if job.action == Action::Enable => return Ok(not_found(row)),
+                Found::No => return Ok(gone()),
+                Found::Failed(why) => return Ok(End::failed(why)),
+            },
+        },
+    };
+    let req = match &id {
+        Some(id) => req.with_remote_id(id),
+        None => req.clone(),
+    };
+    cx.attempts = 0;
+    let resp = match own_call(sh, cx, &req, true).await? {
+        Ok(r) => r,
+        Err(u) => return Ok(End::failed(u.message())),
+    };
+    let done = match job.action {
+        Action::Disable => (Status::Disabled, "disabled"),
+        Action::Enable => (Status::ReEnabled, "enabled again"),
+        _ => (Status::Deleted, "deleted"),
+    };
+    Ok(if spec.is_success(resp.status) {
+        End::new(done.0, done.1).with_id(id_text(&id))
+    } else if spec.not_found.contains(&resp.status) && job.action != Action::Enable {
+        gone().with_id(id_text(&id))
+    } else {
+        End::failed(failure_message(&sh.profile, &resp))
+    })
 }
 
 /// An update of a user the journal knows, sent without a lookup: `None` when the row must

@@ -213,6 +213,8 @@ pub struct Job {
     /// Secret columns a `replace` update sends that the row leaves empty: such an update is
     /// not sent (it would clear the stored secret), and the row says which to fill in.
     pub missing_for_update: Vec<String>,
+    /// A disable, enable or delete: the request, which may still hold [`REMOTE_ID`].
+    pub lifecycle: Option<Request>,
 }
 
 /// A user the journal shows applied to the run's target.
@@ -665,7 +667,7 @@ impl Planner {
                 Some(a) => action = a,
                 None => findings.push(Finding::error(
                     Some(layout.action_header()),
-                    format!("{text:?} is not an action; use create, update, upsert or skip"),
+                    format!("{text:?} is not an action; use create, update, upsert, skip, disable, enable or delete"),
                 )),
             }
         }
@@ -683,9 +685,11 @@ impl Planner {
         };
 
         if action != Action::Skip {
+            // A disable, enable or delete needs the key alone.
+            let lifecycle = p.requests.lifecycle(action).is_some();
             for (ci, col) in p.columns.iter().enumerate() {
                 let empty = matches!(values[ci], None | Some(Value::Null));
-                if !empty || broken[ci] {
+                if !empty || broken[ci] || (lifecycle && ci != key_idx) {
                     continue;
                 }
                 let label = layout.label(ci, p);
@@ -826,6 +830,9 @@ impl Planner {
     /// `defaulted` ones (except columns whose `empty` is `default`).
     fn job(&self, action: Action, values: &[Option<Value>], defaulted: &[bool]) -> Job {
         let p = &*self.profile;
+        if let Some(spec) = p.requests.lifecycle(action) {
+            return lifecycle_job(p, action, spec, values);
+        }
         let r = &p.requests;
         let json = RowJson::new(values);
         let hidden = self.update_hides(defaulted);
@@ -896,6 +903,7 @@ impl Planner {
             known: None,
             steps: steps::render(p, values, &json, self.opts.secret_key.as_ref()),
             steps_only: None,
+            lifecycle: None,
             missing_for_update: match &r.update {
                 Some(u) if u.semantics == Semantics::Replace && action != Action::Create => p
                     .columns
@@ -961,6 +969,68 @@ impl Planner {
         }
         out
     }
+}
+
+/// The job of a disable, enable or delete: its request, named by the key alone (the
+/// profile's loader allows no other column there), and the lookup that finds the remote id
+/// when the journal does not know it.
+fn lifecycle_job(p: &Profile, action: Action, spec: &RequestSpec, values: &[Option<Value>]) -> Job {
+    let scope = |remote_id| Values {
+        profile: p,
+        values,
+        json: None,
+        hide: None,
+        mask: false,
+        remote_id,
+        rules: true,
+    };
+    Job {
+        action,
+        lookup: p
+            .requests
+            .lookup
+            .as_ref()
+            .map(|l| render_request(l, &scope(false))),
+        create: None,
+        update: None,
+        missing_for_create: Vec::new(),
+        fingerprint: String::new(),
+        reconcile: false,
+        secrets: Vec::new(),
+        created_in_flight: false,
+        known: None,
+        steps: Vec::new(),
+        steps_only: None,
+        missing_for_update: Vec::new(),
+        lifecycle: Some(render_request(spec, &scope(true))),
+    }
+}
+
+/// A user who is not a row of the sheet (a leaver), to `action` (disable, enable or delete:
+/// the profile has its request), with what the journal knows of it. `seq` follows the
+/// sheet's rows; the row number is 0 (no source row).
+pub fn leaver_row(
+    p: &Profile,
+    seq: u64,
+    key: &str,
+    action: Action,
+    known: Option<KnownUser>,
+) -> Option<PlannedRow> {
+    let spec = p.requests.lifecycle(action)?;
+    let mut values = vec![None; p.columns.len()];
+    values[p.key_index()] = Some(Value::String(key.to_string()));
+    let mut job = lifecycle_job(p, action, spec, &values);
+    job.known = known;
+    Some(PlannedRow {
+        seq,
+        row: 0,
+        key: key.to_string(),
+        action,
+        cells: Vec::new(),
+        findings: Vec::new(),
+        job: Some(job),
+        settled: None,
+    })
 }
 
 /// Renders one request of the profile for one row.

@@ -136,11 +136,25 @@ pub enum Action {
     Update,
     Upsert,
     Skip,
+    /// Lock the user out (the profile's `disable` request), keeping the account.
+    Disable,
+    /// Let a disabled user back in (the profile's `enable` request).
+    Enable,
+    /// Remove the user (the profile's `delete` request).
+    Delete,
 }
 
 impl Action {
     /// Every action, in declaration order (`ALL[a as usize] == a`).
-    pub const ALL: [Action; 4] = [Action::Create, Action::Update, Action::Upsert, Action::Skip];
+    pub const ALL: [Action; 7] = [
+        Action::Create,
+        Action::Update,
+        Action::Upsert,
+        Action::Skip,
+        Action::Disable,
+        Action::Enable,
+        Action::Delete,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -148,6 +162,9 @@ impl Action {
             Action::Update => "update",
             Action::Upsert => "upsert",
             Action::Skip => "skip",
+            Action::Disable => "disable",
+            Action::Enable => "enable",
+            Action::Delete => "delete",
         }
     }
 
@@ -157,6 +174,9 @@ impl Action {
             "update" | "modify" | "change" => Some(Action::Update),
             "upsert" | "create or update" => Some(Action::Upsert),
             "skip" | "ignore" | "-" => Some(Action::Skip),
+            "disable" | "deactivate" | "suspend" => Some(Action::Disable),
+            "enable" | "reactivate" => Some(Action::Enable),
+            "delete" | "remove" => Some(Action::Delete),
             _ => None,
         }
     }
@@ -483,6 +503,64 @@ pub struct Requests {
     pub create: Option<RequestSpec>,
     pub update: Option<RequestSpec>,
     pub lookup: Option<RequestSpec>,
+    /// Locks a user out, keeping the account (SCIM `active=false`). Named by key and
+    /// remote id only: a leaver has no row.
+    pub disable: Option<RequestSpec>,
+    /// Undoes `disable`: required with it, so a user back in the sheet gets back in.
+    pub enable: Option<RequestSpec>,
+    /// Removes a user.
+    pub delete: Option<RequestSpec>,
+}
+
+impl Requests {
+    /// Whether a create's answer gives the user's remote id.
+    pub fn create_learns_id(&self) -> bool {
+        self.create
+            .as_ref()
+            .is_some_and(|c| c.remote_id.is_some() || c.remote_id_header.is_some())
+    }
+
+    /// The request of a disable, enable or delete (`None` for other actions).
+    pub fn lifecycle(&self, action: Action) -> Option<&RequestSpec> {
+        match action {
+            Action::Disable => self.disable.as_ref(),
+            Action::Enable => self.enable.as_ref(),
+            Action::Delete => self.delete.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// A key or a glob pattern (`*` any text, `?` one character) of users never touched by
+/// `--leavers`: a profile's `protect` list and the lines of `--protect FILE`. Compared as
+/// keys are, ignoring case and outer spaces.
+#[derive(Debug, Clone)]
+pub struct KeyPattern {
+    pub text: String,
+    regex: Regex,
+}
+
+impl KeyPattern {
+    pub fn new(text: &str) -> std::result::Result<KeyPattern, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err("an empty pattern would protect nobody: remove it".into());
+        }
+        // A glob is a regex whose only operators are `*` and `?`: escape the rest.
+        let body = regex::escape(text).replace(r"\*", ".*").replace(r"\?", ".");
+        let regex = regex::RegexBuilder::new(&format!("^(?:{body})$"))
+            .case_insensitive(true)
+            .build()
+            .map_err(|e| format!("{text:?} cannot be used as a pattern: {e}"))?;
+        Ok(KeyPattern {
+            text: text.to_string(),
+            regex,
+        })
+    }
+
+    pub fn matches(&self, key: &str) -> bool {
+        self.regex.is_match(key.trim())
+    }
 }
 
 /// Profile-wide response handling.
@@ -535,6 +613,8 @@ pub struct Profile {
     /// out of the row's fingerprint: the journal tracks each step's requests itself, so a
     /// changed group list sends the missing memberships, not an update.
     pub step_only: Vec<bool>,
+    /// Users `--leavers` never disables or deletes (`protect = ["admin", "svc-*"]`).
+    pub protect: Vec<KeyPattern>,
 }
 
 /// A follow-up request (`[[steps]]`): after the create and/or update of a row succeeded,
@@ -631,6 +711,23 @@ impl Profile {
         let r = &self.requests;
         match action {
             Action::Skip => Ok(()),
+            Action::Disable | Action::Enable | Action::Delete => {
+                let verb = action.as_str();
+                match r.lifecycle(action) {
+                    None => Err(format!(
+                        "profile {} cannot {verb} users (it has no [requests.{verb}])",
+                        self.name
+                    )),
+                    // The journal keeps the id a create answered with: a leaver is named by it.
+                    Some(s) if s.needs_remote_id() && r.lookup.is_none() && !r.create_learns_id() => {
+                        Err(format!(
+                            "profile {} names users by remote id to {verb} them but has no lookup to find it",
+                            self.name
+                        ))
+                    }
+                    Some(_) => Ok(()),
+                }
+            }
             Action::Create if r.create.is_none() => Err(format!(
                 "profile {} cannot create users (it has no create request)",
                 self.name
@@ -771,9 +868,13 @@ impl Load<'_> {
 
     /// Refuses a placeholder that names nothing where it sits (see [`names`]).
     fn check_names(&self, what: &str, place: names::Place, found: Vec<String>) -> Result<()> {
+        let allowed = match place {
+            names::Place::Leaver => std::slice::from_ref(&self.key),
+            _ => &self.known[..],
+        };
         match found
             .iter()
-            .find_map(|n| names::refusal(what, place, n, &self.known))
+            .find_map(|n| names::refusal_among(what, place, n, allowed, &self.known))
         {
             Some(why) => Err(self.err(why)),
             None => Ok(()),
@@ -864,15 +965,15 @@ impl Load<'_> {
         self.statuses("responses.no_retry", &raw.responses.no_retry)?;
         let requests = self.requests(raw.requests)?;
         let auth = self.auth(raw.auth)?;
-        let default_mode =
-            raw.default_mode
-                .unwrap_or(if requests.lookup.is_some() && requests.update.is_some() {
-                    Action::Upsert
-                } else if requests.create.is_some() {
-                    Action::Create
-                } else {
-                    Action::Update
-                });
+        let default_mode = raw.default_mode.map(Action::from).unwrap_or(
+            if requests.lookup.is_some() && requests.update.is_some() {
+                Action::Upsert
+            } else if requests.create.is_some() {
+                Action::Create
+            } else {
+                Action::Update
+            },
+        );
         let p = Profile {
             name: raw.name,
             description: raw.description,
@@ -897,6 +998,11 @@ impl Load<'_> {
             columns,
             requests,
             origin: self.origin.to_string(),
+            protect: raw
+                .protect
+                .iter()
+                .map(|p| KeyPattern::new(p).map_err(|e| self.err(format!("protect: {e}"))))
+                .collect::<Result<_>>()?,
         };
         if let Err(why) = p.supports(default_mode) {
             return Err(self.err(format!(
@@ -995,10 +1101,20 @@ impl Load<'_> {
             spec.map(|s| self.request(&format!("requests.{which}"), s))
                 .transpose()
         };
+        if r.disable.is_some() && r.enable.is_none() {
+            return Err(self.err(
+                "[requests.disable] needs [requests.enable]: a user disabled as a leaver who \
+                 comes back in the sheet is enabled again"
+                    .into(),
+            ));
+        }
         Ok(Requests {
             create: compile("create", r.create)?,
             update: compile("update", r.update)?,
             lookup: compile("lookup", r.lookup)?,
+            disable: compile("disable", r.disable)?,
+            enable: compile("enable", r.enable)?,
+            delete: compile("delete", r.delete)?,
         })
     }
 

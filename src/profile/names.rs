@@ -10,7 +10,9 @@
 //!   as an empty cell does), never in a create's or lookup's path, query or headers, which
 //!   would name no user;
 //! - `auth.username` and `auth.password`, in `auth.login` and `auth.refresh` only: the
-//!   credentials are never put into a user's request, and a login has no row.
+//!   credentials are never put into a user's request, and a login has no row;
+//! - in `requests.disable`, `enable` and `delete`, only the key column and `remote_id`: a
+//!   leaver (a user no longer in the sheet) has no row, only the key and id the journal kept.
 
 /// The namespace a text draws its placeholders from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +22,9 @@ pub(super) enum Place {
     /// A request of a row, or a column default: the columns, and `remote_id` when the user's
     /// id is known by the time it is sent.
     Row { remote_id: bool },
+    /// `requests.disable`, `enable`, `delete`: the key column (the only column given) and
+    /// `remote_id`.
+    Leaver,
 }
 
 /// The credentials a login may name.
@@ -32,6 +37,11 @@ impl Place {
     pub(super) fn of_request(at: &str) -> Place {
         if at.starts_with("auth.") {
             Place::Login
+        } else if matches!(
+            at,
+            "requests.disable" | "requests.enable" | "requests.delete"
+        ) {
+            Place::Leaver
         } else {
             Place::Row {
                 remote_id: !matches!(at, "requests.create" | "requests.lookup"),
@@ -44,7 +54,7 @@ impl Place {
     pub(super) fn body(self) -> Place {
         match self {
             Place::Row { .. } => Place::Row { remote_id: true },
-            Place::Login => Place::Login,
+            other => other,
         }
     }
 
@@ -59,12 +69,30 @@ impl Place {
                 }
                 v
             }
+            Place::Leaver => {
+                let mut v = columns.to_vec();
+                v.push(REMOTE_ID.into());
+                v
+            }
         }
     }
 }
 
 /// Why `{{name}}` cannot be used at `at` (a `place`), or `None` when it names something.
+#[cfg(test)]
 pub(super) fn refusal(at: &str, place: Place, name: &str, columns: &[String]) -> Option<String> {
+    refusal_among(at, place, name, columns, columns)
+}
+
+/// [`refusal`] where `columns` are those `place` may use and `all_columns` the profile's
+/// (a leaver's request may use only the key, yet another column is no typo).
+pub(super) fn refusal_among(
+    at: &str,
+    place: Place,
+    name: &str,
+    columns: &[String],
+    all_columns: &[String],
+) -> Option<String> {
     let allowed = place.names(columns);
     if allowed.iter().any(|a| a == name) {
         return None;
@@ -76,11 +104,17 @@ pub(super) fn refusal(at: &str, place: Place, name: &str, columns: &[String]) ->
             columns.join(", "),
             if remote_id { " and {{remote_id}}" } else { "" }
         ),
+        Place::Leaver => format!(
+            "It may use the key ({}) and {{{{remote_id}}}}",
+            columns.join(", ")
+        ),
     };
     let why = match place {
-        Place::Row { .. } if name.starts_with("auth.") => ", which belongs to auth.login and \
+        Place::Row { .. } | Place::Leaver if name.starts_with("auth.") => {
+            ", which belongs to auth.login and \
              auth.refresh: the credentials are never put into a user's request"
-            .to_string(),
+                .to_string()
+        }
         Place::Row { remote_id: false } if name == REMOTE_ID => {
             if at.ends_with("default") {
                 ", which a default cannot use: defaults are filled in before anything is sent"
@@ -92,13 +126,19 @@ pub(super) fn refusal(at: &str, place: Place, name: &str, columns: &[String]) ->
                 )
             }
         }
+        Place::Leaver if all_columns.iter().any(|c| c == name) => {
+            ", which a leaver does not have: a \
+             user who left the sheet has no row, only the key and the remote id the journal \
+             kept"
+                .to_string()
+        }
         Place::Login if columns.iter().any(|c| c == name) || name == REMOTE_ID => {
             ", which belongs to a user's request: a login has no row".to_string()
         }
         _ => {
             let nothing = match place {
                 Place::Login => ", which names nothing in a login",
-                Place::Row { .. } => ", which is not a column of this profile",
+                Place::Row { .. } | Place::Leaver => ", which is not a column of this profile",
             };
             match (closest(name, &allowed), name.split_once('.')) {
                 (Some(near), _) => format!("{nothing}: did you mean {{{{{near}}}}}?"),

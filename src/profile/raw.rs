@@ -22,7 +22,7 @@ pub(super) struct RawProfile {
     pub base_url_example: Option<String>,
     pub key: String,
     #[serde(default)]
-    pub default_mode: Option<Action>,
+    pub default_mode: Option<RawMode>,
     #[serde(default = "default_rate")]
     pub rate: f64,
     #[serde(default = "default_concurrency")]
@@ -38,6 +38,30 @@ pub(super) struct RawProfile {
     pub requests: RawRequests,
     #[serde(default)]
     pub steps: Vec<RawStep>,
+    #[serde(default)]
+    pub protect: Vec<String>,
+}
+
+/// `default_mode`: the actions a row may take without saying so. Disable, enable and delete
+/// are never a default: a sheet without an action column must not lock everyone out.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawMode {
+    Create,
+    Update,
+    Upsert,
+    Skip,
+}
+
+impl From<RawMode> for Action {
+    fn from(m: RawMode) -> Action {
+        match m {
+            RawMode::Create => Action::Create,
+            RawMode::Update => Action::Update,
+            RawMode::Upsert => Action::Upsert,
+            RawMode::Skip => Action::Skip,
+        }
+    }
 }
 
 fn default_rate() -> f64 {
@@ -190,6 +214,9 @@ pub(super) struct RawRequests {
     pub create: Option<RawRequest>,
     pub update: Option<RawRequest>,
     pub lookup: Option<RawRequest>,
+    pub disable: Option<RawRequest>,
+    pub enable: Option<RawRequest>,
+    pub delete: Option<RawRequest>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -56,7 +56,12 @@ impl OutcomeSink for CsvSink {
             o.message.clone(),
             o.remote_id.clone().unwrap_or_default(),
             o.finished_at.clone(),
-            source_row.to_string(),
+            // A leaver has no source row.
+            if source_row > 0 {
+                source_row.to_string()
+            } else {
+                String::new()
+            },
         ]);
         self.out
             .write_record(cells.iter().map(|c| defused_bytes(c)))

@@ -440,10 +440,14 @@ impl Formats {
 /// person, amber not tried yet.
 fn colours(s: Status) -> (u32, u32, u32) {
     match s {
-        Status::Created | Status::Updated => (0xC6EFCE, 0x006100, 0x70AD47),
-        Status::Exists | Status::Unchanged | Status::Skipped => (0xEDEDED, 0x595959, 0xA5A5A5),
+        Status::Created | Status::Updated | Status::ReEnabled => (0xC6EFCE, 0x006100, 0x70AD47),
+        Status::Exists | Status::Unchanged | Status::Skipped | Status::Protected => {
+            (0xEDEDED, 0x595959, 0xA5A5A5)
+        }
         Status::Failed | Status::Invalid => (0xFFC7CE, 0x9C0006, 0xC00000),
-        Status::NotAttempted => (0xFFEB9C, 0x9C5700, 0xFFC000),
+        Status::NotAttempted | Status::Held => (0xFFEB9C, 0x9C5700, 0xFFC000),
+        // Offboarding: its own colour, so leavers stand out from joiners and changes.
+        Status::Disabled | Status::Deleted => (0xDDEBF7, 0x1F4E78, 0x5B9BD5),
     }
 }
 
@@ -762,7 +766,10 @@ impl Writer<'_> {
             self.xl(ws.write_string_with_format(r, base + 7, clip(id), &f.text))?;
         }
         self.xl(ws.write_string_with_format(r, base + 8, &s.finished_at, top))?;
-        self.xl(ws.write_number_with_format(r, base + 9, s.source_row as f64, top))?;
+        // A leaver has no source row.
+        if s.source_row > 0 {
+            self.xl(ws.write_number_with_format(r, base + 9, s.source_row as f64, top))?;
+        }
         Ok(())
     }
 

@@ -1,0 +1,129 @@
+//! The `--leavers` flags that `run` and `check` share, turned into a [`Policy`] once,
+//! before anything is read or sent.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, ValueEnum};
+
+use crate::error::{Error, Result};
+use crate::journal::{Journal, Shard};
+use crate::leavers::{Cap, Decision, Lifecycle, Mode, Policy, Verdict};
+use crate::plan::PlannedRow;
+use crate::profile::{Action, KeyPattern, Profile};
+
+/// `--leavers`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LeaversArg {
+    Report,
+    Disable,
+    Delete,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct LeaverArgs {
+    /// Users this state created or updated on the target who are no longer in the sheet:
+    /// list them (report), disable them, or disable them and delete those disabled at
+    /// least --delete-after days ago (delete).
+    #[arg(long, value_enum, value_name = "ACTION")]
+    pub leavers: Option<LeaversArg>,
+    /// The most leavers one run acts on: a number, or a share of the managed users
+    /// (default 5%, at least 1). Above it no leaver is touched and the run exits 1.
+    #[arg(long, value_name = "N|P%", value_parser = Cap::parse)]
+    pub max_leavers: Option<Cap>,
+    /// Keys or patterns (`*`, `?`) of users never disabled or deleted, one a line
+    /// (`#` starts a comment); added to the profile's `protect` list.
+    #[arg(long, value_name = "FILE")]
+    pub protect: Option<PathBuf>,
+    /// With `--leavers delete`: days a user must have been disabled by enlist before it
+    /// is deleted.
+    #[arg(long, value_name = "DAYS", default_value_t = 30)]
+    pub delete_after: u32,
+}
+
+impl LeaverArgs {
+    /// The policy of `--leavers` (`None` without it), refusing what the profile cannot do.
+    pub fn policy(&self, profile: &Profile) -> Result<Option<Policy>> {
+        let Some(arg) = self.leavers else {
+            return Ok(None);
+        };
+        let mode = match arg {
+            LeaversArg::Report => Mode::Report,
+            LeaversArg::Disable => Mode::Disable,
+            LeaversArg::Delete => Mode::Delete,
+        };
+        let needs: &[Action] = match mode {
+            Mode::Report => &[],
+            Mode::Disable => &[Action::Disable],
+            Mode::Delete => &[Action::Disable, Action::Delete],
+        };
+        for a in needs {
+            profile
+                .supports(*a)
+                .map_err(|why| Error::Usage(format!("--leavers {}: {why}", a.as_str())))?;
+        }
+        let mut protect = profile.protect.clone();
+        if let Some(file) = &self.protect {
+            protect.extend(read_protect(file)?);
+        }
+        Ok(Some(Policy {
+            mode,
+            cap: self.max_leavers.unwrap_or_default(),
+            protect,
+            delete_after: chrono::Duration::days(i64::from(self.delete_after)),
+            now: crate::leavers::now(),
+        }))
+    }
+}
+
+/// The patterns of a `--protect` file.
+fn read_protect(file: &std::path::Path) -> Result<Vec<KeyPattern>> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Error::input(file, format!("cannot read the protect list: {e}")))?;
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.split('#').next().unwrap_or("").trim()))
+        .filter(|(_, l)| !l.is_empty())
+        .map(|(n, l)| KeyPattern::new(l).map_err(|e| Error::input(file, format!("line {n}: {e}"))))
+        .collect()
+}
+
+/// A run's rows with re-enables and, with a policy, its leavers after them.
+pub fn lifecycle(
+    rows: impl Iterator<Item = PlannedRow> + Send + 'static,
+    journal: &Journal,
+    profile: Arc<Profile>,
+    policy: Option<Policy>,
+    shard: Option<Shard>,
+    key_cell: Option<usize>,
+) -> Result<impl Iterator<Item = PlannedRow> + Send + 'static> {
+    let members = journal.members(policy.is_none())?;
+    Ok(Lifecycle::new(
+        rows, profile, members, policy, shard, key_cell,
+    ))
+}
+
+/// What `check --leavers` prints: each leaver and what would happen, with the count
+/// against the cap.
+pub fn describe(decision: &Decision, managed: usize) -> String {
+    let mut t = format!(
+        "\nleavers: {} of {managed} managed users left the sheet; {} would be disabled or \
+         deleted (the cap allows {})\n",
+        decision.leavers.len(),
+        decision.acting,
+        decision.cap
+    );
+    for (m, v) in &decision.leavers {
+        let what = match v {
+            Verdict::Act(Action::Delete) => "would be deleted".to_string(),
+            Verdict::Act(_) => "would be disabled".to_string(),
+            Verdict::Settle(crate::outcome::Status::Held, _) => "held (below)".to_string(),
+            Verdict::Settle(s, why) => format!("{s}: {why}"),
+        };
+        t.push_str(&format!("  {}: {what}\n", m.key));
+    }
+    if let Some(why) = &decision.held {
+        t.push_str(&format!("leavers held: {why}\n"));
+    }
+    t
+}
