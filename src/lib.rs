@@ -16,6 +16,7 @@
 //! - [`console`]: stderr for people and log collectors: log lines, the bar, progress lines.
 //! - [`report`]: sinks that write outcomes (JSON lines).
 //! - [`error`]: the crate's error type and the exit codes.
+//! - [`settings`]: flags, profile and environment made into one validated [`settings::RunSettings`].
 //! - [`secrets`]: the credentials a profile names, from the environment or a `--secret-file`.
 //! - [`leavers`]: users who left the sheet (disable, delete, guarded) and users who come back.
 //! - [`scrub`]: takes the run's secrets out of server text before it is stored or printed.
@@ -40,6 +41,7 @@ pub mod report;
 pub mod sandbox;
 pub mod scrub;
 pub mod secrets;
+pub mod settings;
 pub mod source;
 pub mod template_book;
 pub mod tls;

@@ -525,8 +525,8 @@ fn results_and_errors_print_legibly() {
             "{sheet}: header on every printed page"
         );
     }
-    // A message wraps in its cell (row 5 failed: column J is Message).
-    let message = book.cell_style("Results", "J5").expect("styled message");
+    // A message wraps in its cell (row 5 failed: column K is Message).
+    let message = book.cell_style("Results", "K5").expect("styled message");
     assert!(message.contains(r#"wrapText="1""#), "{message}");
 }
 
