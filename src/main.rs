@@ -5,7 +5,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = enlist::cmd::Cli::parse();
+    let cli = match enlist::cmd::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return ExitCode::from(enlist::cmd::refused(e)),
+    };
     // Rows are planned on rayon's threads; named, they can be told apart in a profiler.
     let _ = rayon::ThreadPoolBuilder::new()
         .thread_name(|i| format!("enlist-plan-{i}"))

@@ -226,16 +226,23 @@ async fn json_logs_make_every_stderr_line_json() {
 fn every_exit_prints_a_summary_line() {
     let wd = Workdir::new("console_fatal_summary");
     sheet(&wd, 1, 0);
-    for (profile, code) in [("users-api", 4), ("./missing.toml", 3)] {
+    // No base URL (4), a profile that is not there (3), a flag clap refuses (2).
+    for (profile, extra, code) in [
+        ("users-api", None, 4),
+        ("./missing.toml", None, 3),
+        ("users-api", Some("--no-such-flag"), 2),
+    ] {
         for format in ["text", "json"] {
-            let r = wd.run(&[
+            let mut args = vec![
                 "run",
                 "users.csv",
                 "--profile",
                 profile,
                 "--log-format",
                 format,
-            ]);
+            ];
+            args.extend(extra);
+            let r = wd.run(&args);
             r.expect_code(code);
             let line = r.stdout().lines().last().unwrap_or_default().to_string();
             let start = format!("enlist summary: status=fatal exit={code} seconds=");

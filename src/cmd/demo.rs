@@ -220,12 +220,13 @@ pub fn run(args: DemoArgs) -> Result<u8> {
         book.display()
     );
     eprintln!("outcome report: {}", report.display());
-    super::out(&format!("{}\n", summary.line()))?;
-    Ok(if summary.interrupted {
+    let code = if summary.interrupted {
         exit::INTERRUPTED
     } else if as_expected(&summary) {
         exit::OK
     } else {
         exit::ROWS_FAILED
-    })
+    };
+    super::out(&format!("{} exit={code}\n", summary.line()))?;
+    Ok(code)
 }

@@ -32,6 +32,31 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
 }
 
+/// A command line clap refused (or `--help`, `--version`), as the process exit code.
+/// clap prints it itself, except for `run` and `retry`, which schedulers watch: there the
+/// error goes through the console (one JSON line with `--log-format json`) and stdout gets
+/// the summary line that every run ends with.
+pub fn refused(e: clap::Error) -> u8 {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = args.iter().find(|a| !a.starts_with('-'));
+    if !e.use_stderr() || !command.is_some_and(|c| c == "run" || c == "retry") {
+        let _ = e.print();
+        return u8::try_from(e.exit_code()).unwrap_or(crate::error::exit::USAGE);
+    }
+    let json = args.iter().any(|a| a == "--log-format=json")
+        || args
+            .windows(2)
+            .any(|w| w[0] == "--log-format" && w[1] == "json");
+    crate::console::init(json);
+    let e = crate::error::Error::Usage(e.render().to_string().trim().to_string());
+    crate::console::error(&e.to_string());
+    let _ = out(&format!(
+        "{}\n",
+        run::fatal_line(&e, std::time::Duration::ZERO)
+    ));
+    e.exit_code()
+}
+
 /// Writes to stdout, treating a closed pipe (`enlist check ... | head`) as success.
 pub(crate) fn out(text: &str) -> Result<()> {
     use std::io::Write;

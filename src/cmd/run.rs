@@ -377,7 +377,7 @@ fn summarised(run: impl FnOnce() -> Result<u8>) -> Result<u8> {
 
 /// `enlist summary: status=fatal exit=4 seconds=0.2 error="..."`: the summary line of a run
 /// that could not start or had to stop (the error quoted as a JSON string).
-fn fatal_line(e: &Error, took: Duration) -> String {
+pub(crate) fn fatal_line(e: &Error, took: Duration) -> String {
     format!(
         "enlist summary: status=fatal exit={} seconds={:.1} error={}",
         e.exit_code(),
