@@ -15,21 +15,32 @@ pub const MAX_EXACT_INT: f64 = 9_007_199_254_740_992.0;
 pub enum Cell {
     /// Nothing in the cell (or only whitespace).
     Empty,
-    /// Text, trimmed. Leading `+` and `0` are kept as typed. Text of up to 24 bytes (most
-    /// cells) is held inline: the reader makes no allocation for it, so a row handed to
-    /// another thread to be planned leaves no memory behind to be freed across threads.
+    /// Text, trimmed. Leading `+` and `0` are kept as typed.
     Text(String),
     /// A numeric cell holding an integral value that fits exactly (`1234`, never `1234.0`).
     Int(i64),
     /// A numeric cell with a fraction, or an integral value too large to be exact
-    /// (see [`Cell::is_inexact_integer`]).
-    Float(f64),
+    /// (see [`Cell::is_inexact_integer`]). Serialized as its bits: exact for every value,
+    /// NaN and infinities too (a workbook can hold `<v>NaN</v>` or `<v>1e999</v>`), which
+    /// a JSON number cannot carry.
+    Float(#[serde(with = "f64_bits")] f64),
     /// A boolean cell.
     Bool(bool),
     /// A real date or date-time cell, as ISO 8601 (`2024-03-01` or `2024-03-01T09:30:00`).
     Date(String),
     /// A formula error cell such as `#N/A` or `#REF!`.
     Error(String),
+}
+
+/// An `f64` as the `u64` of its bits (see [`Cell::Float`]).
+mod f64_bits {
+    pub fn serialize<S: serde::Serializer>(f: &f64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(f.to_bits())
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        <u64 as serde::Deserialize>::deserialize(d).map(f64::from_bits)
+    }
 }
 
 impl Cell {
