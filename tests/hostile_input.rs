@@ -431,6 +431,37 @@ fn far_away_row_numbers_are_not_wrapped() {
     }
 }
 
+/// Number cells that are not finite (`<v>NaN</v>`, `<v>1e999</v>`: calamine reads them
+/// as NaN and infinity) come back from the decoded rows' spool exactly, as every other cell
+/// does: the rows after them are not lost.
+#[test]
+fn numbers_that_are_not_finite_survive_the_second_pass() {
+    let wd = Workdir::new("not_finite");
+    let rows: String = [("3", "bob@x.io", "NaN"), ("4", "cid@x.io", "1e999")]
+        .iter()
+        .map(|(r, email, name)| {
+            format!(
+                r#"<row r="{r}"><c r="A{r}" t="inlineStr"><is><t>{email}</t></is></c><c r="B{r}" t="s"><v>4</v></c><c r="C{r}"><v>{name}</v></c></row>"#
+            )
+        })
+        .collect();
+    let sheet = SHEET.replace("</sheetData>", &format!("{rows}</sheetData>"));
+    xlsx_with(&wd.path("odd.xlsx"), &sheet, 0);
+    let r = wd.run(&[
+        "check",
+        "odd.xlsx",
+        "-p",
+        "users-api",
+        "--show-requests",
+        "3",
+    ]);
+    let all = format!("{}{}", r.stdout(), r.stderr());
+    assert!(!all.contains("could not be read back"), "{all}");
+    for name in ["\"NaN\"", "\"inf\""] {
+        assert!(all.contains(name), "{name} missing: {all}");
+    }
+}
+
 /// Rows appended to the sheet between the duplicate-key pass and the planning pass (a
 /// duplicate of row 2 and a new user) are not sent: the run reads one private copy, and
 /// the hash in its report is the hash of what it read.

@@ -24,7 +24,10 @@ pub fn convert(
     // A text cell given owned hands its String over: it becomes the value as it is. (What
     // is left of the cell is an empty text: not numeric, so no rule below looks at it.)
     let (given, cell) = match cell {
-        Cow::Owned(Cell::Text(t)) => (Some(t), Cow::Owned(Cell::Text(Default::default()))),
+        Cow::Owned(Cell::Text(t)) => (
+            Some(t.into_string()),
+            Cow::Owned(Cell::Text(Default::default())),
+        ),
         c => (None, c),
     };
     // Text cells are borrowed otherwise: a String is made once, for the value, not per rule.

@@ -226,7 +226,7 @@ impl Layout {
             .map(|(si, c)| match c {
                 Cell::Empty => String::new(),
                 _ if self.is_secret(si) => MASK.to_string(),
-                Cell::Text(t) => t,
+                Cell::Text(t) => t.into_string(),
                 c => c.to_text(),
             })
             .collect();

@@ -692,12 +692,9 @@ fn datetime_cell(dt: &ExcelDateTime) -> Cell {
         let total = (v * 86_400.0).round() as i64;
         let sign = if total < 0 { "-" } else { "" };
         let t = total.abs();
-        return Cell::Text(format!(
-            "{sign}{:02}:{:02}:{:02}",
-            t / 3600,
-            (t / 60) % 60,
-            t % 60
-        ));
+        return Cell::Text(
+            format!("{sign}{:02}:{:02}:{:02}", t / 3600, (t / 60) % 60, t % 60).into(),
+        );
     }
     if v < 0.0 {
         return Cell::number(v);
