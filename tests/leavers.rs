@@ -12,8 +12,12 @@ use enlist::sandbox::{start, RunningSandbox, SandboxConfig, SandboxKind};
 use crate::workdir::{counted, outcomes, Run, Workdir};
 
 async fn scim() -> Arc<RunningSandbox> {
+    sandbox(SandboxKind::Scim).await
+}
+
+async fn sandbox(kind: SandboxKind) -> Arc<RunningSandbox> {
     let sb = start(SandboxConfig {
-        kind: SandboxKind::Scim,
+        kind,
         seed: 17,
         ..Default::default()
     })
@@ -40,26 +44,12 @@ async fn run(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> Run {
-    let args: Vec<String> = ["--state", "state", "--report", report]
-        .iter()
-        .chain(extra)
-        .map(|s| s.to_string())
-        .collect();
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let (wd, url) = (wd.clone(), url.to_string());
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut c = crate::nightly::command(&wd, &url, &args);
-        c.envs(env);
-        Run {
-            output: c.output().expect("run enlist"),
-        }
-    })
-    .await
-    .expect("join")
+    let line = format!(
+        "run users.csv --profile scim --progress never --rate 5000 --state state --report {report}"
+    );
+    let mut env = env.to_vec();
+    env.push(("ENLIST_SCIM_TOKEN", "sandbox-token"));
+    enlist(wd, &line, url, extra, &env).await
 }
 
 /// The sandbox's users through its HTTP API: userName → active.
@@ -630,9 +620,21 @@ name = "givenName"
 
 // ---- --leavers-scope target: every user the target lists ([requests.list]) ----
 
-/// `enlist ARGS` with `env`, off the runtime that serves the sandbox.
-async fn enlist(wd: &Arc<Workdir>, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+/// `enlist` with the words of `line`, `--base-url url`, then `extra`, and `env`; off the
+/// runtime that serves the sandbox.
+async fn enlist(
+    wd: &Arc<Workdir>,
+    line: &str,
+    url: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Run {
+    let args: Vec<String> = line
+        .split_whitespace()
+        .chain(["--base-url", url])
+        .chain(extra.iter().copied())
+        .map(str::to_string)
+        .collect();
     let env: Vec<(String, String)> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -682,39 +684,20 @@ async fn target_scope_disables_users_made_outside_enlist_over_offset_pages() {
     );
     wd.write("users.csv", sheet(0..20));
     let env = [("ENLIST_SCIM_TOKEN", "sandbox-token")];
-    let args = |report: &'static str, extra: &[&'static str]| -> Vec<&'static str> {
-        let mut a = vec![
-            "run",
-            "users.csv",
-            "--profile",
-            "scim7.toml",
-            "--progress",
-            "never",
-        ];
-        a.extend(["--state", "state", "--report", report]);
-        a.extend(extra);
-        a
-    };
-    let mut day1 = args("d1.jsonl", &[]);
-    day1.extend(["--base-url", &url]);
-    enlist(&wd, &day1, &env).await.expect_code(0);
+    let run = "run users.csv --profile scim7.toml --progress never --state state";
+    enlist(&wd, run, &url, &["--report", "d1.jsonl"], &env)
+        .await
+        .expect_code(0);
     for i in 100..105 {
         scim_user_outside(&sb, &name(i)).await;
     }
-    let scope = ["--leavers", "disable", "--leavers-scope", "target"];
+    let scope = "--leavers disable --leavers-scope target";
+    let run = format!("{run} {scope}");
 
     // check: the listed users are the managed ones, the cap counts against them.
-    let mut check = vec![
-        "check",
-        "users.csv",
-        "--profile",
-        "scim7.toml",
-        "--state",
-        "state",
-    ];
-    check.extend(["--base-url", &url, "--max-leavers", "20%"]);
-    check.extend(scope);
-    let c = enlist(&wd, &check, &env).await;
+    let check =
+        format!("check users.csv --profile scim7.toml --state state {scope} --max-leavers 20%");
+    let c = enlist(&wd, &check, &url, &[], &env).await;
     c.expect_code(0);
     assert!(
         c.stdout().contains(
@@ -728,10 +711,15 @@ async fn target_scope_disables_users_made_outside_enlist_over_offset_pages() {
         .contains("user104@example.com: would be disabled"));
 
     // 10 % of the 25 listed users allows 2: all five are held.
-    let mut held = args("d2.jsonl", &["--max-leavers", "10%"]);
-    held.extend(scope);
-    held.extend(["--base-url", &url]);
-    enlist(&wd, &held, &env).await.expect_code(1);
+    enlist(
+        &wd,
+        &run,
+        &url,
+        &["--max-leavers", "10%", "--report", "d2.jsonl"],
+        &env,
+    )
+    .await
+    .expect_code(1);
     assert_eq!(
         by_status(&outcomes(&wd.path("d2.jsonl"))).get("held"),
         Some(&5)
@@ -741,10 +729,15 @@ async fn target_scope_disables_users_made_outside_enlist_over_offset_pages() {
     // 20 % allows 5 (of the 20 this state manages it would allow 4).
     let lists = |sb: &RunningSandbox| counted(&sb.stats(), "GET /scim/v2/Users");
     let before = lists(&sb);
-    let mut go = args("d3.jsonl", &["--max-leavers", "20%"]);
-    go.extend(scope);
-    go.extend(["--base-url", &url]);
-    enlist(&wd, &go, &env).await.expect_code(0);
+    enlist(
+        &wd,
+        &run,
+        &url,
+        &["--max-leavers", "20%", "--report", "d3.jsonl"],
+        &env,
+    )
+    .await
+    .expect_code(0);
     assert_eq!(lists(&sb) - before, 4, "four pages of at most 7 users");
     let outs = outcomes(&wd.path("d3.jsonl"));
     assert_eq!(by_status(&outs).get("disabled"), Some(&5), "{outs:?}");
@@ -759,13 +752,7 @@ async fn target_scope_disables_users_made_outside_enlist_over_offset_pages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_scope_reads_users_api_pages_by_cursor() {
-    let sb = start(SandboxConfig {
-        kind: SandboxKind::UsersApi,
-        seed: 17,
-        ..Default::default()
-    })
-    .await
-    .expect("sandbox");
+    let sb = sandbox(SandboxKind::UsersApi).await;
     let url = sb.base_url();
     let wd = Arc::new(Workdir::new("leavers_scope_cursor"));
     let profile =
@@ -793,34 +780,13 @@ async fn target_scope_reads_users_api_pages_by_cursor() {
         csv.push_str(&format!("{},Secret-123x,N\n", name(i)));
     }
     wd.write("users.csv", csv);
-    let run = enlist(
-        &wd,
-        &[
-            "run",
-            "users.csv",
-            "--profile",
-            "ua7.toml",
-            "--base-url",
-            &url,
-            "--progress",
-            "never",
-            "--state",
-            "state",
-            "--report",
-            "r.jsonl",
-            "--leavers",
-            "disable",
-            "--leavers-scope",
-            "target",
-            "--max-leavers",
-            "7",
-        ],
-        &[
-            ("ENLIST_USERS_API_USERNAME", "admin"),
-            ("ENLIST_USERS_API_PASSWORD", "sandbox"),
-        ],
-    )
-    .await;
+    let line = "run users.csv --profile ua7.toml --progress never --state state --report \
+                r.jsonl --leavers disable --leavers-scope target --max-leavers 7";
+    let env = [
+        ("ENLIST_USERS_API_USERNAME", "admin"),
+        ("ENLIST_USERS_API_PASSWORD", "sandbox"),
+    ];
+    let run = enlist(&wd, line, &url, &[], &env).await;
     run.expect_code(0);
     let users: Value = http
         .get(format!("{url}/users/user"))
@@ -901,27 +867,9 @@ required = true
     );
     let csv: String = (0..10).map(|i| format!("p{i}\n")).collect();
     wd.write("users.csv", format!("login\n{csv}"));
-    let c = enlist(
-        &wd,
-        &[
-            "check",
-            "users.csv",
-            "--profile",
-            "t.toml",
-            "--base-url",
-            &base,
-            "--state",
-            "state",
-            "--leavers",
-            "report",
-            "--leavers-scope",
-            "target",
-            "--max-leavers",
-            "2",
-        ],
-        &[],
-    )
-    .await;
+    let line = "check users.csv --profile t.toml --state state --leavers report \
+                --leavers-scope target --max-leavers 2";
+    let c = enlist(&wd, line, &base, &[], &[]).await;
     c.expect_code(0);
     let out = c.stdout();
     assert!(

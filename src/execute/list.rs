@@ -52,13 +52,13 @@ pub(crate) async fn list_all(sh: &Shared, spec: &ListSpec) -> Result<Vec<Listed>
     };
     let mut users = Vec::new();
     let mut offset = match &spec.paging {
-        Paging::Offset {
+        Some(Paging::Offset {
             offset_param,
             limit_param,
             limit,
             start,
             ..
-        } => {
+        }) => {
             req.query.push((offset_param.clone(), start.to_string()));
             req.query.push((limit_param.clone(), limit.to_string()));
             *start
@@ -94,8 +94,10 @@ pub(crate) async fn list_all(sh: &Shared, spec: &ListSpec) -> Result<Vec<Listed>
                 .map(|v| value_text(v).into_owned());
             Some((key, id))
         }));
-        let next = match &spec.paging {
-            Paging::None => None,
+        let Some(paging) = &spec.paging else {
+            return Ok(users);
+        };
+        let next = match paging {
             // Compared as resolved, so a link to the page itself repeats however spelled.
             Paging::NextLink { pointer } => text_at(&body, pointer)
                 .map(|link| next_link(sh.net.http.base(), &link))

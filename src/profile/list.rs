@@ -4,7 +4,9 @@
 //! A list request has no row, so it names no placeholder: a filter (one group, one
 //! domain) is written into its query as it is.
 
-use super::raw::{RawList, RawPaging};
+use serde::Deserialize;
+
+use super::raw::RawList;
 use super::Load;
 use crate::error::Result;
 
@@ -23,15 +25,15 @@ pub struct ListSpec {
     pub key: String,
     /// JSON pointer, inside an item, to the user's remote id.
     pub remote_id: Option<String>,
-    pub paging: Paging,
+    /// `None`: one answer holds every user.
+    pub paging: Option<Paging>,
     pub max_pages: u64,
 }
 
-/// How the next page is asked for.
-#[derive(Debug, Clone, PartialEq)]
+/// How the next page is asked for (`paging = { kind = "offset", … }`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Paging {
-    /// One answer holds every user.
-    None,
     /// The answer names the next page's URL (absolute or relative) at `pointer`.
     NextLink { pointer: String },
     /// `offset_param` counts from `start` in items (or in pages, `by_page`), `limit` a
@@ -40,8 +42,11 @@ pub enum Paging {
         offset_param: String,
         limit_param: String,
         limit: u64,
+        #[serde(default)]
         start: u64,
+        #[serde(default)]
         total: Option<String>,
+        #[serde(default)]
         by_page: bool,
     },
     /// The answer gives the next page's cursor at `pointer`; sent as `cursor_param`. No
@@ -80,47 +85,20 @@ impl Load<'_> {
                 self.pointer(&format!("requests.list.{k}"), p)?;
             }
         }
-        let paging = match r.paging {
-            None => Paging::None,
-            Some(RawPaging::NextLink { pointer }) => {
-                self.pointer("requests.list.paging.pointer", &pointer)?;
-                Paging::NextLink { pointer }
+        match &r.paging {
+            Some(Paging::NextLink { pointer } | Paging::Cursor { pointer, .. }) => {
+                self.pointer("requests.list.paging.pointer", pointer)?
             }
-            Some(RawPaging::Cursor {
-                cursor_param,
-                pointer,
-            }) => {
-                self.pointer("requests.list.paging.pointer", &pointer)?;
-                Paging::Cursor {
-                    cursor_param,
-                    pointer,
-                }
+            Some(Paging::Offset { limit: 0, .. }) => {
+                return Err(
+                    self.err("requests.list.paging.limit = 0: write the page size (100)".into())
+                );
             }
-            Some(RawPaging::Offset {
-                offset_param,
-                limit_param,
-                limit,
-                start,
-                total,
-                by_page,
-            }) => {
-                if limit == 0 {
-                    return Err(self
-                        .err("requests.list.paging.limit = 0: write the page size (100)".into()));
-                }
-                if let Some(t) = &total {
-                    self.pointer("requests.list.paging.total", t)?;
-                }
-                Paging::Offset {
-                    offset_param,
-                    limit_param,
-                    limit,
-                    start,
-                    total,
-                    by_page,
-                }
+            Some(Paging::Offset { total: Some(t), .. }) => {
+                self.pointer("requests.list.paging.total", t)?
             }
-        };
+            _ => {}
+        }
         Ok(ListSpec {
             path: r.path,
             query: r.query.into_iter().collect(),
@@ -128,7 +106,7 @@ impl Load<'_> {
             items: r.items,
             key: r.key,
             remote_id: r.remote_id,
-            paging,
+            paging: r.paging,
             max_pages: r.max_pages.unwrap_or(MAX_PAGES).max(1),
         })
     }

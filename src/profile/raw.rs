@@ -236,37 +236,13 @@ pub(super) struct RawList {
     #[serde(default)]
     pub remote_id: Option<String>,
     #[serde(default)]
-    pub paging: Option<RawPaging>,
+    pub paging: Option<super::Paging>,
     #[serde(default)]
     pub max_pages: Option<u64>,
 }
 
 fn default_get() -> String {
     "GET".into()
-}
-
-/// How the next page of a list is asked for.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-pub(super) enum RawPaging {
-    NextLink {
-        pointer: String,
-    },
-    Offset {
-        offset_param: String,
-        limit_param: String,
-        limit: u64,
-        #[serde(default)]
-        start: u64,
-        #[serde(default)]
-        total: Option<String>,
-        #[serde(default)]
-        by_page: bool,
-    },
-    Cursor {
-        cursor_param: String,
-        pointer: String,
-    },
 }
 
 #[derive(Debug, Deserialize, Default)]
