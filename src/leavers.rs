@@ -276,6 +276,15 @@ impl<I> Lifecycle<I> {
         }
     }
 
+    /// Leaver candidates other than the journal's users (`--leavers-scope target`: every
+    /// user the target lists); re-enables still come from the journal.
+    pub fn with_candidates(mut self, candidates: Vec<Member>) -> Lifecycle<I> {
+        if self.policy.is_some() {
+            self.members = candidates;
+        }
+        self
+    }
+
     /// A row whose user enlist disabled: its job becomes the enable (the delta sync may
     /// have found its content unchanged; the account is locked all the same).
     fn re_enable(&self, row: &mut PlannedRow) {

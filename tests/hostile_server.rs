@@ -33,7 +33,7 @@ impl Req {
 type Handler = Arc<dyn Fn(&Req) -> Response + Send + Sync>;
 
 /// Serves `handler` on 127.0.0.1 (plain HTTP) on a thread of its own; returns the base URL.
-fn serve(handler: impl Fn(&Req) -> Response + Send + Sync + 'static) -> String {
+pub(crate) fn serve(handler: impl Fn(&Req) -> Response + Send + Sync + 'static) -> String {
     let handler: Handler = Arc::new(handler);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -69,7 +69,7 @@ fn app(handler: Handler) -> axum::Router {
     )
 }
 
-fn json(status: u16, v: serde_json::Value) -> Response {
+pub(crate) fn json(status: u16, v: serde_json::Value) -> Response {
     (
         StatusCode::from_u16(status).expect("status"),
         [("content-type", "application/json")],

@@ -12,8 +12,12 @@ use enlist::sandbox::{start, RunningSandbox, SandboxConfig, SandboxKind};
 use crate::workdir::{counted, outcomes, Run, Workdir};
 
 async fn scim() -> Arc<RunningSandbox> {
+    sandbox(SandboxKind::Scim).await
+}
+
+async fn sandbox(kind: SandboxKind) -> Arc<RunningSandbox> {
     let sb = start(SandboxConfig {
-        kind: SandboxKind::Scim,
+        kind,
         seed: 17,
         ..Default::default()
     })
@@ -40,26 +44,12 @@ async fn run(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> Run {
-    let args: Vec<String> = ["--state", "state", "--report", report]
-        .iter()
-        .chain(extra)
-        .map(|s| s.to_string())
-        .collect();
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let (wd, url) = (wd.clone(), url.to_string());
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut c = crate::nightly::command(&wd, &url, &args);
-        c.envs(env);
-        Run {
-            output: c.output().expect("run enlist"),
-        }
-    })
-    .await
-    .expect("join")
+    let line = format!(
+        "run users.csv --profile scim --progress never --rate 5000 --state state --report {report}"
+    );
+    let mut env = env.to_vec();
+    env.push(("ENLIST_SCIM_TOKEN", "sandbox-token"));
+    enlist(wd, &line, url, extra, &env).await
 }
 
 /// The sandbox's users through its HTTP API: userName → active.
@@ -625,5 +615,276 @@ name = "givenName"
             .contains("[requests.disable] needs [requests.enable]"),
         "{}",
         r.stderr()
+    );
+}
+
+// ---- --leavers-scope target: every user the target lists ([requests.list]) ----
+
+/// `enlist` with the words of `line`, `--base-url url`, then `extra`, and `env`; off the
+/// runtime that serves the sandbox.
+async fn enlist(
+    wd: &Arc<Workdir>,
+    line: &str,
+    url: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Run {
+    let args: Vec<String> = line
+        .split_whitespace()
+        .chain(["--base-url", url])
+        .chain(extra.iter().copied())
+        .map(str::to_string)
+        .collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let wd = wd.clone();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut c = wd.command(&args);
+        c.envs(env);
+        Run {
+            output: c.output().expect("run enlist"),
+        }
+    })
+    .await
+    .expect("join")
+}
+
+/// Creates a SCIM user directly on the sandbox, as another tool would.
+async fn scim_user_outside(sb: &RunningSandbox, user_name: &str) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let body = serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": user_name,
+    });
+    let r = reqwest::Client::new()
+        .post(format!("{}/Users", sb.base_url()))
+        .bearer_auth("sandbox-token")
+        .header("content-type", "application/scim+json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("POST /Users");
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_scope_disables_users_made_outside_enlist_over_offset_pages() {
+    let sb = scim().await;
+    let url = sb.base_url();
+    let wd = Arc::new(Workdir::new("leavers_scope_offset"));
+    // Pages of 7: the 25 users span four pages, the five outsiders the last two.
+    let profile = include_str!("../templates/scim.toml").replace("limit = 100,", "limit = 7,");
+    wd.write("scim7.toml", profile);
+    wd.write(
+        "scim.user.json",
+        include_str!("../templates/scim.user.json"),
+    );
+    wd.write("users.csv", sheet(0..20));
+    let env = [("ENLIST_SCIM_TOKEN", "sandbox-token")];
+    let run = "run users.csv --profile scim7.toml --progress never --state state";
+    enlist(&wd, run, &url, &["--report", "d1.jsonl"], &env)
+        .await
+        .expect_code(0);
+    for i in 100..105 {
+        scim_user_outside(&sb, &name(i)).await;
+    }
+    let scope = "--leavers disable --leavers-scope target";
+    let run = format!("{run} {scope}");
+
+    // check: the listed users are the managed ones, the cap counts against them.
+    let check =
+        format!("check users.csv --profile scim7.toml --state state {scope} --max-leavers 20%");
+    let c = enlist(&wd, &check, &url, &[], &env).await;
+    c.expect_code(0);
+    assert!(
+        c.stdout().contains(
+            "leavers: 5 of 25 managed users left the sheet; 5 would be disabled or deleted (the cap allows 5)"
+        ),
+        "{}",
+        c.stdout()
+    );
+    assert!(c
+        .stdout()
+        .contains("user104@example.com: would be disabled"));
+
+    // 10 % of the 25 listed users allows 2: all five are held.
+    enlist(
+        &wd,
+        &run,
+        &url,
+        &["--max-leavers", "10%", "--report", "d2.jsonl"],
+        &env,
+    )
+    .await
+    .expect_code(1);
+    assert_eq!(
+        by_status(&outcomes(&wd.path("d2.jsonl"))).get("held"),
+        Some(&5)
+    );
+    assert!(target(&sb).await.values().all(|a| *a));
+
+    // 20 % allows 5 (of the 20 this state manages it would allow 4).
+    let lists = |sb: &RunningSandbox| counted(&sb.stats(), "GET /scim/v2/Users");
+    let before = lists(&sb);
+    enlist(
+        &wd,
+        &run,
+        &url,
+        &["--max-leavers", "20%", "--report", "d3.jsonl"],
+        &env,
+    )
+    .await
+    .expect_code(0);
+    assert_eq!(lists(&sb) - before, 4, "four pages of at most 7 users");
+    let outs = outcomes(&wd.path("d3.jsonl"));
+    assert_eq!(by_status(&outs).get("disabled"), Some(&5), "{outs:?}");
+    let inactive: Vec<String> = target(&sb)
+        .await
+        .into_iter()
+        .filter(|(_, a)| !a)
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(inactive, (100..105).map(name).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_scope_reads_users_api_pages_by_cursor() {
+    let sb = sandbox(SandboxKind::UsersApi).await;
+    let url = sb.base_url();
+    let wd = Arc::new(Workdir::new("leavers_scope_cursor"));
+    let profile =
+        include_str!("../templates/users-api.toml").replace("limit = \"100\"", "limit = \"7\"");
+    wd.write("ua7.toml", profile);
+    wd.write(
+        "users-api.create.json",
+        include_str!("../templates/users-api.create.json"),
+    );
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    for i in 0..10 {
+        let body = serde_json::json!({"email": name(i), "password": "Secret-123x", "name": "N"});
+        let r = http
+            .post(format!("{url}/users/user"))
+            .basic_auth("admin", Some("sandbox"))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+    let mut csv = String::from("email,password,name\n");
+    for i in 0..3 {
+        csv.push_str(&format!("{},Secret-123x,N\n", name(i)));
+    }
+    wd.write("users.csv", csv);
+    let line = "run users.csv --profile ua7.toml --progress never --state state --report \
+                r.jsonl --leavers disable --leavers-scope target --max-leavers 7";
+    let env = [
+        ("ENLIST_USERS_API_USERNAME", "admin"),
+        ("ENLIST_USERS_API_PASSWORD", "sandbox"),
+    ];
+    let run = enlist(&wd, line, &url, &[], &env).await;
+    run.expect_code(0);
+    let users: Value = http
+        .get(format!("{url}/users/user"))
+        .basic_auth("admin", Some("sandbox"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    let disabled: Vec<&str> = users["econtext"]["result"]["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .filter(|u| u["status"] == "DISABLED")
+        .filter_map(|u| u["email"].as_str())
+        .collect();
+    let expected: Vec<String> = (3..10).map(name).collect();
+    assert_eq!(disabled, expected, "{}", run.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_scope_follows_next_links_and_stops_on_a_repeated_one() {
+    use crate::hostile_server::{json, serve};
+    let pages = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = pages.clone();
+    // The absolute link needs the server's own address, known once it listens.
+    let own = Arc::new(std::sync::OnceLock::<String>::new());
+    let address = own.clone();
+    let base = serve(move |req| {
+        let q = req.uri.query().unwrap_or("").to_string();
+        seen.lock().expect("lock").push(q.clone());
+        if !q.contains("group=staff") {
+            return json(400, serde_json::json!({"error": "the filter is missing"}));
+        }
+        let people = |r: std::ops::Range<usize>| -> Vec<Value> {
+            r.map(|i| serde_json::json!({"login": format!("p{i}"), "id": format!("id{i}")}))
+                .collect()
+        };
+        // Page 1 links relatively, page 2 absolutely, page 3 to itself (a server bug).
+        let (data, next) = if q.contains("page=3") {
+            (people(10..12), "/people?group=staff&page=3".to_string())
+        } else if q.contains("page=2") {
+            let at = address.get().map_or("", String::as_str);
+            (people(5..10), format!("{at}/people?group=staff&page=3"))
+        } else {
+            (people(0..5), "people?group=staff&page=2".to_string())
+        };
+        json(
+            200,
+            serde_json::json!({"data": data, "links": {"next": next}}),
+        )
+    });
+    own.set(base.clone()).expect("set once");
+    let wd = Arc::new(Workdir::new("leavers_scope_next_link"));
+    wd.write(
+        "t.toml",
+        r#"name = "linked"
+base_url_env = "LINKED_URL"
+key = "login"
+[auth]
+type = "none"
+[requests.create]
+method = "POST"
+path = "/people"
+body = { login = "{{login}}" }
+[requests.list]
+path = "/people"
+query = { group = "staff" }
+items = "/data"
+key = "/login"
+remote_id = "/id"
+paging = { kind = "next-link", pointer = "/links/next" }
+[[columns]]
+name = "login"
+required = true
+"#,
+    );
+    let csv: String = (0..10).map(|i| format!("p{i}\n")).collect();
+    wd.write("users.csv", format!("login\n{csv}"));
+    let line = "check users.csv --profile t.toml --state state --leavers report \
+                --leavers-scope target --max-leavers 2";
+    let c = enlist(&wd, line, &base, &[], &[]).await;
+    c.expect_code(0);
+    let out = c.stdout();
+    assert!(
+        out.contains("leavers: 2 of 12 managed users left the sheet"),
+        "{out}\n{}",
+        c.stderr()
+    );
+    assert!(
+        out.contains("p11: skipped: left the sheet: would be disabled"),
+        "{out}"
+    );
+    let asked = pages.lock().expect("lock").clone();
+    assert_eq!(
+        asked,
+        ["group=staff", "group=staff&page=2", "group=staff&page=3"],
+        "page 3 links to itself: the list ends there"
     );
 }

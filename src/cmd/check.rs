@@ -380,7 +380,14 @@ fn leavers(
     })?;
     let state = super::run::state_dir_of(args.state.as_deref(), &args.input.sheet);
     let target = crate::journal::target_id(&input.profile().name, url.as_str());
-    let members = crate::journal::read_members(&state, &target)?;
+    let mut members = crate::journal::read_members(&state, &target)?;
+    // `--leavers-scope target`: the one thing check sends, the list requests.
+    if args.leavers.leavers_scope == super::leavers::ScopeArg::Target {
+        let profile = input.profile();
+        let settings = crate::execute::RunSettings::from_env(profile, Some(base), false, None)?;
+        let listed = super::leavers::list_target(&args.leavers, Some(&policy), profile, &settings)?;
+        members = super::leavers::listed_members(listed.unwrap_or_default(), &members);
+    }
     let managed = members.len();
     let mut tally = crate::leavers::Tally::default();
     for row in input.rows()? {

@@ -1,13 +1,15 @@
 //! The `--leavers` flags that `run` and `check` share, turned into a [`Policy`] once,
 //! before anything is read or sent.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 
 use crate::error::{Error, Result};
-use crate::journal::{Journal, Shard};
+use crate::execute::Listed;
+use crate::journal::{journal_key, Journal, Member, Shard};
 use crate::leavers::{Cap, Decision, Lifecycle, Mode, Policy, Verdict};
 use crate::plan::PlannedRow;
 use crate::profile::{Action, KeyPattern, Profile};
@@ -18,6 +20,16 @@ pub enum LeaversArg {
     Report,
     Disable,
     Delete,
+}
+
+/// `--leavers-scope`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, Default)]
+pub enum ScopeArg {
+    /// The users this state created or updated (the journal).
+    #[default]
+    State,
+    /// Every user the target lists (the profile's `[requests.list]`).
+    Target,
 }
 
 #[derive(Debug, Args, Default)]
@@ -39,6 +51,12 @@ pub struct LeaverArgs {
     /// is deleted.
     #[arg(long, value_name = "DAYS", default_value_t = 30)]
     pub delete_after: u32,
+    /// Whom --leavers compares the sheet with: the users this state provisioned (state),
+    /// or every user the target lists with the profile's `[requests.list]` (target; this
+    /// reads the target, so it needs the base URL and credentials, in `check` too). The cap
+    /// counts against the listed users.
+    #[arg(long, value_enum, value_name = "SCOPE", default_value_t = ScopeArg::State)]
+    pub leavers_scope: ScopeArg,
 }
 
 impl LeaverArgs {
@@ -61,6 +79,13 @@ impl LeaverArgs {
             profile
                 .supports(*a)
                 .map_err(|why| Error::Usage(format!("--leavers {}: {why}", a.as_str())))?;
+        }
+        if self.leavers_scope == ScopeArg::Target && profile.requests.list.is_none() {
+            return Err(Error::Usage(format!(
+                "--leavers-scope target needs [requests.list] in profile {} (how to list the \
+                 target's users): add it, or use --leavers-scope state",
+                profile.name
+            )));
         }
         let mut protect = profile.protect.clone();
         if let Some(file) = &self.protect {
@@ -96,11 +121,58 @@ pub fn lifecycle(
     policy: Option<Policy>,
     shard: Option<Shard>,
     key_cell: Option<usize>,
+    listed: Option<Vec<Listed>>,
 ) -> Result<impl Iterator<Item = PlannedRow> + Send + 'static> {
     let members = journal.members(policy.is_none())?;
-    Ok(Lifecycle::new(
-        rows, profile, members, policy, shard, key_cell,
-    ))
+    let candidates = listed.map(|l| listed_members(l, &members));
+    let lifecycle = Lifecycle::new(rows, profile, members, policy, shard, key_cell);
+    Ok(match candidates {
+        Some(c) => lifecycle.with_candidates(c),
+        None => lifecycle,
+    })
+}
+
+/// The users the target listed, as leaver candidates: by journal key, once each, with the
+/// time enlist disabled them when the journal knows it (so a user disabled before is not
+/// disabled again, and may be deleted after --delete-after).
+pub fn listed_members(listed: Vec<Listed>, journal: &[Member]) -> Vec<Member> {
+    let disabled: HashMap<&str, &Option<String>> = journal
+        .iter()
+        .map(|m| (m.key.as_str(), &m.disabled_since))
+        .collect();
+    let mut seen = HashSet::new();
+    listed
+        .into_iter()
+        .filter_map(|(key, remote_id)| {
+            let key = journal_key(&key);
+            let disabled_since = disabled.get(key.as_str()).and_then(|d| (*d).clone());
+            seen.insert(key.clone()).then_some(Member {
+                key,
+                remote_id,
+                disabled_since,
+            })
+        })
+        .collect()
+}
+
+/// With `--leavers-scope target`: every user the target lists (`None` otherwise).
+pub fn list_target(
+    args: &LeaverArgs,
+    policy: Option<&Policy>,
+    profile: &Arc<Profile>,
+    settings: &crate::execute::RunSettings,
+) -> Result<Option<Vec<Listed>>> {
+    if policy.is_none() || args.leavers_scope != ScopeArg::Target {
+        return Ok(None);
+    }
+    let runtime = super::runtime()
+        .map_err(|e| Error::CannotStart(format!("cannot start the async runtime: {e}")))?;
+    let listed = runtime.block_on(crate::execute::list_users(
+        profile.clone(),
+        settings.clone(),
+    ))?;
+    tracing::info!("the target lists {} users", listed.len());
+    Ok(Some(listed))
 }
 
 /// What `check --leavers` prints: each leaver and what would happen, with the count

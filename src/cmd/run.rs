@@ -531,6 +531,8 @@ fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
         let key = crate::journal::secret_key(&dir)?;
         spec.plan.secret_key = Some(crate::plan::SecretKey::new(key));
     }
+    // Before the journal is opened: a target that cannot be listed leaves no run behind.
+    let listed = super::leavers::list_target(&args.leavers, policy.as_ref(), &profile, &settings)?;
     let mut journal = open_journal(&args.journal, &args.input.sheet, &profile, &settings)?;
     settings.create_log = Some(journal.create_log()?);
     let invalid = Arc::new(Mutex::new(Invalid {
@@ -582,6 +584,7 @@ fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
             policy,
             args.journal.shard,
             key_cell,
+            listed,
         )?;
         let (sinks, report_path) = report_sinks(&args, &input, &profile, origin)?;
         Ok::<_, Error>((total, rows, sinks, report_path))

@@ -120,6 +120,11 @@ impl Http {
         })
     }
 
+    /// The base URL, without a trailing slash.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// The URL a request goes to (query added by the caller; a profile path may carry
     /// its own).
     fn request_url(&self, path: &str) -> std::result::Result<url::Url, SendError> {

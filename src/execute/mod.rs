@@ -26,6 +26,7 @@ pub mod adaptive;
 pub mod auth;
 pub mod client;
 pub mod limiter;
+mod list;
 pub mod order;
 pub mod retry;
 mod worker;
@@ -49,7 +50,8 @@ pub use crate::secrets::Secrets;
 pub use crate::settings::{Concurrency, RunSettings};
 pub use crate::tls::check_base_url;
 pub use client::Resp;
-pub(crate) use worker::{probe_lookup, work, Found};
+pub use list::{list_users, Listed};
+pub(crate) use worker::{probe_lookup, send_alone, work, Found};
 
 /// Where a run notes the creates it is about to send; the note need not be durable (a
 /// lost note only costs the resumed run an update it did not need).

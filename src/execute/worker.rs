@@ -122,6 +122,15 @@ struct RowCtx {
 
 impl RowCtx {
     fn new(sh: &Shared, row: &PlannedRow) -> RowCtx {
+        let secrets = row
+            .job
+            .as_ref()
+            .map(|j| j.secrets.clone())
+            .unwrap_or_default();
+        RowCtx::with_secrets(sh, secrets)
+    }
+
+    fn with_secrets(sh: &Shared, secrets: Vec<String>) -> RowCtx {
         let now = Instant::now();
         RowCtx {
             started: now,
@@ -132,11 +141,7 @@ impl RowCtx {
             lookup_id: None,
             looked_up: false,
             known: sh.auth.known(),
-            secrets: row
-                .job
-                .as_ref()
-                .map(|j| j.secrets.clone())
-                .unwrap_or_default(),
+            secrets,
             steps: None,
             answer: None,
         }
@@ -958,4 +963,15 @@ pub(crate) async fn probe_lookup(
         other => other,
     };
     Ok((found, cx.answer.flatten().map(|b| *b)))
+}
+
+/// One request that belongs to no row (a page of `[requests.list]`), sent as a row's are
+/// (auth, gate, retries): its answer, or why there is none (scrubbed).
+pub(crate) async fn send_alone(
+    sh: &Shared,
+    req: &Request,
+) -> Result<std::result::Result<Resp, String>, Error> {
+    let mut cx = RowCtx::with_secrets(sh, Vec::new());
+    let answer = call(sh, &mut cx, req, true).await?;
+    Ok(answer.map_err(|u| cx.scrub(&u.message())))
 }

@@ -10,9 +10,12 @@
 //! columns, requests exist for the default mode) so that a mistake in a profile is found
 //! before the first row is read.
 
+mod list;
 mod names;
 mod raw;
 pub mod template;
+
+pub use list::{ListSpec, Paging};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -510,6 +513,8 @@ pub struct Requests {
     pub enable: Option<RequestSpec>,
     /// Removes a user.
     pub delete: Option<RequestSpec>,
+    /// Reads every user the target has (`--leavers-scope target`).
+    pub list: Option<ListSpec>,
 }
 
 impl Requests {
@@ -1115,6 +1120,7 @@ impl Load<'_> {
             disable: compile("disable", r.disable)?,
             enable: compile("enable", r.enable)?,
             delete: compile("delete", r.delete)?,
+            list: r.list.map(|l| self.list(l)).transpose()?,
         })
     }
 

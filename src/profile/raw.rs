@@ -217,6 +217,32 @@ pub(super) struct RawRequests {
     pub disable: Option<RawRequest>,
     pub enable: Option<RawRequest>,
     pub delete: Option<RawRequest>,
+    pub list: Option<RawList>,
+}
+
+/// `[requests.list]`: every user the target has, page by page (`--leavers-scope target`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawList {
+    #[serde(default = "default_get")]
+    pub method: String,
+    pub path: String,
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub items: String,
+    pub key: String,
+    #[serde(default)]
+    pub remote_id: Option<String>,
+    #[serde(default)]
+    pub paging: Option<super::Paging>,
+    #[serde(default)]
+    pub max_pages: Option<u64>,
+}
+
+fn default_get() -> String {
+    "GET".into()
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -283,13 +283,28 @@ async fn replace(State(app): State<Arc<App>>, Path(id): Path<String>, body: Byte
     ok(user, started)
 }
 
-/// Sandbox extension: `GET /users/user?email=` (all users without `email`).
+/// Sandbox extension: `GET /users/user?email=` (all users without `email`), a page at a
+/// time with `limit` (and `cursor`, the opaque `next_cursor` of the page before; the last
+/// page has none).
 async fn find(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Response {
     let started = Instant::now();
-    let email = url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
-        .find(|(k, _)| k == "email")
-        .map(|(_, v)| v.into_owned());
-    let users: Vec<Value> = lock(&app.store)
+    let (mut email, mut limit, mut cursor) = (None, None, 0usize);
+    for (k, v) in url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
+        let number = || v.parse::<usize>().ok();
+        let bad = match k.as_ref() {
+            "email" => {
+                email = Some(v.to_string());
+                false
+            }
+            "limit" => number().map(|n| limit = Some(n.max(1))).is_none(),
+            "cursor" => number().map(|n| cursor = n).is_none(),
+            _ => false,
+        };
+        if bad {
+            return err(StatusCode::BAD_REQUEST, &format!("{k} must be a number"));
+        }
+    }
+    let matching: Vec<Value> = lock(&app.store)
         .records
         .iter()
         .filter(|r| match &email {
@@ -302,9 +317,15 @@ async fn find(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> Respons
         })
         .map(|r| r.user.clone())
         .collect();
+    let end = limit.map_or(matching.len(), |l| (cursor + l).min(matching.len()));
+    let users = matching.get(cursor.min(end)..end).unwrap_or_default();
+    let mut result = json!({"users": users});
+    if end < matching.len() {
+        result["next_cursor"] = json!(end.to_string());
+    }
     json_response(
         StatusCode::OK,
-        json!({"econtext": {"result": {"users": users}, "elapsed": started.elapsed().as_secs_f64()}}),
+        json!({"econtext": {"result": result, "elapsed": started.elapsed().as_secs_f64()}}),
     )
 }
 
