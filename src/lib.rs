@@ -18,6 +18,7 @@
 //! - [`error`]: the crate's error type and the exit codes.
 //! - [`settings`]: flags, profile and environment made into one validated [`settings::RunSettings`].
 //! - [`secrets`]: the credentials a profile names, from the environment or a `--secret-file`.
+//! - [`listing`]: every user the target lists, page by page (`--leavers-scope target`).
 //! - [`leavers`]: users who left the sheet (disable, delete, guarded) and users who come back.
 //! - [`scrub`]: takes the run's secrets out of server text before it is stored or printed.
 //! - [`sandbox`]: an embedded HTTP server that emulates the target APIs, with fault knobs.
@@ -34,6 +35,7 @@ pub mod headers;
 pub mod input;
 pub mod journal;
 pub mod leavers;
+pub mod listing;
 pub mod outcome;
 pub mod plan;
 pub mod profile;

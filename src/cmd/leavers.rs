@@ -8,9 +8,9 @@ use std::sync::Arc;
 use clap::{Args, ValueEnum};
 
 use crate::error::{Error, Result};
-use crate::execute::Listed;
 use crate::journal::{journal_key, Journal, Member, Shard};
 use crate::leavers::{Cap, Decision, Lifecycle, Mode, Policy, Verdict};
+use crate::listing::Listed;
 use crate::plan::PlannedRow;
 use crate::profile::{Action, KeyPattern, Profile};
 
@@ -167,7 +167,7 @@ pub fn list_target(
     }
     let runtime = super::runtime()
         .map_err(|e| Error::CannotStart(format!("cannot start the async runtime: {e}")))?;
-    let listed = runtime.block_on(crate::execute::list_users(
+    let listed = runtime.block_on(crate::listing::list_users(
         profile.clone(),
         settings.clone(),
     ))?;

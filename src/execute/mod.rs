@@ -26,7 +26,6 @@ pub mod adaptive;
 pub mod auth;
 pub mod client;
 pub mod limiter;
-mod list;
 pub mod order;
 pub mod retry;
 mod worker;
@@ -50,7 +49,6 @@ pub use crate::secrets::Secrets;
 pub use crate::settings::{Concurrency, RunSettings};
 pub use crate::tls::check_base_url;
 pub use client::Resp;
-pub use list::{list_users, Listed};
 pub(crate) use worker::{probe_lookup, send_alone, work, Found};
 
 /// Where a run notes the creates it is about to send; the note need not be durable (a
@@ -72,12 +70,12 @@ pub(crate) struct Net {
 
 /// What every row task shares (behind one `Arc`).
 pub(crate) struct Shared {
-    profile: Arc<Profile>,
+    pub(crate) profile: Arc<Profile>,
     settings: RunSettings,
     pub(crate) net: Net,
     /// Rows in flight: the dispatcher takes a permit per row.
     pub(crate) limit: Arc<adaptive::Limit>,
-    auth: auth::Authenticator,
+    pub(crate) auth: auth::Authenticator,
     /// What the run's upserts have shown so far: create or look up first.
     order: order::Order,
     /// Cancelled to stop dispatching: on shutdown, when a sink cannot write, or when the

@@ -1,5 +1,5 @@
 //! Every user the target lists (`[requests.list]`), page by page, for
-//! `--leavers-scope target`.
+//! `--leavers-scope target`: a client of the executor (like `profiles test`), not part of it.
 //!
 //! Pages go through the run's machinery (client, auth, rate gate, retries), one after the
 //! other. Every loop is bounded: at most the profile's `max_pages`, and a page that names
@@ -11,9 +11,9 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{failure_message, Resp};
-use super::{send_alone, RunSettings, Shared};
 use crate::error::{Error, Result};
+use crate::execute::client::{failure_message, Resp};
+use crate::execute::{send_alone, RunSettings, Shared};
 use crate::plan::Request;
 use crate::profile::template::value_text;
 use crate::profile::{ListSpec, Paging, Profile};
