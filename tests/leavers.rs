@@ -431,6 +431,46 @@ fn real_sequence(
     );
     assert!(users(&p)[&name(39)]);
 
+    // The target's own list, read in pages of 7 (the profile's list request with a smaller
+    // page): without user 0 in the sheet, `check --leavers-scope target` finds it among
+    // every user the server lists, past the first pages, and sends nothing else.
+    let shown = wd.run(&["profiles", "show", profile, "--out", "prof"]);
+    shown.expect_code(0);
+    let toml = wd.path(&format!("prof/{profile}.toml"));
+    let text = std::fs::read_to_string(&toml).expect("profile written");
+    std::fs::write(&toml, text.replace("limit = 100,", "limit = 7,")).expect("rewrite");
+    write(&back[1..]);
+    let toml = toml.to_string_lossy().into_owned();
+    let mut check = wd.command(&[
+        "check",
+        "users.csv",
+        "--profile",
+        &toml,
+        "--base-url",
+        base,
+        "--state",
+        "state",
+        "--leavers",
+        "disable",
+        "--leavers-scope",
+        "target",
+        "--max-leavers",
+        "100%",
+    ]);
+    for (k, v) in env {
+        check.env(k, v);
+    }
+    let out = check.output().expect("run enlist");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!("{}: would be disabled", name(0))),
+        "{said}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!said.contains(&format!("{}: would", name(1))), "{said}");
+    assert!(users(&p)[&name(0)], "check changed nothing");
+    write(&back);
+
     let later = (chrono::Utc::now() + chrono::Duration::days(31)).to_rfc3339();
     let mut env = env.to_vec();
     env.push(("ENLIST_TEST_NOW", &later));
