@@ -747,15 +747,23 @@ impl Journal {
     }
 
     /// A disable, enable or delete: the user's status and its time change; its fingerprint
-    /// stays (a user not known to this state is not recorded: it is not enlist's).
+    /// stays. A user this state did not know is recorded only when enlist disabled it (a
+    /// user the target listed, `--leavers-scope target`): from then on enlist knows it is
+    /// disabled, so the next night neither disables it again nor counts it against the
+    /// cap, and `--delete-after` counts from that night. Its empty fingerprint matches no
+    /// row, so a row that brings it back is sent in full.
     fn record_lifecycle(&self, o: &Outcome) -> Result<usize> {
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "UPDATE applied SET status = ?1, run_id = ?2, at = ?3,
-                   remote_id = COALESCE(?4, remote_id) WHERE target = ?5 AND key = ?6",
-            )
-            .map_err(sql_err(&self.path))?;
+        let sql = if o.status == Status::Disabled {
+            "INSERT INTO applied (target, key, fingerprint, remote_id, status, run_id, at)
+               VALUES (?5, ?6, X'', ?4, ?1, ?2, ?3)
+               ON CONFLICT (target, key) DO UPDATE SET status = excluded.status,
+                 run_id = excluded.run_id, at = excluded.at,
+                 remote_id = COALESCE(excluded.remote_id, applied.remote_id)"
+        } else {
+            "UPDATE applied SET status = ?1, run_id = ?2, at = ?3,
+               remote_id = COALESCE(?4, remote_id) WHERE target = ?5 AND key = ?6"
+        };
+        let mut st = self.conn.prepare_cached(sql).map_err(sql_err(&self.path))?;
         st.execute(params![
             o.status.as_str(),
             self.run_id,

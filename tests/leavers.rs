@@ -788,6 +788,21 @@ async fn target_scope_disables_users_made_outside_enlist_over_offset_pages() {
         .map(|(k, _)| k)
         .collect();
     assert_eq!(inactive, (100..105).map(name).collect::<Vec<_>>());
+
+    // The next night the five are still listed, but this state disabled them: they are not
+    // disabled again (nor counted against the cap), so a strict cap passes.
+    enlist(
+        &wd,
+        &run,
+        &url,
+        &["--max-leavers", "1", "--report", "d4.jsonl"],
+        &env,
+    )
+    .await
+    .expect_code(0);
+    let outs = outcomes(&wd.path("d4.jsonl"));
+    assert_eq!(by_status(&outs).get("disabled"), None, "{outs:?}");
+    assert_eq!(by_status(&outs).get("held"), None, "{outs:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
