@@ -604,6 +604,25 @@ async fn a_row_may_ask_to_disable_or_enable_its_user() {
     assert_eq!(status(&sb, "ann@example.com").as_deref(), Some("ENABLED"));
 }
 
+/// The leaver flags mean nothing without `--leavers`: given alone they are refused rather
+/// than silently ignored (a nightly job that forgot `--leavers` must not look as if it ran it).
+#[test]
+fn leaver_flags_without_leavers_are_refused() {
+    let wd = Workdir::new("leavers_flags_alone");
+    wd.write("users.csv", sheet(0..2));
+    for flag in [
+        &["--leavers-scope", "target"][..],
+        &["--max-leavers", "3"],
+        &["--delete-after", "7"],
+    ] {
+        let mut args = vec!["run", "users.csv", "-p", "scim"];
+        args.extend_from_slice(flag);
+        let r = wd.run(&args);
+        r.expect_code(2);
+        assert!(r.stderr().contains("--leavers <ACTION>"), "{}", r.stderr());
+    }
+}
+
 #[test]
 fn a_leaver_request_may_name_only_the_key_and_the_remote_id() {
     let wd = Workdir::new("leavers_profile");

@@ -41,21 +41,21 @@ pub struct LeaverArgs {
     pub leavers: Option<LeaversArg>,
     /// The most leavers one run acts on: a number, or a share of the managed users
     /// (default 5%, at least 1). Above it no leaver is touched and the run exits 1.
-    #[arg(long, value_name = "N|P%", value_parser = Cap::parse)]
+    #[arg(long, value_name = "N|P%", value_parser = Cap::parse, requires = "leavers")]
     pub max_leavers: Option<Cap>,
     /// Keys or patterns (`*`, `?`) of users never disabled or deleted, one a line
     /// (`#` starts a comment); added to the profile's `protect` list.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", requires = "leavers")]
     pub protect: Option<PathBuf>,
     /// With `--leavers delete`: days a user must have been disabled by enlist before it
     /// is deleted.
-    #[arg(long, value_name = "DAYS", default_value_t = 30)]
+    #[arg(long, value_name = "DAYS", default_value_t = 30, requires = "leavers")]
     pub delete_after: u32,
     /// Whom --leavers compares the sheet with: the users this state provisioned (state),
     /// or every user the target lists with the profile's `[requests.list]` (target; this
     /// reads the target, so it needs the base URL and credentials, in `check` too). The cap
     /// counts against the listed users.
-    #[arg(long, value_enum, value_name = "SCOPE", default_value_t = ScopeArg::State)]
+    #[arg(long, value_enum, value_name = "SCOPE", default_value_t = ScopeArg::State, requires = "leavers")]
     pub leavers_scope: ScopeArg,
 }
 
