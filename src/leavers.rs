@@ -122,13 +122,16 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// Notes one row; `key_text` is the key cell as typed, for a row whose key is unusable.
-    pub fn see(&mut self, row: &PlannedRow, key_text: Option<&str>) {
+    /// Notes one row; `key_cell` is where the key sits among the row's cells, so that a
+    /// row whose key is unusable still counts the key as typed (a typo never makes
+    /// someone a leaver).
+    pub fn see(&mut self, row: &PlannedRow, key_cell: Option<usize>) {
         self.rows += 1;
         self.invalid += u64::from(row.is_invalid());
+        let typed = key_cell.and_then(|i| row.cells.get(i)).map(String::as_str);
         let key = Some(row.key.as_str())
             .filter(|k| !k.trim().is_empty())
-            .or(key_text);
+            .or(typed);
         if let Some(k) = key.filter(|k| !k.trim().is_empty()) {
             self.keys.insert(journal_key(k));
         }
@@ -364,8 +367,7 @@ impl<I: Iterator<Item = PlannedRow>> Iterator for Lifecycle<I> {
                 // Without --leavers the sheet's keys are not needed: a run of a million rows
                 // keeps no set of them.
                 if self.policy.is_some() {
-                    let typed = self.key_cell.and_then(|i| row.cells.get(i));
-                    self.tally.see(&row, typed.map(String::as_str));
+                    self.tally.see(&row, self.key_cell);
                 }
                 self.next_seq = self.next_seq.max(row.seq + 1);
                 self.re_enable(&mut row);

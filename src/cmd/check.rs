@@ -389,9 +389,12 @@ fn leavers(
         members = super::leavers::listed_members(listed.unwrap_or_default(), &members);
     }
     let managed = members.len();
+    // The same tally a run keeps, typed keys of unusable rows included, so that check
+    // names exactly the leavers the run would.
+    let key_cell = input.layout.sheet_index(input.profile().key_index());
     let mut tally = crate::leavers::Tally::default();
     for row in input.rows()? {
-        tally.see(&row, None);
+        tally.see(&row, key_cell);
     }
     Ok((crate::leavers::decide(members, &tally, &policy), managed))
 }
