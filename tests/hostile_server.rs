@@ -239,6 +239,114 @@ fn hostile_waits_give_every_row_one_outcome() {
     assert_eq!(seen.get("neg-4"), Some(&2));
 }
 
+/// A target slower than the run's rate answers bare 429s (no wait named): they use up no
+/// attempt, so even `--max-attempts 1` creates every user, each exactly once.
+#[test]
+fn bare_429s_slow_the_run_down_but_fail_no_row() {
+    let seen: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let url = {
+        let seen = seen.clone();
+        serve(move |r| {
+            let user = r.field("userId");
+            let mut s = seen.lock().unwrap();
+            let n = s.entry(user.clone()).or_default();
+            *n += 1;
+            if *n <= 3 {
+                json(429, serde_json::json!({"details": "slow down"}))
+            } else {
+                json(201, serde_json::json!({"id": user}))
+            }
+        })
+    };
+    let wd = Workdir::new("hostile_bare_429");
+    wd.write("hostile.toml", PROFILE.replace("AUTH", NO_AUTH));
+    let mut csv = String::from("userId,name,password\n");
+    for i in 0..12 {
+        csv.push_str(&format!("u{i},User {i},\n"));
+    }
+    wd.write("users.csv", csv);
+    let r = wd.run(&[
+        "run",
+        "users.csv",
+        "--profile",
+        "./hostile.toml",
+        "--base-url",
+        &url,
+        "--progress",
+        "never",
+        "--fresh",
+        "--report",
+        "out.csv",
+        "--mode",
+        "create",
+        "--max-attempts",
+        "1",
+    ]);
+    r.expect_code(0);
+    let got = outcomes(&wd, "out.csv");
+    assert_eq!(got.len(), 12, "{got:#?}");
+    assert!(got.iter().all(|(_, o, _)| o == "created"), "{got:#?}");
+    assert!(r.stdout().contains(" throttled=36 "), "{}", r.stdout());
+    let seen = seen.lock().unwrap();
+    assert!(seen.values().all(|n| *n == 4), "{seen:?}");
+}
+
+/// A target that answers nothing but 429 does not keep a nightly run going for hours:
+/// once it has refused everything for --max-row-time the run stops (exit 4), the rows
+/// it never sent are `not-attempted`, and none is reported created.
+#[test]
+fn a_target_that_only_answers_429_stops_the_run() {
+    let count = Arc::new(Mutex::new(0u32));
+    let url = {
+        let count = count.clone();
+        serve(move |_| {
+            *count.lock().unwrap() += 1;
+            json(429, serde_json::json!({"details": "quota exhausted"}))
+        })
+    };
+    let wd = Workdir::new("hostile_only_429");
+    wd.write("hostile.toml", PROFILE.replace("AUTH", NO_AUTH));
+    let mut csv = String::from("userId,name,password\n");
+    for i in 0..200 {
+        csv.push_str(&format!("u{i},User {i},\n"));
+    }
+    wd.write("users.csv", csv);
+    let r = wd.run(&[
+        "run",
+        "users.csv",
+        "--profile",
+        "./hostile.toml",
+        "--base-url",
+        &url,
+        "--progress",
+        "never",
+        "--fresh",
+        "--report",
+        "out.csv",
+        "--mode",
+        "create",
+        "--max-row-time",
+        "2",
+    ]);
+    r.expect_code(4);
+    let err = r.stderr();
+    assert!(
+        err.contains("answered every request with 429 Too Many Requests")
+            && err.contains("--max-row-time 2s"),
+        "{err}"
+    );
+    let got = outcomes(&wd, "out.csv");
+    assert_eq!(got.len(), 200, "every row has its outcome");
+    assert!(
+        got.iter()
+            .all(|(_, o, _)| o == "not-attempted" || o == "failed"),
+        "{got:#?}"
+    );
+    let unsent = got.iter().filter(|(_, o, _)| o == "not-attempted").count();
+    assert!(unsent > 150, "most rows were never sent: {unsent}");
+    assert!(*count.lock().unwrap() < 200, "fewer requests than rows");
+}
+
 // ---- 2. secrets in echoes ----
 
 const TOKEN_LOGIN: &str = r#"

@@ -254,8 +254,8 @@ fn pocketbase_with_its_rate_limiter_on_gets_every_user_exactly_once() {
     }
     wd.write("people.csv", &s);
     // Send faster than the server's create limit (20 per second) so it answers with real 429s:
-    // twice the limit, as before upserts created first (80 requests/s then were half lookups;
-    // at 80 creates/s, four times the limit, a row can use up its 5 attempts on 429s).
+    // twice the limit. A 429 uses up no attempt, so no row fails for it (other tests may
+    // create people on the same server at the same time, all from 127.0.0.1).
     let run = wd
         .command(&[
             "run",

@@ -99,6 +99,8 @@ struct State {
     /// When the requests of the last second were answered (without a 429): what the
     /// target really allowed. Kept for `--rate auto` only.
     answered: VecDeque<Instant>,
+    /// The last answer that was not a 429 (the gate's creation until there is one).
+    welcomed: Instant,
 }
 
 impl Gate {
@@ -127,6 +129,7 @@ impl Gate {
                 last_raise: now,
                 at_top: None,
                 answered: VecDeque::new(),
+                welcomed: now,
             }),
             waiting: AtomicUsize::new(0),
         }
@@ -194,6 +197,12 @@ impl Gate {
         self.waiting.load(Ordering::Relaxed) > 0
     }
 
+    /// How long the target has answered nothing but 429: since its last other answer, or
+    /// since the run began.
+    pub fn refusing_for(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.lock().welcomed)
+    }
+
     /// The rate now, requests per second (what the server's budget allows included).
     pub fn current_rate(&self) -> f64 {
         self.lock().effective()
@@ -252,6 +261,7 @@ impl Gate {
     pub fn success(&self) {
         let now = Instant::now();
         let mut s = self.lock();
+        s.welcomed = now;
         if let RateMode::Auto(_) = self.mode {
             s.answered.push_back(now);
             while s

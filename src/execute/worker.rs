@@ -754,6 +754,11 @@ async fn call(
     idempotent: bool,
 ) -> Result<Result<Resp, Unsent>, Error> {
     let mut tries = 0u32;
+    // The 429s among the tries: the target applied nothing and asked for less. They do not
+    // use up --max-attempts (a run faster than the target allows must not fail rows for
+    // it); --max-row-time bounds them, and a target that has answered nothing but 429 for
+    // that long stops the run.
+    let mut refused = 0u32;
     let mut replayed = false;
     loop {
         let cred = sh.auth.credential(&sh.net).await?;
@@ -790,8 +795,19 @@ async fn call(
                     continue;
                 }
                 if resp.status == 429 {
+                    refused += 1;
                     sh.net.stats.throttle();
                     sh.net.gate.throttled();
+                    let refusing = sh.net.gate.refusing_for();
+                    if refusing >= sh.settings.max_row_time {
+                        return Err(Error::CannotStart(format!(
+                            "the target has answered every request with 429 Too Many Requests \
+                             for {} (--max-row-time {}s), so nothing more is sent: run again \
+                             later (a re-run sends only what is not done) or with a lower --rate",
+                            crate::headers::words(refusing),
+                            sh.settings.max_row_time.as_secs_f64()
+                        )));
+                    }
                     if let Some(asked) =
                         crate::headers::server_wait(&resp.headers, SystemTime::now())
                     {
@@ -826,8 +842,13 @@ async fn call(
         // backoff only spreads the retries that follow.
         let delay = wait.map_or_else(|| retry::backoff(tries), |_| Duration::ZERO);
         let ready_at = Instant::now() + delay + wait.unwrap_or_default();
-        if tries >= sh.settings.max_attempts || ready_at > cx.deadline {
+        if tries - refused >= sh.settings.max_attempts || ready_at > cx.deadline {
             return Ok(match last {
+                // Only the row's time can end a row on a 429.
+                Some(resp) if resp.status == 429 => Err(Unsent::GaveUp(format!(
+                    "{failure} (still, after {refused} × 429 in this row's --max-row-time {}s)",
+                    sh.settings.max_row_time.as_secs_f64()
+                ))),
                 Some(resp) => Ok(resp),
                 None => Err(Unsent::GaveUp(format!(
                     "gave up after {tries} attempts: {failure}"
