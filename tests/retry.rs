@@ -282,8 +282,13 @@ async fn a_changed_input_names_the_rows_and_secrets_from_fills_them() {
     r.expect_code(1);
     let err = r.stderr();
     assert!(err.contains("4 rows still lack a secret"), "{err}");
+    assert_eq!(
+        err.matches("row 2, column Password").count(),
+        1,
+        "named once: {err}"
+    );
     assert!(
-        err.contains("row 2: Password: no secret was found for it: the original input staff.csv changed since the run (SHA-256 differs); give --secrets-from FILE"),
+        err.contains("row 2, column Password: holds the mask from an outcome report and no secret was found for it: the original input staff.csv changed since the run (SHA-256 differs); give --secrets-from FILE"),
         "{err}"
     );
     let rows = results(&wd.path("first.xlsx"));
@@ -370,8 +375,8 @@ async fn rows_are_matched_by_source_row_and_key_never_by_position() {
     r.expect_code(1);
     assert!(
         r.stderr().contains(
-            "row 3 (source row 2): Password: no secret was found for it: row 2 of staff.csv \
-             is \"u0@example.com\", not \"changed@example.com\""
+            "row 3, column Password: holds the mask from an outcome report and no secret was \
+             found for it: row 2 of staff.csv is \"u0@example.com\", not \"changed@example.com\""
         ),
         "{}",
         r.stderr()

@@ -477,28 +477,21 @@ fn fed_back_secrets(
 ) -> Result<(Option<Arc<SecretFill>>, Option<Origin>)> {
     let origin = Origin::for_report(input, sha256);
     let fill = SecretFill::prepare(input, keep, args.secrets_from.as_deref())?;
-    let lines = fill.as_ref().map(|f| f.missing_lines()).unwrap_or_default();
-    if !lines.is_empty() {
-        let mut text = format!(
-            "{} rows still lack a secret and are not sent (they are reported invalid):",
-            lines.len()
+    let missing = fill.as_ref().map_or(0, |f| f.missing());
+    if missing > 0 {
+        // Named with the other invalid rows (and their reasons) when the run ends.
+        let rows = if missing == 1 {
+            "row still lacks"
+        } else {
+            "rows still lack"
+        };
+        tracing::warn!(
+            "{missing} {rows} a secret: not sent, reported invalid and named with the reason \
+             after the run"
         );
-        for l in lines.iter().take(MISSING_SHOWN) {
-            text.push_str(&format!("\n  {l}"));
-        }
-        if lines.len() > MISSING_SHOWN {
-            text.push_str(&format!(
-                "\n  and {} more; see the outcome report",
-                lines.len() - MISSING_SHOWN
-            ));
-        }
-        tracing::warn!("{text}");
     }
     Ok((fill.map(Arc::new), origin))
 }
-
-/// Rows lacking a secret named on the console; the report names them all.
-const MISSING_SHOWN: usize = 20;
 
 fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
     // First: every later line (a refused profile included) has the format asked for.

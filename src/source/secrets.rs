@@ -31,15 +31,8 @@ pub const MASK_HELD: &str = "holds the mask from an outcome report";
 pub struct SecretFill {
     /// By the report's row number: (sheet column, secret cell) to put in place of the mask.
     fills: HashMap<u64, Vec<(usize, Cell)>>,
-    /// By the report's row number: what it still lacks.
-    missing: BTreeMap<u64, Lacking>,
-}
-
-/// A row some of whose masked cells no source fills.
-struct Lacking {
-    source_row: Option<u64>,
-    /// (header, why) per cell still masked.
-    cells: Vec<(String, String)>,
+    /// By the report's row number: (header, why) per cell still masked.
+    missing: BTreeMap<u64, Vec<(String, String)>>,
 }
 
 impl std::fmt::Debug for SecretFill {
@@ -336,13 +329,7 @@ impl SecretFill {
                 fill.fills.insert(w.row, filled);
             }
             if !lacking.is_empty() {
-                fill.missing.insert(
-                    w.row,
-                    Lacking {
-                        source_row: w.source_row,
-                        cells: lacking,
-                    },
-                );
+                fill.missing.insert(w.row, lacking);
             }
         }
         Ok(Some(fill))
@@ -362,7 +349,7 @@ impl SecretFill {
         let Some(lacking) = self.missing.get(&row.row) else {
             return;
         };
-        for (header, why) in &lacking.cells {
+        for (header, why) in lacking {
             let col = Some(header.as_str());
             row.findings
                 .retain(|f| !(f.column.as_deref() == col && f.message.contains(MASK_HELD)));
@@ -373,25 +360,9 @@ impl SecretFill {
         }
     }
 
-    /// One line per row that still lacks a secret: `row 12: Password: the original input
-    /// starters.xlsx changed since the run (SHA-256 differs); give --secrets-from FILE`.
-    pub fn missing_lines(&self) -> Vec<String> {
-        self.missing
-            .iter()
-            .map(|(row, lacking)| {
-                let source = lacking
-                    .source_row
-                    .filter(|s| s != row)
-                    .map(|s| format!(" (source row {s})"))
-                    .unwrap_or_default();
-                let what: Vec<String> = lacking
-                    .cells
-                    .iter()
-                    .map(|(h, why)| format!("{h}: {}", advice(why)))
-                    .collect();
-                format!("row {row}{source}: {}", what.join("; "))
-            })
-            .collect()
+    /// How many rows still lack a secret (each is named, with why, by [`Self::explain`]).
+    pub fn missing(&self) -> usize {
+        self.missing.len()
     }
 }
 
