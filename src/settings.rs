@@ -84,13 +84,18 @@ impl RunSettings {
         secret_file: Option<&std::path::Path>,
     ) -> Result<RunSettings> {
         let (secrets, mut missing) = Secrets::read(profile, secret_file)?;
-        let url_missing = base_url.is_none()
-            && std::env::var(&profile.base_url_env).map_or(true, |v| v.trim().is_empty());
+        let url = match base_url {
+            Some(b) => Some(b.to_string()),
+            None => std::env::var(&profile.base_url_env)
+                .ok()
+                .filter(|v| !v.trim().is_empty()),
+        };
+        let url_missing = url.is_none();
         if url_missing {
             missing.insert(0, profile.base_url_env.clone());
         }
-        if missing.is_empty() {
-            return RunSettings::new(profile, base_url, allow_insecure_http, secrets);
+        if let (Some(url), true) = (&url, missing.is_empty()) {
+            return RunSettings::new(profile, url, allow_insecure_http, secrets);
         }
         let secrets_missing = missing.len() > usize::from(url_missing);
         let example = || {
@@ -120,31 +125,14 @@ impl RunSettings {
         )))
     }
 
-    /// Settings with the profile's defaults. `base_url`: `--base-url`, else the environment
-    /// variable the profile names; missing → an error that names the variable.
+    /// Settings with the profile's defaults, against `base_url` (checked here).
     pub fn new(
         profile: &Profile,
-        base_url: Option<&str>,
+        base_url: &str,
         allow_insecure_http: bool,
         secrets: Secrets,
     ) -> Result<RunSettings> {
-        let text = match base_url {
-            Some(b) => b.to_string(),
-            None => match std::env::var(&profile.base_url_env) {
-                Ok(v) if !v.trim().is_empty() => v,
-                _ => {
-                    return Err(Error::CannotStart(format!(
-                        "no base URL: set {} or pass --base-url (for example {})",
-                        profile.base_url_env,
-                        profile
-                            .base_url_example
-                            .as_deref()
-                            .unwrap_or("https://host/api")
-                    )))
-                }
-            },
-        };
-        let base_url = check_base_url(&text, allow_insecure_http)?;
+        let base_url = check_base_url(base_url, allow_insecure_http)?;
         Ok(RunSettings {
             base_url,
             concurrency: Concurrency::Auto {

@@ -434,7 +434,7 @@ fn settings(p: &Profile, url: &str) -> RunSettings {
         ("ENLIST_TEST_USERNAME", "admin"),
         ("ENLIST_TEST_PASSWORD", "S3cr3t-value"),
     ]);
-    let mut s = RunSettings::new(p, Some(url), false, secrets).unwrap();
+    let mut s = RunSettings::new(p, url, false, secrets).unwrap();
     s.rate = 500.0;
     s.concurrency = Concurrency::Fixed(4);
     s.timeout = Duration::from_secs(3);

@@ -381,8 +381,8 @@ async fn the_journal_commits_a_finished_row_while_the_next_one_hangs() {
     let wd = Workdir::new("sinks_tick");
     let state = wd.path("state");
     let journal = Journal::open(&state, "sinks test", "ab").expect("journal");
-    let mut s = RunSettings::new(&p, Some(&url), false, Secrets::from_pairs([("X", "y")]))
-        .expect("settings");
+    let mut s =
+        RunSettings::new(&p, &url, false, Secrets::from_pairs([("X", "y")])).expect("settings");
     s.concurrency = Concurrency::Fixed(1);
     s.timeout = Duration::from_secs(120);
     // Rows 1-4 finish back to back (within one commit interval), row 5 hangs.

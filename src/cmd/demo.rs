@@ -183,7 +183,7 @@ pub fn run(args: DemoArgs) -> Result<u8> {
         let result = async {
             let mut s = RunSettings::new(
                 &profile,
-                Some(&sandbox.base_url()),
+                &sandbox.base_url(),
                 false,
                 secrets(&profile, &cfg),
             )?;
