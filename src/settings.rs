@@ -36,7 +36,7 @@ pub struct RunSettings {
     pub auto_rate: bool,
     /// Requests that may start back to back after an idle spell.
     pub burst: u32,
-    /// Most sends of one request (the first included), 429s not counted.
+    /// Most sends of one request (the first included), refusals (429, 503 + wait) not counted.
     pub max_attempts: u32,
     /// Most time one row may take, retries and waits included.
     pub max_row_time: Duration,

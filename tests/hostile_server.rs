@@ -331,7 +331,7 @@ fn a_target_that_only_answers_429_stops_the_run() {
     r.expect_code(4);
     let err = r.stderr();
     assert!(
-        err.contains("answered every request with 429 Too Many Requests")
+        err.contains("the target has refused every request for ")
             && err.contains("--max-row-time 2s"),
         "{err}"
     );
@@ -345,6 +345,86 @@ fn a_target_that_only_answers_429_stops_the_run() {
     let unsent = got.iter().filter(|(_, o, _)| o == "not-attempted").count();
     assert!(unsent > 150, "most rows were never sent: {unsent}");
     assert!(*count.lock().unwrap() < 200, "fewer requests than rows");
+}
+
+/// A target down for maintenance answers 503 with `Retry-After: 1`: the whole run waits
+/// that second (nothing is sent inside it), the refusal uses up no attempt, and a token
+/// login that meets the same answer waits too; every user is then created once.
+#[test]
+fn a_503_that_says_when_pauses_the_run_and_fails_no_row() {
+    let log: Arc<Mutex<Vec<(std::time::Instant, String)>>> = Arc::default();
+    let url = {
+        let log = log.clone();
+        serve(move |r| {
+            let mut log = log.lock().unwrap();
+            log.push((std::time::Instant::now(), r.uri.path().to_string()));
+            // The first login and the first create meet the maintenance window.
+            let first = log.iter().filter(|(_, p)| p == r.uri.path()).count() == 1;
+            if first {
+                let mut resp = json(503, serde_json::json!({"details": "maintenance"}));
+                resp.headers_mut()
+                    .insert("retry-after", "1".parse().expect("header value"));
+                return resp;
+            }
+            match r.uri.path() {
+                "/auth/token" => json(200, serde_json::json!({"token": TOKEN})),
+                _ => json(201, serde_json::json!({"id": r.field("userId")})),
+            }
+        })
+    };
+    let wd = Workdir::new("hostile_503_wait");
+    wd.write("hostile.toml", PROFILE.replace("AUTH", TOKEN_LOGIN));
+    wd.write(
+        "secrets.env",
+        format!("ENLIST_HOSTILE_USER=admin\nENLIST_HOSTILE_PASSWORD={ADMIN_PASSWORD}\n"),
+    );
+    let mut csv = String::from("userId,name,password\n");
+    for i in 0..8 {
+        csv.push_str(&format!("u{i},User {i},\n"));
+    }
+    wd.write("users.csv", csv);
+    let r = wd.run(&[
+        "run",
+        "users.csv",
+        "--profile",
+        "./hostile.toml",
+        "--base-url",
+        &url,
+        "--progress",
+        "never",
+        "--fresh",
+        "--report",
+        "out.csv",
+        "--mode",
+        "create",
+        "--max-attempts",
+        "1",
+        "--secret-file",
+        "secrets.env",
+    ]);
+    r.expect_code(0);
+    let got = outcomes(&wd, "out.csv");
+    assert!(
+        got.iter().all(|(_, o, _)| o == "created") && got.len() == 8,
+        "{got:#?}"
+    );
+    let log = log.lock().unwrap();
+    assert_eq!(
+        log.len(),
+        2 + 9,
+        "two logins, eight creates and one refused: {log:?}"
+    );
+    // After each 503, nothing for the second it asked for.
+    for path in ["/auth/token", "/users"] {
+        let refused = log.iter().position(|(_, p)| p == path).expect(path);
+        let at = log[refused].0;
+        let next = log[refused + 1].0;
+        assert!(
+            next.duration_since(at) >= std::time::Duration::from_millis(900),
+            "{path}: the next request came {:?} after the 503",
+            next.duration_since(at)
+        );
+    }
 }
 
 // ---- 2. secrets in echoes ----

@@ -71,8 +71,8 @@ pub struct RunArgs {
     /// Requests that may start back to back after an idle spell.
     #[arg(long, value_name = "B", default_value_t = 1)]
     pub burst: u32,
-    /// Most sends of one request, the first included; a 429 (nothing applied) is not counted:
-    /// --max-row-time bounds those.
+    /// Most sends of one request, the first included; a refusal (429, or 503 with
+    /// Retry-After: nothing applied) is not counted: --max-row-time bounds those.
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub max_attempts: u32,
     /// Most seconds one row may take, retries included.

@@ -16,7 +16,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
@@ -347,6 +347,9 @@ impl TokenAuth {
     }
 }
 
+/// The shortest server-given wait a login honours as one (not an attempt).
+const MIN_WAIT: Duration = Duration::from_millis(100);
+
 /// Sends a login or refresh request through the gate, retrying transport failures and
 /// retryable statuses (a login is safe to repeat).
 async fn exchange(
@@ -356,6 +359,7 @@ async fn exchange(
     attempts: u32,
 ) -> std::result::Result<Resp, String> {
     let mut tries = 0;
+    let mut waited = Duration::ZERO;
     loop {
         net.gate.acquire().await;
         tries += 1;
@@ -369,11 +373,31 @@ async fn exchange(
             net.stats.throttle();
             net.gate.throttled();
         }
-        if !retry || tries >= attempts.max(1) {
+        // A 429 or 503 that says when to come back: the login waits as asked, and that is
+        // no attempt, while all such waits together stay within --max-pause. A wait beyond
+        // that ends the login now; one too short to be a wait is an attempt like any other.
+        let asked = r
+            .as_ref()
+            .ok()
+            .filter(|resp| matches!(resp.status, 429 | 503))
+            .and_then(|resp| crate::headers::server_wait(&resp.headers, SystemTime::now()))
+            .map(|a| a.wait)
+            .filter(|w| *w >= MIN_WAIT);
+        let honoured = asked.filter(|w| waited + *w <= net.max_pause);
+        if honoured.is_some() {
+            tries -= 1;
+        }
+        if !retry || tries >= attempts.max(1) || asked.is_some() && honoured.is_none() {
             return r.map_err(|e| e.message().to_string());
         }
         net.stats.retry();
-        tokio::time::sleep(super::retry::backoff(tries)).await;
+        match honoured {
+            Some(w) => {
+                waited += w;
+                net.gate.pause_for(w);
+            }
+            None => tokio::time::sleep(super::retry::backoff(tries)).await,
+        }
     }
 }
 

@@ -66,6 +66,8 @@ pub(crate) struct Net {
     pub(crate) http: client::Http,
     pub(crate) gate: limiter::Gate,
     pub(crate) stats: Arc<Stats>,
+    /// `--max-pause`: the longest wait a server may ask for that is honoured.
+    pub(crate) max_pause: std::time::Duration,
 }
 
 /// What every row task shares (behind one `Arc`).
@@ -109,6 +111,7 @@ impl Shared {
             http: client::Http::new(&settings, &profile.content_type, pool)?,
             gate: limiter::Gate::new(rate, settings.burst),
             stats,
+            max_pause: settings.max_pause,
         };
         Ok(Shared {
             auth: auth::Authenticator::new(&profile, &settings.secrets)?,

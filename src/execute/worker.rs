@@ -754,10 +754,11 @@ async fn call(
     idempotent: bool,
 ) -> Result<Result<Resp, Unsent>, Error> {
     let mut tries = 0u32;
-    // The 429s among the tries: the target applied nothing and asked for less. They do not
-    // use up --max-attempts (a run faster than the target allows must not fail rows for
-    // it); --max-row-time bounds them, and a target that has answered nothing but 429 for
-    // that long stops the run.
+    // The refusals among the tries (a 429, or a 503 that says when to come back): the
+    // target applied nothing and asked for less or later. They do not use up
+    // --max-attempts (a run faster than the target allows must not fail rows for it);
+    // --max-row-time bounds them, and a target that has refused everything for that long
+    // stops the run.
     let mut refused = 0u32;
     let mut replayed = false;
     loop {
@@ -794,33 +795,38 @@ async fn call(
                     sh.net.stats.retry();
                     continue;
                 }
+                // "Come back later": a 429, or a 503 that says when. Nothing was applied.
+                let asked = match resp.status {
+                    429 | 503 => crate::headers::server_wait(&resp.headers, SystemTime::now()),
+                    _ => None,
+                };
                 if resp.status == 429 {
-                    refused += 1;
                     sh.net.stats.throttle();
                     sh.net.gate.throttled();
+                }
+                if resp.status == 429 || asked.is_some() {
+                    refused += 1;
                     let refusing = sh.net.gate.refusing_for();
                     if refusing >= sh.settings.max_row_time {
                         return Err(Error::CannotStart(format!(
-                            "the target has answered every request with 429 Too Many Requests \
-                             for {} (--max-row-time {}s), so nothing more is sent: run again \
-                             later (a re-run sends only what is not done) or with a lower --rate",
+                            "the target has refused every request for {} (429 Too Many \
+                             Requests, or 503 with a time to come back; --max-row-time {}s), \
+                             so nothing more is sent: run again later (a re-run sends only \
+                             what is not done) or with a lower --rate",
                             crate::headers::words(refusing),
                             sh.settings.max_row_time.as_secs_f64()
                         )));
                     }
-                    if let Some(asked) =
-                        crate::headers::server_wait(&resp.headers, SystemTime::now())
-                    {
-                        let left = cx.deadline.saturating_duration_since(Instant::now());
-                        let s = &sh.settings;
-                        let d = match retry::server_pause(asked, s.max_pause, left, s.max_row_time)
-                        {
-                            Ok(d) => d,
-                            Err(m) => return Ok(Err(Unsent::GaveUp(m))),
-                        };
-                        sh.net.gate.pause_for(d);
-                        wait = Some(d);
-                    }
+                }
+                if let Some(asked) = asked {
+                    let left = cx.deadline.saturating_duration_since(Instant::now());
+                    let s = &sh.settings;
+                    let d = match retry::server_pause(asked, s.max_pause, left, s.max_row_time) {
+                        Ok(d) => d,
+                        Err(m) => return Ok(Err(Unsent::GaveUp(m))),
+                    };
+                    sh.net.gate.pause_for(d);
+                    wait = Some(d);
                 }
                 if !sh.profile.is_retryable(resp.status) {
                     sh.net.gate.success();
@@ -844,9 +850,10 @@ async fn call(
         let ready_at = Instant::now() + delay + wait.unwrap_or_default();
         if tries - refused >= sh.settings.max_attempts || ready_at > cx.deadline {
             return Ok(match last {
-                // Only the row's time can end a row on a 429.
-                Some(resp) if resp.status == 429 => Err(Unsent::GaveUp(format!(
-                    "{failure} (still, after {refused} × 429 in this row's --max-row-time {}s)",
+                // Only the row's time can end a row the target keeps refusing.
+                Some(resp) if resp.status == 429 || wait.is_some() => Err(Unsent::GaveUp(format!(
+                    "{failure} (still, after {refused} refusals in this row's \
+                         --max-row-time {}s)",
                     sh.settings.max_row_time.as_secs_f64()
                 ))),
                 Some(resp) => Ok(resp),
