@@ -34,9 +34,13 @@ pub enum Cell {
     Bool(bool),
     /// A real date or date-time cell, as ISO 8601 (`2024-03-01` or `2024-03-01T09:30:00`).
     Date(String),
-    /// A formula error cell such as `#N/A` or `#REF!`.
+    /// A formula error cell such as `#N/A` or `#REF!`, or [`UNCALCULATED`].
     Error(String),
 }
+
+/// What a cell holds whose formula nothing ever calculated (a workbook written by a
+/// program, never opened and saved by a spreadsheet application): there is no value.
+pub const UNCALCULATED: &str = "#UNCALCULATED";
 
 /// An `f64` as the `u64` of its bits (see [`Cell::Float`]).
 mod f64_bits {

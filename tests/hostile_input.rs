@@ -462,6 +462,30 @@ fn numbers_that_are_not_finite_survive_the_second_pass() {
     }
 }
 
+/// A formula that nothing ever calculated (a workbook a script wrote with openpyxl holds
+/// `<f>` and no `<v>`) is not read as an empty cell: its row is invalid, and the message
+/// says why and what to do. A formula with its value reads as that value.
+#[test]
+fn a_formula_never_calculated_is_not_an_empty_cell() {
+    let wd = Workdir::new("uncalculated");
+    let rows = concat!(
+        r#"<row r="3"><c r="A3" t="str"><f>LOWER("CID@X.IO")</f></c><c r="B3" t="s"><v>4</v></c><c r="C3" t="s"><v>5</v></c></row>"#,
+        r#"<row r="4"><c r="A4" t="str"><f>LOWER("DEE@X.IO")</f><v>dee@x.io</v></c><c r="B4" t="s"><v>4</v></c><c r="C4" t="s"><v>5</v></c></row>"#,
+    );
+    let sheet = SHEET.replace("</sheetData>", &format!("{rows}</sheetData>"));
+    xlsx_with(&wd.path("script.xlsx"), &sheet, 0);
+    let r = wd.run(&["check", "script.xlsx", "-p", "users-api"]);
+    r.expect_code(1);
+    let all = format!("{}{}", r.stdout(), r.stderr());
+    assert!(
+        all.contains("row 3, column email: the cell holds a formula that was never calculated")
+            && all.contains("open the file in Excel or LibreOffice and save it"),
+        "{all}"
+    );
+    assert!(!all.contains("row 4"), "{all}");
+    assert!(all.contains("1 invalid"), "{all}");
+}
+
 /// Rows appended to the sheet between the duplicate-key pass and the planning pass (a
 /// duplicate of row 2 and a new user) are not sent: the run reads one private copy, and
 /// the hash in its report is the hash of what it read.

@@ -35,6 +35,14 @@ pub fn convert(
         _ if given.as_deref() == Some(clear_marker) => return Ok(Some(Value::Null)),
         _ if given.is_some() => Cow::Owned(given.unwrap_or_default()),
         Cell::Empty => return Ok(None),
+        Cell::Error(e) if e == crate::cell::UNCALCULATED => {
+            return Err(err(
+                "the cell holds a formula that was never calculated (a program wrote the file \
+                 and no spreadsheet application saved it): open the file in Excel or \
+                 LibreOffice and save it, or paste the values"
+                    .to_string(),
+            ))
+        }
         Cell::Error(e) => {
             return Err(err(format!(
                 "the cell holds the spreadsheet error {e}: fix the formula or paste the values"

@@ -19,7 +19,7 @@ use super::{
     locate_header, DataRows, HeaderProbe, Kind, LocateError, Located, RawRow, RowError, RowResult,
     RowSource, Sheet, SourceOptions, EXCEL_MAX_ROW, MAX_COLUMNS,
 };
-use crate::cell::Cell;
+use crate::cell::{Cell, UNCALCULATED};
 use crate::error::{Error, Result};
 
 type Rs = BufReader<File>;
@@ -382,10 +382,11 @@ impl RowSource for RangeRows {
 // ---------------------------------------------------------------------------------------
 // xlsx, xlsm: streamed
 
-type CellItem<'a> = calamine::Cell<DataRef<'a>>;
+/// A cell with its formula, if any: a formula with no value was never calculated.
+type CellItem<'a> = calamine::XlsxCellFormulaMetadataRecord<'a>;
 
 /// Groups a stream of cells (in row order) into rows. `next_cell` is calamine's
-/// `XlsxCellReader::next_cell` (whose type calamine does not export).
+/// `XlsxCellReader::next_cell_with_formula_metadata` (whose type calamine does not export).
 struct XlsxRows<'a, F> {
     next_cell: F,
     lookahead: Option<CellItem<'a>>,
@@ -433,12 +434,16 @@ where
         }
     }
 
-    fn place(&self, cells: &mut Vec<Cell>, col: u32, value: &DataRef<'a>) {
-        let col = col as usize;
-        if col >= self.width || matches!(value, DataRef::Empty) {
-            return;
-        }
-        let cell = data_ref_cell(value);
+    fn place(&self, cells: &mut Vec<Cell>, item: &CellItem<'a>) {
+        let col = item.pos.1 as usize;
+        let cell = match &item.value {
+            _ if col >= self.width => return,
+            // A program wrote the formula (openpyxl, a script) and nothing computed it: no
+            // value to read, which must not pass for an empty cell.
+            DataRef::Empty if item.formula.is_some() => Cell::Error(UNCALCULATED.into()),
+            DataRef::Empty => return,
+            value => data_ref_cell(value),
+        };
         if cell.is_empty() {
             return;
         }
@@ -466,16 +471,15 @@ where
                 ),
             }));
         };
-        let (row, col) = first.get_position();
+        let row = first.pos.0;
         let mut cells = Vec::with_capacity(self.capacity.min(self.width));
-        self.place(&mut cells, col, first.get_value());
+        self.place(&mut cells, &first);
         while let Some(c) = self.pull() {
-            let (r, col) = c.get_position();
-            if r != row {
+            if c.pos.0 != row {
                 self.lookahead = Some(c);
                 break;
             }
-            self.place(&mut cells, col, c.get_value());
+            self.place(&mut cells, &c);
         }
         let number = u64::from(row) + 1;
         if number > EXCEL_MAX_ROW || number <= self.last_row {
@@ -520,7 +524,11 @@ fn open_xlsx(
         })?;
         let dims = reader.dimensions();
         let declared = (dims.end.1 as u64).saturating_sub(dims.start.1 as u64) + 1;
-        let mut src = XlsxRows::new(|| reader.next_cell(), declared, MAX_COLUMNS);
+        let mut src = XlsxRows::new(
+            || reader.next_cell_with_formula_metadata(),
+            declared,
+            MAX_COLUMNS,
+        );
         let located = locate_header(&mut src, opts.header_row, probe, &sheet_label(name))?;
         Ok((located, ()))
     })?;
@@ -584,7 +592,11 @@ fn stream_xlsx(
             return tx.send(Msg::Batch(vec![Err(err)])).is_ok();
         }
     };
-    let mut src = XlsxRows::new(|| reader.next_cell(), width as u64, width);
+    let mut src = XlsxRows::new(
+        || reader.next_cell_with_formula_metadata(),
+        width as u64,
+        width,
+    );
     let mut batch = Vec::with_capacity(BATCH);
     while let Some(r) = src.next_row() {
         match &r {
