@@ -124,7 +124,7 @@ required = false
 const NO_AUTH: &str = "[auth]\ntype = \"none\"\n";
 
 /// Runs `enlist run users.csv` against `url` (CSV report `out.csv`) with
-/// `extra` arguments.
+/// `extra` arguments (and `--max-attempts 3` unless they say otherwise).
 fn run(wd: &Workdir, url: &str, extra: &[&str]) -> Run {
     let mut args = vec![
         "run",
@@ -138,9 +138,10 @@ fn run(wd: &Workdir, url: &str, extra: &[&str]) -> Run {
         "--fresh",
         "--report",
         "out.csv",
-        "--max-attempts",
-        "3",
     ];
+    if !extra.contains(&"--max-attempts") {
+        args.extend(["--max-attempts", "3"]);
+    }
     args.extend_from_slice(extra);
     wd.run(&args)
 }
@@ -239,6 +240,18 @@ fn hostile_waits_give_every_row_one_outcome() {
     assert_eq!(seen.get("neg-4"), Some(&2));
 }
 
+/// Writes the profile (with `auth`) and `users.csv` of `n` users `u0`, `u1`, ..., then runs
+/// `enlist run` in create mode against `url` with `extra` (CSV report `out.csv`).
+fn run_users(wd: &Workdir, url: &str, auth: &str, n: usize, extra: &[&str]) -> Run {
+    wd.write("hostile.toml", PROFILE.replace("AUTH", auth));
+    let mut csv = String::from("userId,name,password\n");
+    for i in 0..n {
+        csv.push_str(&format!("u{i},User {i},\n"));
+    }
+    wd.write("users.csv", csv);
+    run(wd, url, &[&["--mode", "create"][..], extra].concat())
+}
+
 /// A target slower than the run's rate answers bare 429s (no wait named): they use up no
 /// attempt, so even `--max-attempts 1` creates every user, each exactly once.
 #[test]
@@ -259,29 +272,7 @@ fn bare_429s_slow_the_run_down_but_fail_no_row() {
         })
     };
     let wd = Workdir::new("hostile_bare_429");
-    wd.write("hostile.toml", PROFILE.replace("AUTH", NO_AUTH));
-    let mut csv = String::from("userId,name,password\n");
-    for i in 0..12 {
-        csv.push_str(&format!("u{i},User {i},\n"));
-    }
-    wd.write("users.csv", csv);
-    let r = wd.run(&[
-        "run",
-        "users.csv",
-        "--profile",
-        "./hostile.toml",
-        "--base-url",
-        &url,
-        "--progress",
-        "never",
-        "--fresh",
-        "--report",
-        "out.csv",
-        "--mode",
-        "create",
-        "--max-attempts",
-        "1",
-    ]);
+    let r = run_users(&wd, &url, NO_AUTH, 12, &["--max-attempts", "1"]);
     r.expect_code(0);
     let got = outcomes(&wd, "out.csv");
     assert_eq!(got.len(), 12, "{got:#?}");
@@ -305,29 +296,7 @@ fn a_target_that_only_answers_429_stops_the_run() {
         })
     };
     let wd = Workdir::new("hostile_only_429");
-    wd.write("hostile.toml", PROFILE.replace("AUTH", NO_AUTH));
-    let mut csv = String::from("userId,name,password\n");
-    for i in 0..200 {
-        csv.push_str(&format!("u{i},User {i},\n"));
-    }
-    wd.write("users.csv", csv);
-    let r = wd.run(&[
-        "run",
-        "users.csv",
-        "--profile",
-        "./hostile.toml",
-        "--base-url",
-        &url,
-        "--progress",
-        "never",
-        "--fresh",
-        "--report",
-        "out.csv",
-        "--mode",
-        "create",
-        "--max-row-time",
-        "2",
-    ]);
+    let r = run_users(&wd, &url, NO_AUTH, 200, &["--max-row-time", "2"]);
     r.expect_code(4);
     let err = r.stderr();
     assert!(
@@ -373,35 +342,12 @@ fn a_503_that_says_when_pauses_the_run_and_fails_no_row() {
         })
     };
     let wd = Workdir::new("hostile_503_wait");
-    wd.write("hostile.toml", PROFILE.replace("AUTH", TOKEN_LOGIN));
     wd.write(
         "secrets.env",
         format!("ENLIST_HOSTILE_USER=admin\nENLIST_HOSTILE_PASSWORD={ADMIN_PASSWORD}\n"),
     );
-    let mut csv = String::from("userId,name,password\n");
-    for i in 0..8 {
-        csv.push_str(&format!("u{i},User {i},\n"));
-    }
-    wd.write("users.csv", csv);
-    let r = wd.run(&[
-        "run",
-        "users.csv",
-        "--profile",
-        "./hostile.toml",
-        "--base-url",
-        &url,
-        "--progress",
-        "never",
-        "--fresh",
-        "--report",
-        "out.csv",
-        "--mode",
-        "create",
-        "--max-attempts",
-        "1",
-        "--secret-file",
-        "secrets.env",
-    ]);
+    let extra = ["--max-attempts", "1", "--secret-file", "secrets.env"];
+    let r = run_users(&wd, &url, TOKEN_LOGIN, 8, &extra);
     r.expect_code(0);
     let got = outcomes(&wd, "out.csv");
     assert!(
