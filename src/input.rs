@@ -151,6 +151,14 @@ impl Input {
                     self.spec.profile.name
                 )
             }))
+            .chain((!self.layout.absent.is_empty()).then(|| {
+                format!(
+                    "the sheet lacks {}, which profile {} requires to create or update a user: \
+                     only its disable, enable and delete rows can be sent",
+                    self.layout.absent.join(", "),
+                    self.spec.profile.name
+                )
+            }))
             .collect()
     }
 

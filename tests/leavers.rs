@@ -602,6 +602,23 @@ async fn a_row_may_ask_to_disable_or_enable_its_user() {
     r.expect_code(0);
     assert!(r.stdout().contains("re-enabled=1"), "{}", r.stdout());
     assert_eq!(status(&sb, "ann@example.com").as_deref(), Some("ENABLED"));
+    // A sheet of the key and the action alone is enough to offboard: its lifecycle rows are
+    // sent, a row that would create is invalid and names the missing columns.
+    let r = send("email,action\nbob@example.com,disable\ncid@example.com,create\n").await;
+    r.expect_code(1);
+    assert!(r.stdout().contains("disabled=1 "), "{}", r.stdout());
+    assert!(r.stdout().contains("invalid=1 "), "{}", r.stdout());
+    let err = r.stderr();
+    assert!(
+        err.contains("the sheet lacks password, name, which profile users-api requires")
+            && err.contains(
+                "row 3, column password: the sheet has no such column, and a row that creates \
+                 needs it"
+            ),
+        "{err}"
+    );
+    assert_eq!(status(&sb, "bob@example.com").as_deref(), Some("DISABLED"));
+    assert_eq!(status(&sb, "cid@example.com"), None, "nothing created");
 }
 
 /// The leaver flags mean nothing without `--leavers`: given alone they are refused rather

@@ -5,7 +5,7 @@ use std::path::Path;
 use crate::cell::Cell;
 use crate::error::{Error, Result};
 use crate::plan::MASK;
-use crate::profile::{normalize_header, Profile};
+use crate::profile::{normalize_header, Action, Profile};
 use crate::source::RawRow;
 
 /// Headers of an outcome workbook fed back as input; they are not the user's data.
@@ -34,6 +34,10 @@ pub struct Layout {
     source_row_col: Option<usize>,
     /// Sheet headers the profile does not know (ignored, with a warning).
     pub unknown: Vec<String>,
+    /// Required columns the sheet lacks, each described (with the closest header found):
+    /// allowed only in a sheet with an action column, whose disable, enable and delete
+    /// rows need the key alone; a row that creates or updates is invalid without them.
+    pub absent: Vec<String>,
 }
 
 /// Decides whether a row of cells is the header row for `profile`: at least two of its
@@ -47,7 +51,8 @@ pub fn is_header(profile: &Profile, cells: &[String]) -> bool {
 }
 
 impl Layout {
-    /// Maps `headers` onto `profile`, refusing a sheet that lacks a required column.
+    /// Maps `headers` onto `profile`, refusing a sheet that lacks a required column (but
+    /// see [`Layout::absent`]).
     pub fn new(profile: &Profile, headers: &[String], path: &Path) -> Result<Layout> {
         let mut by_profile = vec![None; profile.columns.len()];
         let mut secret = vec![false; headers.len()];
@@ -93,8 +98,8 @@ impl Layout {
             })
             .map(|(ci, _)| ci)
             .collect();
+        let mut parts = Vec::new();
         if !missing.is_empty() {
-            let mut parts = Vec::new();
             for ci in &missing {
                 let col = &profile.columns[*ci];
                 let want = normalize_header(&col.name);
@@ -108,6 +113,14 @@ impl Layout {
                     None => col.name.clone(),
                 });
             }
+        }
+        // A sheet of disable, enable and delete rows needs only the key and the action.
+        let key_only = action_col.is_some()
+            && by_profile[profile.key_index()].is_some()
+            && [Action::Disable, Action::Enable, Action::Delete]
+                .iter()
+                .any(|a| profile.requests.lifecycle(*a).is_some());
+        if !missing.is_empty() && !key_only {
             return Err(Error::input(
                 path,
                 format!(
@@ -129,6 +142,7 @@ impl Layout {
             outcome_col,
             source_row_col,
             unknown,
+            absent: parts,
         })
     }
 

@@ -698,7 +698,17 @@ impl Planner {
                 } else {
                     "is required"
                 };
-                if col.required || ci == key_idx {
+                if col.required && layout.sheet_index(ci).is_none() && values[ci].is_none() {
+                    // A sheet of lifecycle rows may lack it (see `Layout::absent`).
+                    findings.push(Finding::error(
+                        Some(label),
+                        format!(
+                            "the sheet has no such column, and a row that {}s needs it: add \
+                             the column (a disable, enable or delete row needs only the key)",
+                            action.as_str()
+                        ),
+                    ));
+                } else if col.required || ci == key_idx {
                     findings.push(Finding::error(Some(label), format!("{what}: fill it in")));
                 } else if col.required_on_create && action == Action::Create {
                     findings.push(Finding::error(
