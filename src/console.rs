@@ -109,3 +109,56 @@ pub fn bar(len: Option<u64>) -> ProgressBar {
         None => pb,
     }
 }
+
+/// Rows of a run whose problems (an invalid row's errors, a sent row's warnings) are
+/// printed; the rest are counted, and the outcome report or `enlist check` has them all.
+pub const SHOWN_ROWS: u64 = 20;
+
+/// The problems of the first rows that have any are shown, one `row 14, column extension:
+/// ...` line each; later rows are only counted (a sheet of millions of bad rows must not
+/// print gigabytes). `check` shows them as it reads; `run` those of its invalid rows, and
+/// the warnings of the rows it sends.
+pub struct Problems {
+    max: u64,
+    shown: u64,
+    /// Rows with problems that were not shown.
+    pub more: u64,
+}
+
+impl Problems {
+    pub fn new(max: u64) -> Problems {
+        Problems {
+            max,
+            shown: 0,
+            more: 0,
+        }
+    }
+
+    /// Whether to show the problems of a row with these findings (false: it is counted).
+    pub fn show(&mut self, findings: &[crate::plan::Finding]) -> bool {
+        if findings.is_empty() {
+            return true;
+        }
+        if self.shown >= self.max {
+            self.more += 1;
+            return false;
+        }
+        self.shown += 1;
+        true
+    }
+
+    /// One finding as a line for people.
+    pub fn line(row: u64, f: &crate::plan::Finding) -> String {
+        let prefix = if f.severity == crate::plan::Severity::Warning {
+            "warning: "
+        } else {
+            ""
+        };
+        format!("{prefix}{}", f.describe(row))
+    }
+
+    /// `and N more rows with problems; <hint>`, when some were not shown.
+    pub fn tail(&self, hint: &str) -> Option<String> {
+        (self.more > 0).then(|| format!("and {} more rows with problems; {hint}", self.more))
+    }
+}

@@ -7,6 +7,7 @@
 //! whitespace collapsed, base64 as in a Basic header).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use base64::Engine as _;
 
@@ -15,6 +16,42 @@ pub use crate::plan::MASK;
 /// Marks where a message was cut short (see [`crate::execute::client::failure_message`]):
 /// the text just before it may be the start of a secret, and is masked as well.
 pub const CUT: char = '…';
+
+/// The secret values a run knows: its credentials, and every token a login obtained.
+/// Server text passes this run's [`Scrubber`] before it is stored or printed.
+#[derive(Default)]
+pub struct Known {
+    /// Replaced (never changed in place) when a login adds a token: a reader keeps the
+    /// snapshot it took. Held only to clone or swap the `Arc`.
+    scrubber: std::sync::RwLock<Arc<Scrubber>>,
+}
+
+impl Known {
+    /// The scrubber as of now.
+    pub fn get(&self) -> Arc<Scrubber> {
+        self.scrubber
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn add(&self, secret: &str) {
+        let mut s = self.scrubber.write().unwrap_or_else(|p| p.into_inner());
+        let mut next = (**s).clone();
+        next.add(secret);
+        *s = Arc::new(next);
+    }
+
+    /// An auth header's value, and its credential alone (after `Basic `, `Bearer `...).
+    pub(crate) fn add_header(&self, value: &reqwest::header::HeaderValue) {
+        if let Ok(v) = value.to_str() {
+            self.add(v);
+            if let Some((_, cred)) = v.split_once(' ') {
+                self.add(cred.trim());
+            }
+        }
+    }
+}
 
 /// The secret values to take out of text, each in the forms an echo may take.
 #[derive(Clone, Default)]

@@ -20,6 +20,7 @@ use crate::report::{self, ReportFormat};
 use crate::source::secrets::SecretFill;
 
 use super::out;
+use crate::console::Problems;
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -313,54 +314,6 @@ pub fn run(args: CheckArgs) -> Result<u8> {
         out(&t)?;
     }
     Ok(code)
-}
-
-/// The problems of the first rows that have any are shown, one `row 14, column extension:
-/// ...` line each; later rows are only counted (a sheet of millions of bad rows must not
-/// print gigabytes). `check` shows them as it reads; `run` those of its invalid rows.
-pub(crate) struct Problems {
-    max: u64,
-    shown: u64,
-    /// Rows with problems that were not shown.
-    pub more: u64,
-}
-
-impl Problems {
-    pub fn new(max: u64) -> Problems {
-        Problems {
-            max,
-            shown: 0,
-            more: 0,
-        }
-    }
-
-    /// Whether to show the problems of a row with these findings (false: it is counted).
-    pub fn show(&mut self, findings: &[Finding]) -> bool {
-        if findings.is_empty() {
-            return true;
-        }
-        if self.shown >= self.max {
-            self.more += 1;
-            return false;
-        }
-        self.shown += 1;
-        true
-    }
-
-    /// One finding as a line for people.
-    pub fn line(row: u64, f: &Finding) -> String {
-        let prefix = if f.severity == Severity::Warning {
-            "warning: "
-        } else {
-            ""
-        };
-        format!("{prefix}{}", f.describe(row))
-    }
-
-    /// `and N more rows with problems; <hint>`, when some were not shown.
-    pub fn tail(&self, hint: &str) -> Option<String> {
-        (self.more > 0).then(|| format!("and {} more rows with problems; {hint}", self.more))
-    }
 }
 
 /// `check --leavers`: the sheet's keys (read once more) against the state's users of

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use super::check::Problems;
 use super::InputArgs;
 use crate::collect::{self, Progress};
 use crate::console;
+use crate::console::Problems;
 use crate::error::{exit, Error, Result};
 use crate::execute::order::UpsertOrder;
 use crate::execute::{Concurrency, RunSettings};
@@ -387,9 +387,6 @@ pub(crate) fn fatal_line(e: &Error, took: Duration) -> String {
     )
 }
 
-/// Rows of a run whose problems are printed; the rest are in the outcome report.
-const SHOWN_INVALID_ROWS: u64 = 20;
-
 /// The problems of a run's invalid rows, gathered as the rows pass on the reader's thread
 /// and printed after the run (in the middle of it they would scroll away under the bar).
 struct Invalid {
@@ -530,7 +527,7 @@ fn run_with(args: RunArgs, is_retry: bool) -> Result<u8> {
     let mut journal = open_journal(&args.journal, &args.input.sheet, &profile, &settings)?;
     settings.create_log = Some(journal.create_log()?);
     let invalid = Arc::new(Mutex::new(Invalid {
-        problems: Problems::new(SHOWN_INVALID_ROWS),
+        problems: Problems::new(crate::console::SHOWN_ROWS),
         lines: Vec::new(),
     }));
     let prepared = (|| {

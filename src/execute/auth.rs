@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::plan::{render_request, Request};
 use crate::profile::template::{Scope, Var};
 use crate::profile::{Auth, Profile, TokenLogin};
-use crate::scrub::Scrubber;
+use crate::scrub::Known;
 use crate::secrets::Secrets;
 
 /// A header built from a secret, marked sensitive so hyper never logs it.
@@ -51,42 +51,6 @@ pub struct Credential {
     pub header: Option<(HeaderName, HeaderValue)>,
     /// Token generation (0 for static credentials).
     pub generation: u64,
-}
-
-/// The secret values a run knows: its credentials, and every token a login obtained.
-/// Server text passes this run's [`Scrubber`] before it is stored or printed.
-#[derive(Default)]
-pub struct Known {
-    /// Replaced (never changed in place) when a login adds a token: a reader keeps the
-    /// snapshot it took. Held only to clone or swap the `Arc`.
-    scrubber: std::sync::RwLock<Arc<Scrubber>>,
-}
-
-impl Known {
-    /// The scrubber as of now.
-    pub fn get(&self) -> Arc<Scrubber> {
-        self.scrubber
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    fn add(&self, secret: &str) {
-        let mut s = self.scrubber.write().unwrap_or_else(|p| p.into_inner());
-        let mut next = (**s).clone();
-        next.add(secret);
-        *s = Arc::new(next);
-    }
-
-    /// An auth header's value, and its credential alone (after `Basic `, `Bearer `...).
-    fn add_header(&self, value: &HeaderValue) {
-        if let Ok(v) = value.to_str() {
-            self.add(v);
-            if let Some((_, cred)) = v.split_once(' ') {
-                self.add(cred.trim());
-            }
-        }
-    }
 }
 
 /// How requests of this run authenticate, and the secrets that must never show.

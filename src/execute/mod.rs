@@ -280,12 +280,15 @@ fn feed(
     out: &mpsc::Sender<Outcome>,
     stop: &CancellationToken,
 ) -> SeqSet {
-    let mut warned = 0u64;
+    let mut warned = crate::console::Problems::new(crate::console::SHOWN_ROWS);
     let mut routed = SeqSet::default();
     for row in rows {
         routed.insert(row.seq);
-        if !row.is_invalid() && row.settled.is_none() {
-            warned += show_warnings(&row, warned);
+        // A row that will be sent has warnings at most: the first rows' are shown.
+        if !row.is_invalid() && row.settled.is_none() && warned.show(&row.findings) {
+            for f in &row.findings {
+                tracing::warn!("{}", f.describe(row.row));
+            }
         }
         let outcome = if let Some(s) = &row.settled {
             // Decided from the journal (unchanged, or done by the interrupted run). No
@@ -311,35 +314,10 @@ fn feed(
             }
         }
     }
-    if warned > SHOWN_WARNINGS {
-        tracing::warn!(
-            "and {} more rows with warnings; `enlist check` on the sheet lists them all",
-            warned - SHOWN_WARNINGS
-        );
+    if let Some(more) = warned.tail("`enlist check` on the sheet lists them all") {
+        tracing::warn!("{more}");
     }
     routed
-}
-
-/// Rows whose warnings are printed; later ones are only counted.
-const SHOWN_WARNINGS: u64 = 20;
-
-/// Logs the warnings of a row that will be sent (the first [`SHOWN_WARNINGS`] rows with
-/// any); returns 1 when the row had one.
-fn show_warnings(row: &PlannedRow, warned_before: u64) -> u64 {
-    let mut warnings = row
-        .findings
-        .iter()
-        .filter(|f| f.severity == crate::plan::Severity::Warning)
-        .peekable();
-    if warnings.peek().is_none() {
-        return 0;
-    }
-    if warned_before < SHOWN_WARNINGS {
-        for f in warnings {
-            tracing::warn!("{}", f.describe(row.row));
-        }
-    }
-    1
 }
 
 /// Rows read ahead of the dispatcher.

@@ -11,7 +11,6 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::adaptive::{Permit, Sample};
-use super::auth::Known;
 use super::client::{failure_message, not_json, Resp, SendError};
 use super::{retry, Shared, NOT_SENT};
 use crate::error::Error;
@@ -19,6 +18,7 @@ use crate::outcome::{now_rfc3339, Outcome, Status, StepLog};
 use crate::plan::{Job, PlannedRow, Request, StepJob};
 use crate::profile::template::value_text;
 use crate::profile::{Action, RequestSpec};
+use crate::scrub::Known;
 
 /// Carries one row to its outcome, sent to `out`; `_permit` is the row's room in the
 /// concurrency limit, given back when the row is done.
