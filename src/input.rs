@@ -46,6 +46,8 @@ pub struct Input {
     /// A workbook's rows as the first pass decoded them (None for CSV, or when no
     /// temporary file could be written: the workbook is then parsed again).
     spool: Option<Spool>,
+    /// Data rows an xlsx hides (a filter): read like the others, and named in a warning.
+    pub hidden_rows: Vec<(u64, u64)>,
 }
 
 impl Input {
@@ -58,6 +60,8 @@ impl Input {
         let layout = Layout::new(&profile, &sheet.headers, &spec.path)?;
         let sheet_name = sheet.sheet_name.clone();
         let header_row = sheet.header_row;
+        // Read on a thread of its own while the first pass decodes the rows.
+        let hidden = hidden_rows_scan(&spec, sheet_name.as_deref());
         // The second pass must read the file exactly as the first did.
         let mut spec = spec;
         spec.source.delimiter = spec.source.delimiter.or(sheet.delimiter);
@@ -71,6 +75,7 @@ impl Input {
             duplicates: Duplicates::new(),
             rows_total: 0,
             spool: None,
+            hidden_rows: Vec::new(),
         };
         let (repeated, rows_total) = match sheet.delimiter {
             // A CSV is read again for the key column alone: nothing else is decoded.
@@ -101,6 +106,13 @@ impl Input {
             }
         };
         input.rows_total = rows_total;
+        input.hidden_rows = hidden
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, last)| *last > header_row)
+            .map(|(first, last)| (first.max(header_row + 1), last))
+            .collect();
         let max_rows = input
             .spec
             .source
@@ -149,6 +161,16 @@ impl Input {
                 format!(
                     "column {h:?} is not used by profile {} and is ignored",
                     self.spec.profile.name
+                )
+            }))
+            .chain((!self.hidden_rows.is_empty()).then(|| {
+                let one = self.hidden_rows.iter().map(|(a, b)| b - a + 1).sum::<u64>() == 1;
+                let (is, them) = if one { ("is", "it") } else { ("are", "them") };
+                format!(
+                    "{} {is} hidden in the workbook (a filter, or hidden by hand), and enlist \
+                     reads {them} like every other row: unhide {them} to see what will be \
+                     sent, and delete any row that must not be",
+                    source::hidden::describe(&self.hidden_rows),
                 )
             }))
             .chain((!self.layout.absent.is_empty()).then(|| {
@@ -372,6 +394,29 @@ fn read_batches(
     if !batch.is_empty() {
         let _ = tx.send(batch);
     }
+}
+
+/// Starts reading which rows an xlsx (or xlsm) sheet hides; `None` for other files. A
+/// workbook whose hidden rows cannot be read has none as far as the warning goes.
+fn hidden_rows_scan(
+    spec: &InputSpec,
+    sheet: Option<&str>,
+) -> Option<std::thread::JoinHandle<Vec<(u64, u64)>>> {
+    let ext = spec.path.extension()?.to_str()?.to_ascii_lowercase();
+    if !matches!(ext.as_str(), "xlsx" | "xlsm") {
+        return None;
+    }
+    let read = spec.source.read_from.clone().unwrap_or(spec.path.clone());
+    let sheet = sheet?.to_string();
+    std::thread::Builder::new()
+        .name("enlist-hidden-rows".into())
+        .spawn(move || {
+            source::hidden::hidden_rows(&read, &sheet).unwrap_or_else(|e| {
+                tracing::debug!("hidden rows not read: {e}");
+                Vec::new()
+            })
+        })
+        .ok()
 }
 
 #[cfg(test)]

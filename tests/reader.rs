@@ -214,3 +214,48 @@ fn xls_and_ods_fixtures_and_unreadable_files() {
     r.expect_code(3);
     assert!(!r.stderr().contains("panicked"), "{}", r.stderr());
 }
+
+/// A sheet handed over with rows hidden (a filter left on): every row is still read, and
+/// check says which rows are hidden, as the spreadsheet numbers them, before anything is
+/// sent; a hidden title row above the header is not named.
+#[test]
+fn hidden_rows_of_a_workbook_are_named() {
+    let wd = Workdir::new("xlsx_hidden_rows");
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet();
+    ws.set_name("Users").expect("name");
+    ws.write_string(0, 0, "Starters").expect("write");
+    ws.set_row_hidden(0).expect("hide");
+    for (c, h) in ["email", "password", "name"].iter().enumerate() {
+        ws.write_string(1, c as u16, *h).expect("write");
+    }
+    for i in 0..8u32 {
+        let r = i + 2;
+        ws.write_string(r, 0, format!("u{i}@example.com"))
+            .expect("write");
+        ws.write_string(r, 1, "Welcome-123").expect("write");
+        ws.write_string(r, 2, format!("User {i}")).expect("write");
+    }
+    // Spreadsheet rows 4, 6 and 7 (0-based 3, 5, 6).
+    for r in [3, 5, 6] {
+        ws.set_row_hidden(r).expect("hide");
+    }
+    wb.save(wd.path("filtered.xlsx")).expect("save");
+    let (code, v, err) = check(&wd, &["filtered.xlsx", "-p", "users-api"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(bodies(&v).len(), 8, "every row is read: {v}");
+    let warned = v["sheet_warnings"].to_string();
+    assert!(
+        warned
+            .contains("rows 4 and 6 to 7 are hidden in the workbook (a filter, or hidden by hand)"),
+        "{warned}"
+    );
+    // People see it too, before anything is sent.
+    let text = wd.run(&["check", "filtered.xlsx", "-p", "users-api"]);
+    assert!(
+        text.stdout()
+            .contains("warning: rows 4 and 6 to 7 are hidden"),
+        "{}",
+        text.stdout()
+    );
+}

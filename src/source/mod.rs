@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 mod bounds;
 mod csv;
 mod excel;
+pub mod hidden;
 pub mod secrets;
 pub mod spool;
 
