@@ -106,13 +106,6 @@ impl Input {
             }
         };
         input.rows_total = rows_total;
-        input.hidden_rows = hidden
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(_, last)| *last > header_row)
-            .map(|(first, last)| (first.max(header_row + 1), last))
-            .collect();
         let max_rows = input
             .spec
             .source
@@ -124,6 +117,14 @@ impl Input {
                 source::too_many_rows_message(max_rows),
             ));
         }
+        // (A refused sheet leaves the scan behind: it is bounded, and nobody waits for it.)
+        input.hidden_rows = hidden
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, last)| *last > header_row)
+            .map(|(first, last)| (first.max(header_row + 1), last))
+            .collect();
         // Only a sheet with repeated keys is read once more, for their row numbers.
         if !repeated.is_empty() {
             let rows = input.key_rows()?;
@@ -408,10 +409,14 @@ fn hidden_rows_scan(
     }
     let read = spec.source.read_from.clone().unwrap_or(spec.path.clone());
     let sheet = sheet?.to_string();
+    let cap = spec
+        .source
+        .max_expanded_mib
+        .unwrap_or(source::DEFAULT_MAX_EXPANDED_MIB);
     std::thread::Builder::new()
         .name("enlist-hidden-rows".into())
         .spawn(move || {
-            source::hidden::hidden_rows(&read, &sheet).unwrap_or_else(|e| {
+            source::hidden::hidden_rows(&read, &sheet, cap).unwrap_or_else(|e| {
                 tracing::debug!("hidden rows not read: {e}");
                 Vec::new()
             })

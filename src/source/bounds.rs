@@ -24,7 +24,7 @@ const RATIO_MIN_SIZE: u64 = 64 * MIB;
 const MAX_RATIO: u64 = 200;
 
 /// A streamed worksheet may expand to this many times the cap.
-const SHEET_FACTOR: u64 = 8;
+pub(super) const SHEET_FACTOR: u64 = 8;
 
 /// The parts calamine reads row by row (xlsx and xlsm worksheets) rather than whole.
 fn is_streamed(name: &str) -> bool {

@@ -18,7 +18,11 @@ type Zip = zip::ZipArchive<BufReader<File>>;
 /// The spreadsheet row numbers (1-based) of the rows sheet `sheet` of the xlsx at `path`
 /// hides, as inclusive ranges in order. `Err`: why they could not be read (the caller
 /// reads the rows anyway; this only adds a warning).
-pub fn hidden_rows(path: &Path, sheet: &str) -> Result<Vec<(u64, u64)>, String> {
+///
+/// A hostile part is bounded as the reader bounds it: the scan stops once the sheet has
+/// inflated beyond what [`super::bounds`] allows a streamed worksheet for `cap_mib`, or a
+/// tag runs on for more than [`MAX_TAG`] bytes.
+pub fn hidden_rows(path: &Path, sheet: &str, cap_mib: u64) -> Result<Vec<(u64, u64)>, String> {
     let file = File::open(path).map_err(|e| e.to_string())?;
     let mut zip = Zip::new(BufReader::new(file)).map_err(|e| e.to_string())?;
     let id = sheet_attr(&mut zip, "xl/workbook.xml", "sheet", "name", sheet, "id")?;
@@ -35,7 +39,10 @@ pub fn hidden_rows(path: &Path, sheet: &str) -> Result<Vec<(u64, u64)>, String> 
         None => format!("xl/{target}"),
     };
     let entry = zip.by_name(&part).map_err(|e| format!("{part}: {e}"))?;
-    rows_hidden(entry)
+    let limit = cap_mib
+        .saturating_mul(super::bounds::SHEET_FACTOR)
+        .saturating_mul(1 << 20);
+    rows_hidden(entry, limit)
 }
 
 /// In part `name`, the attribute `want` of the first `element` whose attribute `key` is
@@ -84,7 +91,11 @@ fn attr(e: &BytesStart<'_>, name: &str) -> Option<String> {
 /// for the small parts above) also tokenizes every cell: on a 200,000-row sheet that took
 /// 1.5-2 s of CPU, a quarter more wall time for `check`, where this scan takes about as
 /// long as inflating the part on a core of its own.
-fn rows_hidden(mut part: impl Read) -> Result<Vec<(u64, u64)>, String> {
+/// The longest `<row ...>` tag looked at.
+const MAX_TAG: usize = 1 << 20;
+
+fn rows_hidden(mut part: impl Read, limit: u64) -> Result<Vec<(u64, u64)>, String> {
+    let mut read = 0u64;
     let finder = memchr::memmem::Finder::new(b"row");
     let mut chunk = vec![0u8; 1 << 16];
     let mut buf: Vec<u8> = Vec::with_capacity(2 << 16);
@@ -94,6 +105,10 @@ fn rows_hidden(mut part: impl Read) -> Result<Vec<(u64, u64)>, String> {
         let n = part.read(&mut chunk).map_err(|e| e.to_string())?;
         if n == 0 {
             return Ok(ranges);
+        }
+        read += n as u64;
+        if read > limit {
+            return Err(format!("the sheet expands beyond {limit} bytes"));
         }
         buf.extend_from_slice(&chunk[..n]);
         let mut at = 0;
@@ -138,6 +153,9 @@ fn rows_hidden(mut part: impl Read) -> Result<Vec<(u64, u64)>, String> {
             }
         };
         buf.drain(..keep);
+        if buf.len() > MAX_TAG {
+            return Err(format!("a tag runs on for more than {MAX_TAG} bytes"));
+        }
     }
 }
 
@@ -175,7 +193,7 @@ mod tests {
             <row r="9" hidden="true"/><row hidden="1"/><row r="11" hidden="1"/><row r="12"/>
             <row r="30" hidden="1"></row><x:row r="31" hidden="1"/><c><v>throw row</v></c>
             <rowBreaks count="1"/></sheetData></worksheet>"#;
-        let ranges = rows_hidden(xml.as_bytes()).unwrap();
+        let ranges = rows_hidden(xml.as_bytes(), u64::MAX).unwrap();
         assert_eq!(ranges, vec![(4, 4), (9, 11), (30, 31)]);
         assert_eq!(describe(&ranges), "rows 4, 9 to 11 and 30 to 31");
         // The same, read a few bytes at a time: a tag split between reads is still seen.
@@ -188,7 +206,7 @@ mod tests {
                 Ok(n)
             }
         }
-        assert_eq!(rows_hidden(Drip(xml.as_bytes())).unwrap(), ranges);
+        assert_eq!(rows_hidden(Drip(xml.as_bytes()), u64::MAX).unwrap(), ranges);
         assert_eq!(describe(&[(7, 7)]), "row 7");
         let many: Vec<(u64, u64)> = (0..12).map(|i| (i * 3 + 2, i * 3 + 2)).collect();
         assert!(
