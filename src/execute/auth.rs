@@ -16,7 +16,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use reqwest::header::{HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
@@ -343,8 +343,7 @@ async fn exchange(
         let asked = r
             .as_ref()
             .ok()
-            .filter(|resp| matches!(resp.status, 429 | 503))
-            .and_then(|resp| crate::headers::server_wait(&resp.headers, SystemTime::now()))
+            .and_then(super::retry::come_back_in)
             .map(|a| a.wait)
             .filter(|w| *w >= MIN_WAIT);
         let honoured = asked.filter(|w| waited + *w <= net.max_pause);

@@ -99,7 +99,8 @@ struct State {
     /// When the requests of the last second were answered (without a 429): what the
     /// target really allowed. Kept for `--rate auto` only.
     answered: VecDeque<Instant>,
-    /// The last answer that was not a 429 (the gate's creation until there is one).
+    /// The last answer that was neither a refusal (429, 503 with a wait) nor a failure
+    /// to retry ([`Gate::success`]; the gate's creation until there is one).
     welcomed: Instant,
 }
 
@@ -197,8 +198,8 @@ impl Gate {
         self.waiting.load(Ordering::Relaxed) > 0
     }
 
-    /// How long the target has answered nothing but 429: since its last other answer, or
-    /// since the run began.
+    /// How long the target has answered nothing a row could use: since its last
+    /// [`Gate::success`], or since the run began.
     pub fn refusing_for(&self) -> Duration {
         Instant::now().saturating_duration_since(self.lock().welcomed)
     }

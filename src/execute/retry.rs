@@ -1,11 +1,12 @@
 //! When to try again and how long to wait: full-jitter exponential backoff, and the
 //! server's own "come back later" ([`crate::headers`]) bounded by the run's limits.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rand::Rng;
 
-use crate::headers::{words, ServerWait};
+use super::client::Resp;
+use crate::headers::{server_wait, words, ServerWait};
 
 /// First backoff step.
 pub const BASE: Duration = Duration::from_millis(200);
@@ -20,6 +21,14 @@ pub fn backoff(failed: u32) -> Duration {
     let ceiling = BASE.saturating_mul(1u32 << exp).min(CAP);
     let ms = ceiling.as_millis() as u64;
     Duration::from_millis(rand::rng().random_range(0..=ms))
+}
+
+/// What a "come back later" answer asks to wait: a 429 or a 503 that names a time
+/// (`Retry-After`, a reset header). `None` for any other answer, and for one naming none.
+pub fn come_back_in(resp: &Resp) -> Option<ServerWait> {
+    matches!(resp.status, 429 | 503)
+        .then(|| server_wait(&resp.headers, SystemTime::now()))
+        .flatten()
 }
 
 /// The pause to take after a 429 that asked for `asked`, with `left` of the row's time

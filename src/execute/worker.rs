@@ -4,7 +4,7 @@
 //! means; when a create may be sent again) live here, in one place.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -796,10 +796,7 @@ async fn call(
                     continue;
                 }
                 // "Come back later": a 429, or a 503 that says when. Nothing was applied.
-                let asked = match resp.status {
-                    429 | 503 => crate::headers::server_wait(&resp.headers, SystemTime::now()),
-                    _ => None,
-                };
+                let asked = retry::come_back_in(&resp);
                 if resp.status == 429 {
                     sh.net.stats.throttle();
                     sh.net.gate.throttled();
