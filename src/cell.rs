@@ -20,8 +20,8 @@ pub enum Cell {
     /// Text, trimmed. Leading `+` and `0` are kept as typed. Text of up to 24 bytes (most
     /// cells) is held inline: the reader makes no allocation for it, so a row handed to
     /// another thread to be planned leaves no memory behind to be freed across threads
-    /// (with `String`s, glibc's allocator made a 1,000,000-row check 25-40 % slower: the
-    /// planning threads waited on the reader's arena lock to free its cells).
+    /// (with `String`s the planning threads wait on the reader's allocator arena lock to
+    /// free its cells; the figures are in the README).
     Text(CompactString),
     /// A numeric cell holding an integral value that fits exactly (`1234`, never `1234.0`).
     Int(i64),

@@ -87,10 +87,8 @@ fn attr(e: &BytesStart<'_>, name: &str) -> Option<String> {
 /// The hidden rows of a worksheet's XML. A `<row>` without `r` follows the one before.
 ///
 /// Only the `<row ...>` tags are looked at: found with `memchr` and their attributes split
-/// on whitespace (a row's attribute values hold none). A full XML tokenizer (quick-xml, as
-/// for the small parts above) also tokenizes every cell: on a 200,000-row sheet that took
-/// 1.5-2 s of CPU, a quarter more wall time for `check`, where this scan takes about as
-/// long as inflating the part on a core of its own.
+/// on whitespace (a row's attribute values hold none), so no cell is tokenized (quick-xml,
+/// as for the small parts above, would tokenize every one).
 /// The longest `<row ...>` tag looked at.
 const MAX_TAG: usize = 1 << 20;
 

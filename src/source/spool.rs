@@ -6,8 +6,8 @@
 //! (one JSON line per row) and the second pass reads them back. The file is deleted when
 //! the spool is dropped. A CSV needs no spool: re-reading it is cheap.
 //!
-//! JSON rather than a binary format: with MessagePack (rmp-serde) a 200,000-row check
-//! was not 20 % faster (the figure is in the README), so the crate did not pay for itself.
+//! JSON rather than a binary format: MessagePack (rmp-serde) did not pay for its crate
+//! (the measurement is in the README).
 //!
 //! A run also reads its input from a [`PrivateCopy`]: the passes over a sheet (duplicate
 //! keys, then planning) must see one version of it, even when someone appends to or
